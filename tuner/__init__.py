@@ -1,0 +1,7 @@
+"""Load-test a SageMaker endpoint, simulate and tune its target-tracking policy, report why."""
+
+from tuner.errors import TunerError
+from tuner.policy import MetricType, Resource, ResourceKind, ScalingPolicy
+
+__all__ = ["MetricType", "Resource", "ResourceKind", "ScalingPolicy", "TunerError"]
+__version__ = "0.1.0"

@@ -1,0 +1,20 @@
+"""boto3 adapters: the only part of the package that imports boto3.
+
+Clients come from :class:`AwsSession` (standard credential chain, ``AWS_ENDPOINT_URL`` honoured)
+or are injected; none is created at import, so moto intercepts them in tests.
+"""
+
+from tuner.aws.autoscaling import AutoScaling, ScalingSnapshot
+from tuner.aws.clients import AwsSession, translate_client_error
+from tuner.aws.cloudwatch import SAGEMAKER_METRICS, fetch_variant_metrics
+from tuner.aws.endpoint import Endpoints
+
+__all__ = [
+    "SAGEMAKER_METRICS",
+    "AutoScaling",
+    "AwsSession",
+    "Endpoints",
+    "ScalingSnapshot",
+    "fetch_variant_metrics",
+    "translate_client_error",
+]

@@ -1,0 +1,82 @@
+"""Client construction and the ClientError -> TunerError boundary."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
+
+from tuner.errors import (
+    AccessDenied,
+    AwsError,
+    EndpointNotFound,
+    TargetNotRegistered,
+    Throttled,
+)
+
+# Standard retry mode backs off exponentially with jitter on throttling and transient errors
+# (botocore retries guide); 8 attempts ride out a burst of Describe* throttling.
+_RETRIES = {"mode": "standard", "max_attempts": 8}
+_THROTTLE_CODES = {
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestLimitExceeded",
+    "TooManyRequestsException",
+    "LimitExceededException",
+}
+_DENIED_CODES = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class AwsSession:
+    """Where AWS calls go: region, named profile, endpoint URL (None: the standard chain)."""
+
+    region: str | None = None
+    profile: str | None = None
+    endpoint_url: str | None = None
+    """Every service's URL, e.g. the local AWS; None honours AWS_ENDPOINT_URL."""
+
+    def client(self, service: str) -> Any:
+        """A new boto3 client for ``service``, with standard retries."""
+        try:
+            session = boto3.session.Session(profile_name=self.profile, region_name=self.region)
+            kwargs: dict[str, Any] = {"config": Config(retries=_RETRIES)}  # type: ignore[dict-item]
+            if self.endpoint_url:
+                kwargs["endpoint_url"] = self.endpoint_url
+            return session.client(service, **kwargs)
+        except NoRegionError as e:
+            raise AwsError(
+                "no AWS region: pass --region or set AWS_REGION (e.g. us-east-1)"
+            ) from e
+        except BotoCoreError as e:
+            raise AwsError(f"cannot create the {service} client: {e}") from e
+
+
+def translate_client_error(e: Exception, what: str) -> AwsError:
+    """Turn a boto3 error into the TunerError a user can act on (raise it ``from e``)."""
+    if isinstance(e, NoCredentialsError):
+        return AccessDenied(
+            f"{what}: no AWS credentials found (set AWS_PROFILE or AWS_ACCESS_KEY_ID, "
+            "or use --endpoint-url for the local AWS)"
+        )
+    if isinstance(e, BotoCoreError):
+        return AwsError(f"{what}: {e}")
+    if not isinstance(e, ClientError):
+        return AwsError(f"{what}: {e}")
+    err = e.response.get("Error", {})
+    code = str(err.get("Code", ""))
+    message = str(err.get("Message", "")).strip() or code
+    if code in _THROTTLE_CODES:
+        return Throttled(f"{what}: AWS throttled the call after retries ({code}): {message}")
+    if code in _DENIED_CODES:
+        return AccessDenied(f"{what}: access denied: {message}")
+    lowered = message.lower()
+    if "could not find endpoint" in lowered or code == "EndpointNotFound":
+        return EndpointNotFound(f"{what}: {message}")
+    if code == "ObjectNotFoundException":
+        return TargetNotRegistered(f"{what}: {message}")
+    return AwsError(f"{what}: {code}: {message}")

@@ -1,0 +1,1 @@
+"""Subcommands of ``tuner``: each module has ``register(subparsers)`` and ``run(args)``."""

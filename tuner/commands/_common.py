@@ -1,0 +1,32 @@
+"""Options and helpers shared by subcommands."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_aws_options(parser: argparse.ArgumentParser) -> None:
+    """--region, --aws-profile, --endpoint-url (AWS_ENDPOINT_URL is honoured too)."""
+    g = parser.add_argument_group("AWS connection (standard credential chain)")
+    g.add_argument("--region", help="AWS region (default: AWS_REGION / AWS_DEFAULT_REGION / config)")
+    g.add_argument("--aws-profile", help="named profile from ~/.aws/config (default: AWS_PROFILE)")
+    g.add_argument(
+        "--endpoint-url",
+        help="send every AWS call here, e.g. the local AWS of `tuner emulate` "
+        "(default: AWS_ENDPOINT_URL)",
+    )
+
+
+def add_endpoint_options(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+    parser.add_argument("--endpoint", required=required, help="SageMaker endpoint name")
+    parser.add_argument("--variant", default="AllTraffic", help="production variant (default: AllTraffic)")
+
+
+def aws_session(args: argparse.Namespace):  # -> tuner.aws.AwsSession (lazy: boto3 is heavy)
+    from tuner.aws import AwsSession
+
+    return AwsSession(
+        region=getattr(args, "region", None),
+        profile=getattr(args, "aws_profile", None),
+        endpoint_url=getattr(args, "endpoint_url", None),
+    )

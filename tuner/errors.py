@@ -1,0 +1,55 @@
+"""One error hierarchy: every failure a user can cause or meet is a TunerError.
+
+The CLI prints ``str(error)`` as one line and exits 2; messages state the field, the rule and the
+value ("MinCapacity <= MaxCapacity must hold, got 5 > 2").
+"""
+
+from __future__ import annotations
+
+
+class TunerError(Exception):
+    """Base of every error the tuner reports to a user."""
+
+
+class ValidationError(TunerError):
+    """Bad input: a file, a flag or a value breaks a stated rule."""
+
+
+class PolicyError(ValidationError):
+    """A scaling policy (file or values) is invalid."""
+
+
+class ProfileError(ValidationError):
+    """A traffic profile (TOML or replay CSV) is invalid."""
+
+
+class CapacityError(ValidationError):
+    """A capacity file is invalid."""
+
+
+class AwsError(TunerError):
+    """An AWS call failed; raised at the boto3 boundary from the ClientError."""
+
+
+class EndpointNotFound(AwsError):
+    """The SageMaker endpoint (or variant) does not exist."""
+
+
+class TargetNotRegistered(AwsError):
+    """The variant has no scalable target registered with Application Auto Scaling."""
+
+
+class AccessDenied(AwsError):
+    """The credentials are not allowed to make the call."""
+
+
+class Throttled(AwsError):
+    """AWS kept throttling the call after the retries."""
+
+
+class LoadTestError(TunerError):
+    """The load generator failed to start or run."""
+
+
+class TrialError(TunerError):
+    """A live trial could not complete."""
