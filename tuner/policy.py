@@ -50,6 +50,11 @@ class ResourceKind(enum.Enum):
         return "sagemaker:inference-component:DesiredCopyCount"
 
     @property
+    def noun(self) -> str:
+        """Readable name for messages: "endpoint variant", "inference component"."""
+        return "endpoint variant" if self is ResourceKind.VARIANT else "inference component"
+
+    @property
     def min_capacity_floor(self) -> int:
         """Smallest MinCapacity AWS accepts: variants keep one instance, components may go to 0."""
         return 1 if self is ResourceKind.VARIANT else 0
@@ -227,7 +232,7 @@ class ScalingPolicy:
         floor = self.kind.min_capacity_floor
         if self.min_capacity < floor:
             raise PolicyError(
-                f"ScalableTarget.MinCapacity >= {floor} must hold for an {self.kind.value}, "
+                f"ScalableTarget.MinCapacity >= {floor} must hold for an {self.kind.noun}, "
                 f"got {self.min_capacity}"
             )
         if self.min_capacity > self.max_capacity:
@@ -272,7 +277,7 @@ class ScalingPolicy:
             if metric.kind is not self.kind:
                 raise PolicyError(
                     f"{tt}.PredefinedMetricSpecification.PredefinedMetricType {metric.value} "
-                    f"scales an {metric.kind.value}, but the policy is for an {self.kind.value}"
+                    f"scales an {metric.kind.noun}, but the policy is for an {self.kind.noun}"
                 )
         elif not isinstance(self.customized_metric, Mapping) or not self.customized_metric:
             raise PolicyError(f"{tt}.CustomizedMetricSpecification must be a non-empty object")
@@ -307,8 +312,8 @@ class ScalingPolicy:
         """Raise unless this policy can scale ``resource``."""
         if resource.kind is not self.kind:
             raise PolicyError(
-                f"the policy is for an {self.kind.value} but {resource.resource_id} is an "
-                f"{resource.kind.value}"
+                f"the policy is for an {self.kind.noun} but {resource.resource_id} is an "
+                f"{resource.kind.noun}"
             )
 
     @classmethod
@@ -496,3 +501,54 @@ class ScalingPolicy:
             "ScalableDimension": target["ScalableDimension"],
         }
         return cls.from_dict(data)
+
+
+def _flat_fields(policy: ScalingPolicy | None) -> dict[str, Any]:
+    if policy is None:
+        return {}
+    config = policy.to_dict()["TargetTrackingScalingPolicyConfiguration"]
+    metric = (
+        policy.metric_type.value
+        if policy.metric_type is not None
+        else json.dumps(policy.customized_metric, sort_keys=True)
+    )
+    return {
+        "MinCapacity": policy.min_capacity,
+        "MaxCapacity": policy.max_capacity,
+        "TargetValue": policy.target_value,
+        "Metric": metric,
+        "ScaleOutCooldown": config["ScaleOutCooldown"],
+        "ScaleInCooldown": config["ScaleInCooldown"],
+        "DisableScaleIn": policy.disable_scale_in,
+    }
+
+
+def policy_diff(
+    live: ScalingPolicy | None, wanted: ScalingPolicy
+) -> list[tuple[str, Any | None, Any]]:
+    """(field, live value or None, wanted value) for every field, in the policy file's order."""
+    old, new = _flat_fields(live), _flat_fields(wanted)
+    return [(key, old.get(key), value) for key, value in new.items()]
+
+
+def format_diff(live: ScalingPolicy | None, wanted: ScalingPolicy) -> str:
+    """A readable field-by-field diff: ``TargetValue  240 -> 300``."""
+
+    def show(v: Any) -> str:
+        if v is None:
+            return "(none)"
+        if isinstance(v, bool):
+            return str(v).lower()
+        if isinstance(v, float):
+            return f"{v:g}"
+        return str(v)
+
+    rows = policy_diff(live, wanted)
+    width = max(len(k) for k, _, _ in rows)
+    lines = []
+    for key, old, new in rows:
+        if old == new:
+            lines.append(f"  {key:<{width}}  {show(new)}  (unchanged)")
+        else:
+            lines.append(f"  {key:<{width}}  {show(old)} -> {show(new)}")
+    return "\n".join(lines)

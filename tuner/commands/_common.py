@@ -30,3 +30,28 @@ def aws_session(args: argparse.Namespace):  # -> tuner.aws.AwsSession (lazy: bot
         profile=getattr(args, "aws_profile", None),
         endpoint_url=getattr(args, "endpoint_url", None),
     )
+
+
+def add_resource_options(parser: argparse.ArgumentParser) -> None:
+    """--endpoint/--variant, or --inference-component: what the policy scales."""
+    g = parser.add_argument_group("what to scale")
+    g.add_argument("--endpoint", help="SageMaker endpoint name")
+    g.add_argument("--variant", default="AllTraffic", help="production variant (default: AllTraffic)")
+    g.add_argument(
+        "--inference-component",
+        metavar="NAME",
+        help="scale an inference component's copies instead of an endpoint variant",
+    )
+
+
+def resource_from(args: argparse.Namespace):  # -> tuner.policy.Resource
+    from tuner.errors import ValidationError
+    from tuner.policy import Resource
+
+    if getattr(args, "inference_component", None):
+        if getattr(args, "endpoint", None):
+            raise ValidationError("give --endpoint or --inference-component, not both")
+        return Resource.for_component(args.inference_component)
+    if not getattr(args, "endpoint", None):
+        raise ValidationError("--endpoint is required (or --inference-component)")
+    return Resource.for_variant(args.endpoint, args.variant)

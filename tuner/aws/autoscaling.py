@@ -1,0 +1,317 @@
+"""Application Auto Scaling for one SageMaker resource: read, apply, snapshot, restore."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from tuner.aws.clients import AwsSession, translate_client_error
+from tuner.errors import PolicyError, TargetNotRegistered, TunerError
+from tuner.policy import SERVICE_NAMESPACE, Resource, ScalingPolicy
+
+SNAPSHOT_VERSION = 1
+# Fields of DescribeScalingPolicies / DescribeScheduledActions entries that AWS computes; they are
+# not accepted by the Put* calls and are dropped before a restore.
+_POLICY_PUT_KEYS = (
+    "PolicyName",
+    "PolicyType",
+    "StepScalingPolicyConfiguration",
+    "TargetTrackingScalingPolicyConfiguration",
+    "PredictiveScalingPolicyConfiguration",
+)
+_SCHEDULED_PUT_KEYS = ("ScheduledActionName", "Schedule", "Timezone", "StartTime", "EndTime")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items() if k != "ResponseMetadata"}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class ScalingSnapshot:
+    """Everything Application Auto Scaling holds for one resource, to put back exactly."""
+
+    resource: Resource
+    target: dict[str, Any] | None
+    """The DescribeScalableTargets entry (None: nothing was registered)."""
+    policies: tuple[dict[str, Any], ...] = ()
+    scheduled_actions: tuple[dict[str, Any], ...] = ()
+    taken_at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": SNAPSHOT_VERSION,
+            "resource_id": self.resource.resource_id,
+            "taken_at": self.taken_at,
+            "target": self.target,
+            "policies": list(self.policies),
+            "scheduled_actions": list(self.scheduled_actions),
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write atomically (a torn snapshot would make restore impossible)."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> ScalingSnapshot:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except OSError as e:
+            raise TunerError(f"{path}: cannot read snapshot ({e.strerror})") from e
+        except json.JSONDecodeError as e:
+            raise TunerError(f"{path}: malformed JSON at line {e.lineno}: {e.msg}") from e
+        if not isinstance(data, dict) or data.get("version") != SNAPSHOT_VERSION:
+            raise TunerError(f"{path}: not a tuner scaling snapshot (version {SNAPSHOT_VERSION})")
+        try:
+            return cls(
+                resource=Resource.parse(data["resource_id"]),
+                target=data["target"],
+                policies=tuple(data["policies"]),
+                scheduled_actions=tuple(data["scheduled_actions"]),
+                taken_at=data["taken_at"],
+            )
+        except (KeyError, TypeError) as e:
+            raise TunerError(f"{path}: snapshot field {e} is missing or malformed") from e
+
+
+class AutoScaling:
+    """Application Auto Scaling calls for SageMaker resources, errors translated."""
+
+    def __init__(self, client: Any | None = None, *, session: AwsSession | None = None) -> None:
+        self._client = client
+        self._session = session or AwsSession()
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = self._session.client("application-autoscaling")
+        return self._client
+
+    def _call(self, what: str, fn: Callable[..., Any], **kwargs: Any) -> Any:
+        try:
+            return fn(**kwargs)
+        except (ClientError, BotoCoreError) as e:
+            raise translate_client_error(e, what) from e
+
+    def _pages(self, operation: str, key: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        paginator = self.client.get_paginator(operation)
+        try:
+            for page in paginator.paginate(ServiceNamespace=SERVICE_NAMESPACE, **kwargs):
+                yield from page.get(key, [])
+        except (ClientError, BotoCoreError) as e:
+            raise translate_client_error(e, operation) from e
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def describe_target(self, resource: Resource) -> dict[str, Any] | None:
+        """The registered scalable target, or None."""
+        for target in self._pages(
+            "describe_scalable_targets",
+            "ScalableTargets",
+            ResourceIds=[resource.resource_id],
+            ScalableDimension=resource.scalable_dimension,
+        ):
+            if target["ResourceId"] == resource.resource_id:
+                return _jsonable(target)  # type: ignore[no-any-return]
+        return None
+
+    def describe_policies(self, resource: Resource) -> list[dict[str, Any]]:
+        """Every scaling policy of the resource (filtered here: some backends ignore filters)."""
+        return [
+            _jsonable(p)
+            for p in self._pages(
+                "describe_scaling_policies",
+                "ScalingPolicies",
+                ResourceId=resource.resource_id,
+                ScalableDimension=resource.scalable_dimension,
+            )
+            if p["ResourceId"] == resource.resource_id
+        ]
+
+    def describe_scheduled_actions(self, resource: Resource) -> list[dict[str, Any]]:
+        return [
+            _jsonable(a)
+            for a in self._pages(
+                "describe_scheduled_actions",
+                "ScheduledActions",
+                ResourceId=resource.resource_id,
+                ScalableDimension=resource.scalable_dimension,
+            )
+            if a["ResourceId"] == resource.resource_id
+        ]
+
+    def read_policy(self, resource: Resource, name: str | None = None) -> ScalingPolicy | None:
+        """The live target-tracking policy (by name, else the first one), or None."""
+        target = self.describe_target(resource)
+        if target is None:
+            return None
+        tracking = [
+            p
+            for p in self.describe_policies(resource)
+            if p.get("PolicyType") == "TargetTrackingScaling"
+            and (name is None or p["PolicyName"] == name)
+        ]
+        if not tracking:
+            return None
+        return ScalingPolicy.from_aws(target, sorted(tracking, key=lambda p: p["PolicyName"])[0])
+
+    def describe_activities(self, resource: Resource) -> list[dict[str, Any]]:
+        """Scaling activities, newest first; [] with a warning where the backend lacks the call."""
+        try:
+            return [
+                _jsonable(a)
+                for a in self._pages(
+                    "describe_scaling_activities",
+                    "ScalingActivities",
+                    ResourceId=resource.resource_id,
+                    ScalableDimension=resource.scalable_dimension,
+                )
+            ]
+        except (TunerError, NotImplementedError) as e:
+            # moto lacks the call (500 over HTTP, NotImplementedError in-process); activities
+            # are informative, never required.
+            warnings.warn(f"scaling activities unavailable: {e}", RuntimeWarning, stacklevel=2)
+            return []
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def apply(self, policy: ScalingPolicy, resource: Resource) -> ScalingPolicy:
+        """Register the target, put the policy, read it back and check it is what was asked."""
+        self._call(
+            "RegisterScalableTarget",
+            self.client.register_scalable_target,
+            **policy.register_scalable_target_args(resource),
+        )
+        self._call(
+            "PutScalingPolicy",
+            self.client.put_scaling_policy,
+            **policy.put_scaling_policy_args(resource),
+        )
+        live = self.read_policy(resource, policy.name)
+        if live != policy:
+            raise PolicyError(
+                f"read-back of {resource.resource_id} differs from what was applied: "
+                f"{live.to_dict() if live else None} != {policy.to_dict()}"
+            )
+        return live
+
+    def delete_policy(self, resource: Resource, name: str) -> None:
+        self._call(
+            "DeleteScalingPolicy",
+            self.client.delete_scaling_policy,
+            PolicyName=name,
+            ServiceNamespace=SERVICE_NAMESPACE,
+            ResourceId=resource.resource_id,
+            ScalableDimension=resource.scalable_dimension,
+        )
+
+    def set_suspended(self, resource: Resource, *, scale_in: bool, scale_out: bool) -> None:
+        """Suspend or resume dynamic scaling on a registered target (calibration holds capacity)."""
+        target = self.describe_target(resource)
+        if target is None:
+            raise TargetNotRegistered(f"{resource.resource_id} has no scalable target registered")
+        self._call(
+            "RegisterScalableTarget",
+            self.client.register_scalable_target,
+            ServiceNamespace=SERVICE_NAMESPACE,
+            ResourceId=resource.resource_id,
+            ScalableDimension=resource.scalable_dimension,
+            SuspendedState={
+                "DynamicScalingInSuspended": scale_in,
+                "DynamicScalingOutSuspended": scale_out,
+                "ScheduledScalingSuspended": bool(
+                    (target.get("SuspendedState") or {}).get("ScheduledScalingSuspended", False)
+                ),
+            },
+        )
+
+    # -- snapshot and restore ------------------------------------------------------------------
+
+    def snapshot(self, resource: Resource) -> ScalingSnapshot:
+        target = self.describe_target(resource)
+        if target is None:
+            return ScalingSnapshot(resource=resource, target=None)
+        return ScalingSnapshot(
+            resource=resource,
+            target=target,
+            policies=tuple(self.describe_policies(resource)),
+            scheduled_actions=tuple(self.describe_scheduled_actions(resource)),
+        )
+
+    def restore(self, snap: ScalingSnapshot) -> None:
+        """Put the resource's scaling state back exactly as the snapshot holds it."""
+        resource = snap.resource
+        base = {
+            "ServiceNamespace": SERVICE_NAMESPACE,
+            "ResourceId": resource.resource_id,
+            "ScalableDimension": resource.scalable_dimension,
+        }
+        if snap.target is None:
+            if self.describe_target(resource) is not None:
+                # AWS deletes a target's policies and actions with it [DOC]; moto does not, so
+                # delete them first: the same end state on both.
+                self._delete_all(resource, base)
+                self._call(
+                    "DeregisterScalableTarget",
+                    self.client.deregister_scalable_target,
+                    **base,
+                )
+            return
+        register = dict(base, MinCapacity=snap.target["MinCapacity"])
+        register["MaxCapacity"] = snap.target["MaxCapacity"]
+        if snap.target.get("SuspendedState"):
+            register["SuspendedState"] = snap.target["SuspendedState"]
+        self._call("RegisterScalableTarget", self.client.register_scalable_target, **register)
+        wanted = {p["PolicyName"] for p in snap.policies}
+        for live in self.describe_policies(resource):
+            if live["PolicyName"] not in wanted:
+                self.delete_policy(resource, live["PolicyName"])
+        for p in snap.policies:
+            # Only configuration goes back: Alarms, PolicyARN and CreationTime are AWS's state.
+            args = {k: p[k] for k in _POLICY_PUT_KEYS if k in p}
+            self._call("PutScalingPolicy", self.client.put_scaling_policy, **base, **args)
+        wanted_actions = {a["ScheduledActionName"] for a in snap.scheduled_actions}
+        for live in self.describe_scheduled_actions(resource):
+            if live["ScheduledActionName"] not in wanted_actions:
+                self._call(
+                    "DeleteScheduledAction",
+                    self.client.delete_scheduled_action,
+                    ScheduledActionName=live["ScheduledActionName"],
+                    **base,
+                )
+        for a in snap.scheduled_actions:
+            args = {k: a[k] for k in _SCHEDULED_PUT_KEYS if k in a}
+            for key in ("StartTime", "EndTime"):
+                if key in args:
+                    args[key] = dt.datetime.fromisoformat(args[key])
+            if a.get("ScalableTargetAction"):
+                args["ScalableTargetAction"] = a["ScalableTargetAction"]
+            self._call("PutScheduledAction", self.client.put_scheduled_action, **base, **args)
+
+    def _delete_all(self, resource: Resource, base: dict[str, str]) -> None:
+        for live in self.describe_policies(resource):
+            self.delete_policy(resource, live["PolicyName"])
+        for action in self.describe_scheduled_actions(resource):
+            self._call(
+                "DeleteScheduledAction",
+                self.client.delete_scheduled_action,
+                ScheduledActionName=action["ScheduledActionName"],
+                **base,
+            )

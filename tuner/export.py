@@ -1,0 +1,159 @@
+"""A policy as the AWS CLI, CloudFormation or Terraform would apply it."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Callable
+from typing import Any
+
+from tuner.errors import ValidationError
+from tuner.policy import Resource, ScalingPolicy
+
+FORMATS = ("aws-cli", "cloudformation", "terraform")
+
+
+def export_policy(policy: ScalingPolicy, resource: Resource, fmt: str) -> str:
+    """The text that applies ``policy`` to ``resource`` in format ``fmt`` (one of FORMATS)."""
+    writers: dict[str, Callable[[ScalingPolicy, Resource], str]] = {
+        "aws-cli": to_aws_cli,
+        "cloudformation": to_cloudformation,
+        "terraform": to_terraform,
+    }
+    if fmt not in writers:
+        raise ValidationError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    return writers[fmt](policy, resource)
+
+
+def to_aws_cli(policy: ScalingPolicy, resource: Resource) -> str:
+    """The two ``aws application-autoscaling`` commands with their --cli-input-json payloads."""
+    register = json.dumps(policy.register_scalable_target_args(resource), indent=2)
+    put = json.dumps(policy.put_scaling_policy_args(resource), indent=2)
+    return (
+        "aws application-autoscaling register-scalable-target --cli-input-json "
+        f"{shlex.quote(register)}\n\n"
+        "aws application-autoscaling put-scaling-policy --cli-input-json "
+        f"{shlex.quote(put)}\n"
+    )
+
+
+def _yaml(value: Any, indent: int = 0) -> list[str]:
+    # JSON scalars are valid YAML scalars, so only the nesting needs writing.
+    pad = "  " * indent
+    lines: list[str] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(item, dict | list) and item:
+                lines.append(f"{pad}{key}:")
+                lines.extend(_yaml(item, indent + 1))
+            else:
+                lines.append(f"{pad}{key}: {json.dumps(item)}")
+    elif isinstance(value, list):
+        for item in value:
+            if isinstance(item, dict | list) and item:
+                inner = _yaml(item, indent + 1)
+                lines.append(f"{pad}- {inner[0].lstrip()}")
+                lines.extend(inner[1:])
+            else:
+                lines.append(f"{pad}- {json.dumps(item)}")
+    return lines
+
+
+def to_cloudformation(policy: ScalingPolicy, resource: Resource) -> str:
+    """A CloudFormation template (YAML): ScalableTarget + ScalingPolicy."""
+    register = policy.register_scalable_target_args(resource)
+    put = policy.put_scaling_policy_args(resource)
+    template = {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Description": f"Target-tracking autoscaling for {resource.resource_id} (tuner)",
+        "Resources": {
+            "ScalableTarget": {
+                "Type": "AWS::ApplicationAutoScaling::ScalableTarget",
+                "Properties": {
+                    "ServiceNamespace": register["ServiceNamespace"],
+                    "ResourceId": register["ResourceId"],
+                    "ScalableDimension": register["ScalableDimension"],
+                    "MinCapacity": register["MinCapacity"],
+                    "MaxCapacity": register["MaxCapacity"],
+                },
+            },
+            "ScalingPolicy": {
+                "Type": "AWS::ApplicationAutoScaling::ScalingPolicy",
+                "Properties": {
+                    "PolicyName": put["PolicyName"],
+                    "PolicyType": put["PolicyType"],
+                    "ScalingTargetId": {"Ref": "ScalableTarget"},
+                    "TargetTrackingScalingPolicyConfiguration": put[
+                        "TargetTrackingScalingPolicyConfiguration"
+                    ],
+                },
+            },
+        },
+    }
+    return "\n".join(_yaml(template)) + "\n"
+
+
+def _hcl_name(text: str) -> str:
+    out = "".join(c if c.isalnum() else "_" for c in text).strip("_").lower()
+    return out if out and not out[0].isdigit() else f"r_{out}"
+
+
+def to_terraform(policy: ScalingPolicy, resource: Resource) -> str:
+    """Terraform: aws_appautoscaling_target + aws_appautoscaling_policy."""
+    name = _hcl_name(resource.name)
+    ref = f"aws_appautoscaling_target.{name}"
+    if policy.metric_type is not None:
+        metric = (
+            "    predefined_metric_specification {\n"
+            f"      predefined_metric_type = {json.dumps(policy.metric_type.value)}\n"
+            "    }\n"
+        )
+    else:
+        metric = _terraform_custom_metric(policy.customized_metric or {})
+    return (
+        f'resource "aws_appautoscaling_target" "{name}" {{\n'
+        '  service_namespace  = "sagemaker"\n'
+        f"  resource_id        = {json.dumps(resource.resource_id)}\n"
+        f"  scalable_dimension = {json.dumps(resource.scalable_dimension)}\n"
+        f"  min_capacity       = {policy.min_capacity}\n"
+        f"  max_capacity       = {policy.max_capacity}\n"
+        "}\n\n"
+        f'resource "aws_appautoscaling_policy" "{name}" {{\n'
+        f"  name               = {json.dumps(policy.name)}\n"
+        '  policy_type        = "TargetTrackingScaling"\n'
+        f"  service_namespace  = {ref}.service_namespace\n"
+        f"  resource_id        = {ref}.resource_id\n"
+        f"  scalable_dimension = {ref}.scalable_dimension\n\n"
+        "  target_tracking_scaling_policy_configuration {\n"
+        f"    target_value       = {policy.target_value:g}\n"
+        f"    scale_out_cooldown = {policy.scale_out_cooldown_s}\n"
+        f"    scale_in_cooldown  = {policy.scale_in_cooldown_s}\n"
+        f"    disable_scale_in   = {str(policy.disable_scale_in).lower()}\n\n"
+        f"{metric}"
+        "  }\n"
+        "}\n"
+    )
+
+
+def _terraform_custom_metric(spec: dict[str, Any]) -> str:
+    if "MetricName" not in spec:
+        raise ValidationError(
+            "terraform export supports CustomizedMetricSpecification with MetricName, Namespace "
+            "and Statistic; metric math (Metrics) must be written by hand"
+        )
+    lines = ["    customized_metric_specification {"]
+    for key, attr in (
+        ("MetricName", "metric_name"),
+        ("Namespace", "namespace"),
+        ("Statistic", "statistic"),
+        ("Unit", "unit"),
+    ):
+        if key in spec:
+            lines.append(f"      {attr} = {json.dumps(spec[key])}")
+    for dim in spec.get("Dimensions", []):
+        lines.append("      dimensions {")
+        lines.append(f"        name  = {json.dumps(dim['Name'])}")
+        lines.append(f"        value = {json.dumps(dim['Value'])}")
+        lines.append("      }")
+    lines.append("    }")
+    return "\n".join(lines) + "\n"
