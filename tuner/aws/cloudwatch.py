@@ -149,3 +149,52 @@ def _query(
                 break
             kwargs["NextToken"] = token
     return out
+
+
+def history_period_s(days: float) -> int:
+    """The finest period CloudWatch still keeps for data ``days`` old.
+
+    CloudWatch keeps 60-s data 15 days, 5-minute data 63 days and hourly data 455 days [DOC].
+    """
+    if days <= 15:
+        return 60
+    if days <= 63:
+        return 300
+    return 3600
+
+
+def collect_history(
+    client: Any,
+    endpoint: str,
+    variant: str,
+    start: dt.datetime,
+    end: dt.datetime,
+    *,
+    period_s: int = 60,
+) -> pd.DataFrame:
+    """Invocations per period in the replay format (``timestamp,invocations``) plus instances.
+
+    SageMaker publishes no instance-count metric; ``instances`` is derived per period as
+    Invocations / InvocationsPerInstance (each request adds 1/N to the latter), and is empty
+    where there was no traffic.
+    """
+    frame = fetch_variant_metrics(
+        client,
+        endpoint,
+        variant,
+        start,
+        end,
+        period_s=period_s,
+        metrics={"Invocations": ("Sum",), "InvocationsPerInstance": ("Sum",)},
+    )
+    invocations = frame["Invocations:Sum"]
+    per_instance = frame["InvocationsPerInstance:Sum"]
+    instances = (invocations / per_instance.where(per_instance > 0)).round(2)
+    out = pd.DataFrame(
+        {
+            "timestamp": frame.index.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "invocations": invocations.to_numpy(),
+            "instances": instances.to_numpy(),
+        }
+    )
+    return out
