@@ -44,8 +44,13 @@ def aws() -> Iterator[None]:
         yield
 
 
-def create_endpoint(sm: Any, name: str = "my-endpoint", variant: str = "AllTraffic", count: int = 1,
-                    tags: list[dict[str, str]] | None = None) -> None:
+def create_endpoint(
+    sm: Any,
+    name: str = "my-endpoint",
+    variant: str = "AllTraffic",
+    count: int = 1,
+    tags: list[dict[str, str]] | None = None,
+) -> None:
     """A model, endpoint config and endpoint in the (moto) control plane."""
     sm.create_model(
         ModelName=f"{name}-model",

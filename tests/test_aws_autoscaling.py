@@ -14,8 +14,13 @@ from tuner.errors import EndpointNotFound, TargetNotRegistered
 from tuner.policy import Resource, ScalingPolicy
 
 RESOURCE = Resource.for_variant("my-endpoint")
-POLICY = ScalingPolicy(min_capacity=1, max_capacity=8, target_value=300.0,
-                       scale_out_cooldown_s=60, scale_in_cooldown_s=600)
+POLICY = ScalingPolicy(
+    min_capacity=1,
+    max_capacity=8,
+    target_value=300.0,
+    scale_out_cooldown_s=60,
+    scale_in_cooldown_s=600,
+)
 
 
 def test_apply_reads_back_equal(aws: None) -> None:
@@ -66,8 +71,12 @@ def _state(scaling: AutoScaling) -> tuple[object, ...]:
         for p in scaling.describe_policies(RESOURCE)
     )
     actions = sorted(
-        (a["ScheduledActionName"], a["Schedule"], a["ScalableTargetAction"]["MinCapacity"],
-         a["ScalableTargetAction"]["MaxCapacity"])
+        (
+            a["ScheduledActionName"],
+            a["Schedule"],
+            a["ScalableTargetAction"]["MinCapacity"],
+            a["ScalableTargetAction"]["MaxCapacity"],
+        )
         for a in scaling.describe_scheduled_actions(RESOURCE)
     )
     return (target["MinCapacity"], target["MaxCapacity"], repr(policies), actions)
@@ -86,9 +95,12 @@ def test_snapshot_change_restore_is_exact(aws: None, tmp_path: Path) -> None:
     scaling.apply(POLICY.replace(target_value=999.0, min_capacity=2, max_capacity=3), RESOURCE)
     scaling.apply(POLICY.replace(name="extra", target_value=50.0), RESOURCE)
     scaling.delete_policy(RESOURCE, "latency-guard")
-    client.delete_scheduled_action(ServiceNamespace="sagemaker", ScheduledActionName="business-hours",
-                                   ResourceId=RESOURCE.resource_id,
-                                   ScalableDimension=RESOURCE.scalable_dimension)
+    client.delete_scheduled_action(
+        ServiceNamespace="sagemaker",
+        ScheduledActionName="business-hours",
+        ResourceId=RESOURCE.resource_id,
+        ScalableDimension=RESOURCE.scalable_dimension,
+    )
     assert _state(scaling) != original
 
     scaling.restore(ScalingSnapshot.load(path))
@@ -114,6 +126,16 @@ def test_suspend_requires_registered_target(aws: None) -> None:
     scaling.set_suspended(RESOURCE, scale_in=True, scale_out=True)
     state = scaling.describe_target(RESOURCE)["SuspendedState"]  # type: ignore[index]
     assert state["DynamicScalingInSuspended"] and state["DynamicScalingOutSuspended"]
+
+
+def test_restore_lifts_a_suspension_taken_after_the_snapshot(aws: None) -> None:
+    scaling = AutoScaling(boto3.client("application-autoscaling", region_name=REGION))
+    scaling.apply(POLICY, RESOURCE)
+    snap = scaling.snapshot(RESOURCE)
+    scaling.set_suspended(RESOURCE, scale_in=True, scale_out=True)
+    scaling.restore(snap)
+    state = scaling.describe_target(RESOURCE)["SuspendedState"]  # type: ignore[index]
+    assert not state["DynamicScalingInSuspended"] and not state["DynamicScalingOutSuspended"]
 
 
 def test_activities_tolerate_a_backend_without_the_call(aws: None) -> None:

@@ -16,13 +16,26 @@ T0 = dt.datetime(2026, 11, 1, 12, 0, tzinfo=dt.UTC)
 DIMS = [{"Name": "EndpointName", "Value": "ep"}, {"Name": "VariantName", "Value": "AllTraffic"}]
 
 
-def _put(cw: object, metric: str, minute: int, value: float, *, second: int = 0,
-         variant: str = "AllTraffic") -> None:
+def _put(
+    cw: object,
+    metric: str,
+    minute: int,
+    value: float,
+    *,
+    second: int = 0,
+    variant: str = "AllTraffic",
+) -> None:
     dims = [DIMS[0], {"Name": "VariantName", "Value": variant}]
     cw.put_metric_data(  # type: ignore[attr-defined]
         Namespace="AWS/SageMaker",
-        MetricData=[{"MetricName": metric, "Dimensions": dims, "Value": value,
-                     "Timestamp": T0 + dt.timedelta(minutes=minute, seconds=second)}],
+        MetricData=[
+            {
+                "MetricName": metric,
+                "Dimensions": dims,
+                "Value": value,
+                "Timestamp": T0 + dt.timedelta(minutes=minute, seconds=second),
+            }
+        ],
     )
 
 
@@ -37,7 +50,11 @@ def test_sums_per_minute_with_gaps_as_zero(aws: None) -> None:
     _put(cw, "ModelLatency", 0, 40_000)
     _put(cw, "ModelLatency", 0, 60_000, second=30)
     frame = fetch_variant_metrics(
-        cw, "ep", "AllTraffic", T0, T0 + dt.timedelta(minutes=3),
+        cw,
+        "ep",
+        "AllTraffic",
+        T0,
+        T0 + dt.timedelta(minutes=3),
         metrics={"Invocations": ("Sum",), "ModelLatency": ("Average", "Maximum")},
     )
     assert list(frame.index) == [T0 + dt.timedelta(minutes=m) for m in range(3)]
@@ -51,13 +68,26 @@ def test_long_window_paginates(aws: None) -> None:
     cw = boto3.client("cloudwatch", region_name=REGION)
     minutes = 2 * 24 * 60
     for first in range(0, minutes, 1000):
-        cw.put_metric_data(Namespace="AWS/SageMaker", MetricData=[
-            {"MetricName": "InvocationsPerInstance", "Dimensions": DIMS, "Value": float(m % 97),
-             "Timestamp": T0 + dt.timedelta(minutes=m)}
-            for m in range(first, min(first + 1000, minutes))
-        ])
-    frame = fetch_variant_metrics(cw, "ep", "AllTraffic", T0, T0 + dt.timedelta(minutes=minutes),
-                                  metrics={"InvocationsPerInstance": ("Sum",)})
+        cw.put_metric_data(
+            Namespace="AWS/SageMaker",
+            MetricData=[
+                {
+                    "MetricName": "InvocationsPerInstance",
+                    "Dimensions": DIMS,
+                    "Value": float(m % 97),
+                    "Timestamp": T0 + dt.timedelta(minutes=m),
+                }
+                for m in range(first, min(first + 1000, minutes))
+            ],
+        )
+    frame = fetch_variant_metrics(
+        cw,
+        "ep",
+        "AllTraffic",
+        T0,
+        T0 + dt.timedelta(minutes=minutes),
+        metrics={"InvocationsPerInstance": ("Sum",)},
+    )
     assert len(frame) == minutes
     assert frame["InvocationsPerInstance:Sum"].tolist() == [float(m % 97) for m in range(minutes)]
 
@@ -78,8 +108,15 @@ def test_ten_second_periods_and_bad_window(aws: None) -> None:
     cw = boto3.client("cloudwatch", region_name=REGION)
     _put(cw, "ConcurrentRequestsPerModel", 0, 3, second=12)
     _put(cw, "ConcurrentRequestsPerModel", 0, 9, second=15)
-    frame = fetch_variant_metrics(cw, "ep", "AllTraffic", T0, T0 + dt.timedelta(seconds=30),
-                                  period_s=10, metrics={"ConcurrentRequestsPerModel": ("Maximum",)})
+    frame = fetch_variant_metrics(
+        cw,
+        "ep",
+        "AllTraffic",
+        T0,
+        T0 + dt.timedelta(seconds=30),
+        period_s=10,
+        metrics={"ConcurrentRequestsPerModel": ("Maximum",)},
+    )
     assert len(frame) == 3
     assert frame["ConcurrentRequestsPerModel:Maximum"].iloc[1] == 9
     with pytest.raises(ValidationError, match="start < end must hold"):

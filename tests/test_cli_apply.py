@@ -1,4 +1,4 @@
-"""tuner apply / snapshot / restore / export through the CLI: output, exit codes, one-line errors."""
+"""CLI: apply, snapshot, restore, export — output, exit codes, one-line errors."""
 
 from __future__ import annotations
 
@@ -26,8 +26,9 @@ def _write(tmp_path: Path, data: Any, name: str = "p.policy.json") -> Path:
     return path
 
 
-def test_apply_dry_run_then_apply_and_verify(aws: None, tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_apply_dry_run_then_apply_and_verify(
+    aws: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     create_endpoint(boto3.client("sagemaker", region_name=REGION))
     scaling = AutoScaling(boto3.client("application-autoscaling", region_name=REGION))
     scaling.apply(POLICY.replace(target_value=240.0), RESOURCE)
@@ -48,8 +49,9 @@ def test_apply_dry_run_then_apply_and_verify(aws: None, tmp_path: Path,
     assert "nothing to change" in capsys.readouterr().out
 
 
-def test_snapshot_and_restore_commands(aws: None, tmp_path: Path,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_snapshot_and_restore_commands(
+    aws: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     scaling = AutoScaling(boto3.client("application-autoscaling", region_name=REGION))
     scaling.apply(POLICY, RESOURCE)
     snap = tmp_path / "snap.json"
@@ -67,8 +69,9 @@ def test_snapshot_and_restore_commands(aws: None, tmp_path: Path,
     assert scaling.read_policy(RESOURCE) == POLICY and not journal.exists()
 
 
-def test_export_command_prints_terraform(tmp_path: Path,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_export_command_prints_terraform(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = POLICY.save(tmp_path / "p.policy.json")
     assert main(["export", str(path), "--endpoint", "ep", "--format", "terraform"]) == 0
     assert 'resource "aws_appautoscaling_policy" "ep"' in capsys.readouterr().out
@@ -87,50 +90,75 @@ def _bad(**tt: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("content", "expected"),
     [
-        ({**GOOD, "ScalableTarget": {"MinCapacity": 5, "MaxCapacity": 2}},
-         "MinCapacity <= MaxCapacity must hold, got 5 > 2"),
+        (
+            {**GOOD, "ScalableTarget": {"MinCapacity": 5, "MaxCapacity": 2}},
+            "MinCapacity <= MaxCapacity must hold, got 5 > 2",
+        ),
         (_bad(TargetValue=-1), "TargetValue > 0 must hold, got -1"),
         (_bad(TargetValue=0), "TargetValue > 0 must hold, got 0"),
-        (_bad(PredefinedMetricSpecification={"PredefinedMetricType": "CPUUtilization"}),
-         "PredefinedMetricType must be one of"),
+        (
+            _bad(PredefinedMetricSpecification={"PredefinedMetricType": "CPUUtilization"}),
+            "PredefinedMetricType must be one of",
+        ),
         (_bad(ScaleInCooldown=30.5), "ScaleInCooldown must be an integer, got 30.5"),
         ('{"ScalableTarget": ', "malformed JSON at line 1"),
-        ({"ScalableTarget": {"MinCapacity": 1}, TT: GOOD[TT]},
-         "ScalableTarget.MaxCapacity is required"),
+        (
+            {"ScalableTarget": {"MinCapacity": 1}, TT: GOOD[TT]},
+            "ScalableTarget.MaxCapacity is required",
+        ),
     ],
-    ids=["min>max", "negative-target", "zero-target", "unknown-metric", "float-cooldown",
-         "malformed-json", "missing-field"],
+    ids=[
+        "min>max",
+        "negative-target",
+        "zero-target",
+        "unknown-metric",
+        "float-cooldown",
+        "malformed-json",
+        "missing-field",
+    ],
 )
-def test_bad_policy_exits_2_with_one_line(aws: None, tmp_path: Path, content: Any,
-                                          expected: str,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_policy_exits_2_with_one_line(
+    aws: None, tmp_path: Path, content: Any, expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = _write(tmp_path, content)
     assert main(["apply", str(path), "--endpoint", "my-endpoint"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and expected in err and "Traceback" not in err
 
 
-def test_missing_endpoint_exits_2_with_one_line(aws: None, tmp_path: Path,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_endpoint_exits_2_with_one_line(
+    aws: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = POLICY.save(tmp_path / "p.policy.json")
     assert main(["apply", str(path), "--endpoint", "does-not-exist"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "does-not-exist" in err and "Could not find endpoint" in err
 
 
-def test_subprocess_exit_code_and_debug_traceback(tmp_path: Path,
-                                                  subprocess_env: dict[str, str]) -> None:
+def test_subprocess_exit_code_and_debug_traceback(
+    tmp_path: Path, subprocess_env: dict[str, str]
+) -> None:
     path = _write(tmp_path, _bad(TargetValue=-3))
-    base = [sys.executable, "-m", "tuner", "export", str(path), "--endpoint", "e", "--format",
-            "aws-cli"]
+    base = [
+        sys.executable,
+        "-m",
+        "tuner",
+        "export",
+        str(path),
+        "--endpoint",
+        "e",
+        "--format",
+        "aws-cli",
+    ]
     plain = subprocess.run(base, capture_output=True, text=True, env=subprocess_env, timeout=60)
     assert plain.returncode == 2
     assert plain.stderr.strip().splitlines() == [
         f"tuner export: error: {path}: TargetTrackingScalingPolicyConfiguration.TargetValue > 0 "
         "must hold, got -3"
     ]
-    debug = subprocess.run([*base, "--debug"], capture_output=True, text=True,
-                           env=subprocess_env, timeout=60)
+    debug = subprocess.run(
+        [*base, "--debug"], capture_output=True, text=True, env=subprocess_env, timeout=60
+    )
     assert debug.returncode != 0 and "Traceback" in debug.stderr
 
 

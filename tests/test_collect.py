@@ -16,26 +16,38 @@ from tuner.cli import main
 from tuner.profiles import load_profile
 
 END = dt.datetime(2026, 11, 20, 0, 0, tzinfo=dt.UTC)
-DIMS = [{"Name": "EndpointName", "Value": "my-endpoint"},
-        {"Name": "VariantName", "Value": "AllTraffic"}]
+DIMS = [
+    {"Name": "EndpointName", "Value": "my-endpoint"},
+    {"Name": "VariantName", "Value": "AllTraffic"},
+]
 
 
 def _publish(cw: object, counts: list[float], instances: list[int], start: dt.datetime) -> None:
     data = []
-    for m, (n, k) in enumerate(zip(counts, instances)):
+    for m, (n, k) in enumerate(zip(counts, instances, strict=True)):
         ts = start + dt.timedelta(minutes=m, seconds=20)
         if n:
-            data.append({"MetricName": "Invocations", "Dimensions": DIMS, "Value": n,
-                         "Timestamp": ts})
-            data.append({"MetricName": "InvocationsPerInstance", "Dimensions": DIMS,
-                         "Value": n / k, "Timestamp": ts})
+            data.append(
+                {"MetricName": "Invocations", "Dimensions": DIMS, "Value": n, "Timestamp": ts}
+            )
+            data.append(
+                {
+                    "MetricName": "InvocationsPerInstance",
+                    "Dimensions": DIMS,
+                    "Value": n / k,
+                    "Timestamp": ts,
+                }
+            )
     for first in range(0, len(data), 1000):
-        cw.put_metric_data(Namespace="AWS/SageMaker",  # type: ignore[attr-defined]
-                           MetricData=data[first:first + 1000])
+        cw.put_metric_data(
+            Namespace="AWS/SageMaker",  # type: ignore[attr-defined]
+            MetricData=data[first : first + 1000],
+        )
 
 
-def test_collect_writes_replayable_history(aws: None, tmp_path: Path,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_collect_writes_replayable_history(
+    aws: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     create_endpoint(boto3.client("sagemaker", region_name=REGION))
     cw = boto3.client("cloudwatch", region_name=REGION)
     minutes = 180
@@ -47,8 +59,22 @@ def test_collect_writes_replayable_history(aws: None, tmp_path: Path,
     _publish(cw, counts, instances, start)
 
     out = tmp_path / "history.csv"
-    assert main(["collect", "--endpoint", "my-endpoint", "--days", str(minutes / 1440),
-                 "--end", END.isoformat(), "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "collect",
+                "--endpoint",
+                "my-endpoint",
+                "--days",
+                str(minutes / 1440),
+                "--end",
+                END.isoformat(),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert "wrote" in capsys.readouterr().out
     history = pd.read_csv(out)
     assert list(history.columns) == ["timestamp", "invocations", "instances"]
@@ -56,7 +82,9 @@ def test_collect_writes_replayable_history(aws: None, tmp_path: Path,
     assert history["timestamp"].iloc[0] == start.strftime("%Y-%m-%dT%H:%M:%SZ")
     assert history["invocations"].tolist() == counts
     busy = history["invocations"] > 0
-    assert history.loc[busy, "instances"].tolist() == [k for c, k in zip(counts, instances) if c]
+    assert history.loc[busy, "instances"].tolist() == [
+        k for c, k in zip(counts, instances, strict=True) if c
+    ]
     assert np.isnan(history["instances"].iloc[50])
 
     profile = load_profile(out.with_suffix(".toml"))
@@ -64,14 +92,16 @@ def test_collect_writes_replayable_history(aws: None, tmp_path: Path,
     assert np.allclose(profile.counts(60), counts)
 
 
-@pytest.mark.parametrize(("days", "period"), [(1, 60), (14, 60), (30, 300), (90, 3600)],
-                         ids=["1d", "14d", "30d", "90d"])
+@pytest.mark.parametrize(
+    ("days", "period"), [(1, 60), (14, 60), (30, 300), (90, 3600)], ids=["1d", "14d", "30d", "90d"]
+)
 def test_period_follows_cloudwatch_retention(days: float, period: int) -> None:
     assert history_period_s(days) == period
 
 
-def test_collect_unknown_endpoint_exits_2(aws: None, tmp_path: Path,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_collect_unknown_endpoint_exits_2(
+    aws: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["collect", "--endpoint", "ghost", "--out", str(tmp_path / "h.csv")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "ghost" in err

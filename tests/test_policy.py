@@ -56,43 +56,70 @@ def test_design_example_round_trips_exactly() -> None:
 
 
 def test_file_save_and_load(tmp_path: Path) -> None:
-    policy = ScalingPolicy(min_capacity=2, max_capacity=6, target_value=450.5, disable_scale_in=True)
+    policy = ScalingPolicy(
+        min_capacity=2, max_capacity=6, target_value=450.5, disable_scale_in=True
+    )
     path = policy.save(tmp_path / "p.policy.json")
-    assert json.loads(path.read_text())["TargetTrackingScalingPolicyConfiguration"][
-        "DisableScaleIn"
-    ] is True
+    assert (
+        json.loads(path.read_text())["TargetTrackingScalingPolicyConfiguration"]["DisableScaleIn"]
+        is True
+    )
     assert ScalingPolicy.load(path) == policy
 
 
 TT = "TargetTrackingScalingPolicyConfiguration"
+METRIC_KEY = f"{TT}__PredefinedMetricSpecification__PredefinedMetricType"
 
 
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        (_with(ScalableTarget__MinCapacity=5, ScalableTarget__MaxCapacity=2),
-         "ScalableTarget.MinCapacity <= MaxCapacity must hold, got 5 > 2"),
-        (_with(ScalableTarget__MinCapacity=0), "MinCapacity >= 1 must hold for an endpoint variant, got 0"),
+        (
+            _with(ScalableTarget__MinCapacity=5, ScalableTarget__MaxCapacity=2),
+            "ScalableTarget.MinCapacity <= MaxCapacity must hold, got 5 > 2",
+        ),
+        (
+            _with(ScalableTarget__MinCapacity=0),
+            "MinCapacity >= 1 must hold for an endpoint variant, got 0",
+        ),
         (_with(**{f"{TT}__TargetValue": -5}), "TargetValue > 0 must hold, got -5"),
         (_with(**{f"{TT}__TargetValue": 0}), "TargetValue > 0 must hold, got 0"),
         (_with(**{f"{TT}__ScaleInCooldown": 1.5}), "ScaleInCooldown must be an integer, got 1.5"),
         (_with(**{f"{TT}__ScaleOutCooldown": "60"}), "ScaleOutCooldown must be an integer"),
         (_with(**{f"{TT}__ScaleOutCooldown": 86401}), "ScaleOutCooldown must be in 0..86400"),
-        (_with(**{f"{TT}__PredefinedMetricSpecification__PredefinedMetricType": "CPU"}),
-         "PredefinedMetricType must be one of"),
+        (
+            _with(**{f"{TT}__PredefinedMetricSpecification__PredefinedMetricType": "CPU"}),
+            "PredefinedMetricType must be one of",
+        ),
         (_with(**{f"{TT}__Extra": 1}), "unknown key 'Extra'"),
         (_with(ScalableTarget__MaxCapacity=KeyError), "ScalableTarget.MaxCapacity is required"),
         (_with(**{f"{TT}__TargetValue": KeyError}), f"{TT}.TargetValue is required"),
         (_with(**{f"{TT}__PredefinedMetricSpecification": KeyError}), "exactly one of"),
         (_with(**{f"{TT}__DisableScaleIn": "no"}), "DisableScaleIn must be true or false"),
-        (_with(**{f"{TT}__PredefinedMetricSpecification__PredefinedMetricType":
-                  "SageMakerInferenceComponentInvocationsPerCopy"},
-               ScalableDimension="sagemaker:variant:DesiredInstanceCount"),
-         "scales an inference component, but the policy is for an endpoint variant"),
+        (
+            _with(
+                **{METRIC_KEY: "SageMakerInferenceComponentInvocationsPerCopy"},
+                ScalableDimension="sagemaker:variant:DesiredInstanceCount",
+            ),
+            "scales an inference component, but the policy is for an endpoint variant",
+        ),
     ],
-    ids=["min>max", "min0-variant", "negative-target", "zero-target", "float-cooldown",
-         "string-cooldown", "cooldown-too-long", "unknown-metric", "unknown-key",
-         "missing-max", "missing-target", "no-metric", "bad-bool", "metric-kind-mismatch"],
+    ids=[
+        "min>max",
+        "min0-variant",
+        "negative-target",
+        "zero-target",
+        "float-cooldown",
+        "string-cooldown",
+        "cooldown-too-long",
+        "unknown-metric",
+        "unknown-key",
+        "missing-max",
+        "missing-target",
+        "no-metric",
+        "bad-bool",
+        "metric-kind-mismatch",
+    ],
 )
 def test_validation_states_rule_and_value(data: dict[str, Any], message: str) -> None:
     with pytest.raises(PolicyError) as info:
@@ -101,8 +128,10 @@ def test_validation_states_rule_and_value(data: dict[str, Any], message: str) ->
 
 
 def test_inference_component_may_have_min_zero() -> None:
-    data = _with(**{f"{TT}__PredefinedMetricSpecification__PredefinedMetricType":
-                    "SageMakerInferenceComponentInvocationsPerCopy"}, ScalableTarget__MinCapacity=0)
+    data = _with(
+        **{METRIC_KEY: "SageMakerInferenceComponentInvocationsPerCopy"},
+        ScalableTarget__MinCapacity=0,
+    )
     policy = ScalingPolicy.from_dict(data)
     assert policy.kind is ResourceKind.INFERENCE_COMPONENT and policy.min_capacity == 0
     args = policy.register_scalable_target_args(Resource.for_component("ic-1"))
@@ -129,8 +158,9 @@ def test_load_reports_file_and_malformed_json(tmp_path: Path) -> None:
     ],
     ids=["variant", "component"],
 )
-def test_resource_id_parse_and_build(resource_id: str, kind: ResourceKind, name: str,
-                                     variant: str | None) -> None:
+def test_resource_id_parse_and_build(
+    resource_id: str, kind: ResourceKind, name: str, variant: str | None
+) -> None:
     resource = Resource.parse(resource_id)
     assert (resource.kind, resource.name, resource.variant) == (kind, name, variant)
     assert resource.resource_id == resource_id
@@ -158,20 +188,34 @@ def test_request_arguments_are_the_aws_shapes() -> None:
 
 
 def test_from_aws_ignores_read_only_fields() -> None:
-    target = {"ServiceNamespace": "sagemaker", "ResourceId": "endpoint/ep/variant/AllTraffic",
-              "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
-              "MinCapacity": 1, "MaxCapacity": 8, "RoleARN": "arn:x"}
-    described = {"PolicyName": "p1", "PolicyARN": "arn:p", "PolicyType": "TargetTrackingScaling",
-                 "ResourceId": target["ResourceId"], "Alarms": [{"AlarmName": "a"}],
-                 TT: dict(DESIGN_EXAMPLE[TT])}
+    target = {
+        "ServiceNamespace": "sagemaker",
+        "ResourceId": "endpoint/ep/variant/AllTraffic",
+        "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
+        "MinCapacity": 1,
+        "MaxCapacity": 8,
+        "RoleARN": "arn:x",
+    }
+    described = {
+        "PolicyName": "p1",
+        "PolicyARN": "arn:p",
+        "PolicyType": "TargetTrackingScaling",
+        "ResourceId": target["ResourceId"],
+        "Alarms": [{"AlarmName": "a"}],
+        TT: dict(DESIGN_EXAMPLE[TT]),
+    }
     policy = ScalingPolicy.from_aws(target, described)
     assert policy.name == "p1"
     assert policy.replace(name="tuner-target-tracking") == ScalingPolicy.from_dict(DESIGN_EXAMPLE)
 
 
 def test_high_resolution_metric_has_ten_second_period() -> None:
-    policy = ScalingPolicy(min_capacity=1, max_capacity=4, target_value=5,
-                           metric_type=MetricType.CONCURRENT_REQUESTS_PER_MODEL)
+    policy = ScalingPolicy(
+        min_capacity=1,
+        max_capacity=4,
+        target_value=5,
+        metric_type=MetricType.CONCURRENT_REQUESTS_PER_MODEL,
+    )
     assert policy.metric_period_s == 10
     assert ScalingPolicy(min_capacity=1, max_capacity=4, target_value=5).metric_period_s == 60
 
@@ -183,8 +227,13 @@ def test_rule_of_thumb_is_max_rps_times_60_times_half() -> None:
 
 
 def test_label_names_every_tuned_value() -> None:
-    policy = ScalingPolicy(min_capacity=2, max_capacity=9, target_value=450,
-                           scale_out_cooldown_s=60, scale_in_cooldown_s=900)
+    policy = ScalingPolicy(
+        min_capacity=2,
+        max_capacity=9,
+        target_value=450,
+        scale_out_cooldown_s=60,
+        scale_in_cooldown_s=900,
+    )
     assert policy.label == "t450-min2-max9-out60-in900"
 
 

@@ -276,8 +276,13 @@ class AutoScaling:
             return
         register = dict(base, MinCapacity=snap.target["MinCapacity"])
         register["MaxCapacity"] = snap.target["MaxCapacity"]
-        if snap.target.get("SuspendedState"):
-            register["SuspendedState"] = snap.target["SuspendedState"]
+        # Always sent: a calibration suspends dynamic scaling, and a snapshot taken before it
+        # may carry no SuspendedState at all (meaning: nothing suspended).
+        register["SuspendedState"] = snap.target.get("SuspendedState") or {
+            "DynamicScalingInSuspended": False,
+            "DynamicScalingOutSuspended": False,
+            "ScheduledScalingSuspended": False,
+        }
         self._call("RegisterScalableTarget", self.client.register_scalable_target, **register)
         wanted = {p["PolicyName"] for p in snap.policies}
         for live in self.describe_policies(resource):

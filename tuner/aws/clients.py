@@ -49,9 +49,7 @@ class AwsSession:
                 kwargs["endpoint_url"] = self.endpoint_url
             return session.client(service, **kwargs)
         except NoRegionError as e:
-            raise AwsError(
-                "no AWS region: pass --region or set AWS_REGION (e.g. us-east-1)"
-            ) from e
+            raise AwsError("no AWS region: pass --region or set AWS_REGION (e.g. us-east-1)") from e
         except BotoCoreError as e:
             raise AwsError(f"cannot create the {service} client: {e}") from e
 

@@ -66,7 +66,9 @@ def fetch_variant_metrics(
     epoch = int(start.timestamp()) // period_s * period_s
     start = dt.datetime.fromtimestamp(epoch, dt.UTC)
     if end <= start:
-        raise ValidationError(f"start < end must hold, got {start.isoformat()} >= {end.isoformat()}")
+        raise ValidationError(
+            f"start < end must hold, got {start.isoformat()} >= {end.isoformat()}"
+        )
     wanted = metrics if metrics is not None else SAGEMAKER_METRICS
     pairs = [(m, s) for m, stats in wanted.items() for s in stats]
     plain = [(m, s) for m, s in pairs if not _is_percentile(s)]
@@ -142,7 +144,8 @@ def _query(
             for result in resp.get("MetricDataResults", []):
                 col = by_id[result["Id"]]
                 series = out.setdefault(col, {})
-                for ts, value in zip(result.get("Timestamps", []), result.get("Values", [])):
+                stamps, values = result.get("Timestamps", []), result.get("Values", [])
+                for ts, value in zip(stamps, values, strict=True):
                     series[_utc(ts)] = float(value)
             token = resp.get("NextToken")
             if not token:

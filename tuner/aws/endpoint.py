@@ -75,6 +75,18 @@ class Endpoints:
             raise translate_client_error(e, f"ListTags {name}") from e
         return {t["Key"]: t["Value"] for t in resp.get("Tags", [])}
 
+    def instance_type(self, name: str, variant: str) -> str | None:
+        """The variant's instance type, from its endpoint config (None if not shown)."""
+        try:
+            config = self.client.describe_endpoint(EndpointName=name)["EndpointConfigName"]
+            resp = self.client.describe_endpoint_config(EndpointConfigName=config)
+        except (ClientError, BotoCoreError) as e:
+            raise translate_client_error(e, f"DescribeEndpointConfig {name}") from e
+        for v in resp.get("ProductionVariants", []):
+            if v.get("VariantName") == variant:
+                return v.get("InstanceType")
+        return None
+
     def set_desired_count(self, name: str, variant: str, count: int) -> None:
         """Set a variant's instance count by hand (UpdateEndpointWeightsAndCapacities)."""
         try:

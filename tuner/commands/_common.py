@@ -8,7 +8,9 @@ import argparse
 def add_aws_options(parser: argparse.ArgumentParser) -> None:
     """--region, --aws-profile, --endpoint-url (AWS_ENDPOINT_URL is honoured too)."""
     g = parser.add_argument_group("AWS connection (standard credential chain)")
-    g.add_argument("--region", help="AWS region (default: AWS_REGION / AWS_DEFAULT_REGION / config)")
+    g.add_argument(
+        "--region", help="AWS region (default: AWS_REGION / AWS_DEFAULT_REGION / config)"
+    )
     g.add_argument("--aws-profile", help="named profile from ~/.aws/config (default: AWS_PROFILE)")
     g.add_argument(
         "--endpoint-url",
@@ -19,7 +21,9 @@ def add_aws_options(parser: argparse.ArgumentParser) -> None:
 
 def add_endpoint_options(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
     parser.add_argument("--endpoint", required=required, help="SageMaker endpoint name")
-    parser.add_argument("--variant", default="AllTraffic", help="production variant (default: AllTraffic)")
+    parser.add_argument(
+        "--variant", default="AllTraffic", help="production variant (default: AllTraffic)"
+    )
 
 
 def aws_session(args: argparse.Namespace):  # -> tuner.aws.AwsSession (lazy: boto3 is heavy)
@@ -36,7 +40,9 @@ def add_resource_options(parser: argparse.ArgumentParser) -> None:
     """--endpoint/--variant, or --inference-component: what the policy scales."""
     g = parser.add_argument_group("what to scale")
     g.add_argument("--endpoint", help="SageMaker endpoint name")
-    g.add_argument("--variant", default="AllTraffic", help="production variant (default: AllTraffic)")
+    g.add_argument(
+        "--variant", default="AllTraffic", help="production variant (default: AllTraffic)"
+    )
     g.add_argument(
         "--inference-component",
         metavar="NAME",

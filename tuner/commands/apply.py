@@ -52,7 +52,9 @@ def run(args: argparse.Namespace) -> int:
     scaling = AutoScaling(session=session)
     live = scaling.read_policy(resource, policy.name)
     others = [
-        p["PolicyName"] for p in scaling.describe_policies(resource) if p["PolicyName"] != policy.name
+        p["PolicyName"]
+        for p in scaling.describe_policies(resource)
+        if p["PolicyName"] != policy.name
     ]
     print(f"{resource.resource_id}  policy {policy.name}")
     print(format_diff(live, policy))

@@ -32,7 +32,9 @@ def register(sub: Any) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--endpoint", required=True, help="SageMaker endpoint name")
-    p.add_argument("--variant", default="AllTraffic", help="production variant (default: AllTraffic)")
+    p.add_argument(
+        "--variant", default="AllTraffic", help="production variant (default: AllTraffic)"
+    )
     p.add_argument("--days", type=float, default=14.0, help="how far back (default: 14)")
     p.add_argument("--end", help="end of the window, ISO-8601 UTC (default: now)")
     p.add_argument("--period-s", type=int, help="override the period (60, 300, 3600)")
@@ -52,7 +54,9 @@ def run(args: argparse.Namespace) -> int:
     from tuner.errors import ValidationError
 
     if not 0 < args.days <= 455:
-        raise ValidationError(f"--days must be in (0, 455] (CloudWatch retention), got {args.days:g}")
+        raise ValidationError(
+            f"--days must be in (0, 455] (CloudWatch retention), got {args.days:g}"
+        )
     if args.end:
         try:
             end = dt.datetime.fromisoformat(args.end.replace("Z", "+00:00"))

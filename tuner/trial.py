@@ -1,0 +1,441 @@
+"""One live trial: snapshot, apply a candidate, drive a profile, collect, restore — always.
+
+The same code runs against real AWS and the local AWS of ``tuner emulate``; only the endpoint URL
+and the clock differ. The clock is read from ``GET {AWS_ENDPOINT_URL}/_tuner/clock`` when the
+endpoint is the emulator (virtual time, ``speed`` x real), else it is the wall clock.
+
+Files in ``RUN_DIR/trials/<candidate-label>/`` (each written atomically; ``summary.json`` last, so
+its presence marks a finished trial that a re-run skips):
+
+- ``timeline.csv``: one row per metric period, ``t_s`` in profile seconds: ``instances_in_service``,
+  ``desired_capacity`` (DescribeEndpoint polls), ``invocations``, ``errors`` (CloudWatch),
+  ``sent``, ``failed``, ``p50_latency_ms``, ``p99_latency_ms`` (the load generator's requests).
+- ``cloudwatch.csv``: every AWS/SageMaker metric statistic per period, by virtual timestamp.
+- ``instances.csv``: every DescribeEndpoint poll (``t_s``, status, current, desired).
+- ``activities.json``: DescribeScalingActivities during the trial.
+- ``requests.csv``: the load generator's per-request records.
+- ``policy.json``, ``summary.json``.
+- ``restore-journal.json`` exists only while the trial runs: the snapshot to put back. After a
+  hard kill, ``tuner restore RUN_DIR`` restores it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import signal
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tuner.aws import AutoScaling, AwsSession, Endpoints, fetch_variant_metrics
+from tuner.emulator.clock import VirtualClock
+from tuner.errors import TrialError, TunerError, ValidationError
+from tuner.policy import Resource, ScalingPolicy
+from tuner.profiles import Profile, load_profile
+
+JOURNAL_NAME = "restore-journal.json"
+PRODUCTION_TAG_KEYS = ("environment", "env", "stage", "Environment", "Stage")
+PRODUCTION_TAG_VALUES = {"production", "prod", "prd", "live"}
+
+
+def discover_clock(endpoint_url: str | None, *, timeout_s: float = 2.0) -> VirtualClock:
+    """The emulator's virtual clock at ``endpoint_url``; the wall clock for real AWS."""
+    if endpoint_url:
+        url = endpoint_url.rstrip("/") + "/_tuner/clock"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout_s) as resp:  # noqa: S310 - our URL
+                return VirtualClock.from_json(json.loads(resp.read()))
+        except (urllib.error.URLError, OSError, ValueError, KeyError):
+            pass  # not the emulator: a real (or other) AWS endpoint, so real time
+    now = time.time()
+    return VirtualClock(speed=1.0, real_epoch_s=now, virtual_epoch_s=now)
+
+
+def session_endpoint_url(session: AwsSession) -> str | None:
+    import os
+
+    return session.endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Guardrails:
+    """Limits a trial or calibration refuses to cross unless told."""
+
+    allow_production: bool = False
+    """Run against an endpoint tagged environment=production (or prod, live)."""
+    max_instances: int = 20
+    """Refuse a policy whose MaxCapacity is above this."""
+    max_rps: float = 2_000.0
+    """Refuse a profile whose peak rate is above this."""
+
+    def check(
+        self, endpoints: Endpoints, endpoint: str, policy: ScalingPolicy | None, peak_rps: float
+    ) -> None:
+        tags = endpoints.tags(endpoint)
+        for key in PRODUCTION_TAG_KEYS:
+            value = tags.get(key, "").strip().lower()
+            if value in PRODUCTION_TAG_VALUES and not self.allow_production:
+                raise ValidationError(
+                    f"endpoint {endpoint} is tagged {key}={tags[key]}: refusing to load-test "
+                    "production without --allow-production"
+                )
+        if policy is not None and policy.max_capacity > self.max_instances:
+            raise ValidationError(
+                f"MaxCapacity <= --max-instances must hold, got {policy.max_capacity} > "
+                f"{self.max_instances}"
+            )
+        if peak_rps > self.max_rps:
+            raise ValidationError(
+                f"profile peak rate <= --max-rps must hold, got {peak_rps:g} > {self.max_rps:g} rps"
+            )
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread so ``finally`` blocks restore the endpoint."""
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """Turn SIGTERM into an exception for the duration (SIGINT already is one)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise _Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def restoring(
+    scaling: AutoScaling, resource: Resource, journal: Path, log: Callable[[str], None]
+) -> Iterator[None]:
+    """Snapshot before, restore after — on success, error, SIGINT or SIGTERM.
+
+    The snapshot is saved as a journal first, so a hard kill leaves what ``tuner restore``
+    needs; the journal is removed only once the original is back.
+    """
+    snap = scaling.snapshot(resource)
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    snap.save(journal)
+    try:
+        with sigterm_raises():
+            yield
+    finally:
+        # A second Ctrl-C during the restore must not abandon it half done.
+        old_int = None
+        if threading.current_thread() is threading.main_thread():
+            old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            log(f"restoring the original scaling configuration of {resource.resource_id}")
+            scaling.restore(snap)
+            journal.unlink(missing_ok=True)
+        finally:
+            if old_int is not None:
+                signal.signal(signal.SIGINT, old_int)
+
+
+@dataclass
+class _Poller:
+    """Polls DescribeEndpoint in a thread: (virtual time, status, current, desired)."""
+
+    endpoints: Endpoints
+    endpoint: str
+    variant: str
+    clock: VirtualClock
+    every_virtual_s: float
+    rows: list[tuple[float, str, int, int]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def sample(self) -> None:
+        state = self.endpoints.describe(self.endpoint)
+        counts = state.variant(self.variant)
+        self.rows.append((self.clock.now(), state.status, counts.current, counts.desired))
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(TunerError):
+                self.sample()
+            self._stop.wait(max(0.2, self.clock.real_duration(self.every_virtual_s)))
+
+    def __enter__(self) -> _Poller:
+        self._thread = threading.Thread(target=self._loop, name="describe-endpoint", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+
+LoadDriver = Callable[..., pd.DataFrame]
+"""(profile_path, *, endpoint, variant, host, speed, out_dir, workers, seed, log) -> requests"""
+
+
+def default_driver(profile_path: Path, **kwargs: Any) -> pd.DataFrame:
+    from tuner.loadgen import drive_profile
+
+    return drive_profile(profile_path, **kwargs)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrialSpec:
+    """What one live trial does."""
+
+    endpoint: str
+    variant: str = "AllTraffic"
+    policy: ScalingPolicy
+    profile_path: Path
+    start_capacity: int | None = None
+    """Instances when the load starts (default: the policy's MinCapacity)."""
+    settle_s: float | None = None
+    """Virtual seconds to wait after the load for the last datapoints (default: 2 periods + lag)."""
+    workers: int = 0
+    seed: int = 0
+    wait_timeout_s: float = 1800.0
+    guardrails: Guardrails = Guardrails()
+
+
+def trial_dir(run_dir: Path, policy: ScalingPolicy, profile: Profile) -> Path:
+    return Path(run_dir) / "trials" / f"{policy.label}__{_slug(profile.name)}"
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in text) or "profile"
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def run_trial(
+    spec: TrialSpec,
+    run_dir: Path,
+    session: AwsSession,
+    *,
+    driver: LoadDriver = default_driver,
+    log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
+) -> Path:
+    """Run one trial; return its folder. Skips (and returns) a trial already finished."""
+    profile = load_profile(spec.profile_path)
+    out = trial_dir(run_dir, spec.policy, profile)
+    if (out / "summary.json").exists():
+        log(f"{out.name}: already finished, skipped (delete the folder to run it again)")
+        return out
+    resource = Resource.for_variant(spec.endpoint, spec.variant)
+    spec.policy.check_resource(resource)
+    endpoints = Endpoints(session=session)
+    scaling = AutoScaling(session=session)
+    endpoints.describe(spec.endpoint).variant(spec.variant)
+    spec.guardrails.check(endpoints, spec.endpoint, spec.policy, profile.peak_rps)
+    clock = discover_clock(session_endpoint_url(session))
+    period_s = spec.policy.metric_period_s
+    out.mkdir(parents=True, exist_ok=True)
+    log(f"trial {spec.policy.label} on {profile.name} at speed x{clock.speed:g}")
+    with restoring(scaling, resource, out / JOURNAL_NAME, log):
+        _bring_to_capacity(endpoints, spec, clock, log)
+        scaling.apply(spec.policy, resource)
+        poller = _Poller(
+            endpoints, spec.endpoint, spec.variant, clock, every_virtual_s=min(10.0, period_s / 2)
+        )
+        with poller:
+            # Start the profile on a period boundary so CloudWatch periods are profile periods.
+            t0 = math.ceil(clock.now() / period_s + 1e-6) * period_s
+            _sleep_until(clock, t0)
+            requests = driver(
+                spec.profile_path,
+                endpoint=spec.endpoint,
+                variant=spec.variant,
+                host=session_endpoint_url(session),
+                speed=clock.speed,
+                out_dir=out / "load",
+                workers=spec.workers,
+                seed=spec.seed,
+                log=log,
+            )
+            settle = spec.settle_s if spec.settle_s is not None else 2 * period_s + 60
+            end = t0 + math.ceil(profile.duration_s / period_s) * period_s
+            log(f"load done; waiting {settle:g} s (virtual) for CloudWatch to settle")
+            _sleep_until(clock, end + settle)
+        activities = scaling.describe_activities(resource)
+        metrics = fetch_variant_metrics(
+            session.client("cloudwatch"),
+            spec.endpoint,
+            spec.variant,
+            clock.datetime_at(t0),
+            clock.datetime_at(end),
+            period_s=period_s,
+        )
+        _write_results(
+            out, spec, profile, clock, t0, period_s, requests, metrics, poller.rows, activities
+        )
+    log(f"trial {spec.policy.label}: results in {out}")
+    return out
+
+
+def _sleep_until(clock: VirtualClock, virtual_s: float) -> None:
+    remaining = clock.to_real(virtual_s) - time.time()
+    while remaining > 0:
+        time.sleep(min(remaining, 0.5))
+        remaining = clock.to_real(virtual_s) - time.time()
+
+
+def _bring_to_capacity(
+    endpoints: Endpoints, spec: TrialSpec, clock: VirtualClock, log: Callable[[str], None]
+) -> None:
+    start = spec.start_capacity or spec.policy.min_capacity
+    counts = endpoints.describe(spec.endpoint).variant(spec.variant)
+    if counts.current == start and counts.desired == start:
+        return
+    log(f"setting {spec.endpoint}/{spec.variant} to {start} instance(s) and waiting for InService")
+    endpoints.set_desired_count(spec.endpoint, spec.variant, start)
+    deadline = time.monotonic() + clock.real_duration(spec.wait_timeout_s)
+    while True:
+        state = endpoints.describe(spec.endpoint)
+        counts = state.variant(spec.variant)
+        if state.status == "InService" and counts.current == start:
+            return
+        if time.monotonic() > deadline:
+            raise TrialError(
+                f"{spec.endpoint} did not reach {start} instance(s) InService within "
+                f"{spec.wait_timeout_s:g} s (virtual); it is {state.status} with {counts.current}"
+            )
+        time.sleep(max(0.1, clock.real_duration(5.0)))
+
+
+def _write_results(
+    out: Path,
+    spec: TrialSpec,
+    profile: Profile,
+    clock: VirtualClock,
+    t0: float,
+    period_s: int,
+    requests: pd.DataFrame,
+    metrics: pd.DataFrame,
+    polls: list[tuple[float, str, int, int]],
+    activities: list[dict[str, Any]],
+) -> None:
+    n = int(math.ceil(profile.duration_s / period_s))
+    t_s = np.arange(n) * period_s
+    polls_df = pd.DataFrame(polls, columns=["virtual_s", "status", "current", "desired"])
+    polls_df.insert(0, "t_s", polls_df["virtual_s"] - t0)
+    # The count in force at mid-period stands for the period (the simulator's row convention).
+    idx = np.searchsorted(polls_df["t_s"].to_numpy(), t_s + period_s / 2, side="right") - 1
+    ok = idx >= 0
+    current = np.where(ok, polls_df["current"].to_numpy()[np.maximum(idx, 0)], np.nan)
+    desired = np.where(ok, polls_df["desired"].to_numpy()[np.maximum(idx, 0)], np.nan)
+
+    stamps = np.array([ts.timestamp() for ts in metrics.index], dtype=float)
+    by_t = metrics.set_axis(np.round(stamps - t0).astype(int)).reindex(t_s)
+    invocations = by_t.get("Invocations:Sum", pd.Series(0.0, index=t_s)).fillna(0.0)
+    error_cols = [c for c in ("Invocation4XXErrors:Sum", "Invocation5XXErrors:Sum") if c in by_t]
+    errors = by_t[error_cols].fillna(0.0).sum(axis=1)
+
+    req = requests.copy()
+    k = np.floor(req["scheduled_s"].to_numpy(dtype=float) / period_s).astype(int)
+    req["period"] = k
+    failed = req["error"].fillna("").astype(str) != ""
+    req["failed"] = failed
+    grouped = req.groupby("period")
+    sent = grouped.size().reindex(range(n), fill_value=0)
+    nfail = grouped["failed"].sum().reindex(range(n), fill_value=0)
+    ok_lat = req.loc[~failed].groupby("period")["latency_ms"]
+    p50 = ok_lat.quantile(0.5).reindex(range(n))
+    p99 = ok_lat.quantile(0.99).reindex(range(n))
+    timeline = pd.DataFrame(
+        {
+            "t_s": t_s,
+            "instances_in_service": current,
+            "desired_capacity": desired,
+            "invocations": invocations.to_numpy(),
+            "errors": errors.to_numpy(),
+            "sent": sent.to_numpy(),
+            "failed": nfail.to_numpy(),
+            "p50_latency_ms": p50.to_numpy(),
+            "p99_latency_ms": p99.to_numpy(),
+        }
+    )
+    total = len(req)
+    hours = float(np.nansum(current)) * period_s / 3600.0
+    changes = np.diff(desired[~np.isnan(desired)])
+    latency = req.loc[~failed, "latency_ms"]
+    summary = {
+        "candidate": spec.policy.label,
+        "profile": profile.name,
+        "endpoint": spec.endpoint,
+        "variant": spec.variant,
+        "speed": clock.speed,
+        "start_utc": clock.datetime_at(t0).isoformat(),
+        "duration_s": profile.duration_s,
+        "period_s": period_s,
+        "requests": total,
+        "failed": int(failed.sum()),
+        "error_rate": float(failed.mean()) if total else 0.0,
+        "p50_latency_ms": float(latency.quantile(0.5)) if len(latency) else None,
+        "p99_latency_ms": float(latency.quantile(0.99)) if len(latency) else None,
+        "cloudwatch_invocations": float(invocations.sum()),
+        "instance_hours": hours,
+        "max_instances": int(np.nanmax(current)) if ok.any() else None,
+        "scale_out_events": int((changes > 0).sum()),
+        "scale_in_events": int((changes < 0).sum()),
+        "scaling_activities": len(activities),
+    }
+    _atomic_write(out / "timeline.csv", timeline.to_csv(index=False))
+    _atomic_write(out / "cloudwatch.csv", metrics.to_csv())
+    _atomic_write(out / "instances.csv", polls_df.to_csv(index=False))
+    _atomic_write(out / "activities.json", json.dumps(activities, indent=2, default=str))
+    _atomic_write(out / "requests.csv", requests.to_csv(index=False))
+    _atomic_write(out / "policy.json", spec.policy.to_json())
+    _atomic_write(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+
+
+def run_trials(
+    run_dir: Path,
+    *,
+    candidates: list[ScalingPolicy],
+    profiles: list[Path],
+    endpoint: str,
+    session: AwsSession,
+    variant: str = "AllTraffic",
+    guardrails: Guardrails = Guardrails(),
+    workers: int = 0,
+    seed: int = 0,
+    driver: LoadDriver = default_driver,
+    log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
+) -> list[Path]:
+    """Every candidate on every profile, one after the other; finished trials are skipped."""
+    done = []
+    for i, policy in enumerate(candidates, 1):
+        for profile_path in profiles:
+            log(f"[{i}/{len(candidates)}] {policy.label} x {Path(profile_path).name}")
+            spec = TrialSpec(
+                endpoint=endpoint,
+                variant=variant,
+                policy=policy,
+                profile_path=Path(profile_path),
+                workers=workers,
+                seed=seed,
+                guardrails=guardrails,
+            )
+            done.append(run_trial(spec, run_dir, session, driver=driver, log=log))
+    return done
