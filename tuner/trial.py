@@ -41,6 +41,7 @@ import pandas as pd
 from tuner.aws import AutoScaling, AwsSession, Endpoints, fetch_variant_metrics
 from tuner.emulator.clock import VirtualClock
 from tuner.errors import TrialError, TunerError, ValidationError
+from tuner.loadgen import LoadTestConfig, run_loadtest, start_epoch
 from tuner.policy import Resource, ScalingPolicy
 from tuner.profiles import Profile, load_profile
 
@@ -190,10 +191,30 @@ LoadDriver = Callable[..., pd.DataFrame]
 """(profile_path, *, endpoint, variant, host, speed, out_dir, workers, seed, log) -> requests"""
 
 
-def default_driver(profile_path: Path, **kwargs: Any) -> pd.DataFrame:
-    from tuner.loadgen import drive_profile
-
-    return drive_profile(profile_path, **kwargs)
+def default_driver(
+    profile_path: Path,
+    *,
+    endpoint: str,
+    variant: str,
+    host: str | None,
+    speed: float,
+    out_dir: Path,
+    workers: int,
+    seed: int,
+    log: Callable[[str], None],
+) -> pd.DataFrame:
+    """Play the profile with Locust (tuner.loadgen) and return its per-request records."""
+    config = LoadTestConfig(
+        profile_path=Path(profile_path),
+        endpoint=endpoint,
+        variant=variant,
+        host=host,
+        speed=speed,
+        out_dir=Path(out_dir),
+        workers=workers,
+        seed=seed,
+    )
+    return run_loadtest(config).requests
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -273,17 +294,22 @@ def run_trial(
                 seed=spec.seed,
                 log=log,
             )
+            # Profile time 0 as it really was: Locust starts a moment after it is launched.
+            started = start_epoch(requests, clock.speed)
+            if math.isfinite(started):
+                t0 = clock.to_virtual(started)
             settle = spec.settle_s if spec.settle_s is not None else 2 * period_s + 60
             end = t0 + math.ceil(profile.duration_s / period_s) * period_s
             log(f"load done; waiting {settle:g} s (virtual) for CloudWatch to settle")
             _sleep_until(clock, end + settle)
         activities = scaling.describe_activities(resource)
+        first = math.floor(t0 / period_s) * period_s
         metrics = fetch_variant_metrics(
             session.client("cloudwatch"),
             spec.endpoint,
             spec.variant,
-            clock.datetime_at(t0),
-            clock.datetime_at(end),
+            clock.datetime_at(first),
+            clock.datetime_at(end + period_s),
             period_s=period_s,
         )
         _write_results(
@@ -345,8 +371,12 @@ def _write_results(
     current = np.where(ok, polls_df["current"].to_numpy()[np.maximum(idx, 0)], np.nan)
     desired = np.where(ok, polls_df["desired"].to_numpy()[np.maximum(idx, 0)], np.nan)
 
+    # CloudWatch periods start on period boundaries; profile periods start at t0. Each profile
+    # period takes the CloudWatch period that overlaps it most.
     stamps = np.array([ts.timestamp() for ts in metrics.index], dtype=float)
-    by_t = metrics.set_axis(np.round(stamps - t0).astype(int)).reindex(t_s)
+    nearest = np.round((stamps - t0) / period_s).astype(int) * period_s
+    by_t = metrics.set_axis(nearest)
+    by_t = by_t[~by_t.index.duplicated(keep="first")].reindex(t_s)
     invocations = by_t.get("Invocations:Sum", pd.Series(0.0, index=t_s)).fillna(0.0)
     error_cols = [c for c in ("Invocation4XXErrors:Sum", "Invocation5XXErrors:Sum") if c in by_t]
     errors = by_t[error_cols].fillna(0.0).sum(axis=1)

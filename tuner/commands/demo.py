@@ -1,0 +1,138 @@
+"""tuner demo: the whole job on the embedded local AWS, no account needed."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+EPILOG = """\
+example:
+  tuner demo                 # about 3-4 minutes; prints where the report is
+  tuner demo --speed 30 --out reports/my-demo
+
+What it does, all on 127.0.0.1 with dummy credentials:
+  1. starts the local AWS (as `tuner emulate`) with an emulated endpoint whose true nature
+     (about 2 rps per instance, 4-minute boot) the tuner does not know;
+  2. applies today's hand-picked policy (`tuner apply`), the one to beat;
+  3. measures one instance (`tuner calibrate --measure-boot`);
+  4. simulates a grid of candidates on two ready profiles (demo-spike, demo-ramp) and trials the
+     top two live on the emulated endpoint (`tuner tune --live --top 2`);
+  5. writes the report and shows what `tuner apply` would change.
+The clock runs --speed times faster than real time: a 25-minute profile plays in 25 s at x60.
+"""
+
+ENDPOINT = "demo-endpoint"
+PROFILES_DIR = Path(__file__).resolve().parents[2] / "locustfiles" / "profiles"
+DEMO_PROFILES = ("demo-spike", "demo-ramp")
+SLO_P99_MS = 1500.0
+MAX_ERROR_RATE = 0.01
+# The emulated endpoint's true nature: an LLM-sized model on a GPU instance. The price is
+# illustrative, not a quote.
+TRUE_CAPACITY = {
+    "instance_type": "ml.g5.xlarge",
+    "hourly_usd": 1.41,
+    "boot_s": 240,
+    "max_rps_per_instance": 2.0,
+    "timeout_ms": 60000,
+    "latency_ms": [{"rps": 0.5, "p50": 350, "p99": 800}, {"rps": 2.0, "p50": 450, "p99": 1200}],
+}
+# Today's guess, the policy the demo endpoint starts with.
+CURRENT_POLICY = {
+    "ScalableTarget": {"MinCapacity": 1, "MaxCapacity": 4},
+    "TargetTrackingScalingPolicyConfiguration": {
+        "TargetValue": 100.0,
+        "PredefinedMetricSpecification": {
+            "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"
+        },
+        "ScaleOutCooldown": 300,
+        "ScaleInCooldown": 300,
+        "DisableScaleIn": False,
+    },
+    "PolicyName": "todays-guess",
+}
+
+
+def register(sub: Any) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "demo",
+        help="run the whole workflow on the embedded local AWS (no account needed)",
+        description="Start the local AWS, calibrate, tune on two ready profiles, trial the top "
+        "two live at an accelerated clock, and write the report.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--speed", type=float, default=60.0,
+                   help="virtual seconds per real second (default: 60)")
+    p.add_argument("--out", help="run directory (default: reports/demo-<UTC time>)")
+    p.add_argument("--seeds", type=int, default=3, help="simulation seeds (default: 3)")
+    return p
+
+
+def _step(title: str) -> None:
+    print(f"\n== {title}", file=sys.stderr, flush=True)
+
+
+def _call(argv: list[str]) -> None:
+    from tuner.cli import main
+    from tuner.errors import TunerError
+
+    print("$ tuner " + " ".join(argv), file=sys.stderr, flush=True)
+    code = main(argv)
+    if code != 0:
+        raise TunerError(f"`tuner {argv[0]}` failed (exit {code}); see its message above")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tuner.capacity import Capacity
+    from tuner.emulator import EmulatorConfig, LocalAws
+    from tuner.errors import ValidationError
+
+    if not 1 <= args.speed <= 120:
+        raise ValidationError(f"--speed must be in 1..120, got {args.speed:g}")
+    began = time.monotonic()
+    now = datetime.now(UTC)
+    out = Path(args.out or f"reports/demo-{now:%Y%m%d-%H%M%S}")
+    if out.exists() and any(out.iterdir()):
+        raise ValidationError(f"--out must be a new or empty folder, got {out}")
+    work = out.parent / f".{out.name}-work"
+    work.mkdir(parents=True, exist_ok=True)
+    config = EmulatorConfig(speed=args.speed, endpoint=ENDPOINT,
+                            capacity=Capacity.from_dict(TRUE_CAPACITY), instances=1)
+    _step(f"1. local AWS on 127.0.0.1 at x{args.speed:g} (endpoint {ENDPOINT})")
+    with LocalAws(config) as aws:
+        # boto3 clients and the Locust subprocesses all find the local AWS through these.
+        os.environ.update(aws.env)
+        print(f"AWS_ENDPOINT_URL={aws.url}", file=sys.stderr)
+        _step("2. today's hand-picked policy, the one to beat")
+        current = work / "current.policy.json"
+        current.write_text(json.dumps(CURRENT_POLICY, indent=2) + "\n")
+        _call(["apply", str(current), "--endpoint", ENDPOINT])
+        _step("3. calibrate one instance")
+        capacity = work / "capacity.json"
+        _call(["calibrate", "--endpoint", ENDPOINT, "--slo-p99-ms", f"{SLO_P99_MS:g}",
+               "--start-rps", "0.25", "--measure-boot", "--hourly-usd",
+               f"{TRUE_CAPACITY['hourly_usd']}", "--out", str(capacity)])
+        _step("4. simulate candidates on two profiles, trial the top two live")
+        tune = ["tune", "--capacity", str(capacity), "--slo-p99-ms", f"{SLO_P99_MS:g}",
+                "--max-error-rate", f"{MAX_ERROR_RATE:g}", "--seeds", str(args.seeds),
+                "--endpoint", ENDPOINT, "--live", "--top", "2", "--out", str(out)]
+        for name in DEMO_PROFILES:
+            tune += ["--profile", str(PROFILES_DIR / f"{name}.toml")]
+        _call(tune)
+        _step("5. what applying the recommendation would change")
+        _call(["apply", str(out / "recommended.policy.json"), "--endpoint", ENDPOINT,
+               "--dry-run"])
+    for name in ("capacity.json", "capacity-steps.csv"):
+        if (work / name).exists():
+            (work / name).replace(out / name)
+    minutes = (time.monotonic() - began) / 60
+    print(f"\ndemo finished in {minutes:.1f} min. Report: {out / 'report.html'}")
+    print(f"Also: {out / 'report.md'}, {out / 'candidates.csv'}, "
+          f"{out / 'recommended.policy.json'}")
+    return 0
