@@ -254,6 +254,8 @@ def _run_steps(
         seed=spec.seed,
         log=log,
     )
+    # Real milliseconds stand for speed x as many virtual ones on an accelerated clock.
+    requests = requests.assign(latency_ms=requests["latency_ms"] * clock.speed)
     table = analyse_steps(
         requests,
         steps,

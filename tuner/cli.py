@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from tuner import __version__
-from tuner.errors import TunerError
+from tuner.errors import Terminated, TunerError
 
 # Order in --help: the workflow first, then the tools around it. Modules not named here follow.
 _ORDER = (
@@ -89,3 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"tuner {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        if debug:
+            raise
+        print(f"tuner {args.command}: terminated", file=sys.stderr)
+        return 143

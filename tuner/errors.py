@@ -53,3 +53,7 @@ class LoadTestError(TunerError):
 
 class TrialError(TunerError):
     """A live trial could not complete."""
+
+
+class Terminated(BaseException):  # noqa: N818 - a signal, like KeyboardInterrupt
+    """SIGTERM, raised so that ``finally`` blocks restore what a command changed."""

@@ -1,0 +1,214 @@
+"""Live trials against the local AWS: what is collected, and the original policy always returns.
+
+The emulator runs in this process (LocalAws); `tuner trial` runs as a real subprocess driving
+Locust, so SIGINT and kill -9 hit a real process as they would a user's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pandas as pd
+import pytest
+
+from tests.conftest import REPO
+from tuner.aws import AutoScaling, AwsSession
+from tuner.capacity import Capacity
+from tuner.policy import Resource, ScalingPolicy
+from tuner.trial import JOURNAL_NAME, TrialSpec, run_trial
+
+ENDPOINT = "trial-endpoint"
+RESOURCE = Resource.for_variant(ENDPOINT)
+SPEED = 60.0
+CAPACITY = Capacity.from_dict(
+    {
+        "instance_type": "ml.m5.large",
+        "hourly_usd": 0.115,
+        "boot_s": 120,
+        "max_rps_per_instance": 4.0,
+        "timeout_ms": 20000,
+        "latency_ms": [{"rps": 1, "p50": 100, "p99": 250}, {"rps": 4, "p50": 150, "p99": 400}],
+    }
+)
+ORIGINAL = ScalingPolicy(min_capacity=1, max_capacity=3, target_value=500.0, name="original")
+CANDIDATE = ScalingPolicy(
+    min_capacity=1,
+    max_capacity=6,
+    target_value=120.0,
+    scale_out_cooldown_s=60,
+    scale_in_cooldown_s=300,
+)
+
+
+@pytest.fixture
+def local_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    from tuner.emulator import EmulatorConfig, LocalAws
+
+    with LocalAws(
+        EmulatorConfig(speed=SPEED, endpoint=ENDPOINT, capacity=CAPACITY, instances=1)
+    ) as aws:
+        for key, value in aws.env.items():
+            monkeypatch.setenv(key, value)
+        yield aws
+
+
+def _scaling(aws: object) -> AutoScaling:
+    return AutoScaling(boto3.client("application-autoscaling", endpoint_url=aws.url))  # type: ignore[attr-defined]
+
+
+def _profile(tmp_path: Path, minutes: int = 8) -> Path:
+    path = tmp_path / "burst.toml"
+    path.write_text(
+        'name = "burst"\n[[segment]]\nhold = "2m"\nrps = 2\n'
+        f'[[segment]]\nhold = "{minutes - 2}m"\nrps = 10\n'
+    )
+    return path
+
+
+def test_trial_collects_metrics_counts_and_requests(local_aws: object, tmp_path: Path) -> None:
+    scaling = _scaling(local_aws)
+    scaling.apply(ORIGINAL, RESOURCE)
+    spec = TrialSpec(endpoint=ENDPOINT, policy=CANDIDATE, profile_path=_profile(tmp_path))
+    folder = run_trial(
+        spec,
+        tmp_path / "run",
+        AwsSession(endpoint_url=local_aws.url),  # type: ignore[attr-defined]
+        log=lambda m: None,
+    )
+    for name in (
+        "timeline.csv",
+        "cloudwatch.csv",
+        "instances.csv",
+        "activities.json",
+        "requests.csv",
+        "policy.json",
+        "summary.json",
+    ):
+        assert (folder / name).is_file(), name
+    assert not (folder / JOURNAL_NAME).exists()
+    timeline = pd.read_csv(folder / "timeline.csv")
+    summary = json.loads((folder / "summary.json").read_text())
+    assert len(timeline) == 8 and timeline["t_s"].tolist() == [60 * k for k in range(8)]
+    # 2 min x 120 + 6 min x 600 requests were due; all are recorded.
+    assert summary["requests"] == 2 * 120 + 6 * 600
+    assert timeline["sent"].sum() == summary["requests"]
+    # CloudWatch counted what was sent (within 1%, edge periods may straddle).
+    assert summary["cloudwatch_invocations"] == pytest.approx(summary["requests"], rel=0.01)
+    # 10 rps on a 4-rps instance with target 120/min per instance scales out.
+    assert timeline["desired_capacity"].max() >= 3
+    assert summary["scale_out_events"] >= 1
+    assert (timeline["p99_latency_ms"].dropna() > 0).all()
+    assert scaling.read_policy(RESOURCE, "original") == ORIGINAL
+    assert [p["PolicyName"] for p in scaling.describe_policies(RESOURCE)] == ["original"]
+    # Re-running skips the finished trial.
+    started = time.monotonic()
+    assert (
+        run_trial(
+            spec,
+            tmp_path / "run",
+            AwsSession(endpoint_url=local_aws.url),  # type: ignore[attr-defined]
+            log=lambda m: None,
+        )
+        == folder
+    )
+    assert time.monotonic() - started < 5
+
+
+def _start_trial(tmp_path: Path, minutes: int) -> tuple[subprocess.Popen[str], Path]:
+    policy = CANDIDATE.save(tmp_path / "candidate.policy.json")
+    run_dir = tmp_path / "run"
+    env = dict(os.environ)
+    env["PATH"] = f"{REPO / '.venv' / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tuner",
+            "trial",
+            "--endpoint",
+            ENDPOINT,
+            "--policy",
+            str(policy),
+            "--profile",
+            str(_profile(tmp_path, minutes)),
+            "--out",
+            str(run_dir),
+        ],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group: Locust children can be killed with it
+    )
+    return proc, run_dir
+
+
+def _wait_for_candidate(scaling: AutoScaling, proc: subprocess.Popen[str], run_dir: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        if list(run_dir.rglob("load/requests*.csv")):
+            live = scaling.read_policy(RESOURCE, CANDIDATE.name)
+            if live == CANDIDATE:
+                return
+        time.sleep(0.2)
+    raise AssertionError("the trial never applied the candidate and started the load")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
+def test_signal_mid_trial_restores_original(local_aws: object, tmp_path: Path, signum: int) -> None:
+    scaling = _scaling(local_aws)
+    scaling.apply(ORIGINAL, RESOURCE)
+    proc, run_dir = _start_trial(tmp_path, minutes=30)
+    try:
+        _wait_for_candidate(scaling, proc, run_dir)
+        os.kill(proc.pid, signum)
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode != 0
+    assert "restoring the original scaling configuration" in output
+    assert scaling.read_policy(RESOURCE, "original") == ORIGINAL
+    assert [p["PolicyName"] for p in scaling.describe_policies(RESOURCE)] == ["original"]
+    assert not list(run_dir.rglob(JOURNAL_NAME))
+    assert "Traceback" not in output
+
+
+def test_kill_9_then_tuner_restore(local_aws: object, tmp_path: Path) -> None:
+    scaling = _scaling(local_aws)
+    scaling.apply(ORIGINAL, RESOURCE)
+    proc, run_dir = _start_trial(tmp_path, minutes=30)
+    try:
+        _wait_for_candidate(scaling, proc, run_dir)
+        os.killpg(proc.pid, signal.SIGKILL)  # the trial and its Locust children, no cleanup
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert scaling.read_policy(RESOURCE, CANDIDATE.name) == CANDIDATE
+    assert len(list(run_dir.rglob(JOURNAL_NAME))) == 1
+    env = dict(os.environ)
+    result = subprocess.run(
+        [sys.executable, "-m", "tuner", "restore", str(run_dir)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "restored endpoint/trial-endpoint/variant/AllTraffic" in result.stdout
+    assert scaling.read_policy(RESOURCE, "original") == ORIGINAL
+    assert [p["PolicyName"] for p in scaling.describe_policies(RESOURCE)] == ["original"]
+    assert not list(run_dir.rglob(JOURNAL_NAME))
