@@ -178,8 +178,16 @@ def calibrate(
         if scaling.describe_target(resource) is not None:
             scaling.set_suspended(resource, scale_in=True, scale_out=True)
         _set_count(endpoints, spec, 1, clock, log)
-        rates = bracket_rates(spec.start_rps, spec.factor, spec.max_rps)
-        table = _run_steps(spec, session, rates, "bracket", work, clock, driver, log)
+        # Bracketing runs one step at a time and stops at the first failure: a live endpoint
+        # is never driven far past its limit.
+        tables = []
+        for i, rate in enumerate(bracket_rates(spec.start_rps, spec.factor, spec.max_rps)):
+            tables.append(
+                _run_steps(spec, session, [rate], f"bracket-{i}", work, clock, driver, log)
+            )
+            if not tables[-1]["passed"].iloc[0]:
+                break
+        table = pd.concat(tables, ignore_index=True)
         good, bad = sustained(table)
         if good is None:
             raise TrialError(
@@ -240,8 +248,7 @@ def _run_steps(
     path = work / f"calibrate-{phase}.toml"
     path.write_text(step_profile_toml(f"calibrate-{phase}", rates, spec.step_s), encoding="utf-8")
     log(
-        f"{phase}: {len(rates)} steps of {spec.step_s:g} s from {rates[0]:.3g} to "
-        f"{rates[-1]:.3g} rps"
+        f"{phase}: {len(rates)} step(s) of {spec.step_s:g} s, {rates[0]:.3g} to {rates[-1]:.3g} rps"
     )
     requests = driver(
         path,

@@ -281,8 +281,10 @@ def run_trial(
     out.mkdir(parents=True, exist_ok=True)
     log(f"trial {spec.policy.label} on {profile.name} at speed x{clock.speed:g}")
     with restoring(scaling, resource, out / JOURNAL_NAME, log):
-        _bring_to_capacity(endpoints, spec, clock, log)
+        # The candidate's range first: registering it moves the capacity into range [DOC], and a
+        # starting count outside the old range would otherwise be clamped back.
         scaling.apply(spec.policy, resource)
+        _bring_to_capacity(endpoints, spec, clock, log)
         poller = _Poller(
             endpoints, spec.endpoint, spec.variant, clock, every_virtual_s=min(10.0, period_s / 2)
         )
@@ -337,18 +339,21 @@ def _sleep_until(clock: VirtualClock, virtual_s: float) -> None:
 def _bring_to_capacity(
     endpoints: Endpoints, spec: TrialSpec, clock: VirtualClock, log: Callable[[str], None]
 ) -> None:
+    """Wait out any update, then set the starting count and wait until it is in service."""
     start = spec.start_capacity or spec.policy.min_capacity
-    counts = endpoints.describe(spec.endpoint).variant(spec.variant)
-    if counts.current == start and counts.desired == start:
-        return
-    log(f"setting {spec.endpoint}/{spec.variant} to {start} instance(s) and waiting for InService")
-    endpoints.set_desired_count(spec.endpoint, spec.variant, start)
     deadline = time.monotonic() + clock.real_duration(spec.wait_timeout_s)
+    asked = False
     while True:
         state = endpoints.describe(spec.endpoint)
         counts = state.variant(spec.variant)
-        if state.status == "InService" and counts.current == start:
-            return
+        # SageMaker refuses capacity changes while the endpoint is Updating [OBS].
+        if state.status == "InService":
+            if counts.current == start and counts.desired == start:
+                return
+            if not asked:
+                log(f"setting {spec.endpoint}/{spec.variant} to {start} instance(s)")
+                endpoints.set_desired_count(spec.endpoint, spec.variant, start)
+                asked = True
         if time.monotonic() > deadline:
             raise TrialError(
                 f"{spec.endpoint} did not reach {start} instance(s) InService within "

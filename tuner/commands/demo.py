@@ -30,13 +30,13 @@ The clock runs --speed times faster than real time: a 25-minute profile plays in
 ENDPOINT = "demo-endpoint"
 PROFILES_DIR = Path(__file__).resolve().parents[2] / "locustfiles" / "profiles"
 DEMO_PROFILES = ("demo-spike", "demo-ramp")
-SLO_P99_MS = 1500.0
+SLO_P99_MS = 2500.0
 MAX_ERROR_RATE = 0.01
 # The emulated endpoint's true nature: an LLM-sized model on a GPU instance. The price is
 # illustrative, not a quote.
 TRUE_CAPACITY = {
-    "instance_type": "ml.g5.xlarge",
-    "hourly_usd": 1.41,
+    "instance_type": "ml.g4dn.xlarge",
+    "hourly_usd": 0.74,
     "boot_s": 240,
     "max_rps_per_instance": 2.0,
     "timeout_ms": 60000,
@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
         _step("3. calibrate one instance")
         capacity = work / "capacity.json"
         _call(["calibrate", "--endpoint", ENDPOINT, "--slo-p99-ms", f"{SLO_P99_MS:g}",
-               "--start-rps", "0.25", "--measure-boot", "--hourly-usd",
+               "--start-rps", "0.5", "--step-s", "120", "--measure-boot", "--hourly-usd",
                f"{TRUE_CAPACITY['hourly_usd']}", "--out", str(capacity)])
         _step("4. simulate candidates on two profiles, trial the top two live")
         tune = ["tune", "--capacity", str(capacity), "--slo-p99-ms", f"{SLO_P99_MS:g}",
