@@ -1,0 +1,98 @@
+"""Benchmark: 1,000 candidates x 14 days of per-minute traffic, and the scalar loop beside it.
+
+Goals (issue 4): <= 3 s on one core, >= 100x the plain scalar implementation. Run with
+``make bench``; figures are printed. CPU time of this process is reported beside wall time
+because the machine may be shared.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scalar_model
+
+from tuner.capacity import Capacity
+from tuner.policy import ScalingPolicy
+from tuner.profiles import parse_profile
+from tuner.simulate import simulate
+
+TRACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "traces"
+ELB = TRACES / "elb_request_count_8c0756.csv"  # 14 days at 5-minute intervals: 20,160 minutes
+SAMPLE = 4  # candidates run through the scalar loop
+
+
+def _grid() -> list[ScalingPolicy]:
+    targets = np.linspace(300, 1200, 10)
+    outs, ins, maxes = (0, 60, 120, 300, 600), (300, 600, 900, 1800), (6, 10, 20, 40, 80)
+    return [
+        ScalingPolicy(
+            min_capacity=1,
+            max_capacity=m,
+            target_value=float(t),
+            scale_out_cooldown_s=o,
+            scale_in_cooldown_s=i,
+        )
+        for t, o, i, m in itertools.product(targets, outs, ins, maxes)
+    ]
+
+
+@pytest.mark.benchmark
+def test_bench_1000_candidates_x_14_days():
+    if not ELB.is_file():
+        pytest.skip(f"{ELB} is not there (../shared beside the checkout)")
+    profile = parse_profile(
+        {
+            "name": "elb-14d",
+            "noise": "poisson",
+            "segment": [{"replay": str(ELB), "peak_rps": 120, "limit": "14d"}],
+        },
+        base_dir=TRACES,
+    )
+    policies = _grid()
+    cap = Capacity.default()
+    assert len(policies) == 1000
+    best_wall, best_cpu = np.inf, np.inf
+    for _ in range(2):
+        wall, cpu = time.perf_counter(), time.process_time()
+        result = simulate(profile, policies, cap, seed=1)
+        best_wall = min(best_wall, time.perf_counter() - wall)
+        best_cpu = min(best_cpu, time.process_time() - cpu)
+    minutes = len(result.demand)
+    cand_minutes = minutes * len(policies)
+    assert minutes == 20_160
+
+    demand = [float(x) for x in result.demand]
+    picks = np.random.default_rng(0).choice(len(policies), SAMPLE, replace=False)
+    wall, cpu = time.perf_counter(), time.process_time()
+    for i in picks:
+        p = policies[i]
+        ref = scalar_model.run(
+            demand,
+            60,
+            [scalar_model.Rule(p.target_value, p.scale_out_cooldown_s, p.scale_in_cooldown_s)],
+            p.min_capacity,
+            p.max_capacity,
+            lag_s=60,
+            boot_s=300,
+        )
+        assert ref.desired == result.desired[:, i].tolist()
+    scalar_s = (time.perf_counter() - wall) / SAMPLE
+    scalar_cpu_s = (time.process_time() - cpu) / SAMPLE
+    ratio = scalar_s / (best_wall / len(policies))
+    ratio_cpu = scalar_cpu_s / (best_cpu / len(policies))
+    print(
+        f"\nsimulate: {len(policies)} candidates x {minutes} minutes = {cand_minutes / 1e6:.1f} M "
+        f"candidate-minutes in {best_wall:.2f} s wall ({best_cpu:.2f} s CPU), "
+        f"{cand_minutes / best_wall / 1e6:.1f} M candidate-minutes/s\n"
+        f"scalar loop: {scalar_s:.3f} s per candidate ({minutes / scalar_s / 1e3:.0f} k "
+        f"candidate-minutes/s, sample of {SAMPLE}); vectorised is {ratio:.0f}x faster "
+        f"({ratio_cpu:.0f}x by CPU time)\n"
+        f"mean scale-outs per candidate {result.summary.scale_out_events.mean():.0f}, "
+        f"candidates meeting 1% SLO violations: {(result.summary.slo_violation_rate < 0.01).sum()}"
+    )
+    assert best_cpu <= 3.0, f"goal: <= 3 s on one core, took {best_cpu:.2f} s CPU"
+    assert ratio_cpu >= 100, f"goal: >= 100x the scalar loop, got {ratio_cpu:.0f}x (CPU time)"

@@ -1,0 +1,199 @@
+"""tuner simulate: replay one traffic profile against a policy (or several), write the timeline."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tuner.errors import ValidationError
+
+PROFILES_DIR = Path(__file__).resolve().parents[2] / "locustfiles" / "profiles"
+
+EPILOG = """\
+examples:
+  tuner simulate --profile flash-spike --policy my.policy.json --out reports/sim
+  tuner simulate --profile launch.toml --policy a.policy.json --policy b.policy.json \\
+      --capacity capacity.json --boot-s 420 --metric-lag-s 120 --seed 3 --out reports/ab
+
+--profile takes a profile TOML, a replay CSV (timestamp,invocations) or the name of a ready
+profile in locustfiles/profiles/. Writes DIR/timeline.csv (one row per metric period: t_s,
+demand_rps, invocations, instances_in_service, desired_capacity, invocations_per_instance,
+alarm_high, alarm_low, errors, p99_latency_ms, then p50_latency_ms, served, queued, updating,
+concurrency_per_instance) and DIR/summary.json (instance_hours, cost_usd, error_rate,
+slo_violation_rate, scale_out_events, scale_in_events, underprovisioned_minutes, recovery_s, ...).
+With several --policy, timeline.csv and summary.json describe the first, DIR/summary.csv has one
+row per policy and DIR/timelines/<label>.csv holds each timeline.
+
+The model is reference/target-tracking.md: alarms of 3 and 15 datapoints (10-s metrics: 3 and
+90), metric lag, boot delay with the endpoint Updating, cooldowns, Min/Max. Instances are billed
+from launch, so booting ones count in instance_hours.
+"""
+
+
+def register(sub: Any) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "simulate",
+        help="replay a traffic profile against a scaling policy, write timeline and summary",
+        description="Simulate how Application Auto Scaling would size the endpoint under a "
+        "traffic profile with the given target-tracking policy: instances, alarms, queueing, "
+        "errors, latency and cost, period by period, in a fraction of a second.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--profile",
+        required=True,
+        metavar="P",
+        help="traffic profile: TOML, replay CSV or ready profile name",
+    )
+    p.add_argument(
+        "--policy",
+        action="append",
+        required=True,
+        metavar="FILE",
+        help="policy file (*.policy.json, AWS field names); repeat to compare",
+    )
+    p.add_argument(
+        "--capacity",
+        metavar="FILE",
+        help="capacity.json from `tuner calibrate` (default: DESIGN.md's example, "
+        "ml.m5.xlarge at 20 rps per instance)",
+    )
+    p.add_argument(
+        "--boot-s",
+        type=float,
+        metavar="S",
+        help="seconds from scale-out to instances in service (default: the capacity file's boot_s)",
+    )
+    p.add_argument(
+        "--boot-jitter-s",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="each scale-out boots in boot-s +- uniform jitter, seeded (default: 0)",
+    )
+    p.add_argument(
+        "--metric-lag-s",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="CloudWatch publishing and evaluation delay of each datapoint "
+        "(default: 60; 0 gives the reference's exact hand-checked timings)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the profile's noise and the boot jitter (default: 0)",
+    )
+    p.add_argument(
+        "--slo-p99-ms",
+        type=float,
+        metavar="MS",
+        help="latency objective for slo_violation_rate (default: the capacity's p99 "
+        "at max_rps_per_instance)",
+    )
+    p.add_argument(
+        "--initial-capacity",
+        type=int,
+        metavar="N",
+        help="instances at the start (default: MinCapacity)",
+    )
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    return p
+
+
+def _load_profile(spec: str) -> Any:
+    from tuner.profiles import load_profile, parse_profile
+
+    path = Path(spec)
+    if not path.exists() and (PROFILES_DIR / f"{spec}.toml").is_file():
+        path = PROFILES_DIR / f"{spec}.toml"
+    if not path.is_file():
+        ready = sorted(f.stem for f in PROFILES_DIR.glob("*.toml"))
+        raise ValidationError(
+            f"--profile must be a TOML file, a replay CSV or one of {', '.join(ready) or 'none'}, "
+            f"got {spec!r}"
+        )
+    if path.suffix.lower() == ".csv":
+        data = {"name": path.stem, "segment": [{"replay": path.name}]}
+        return parse_profile(data, base_dir=path.parent, source=str(path))
+    return load_profile(path)
+
+
+def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if hasattr(value, "item"):
+            value = value.item()
+        if isinstance(value, float) and not math.isfinite(value):
+            value = None
+        out[key] = value
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from tuner.capacity import Capacity
+    from tuner.policy import ScalingPolicy
+    from tuner.simulate import simulate
+
+    policies = [ScalingPolicy.load(path) for path in args.policy]
+    capacity = Capacity.load(args.capacity) if args.capacity else Capacity.default()
+    profile = _load_profile(args.profile)
+    if args.initial_capacity is not None and args.initial_capacity < 0:
+        raise ValidationError(f"--initial-capacity >= 0 must hold, got {args.initial_capacity}")
+    out = Path(args.out)
+    started = time.perf_counter()
+    print(
+        f"simulating {len(policies)} polic{'y' if len(policies) == 1 else 'ies'} on "
+        f"{profile.name} ({profile.duration_s / 3600:.2f} h)...",
+        file=sys.stderr,
+    )
+    result = simulate(
+        profile,
+        policies,
+        capacity,
+        boot_s=args.boot_s,
+        metric_lag_s=args.metric_lag_s,
+        seed=args.seed,
+        slo_p99_ms=args.slo_p99_ms,
+        boot_jitter_s=args.boot_jitter_s,
+        initial_capacity=args.initial_capacity,
+    )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        result.timeline(0).to_csv(out / "timeline.csv", index=False)
+        rows = []
+        for i, policy in enumerate(policies):
+            row = _jsonable(result.summary.iloc[i].to_dict())
+            row.update(
+                profile=profile.name,
+                seed=args.seed,
+                period_s=result.period_s,
+                slo_p99_ms=result.slo_p99_ms,
+                boot_s=capacity.boot_s if args.boot_s is None else args.boot_s,
+                metric_lag_s=args.metric_lag_s,
+                policy=policy.to_dict(),
+            )
+            rows.append(row)
+        (out / "summary.json").write_text(json.dumps(rows[0], indent=2) + "\n", encoding="utf-8")
+        if len(policies) > 1:
+            result.summary.to_csv(out / "summary.csv", index_label="candidate")
+            (out / "timelines").mkdir(exist_ok=True)
+            for i, policy in enumerate(policies):
+                result.timeline(i).to_csv(out / "timelines" / f"{policy.label}.csv", index=False)
+    except OSError as e:
+        raise ValidationError(f"--out {out}: cannot write ({e.strerror})") from e
+    print(f"done in {time.perf_counter() - started:.2f} s; wrote {out}/", file=sys.stderr)
+    for row in rows:
+        print(
+            f"{row['label']}: {row['instance_hours']:.2f} instance-h (${row['cost_usd']:.2f}), "
+            f"errors {row['error_rate']:.3%}, SLO violations {row['slo_violation_rate']:.3%}, "
+            f"{row['scale_out_events']} scale-outs / {row['scale_in_events']} scale-ins"
+        )
+    return 0

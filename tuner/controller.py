@@ -1,0 +1,649 @@
+"""Application Auto Scaling target tracking (``reference/target-tracking.md``), one step at a time.
+
+One implementation of the model serves the simulator (C candidates at CPU speed) and the local
+emulator's autoscaler (C = 1 in virtual real time). Usage::
+
+    tt = TargetTracking(policies, choices=ModelChoices(metric_lag_s=60))
+    for k in range(n_steps):                  # step k covers [k*step_s, (k+1)*step_s)
+        n = tt.in_service                     # instances serving during step k
+        ...serve step k, measure it...
+        result = tt.step(k, invocations_per_instance=..., concurrency=...)
+        # decisions taken at t = (k+1)*step_s; tt.desired / tt.in_service hold for step k+1
+
+``step_s`` is the finest metric period of the policies (60 s, or 10 s when a high-resolution
+metric is tracked; the emulator may force 10 s). Each step the caller gives, per candidate, the
+step's share of ``InvocationsPerInstance`` (requests received in the step / instances in service)
+and, when a concurrency metric is tracked, the step's peak ``ConcurrentRequestsPerModel``. The
+controller sums 60-s datapoints from 10-s steps itself, delays datapoints by the metric lag,
+evaluates the alarms, completes boots and decides, in this order at each boundary:
+boot completions, scheduled actions, newly visible datapoints -> alarms, scale-out, scale-in.
+
+Arrays are per candidate (C,) or per candidate and policy slot (C, J): a candidate may carry
+several policies on one target; shorter lists are padded with slots that never act.
+Every choice the reference leaves to the model is a field of :class:`ModelChoices`.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from tuner.errors import PolicyError, ValidationError
+from tuner.policy import MetricType, ScalingPolicy
+
+_CONCURRENCY_TYPES = {
+    MetricType.CONCURRENT_REQUESTS_PER_MODEL,
+    MetricType.CONCURRENT_REQUESTS_PER_COPY,
+}
+_INVOCATION_TYPES = {MetricType.INVOCATIONS_PER_INSTANCE, MetricType.INVOCATIONS_PER_COPY}
+SUPPORTED_METRICS = tuple(sorted(m.value for m in _CONCURRENCY_TYPES | _INVOCATION_TYPES))
+
+
+@dataclass(frozen=True)
+class ModelChoices:
+    """Every [MODEL] choice of target-tracking.md, named in one place so evidence can revise it."""
+
+    metric_lag_s: float = 60.0
+    """Delay from a datapoint's period end to its visibility (§4.1; 0 makes scenarios exact)."""
+    boot_s: float = 300.0
+    """Scale-out decision to instances in service (§4.4), unless the caller gives per-candidate."""
+    high_datapoints: int = 3
+    """AlarmHigh: metric > target for this many of as many datapoints (§3)."""
+    low_datapoints: int = 15
+    """AlarmLow on a 60-s metric: metric < low_ratio x target for this many datapoints (§3)."""
+    low_datapoints_high_resolution: int = 90
+    """AlarmLow on a 10-s metric: 90 of 90, so scale-in is no faster (§3)."""
+    low_ratio: float = 0.9
+    reinvoke_s: float = 60.0
+    """While an alarm stays in ALARM, scaling is invoked again this often (§3)."""
+    ceil_epsilon: float = 1e-9
+    """R = ceil(B x M / T - epsilon): an exact multiple of the target is not rounded up (§4.3)."""
+    # Rounding to the step grid (a simulation at period resolution needs one rule, used everywhere):
+    # a datapoint becomes visible at the first boundary >= period end + metric_lag_s; a boot
+    # completes at the first boundary >= decision + boot_s, at least one step after the decision,
+    # so during the step new instances come in service N is constant and every request of the step
+    # adds 1/N to InvocationsPerInstance with that N.
+    # Several policies on one target share the target's cooldowns: a scale-out starts the longest
+    # ScaleOutCooldown of the policies that asked for it; a scale-in the longest ScaleInCooldown of
+    # the policies with scale-in enabled.
+    # A scheduled action or a re-registration that raises capacity boots instances like a scale-out
+    # but starts no cooldown (§4.7); one that lowers it removes instances at once.
+    # With no instance in service (inference components at 0) per-instance metrics divide by 1.
+
+    def __post_init__(self) -> None:
+        for name in ("metric_lag_s", "boot_s"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValidationError(f"{name} >= 0 must hold, got {value:g}")
+        for name in ("high_datapoints", "low_datapoints", "low_datapoints_high_resolution"):
+            if getattr(self, name) < 1:
+                raise ValidationError(f"{name} >= 1 must hold, got {getattr(self, name)}")
+        if not 0 < self.low_ratio <= 1:
+            raise ValidationError(f"low_ratio must be in (0, 1], got {self.low_ratio:g}")
+
+
+class AlarmState(enum.IntEnum):
+    """CloudWatch alarm states as stored in the state arrays."""
+
+    INSUFFICIENT_DATA = -1
+    OK = 0
+    ALARM = 1
+
+
+class ScalingKind(enum.Enum):
+    OUT = "scale-out"
+    IN = "scale-in"
+
+
+class ScalingCause(enum.Enum):
+    ALARM_HIGH = "AlarmHigh"
+    ALARM_LOW = "AlarmLow"
+    SCHEDULED = "scheduled action"
+    REGISTERED = "scalable target registered"
+
+
+@dataclass(frozen=True)
+class ScheduledAction:
+    """``PutScheduledAction`` with an ``at()`` schedule: new Min/Max from ``at_s`` on."""
+
+    at_s: float
+    min_capacity: int | None = None
+    max_capacity: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.min_capacity is None and self.max_capacity is None:
+            raise ValidationError("a scheduled action sets MinCapacity, MaxCapacity or both")
+
+
+@dataclass(frozen=True)
+class ScalingEvent:
+    """One scaling activity of one candidate, as DescribeScalingActivities would list it."""
+
+    candidate: int
+    t_s: float
+    kind: ScalingKind
+    from_capacity: int
+    to_capacity: int
+    cause: ScalingCause
+    policy: str | None
+    """PolicyName whose required capacity won, None for range changes."""
+    completes_at_s: float
+    """When the activity completes: instances in service (scale-in: at once)."""
+
+    @property
+    def description(self) -> str:
+        return f"Setting desired instance count to {self.to_capacity}."
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """State after the decisions at boundary ``t_s``; arrays are copies."""
+
+    k: int
+    t_s: float
+    desired: np.ndarray
+    in_service: np.ndarray
+    updating: np.ndarray
+    alarm_high: np.ndarray
+    """(C, J) AlarmState values."""
+    alarm_low: np.ndarray
+    events: tuple[ScalingEvent, ...]
+    completed: tuple[int, ...]
+    """Candidates whose boot completed at this boundary."""
+
+
+def _normalise(
+    policies: Sequence[ScalingPolicy] | Sequence[Sequence[ScalingPolicy]],
+) -> list[list[ScalingPolicy]]:
+    groups = [[p] if isinstance(p, ScalingPolicy) else list(p) for p in policies]
+    if not groups:
+        raise ValidationError("at least one candidate policy is required, got none")
+    for i, group in enumerate(groups):
+        if not group:
+            raise ValidationError(f"candidate {i} has no policy")
+        for p in group:
+            if p.metric_type not in _CONCURRENCY_TYPES | _INVOCATION_TYPES:
+                metric = p.metric_type.value if p.metric_type else "CustomizedMetricSpecification"
+                raise PolicyError(
+                    f"PredefinedMetricType must be one of {', '.join(SUPPORTED_METRICS)} to be "
+                    f"modelled, got {metric}"
+                )
+            if (p.min_capacity, p.max_capacity) != (group[0].min_capacity, group[0].max_capacity):
+                raise PolicyError(
+                    f"policies on one target share its MinCapacity/MaxCapacity, got "
+                    f"{group[0].min_capacity}/{group[0].max_capacity} and "
+                    f"{p.min_capacity}/{p.max_capacity} for candidate {i}"
+                )
+    return groups
+
+
+def step_s_for(policies: Sequence[ScalingPolicy] | Sequence[Sequence[ScalingPolicy]]) -> int:
+    """The finest metric period among the policies: 10 s if any is high-resolution, else 60 s."""
+    return min(p.metric_period_s for g in _normalise(policies) for p in g)
+
+
+class TargetTracking:
+    """Target-tracking state for C candidates; see the module docstring for the step protocol.
+
+    Public state (read it, do not write it): ``desired``, ``in_service``, ``updating`` (C,);
+    ``alarm_high_on`` / ``alarm_low_on`` (C, J) bool, alarms in ALARM after the last evaluation;
+    ``scale_out_count`` / ``scale_in_count`` (C,). ``desired`` and ``in_service`` are replaced,
+    never modified in place, so a changed object means changed capacity.
+    """
+
+    def __init__(
+        self,
+        policies: Sequence[ScalingPolicy] | Sequence[Sequence[ScalingPolicy]],
+        *,
+        choices: ModelChoices | None = None,
+        initial_capacity: int | np.ndarray | None = None,
+        scheduled: Sequence[ScheduledAction] = (),
+        boot_s: float | np.ndarray | None = None,
+        step_s: int | None = None,
+        record_events: bool = True,
+    ) -> None:
+        self.choices = choices or ModelChoices()
+        groups = _normalise(policies)
+        self.C = len(groups)
+        finest = min(p.metric_period_s for g in groups for p in g)
+        self.step_s = int(step_s or finest)
+        if self.step_s not in (10, 60) or self.step_s > finest:
+            raise ValidationError(f"step_s must be 10 or 60 and <= {finest}, got {self.step_s}")
+        self.record_events = record_events
+        ch = self.choices
+        self._lag_steps = max(0, math.ceil(ch.metric_lag_s / self.step_s - 1e-9))
+        self._reinvoke_steps = max(1, round(ch.reinvoke_s / self.step_s))
+        self._m = {"inv": 60 // self.step_s, "conc": 10 // self.step_s or 1}
+        self.boot_s = np.broadcast_to(
+            np.asarray(ch.boot_s if boot_s is None else boot_s, dtype=float), (self.C,)
+        ).copy()
+        """Boot time of the next scale-out per candidate (the simulator redraws it for jitter)."""
+        if not np.isfinite(self.boot_s).all() or (self.boot_s < 0).any():
+            raise ValidationError(f"boot_s >= 0 must hold, got {self.boot_s.min():g}")
+        self._boot_for: np.ndarray | None = None
+        self._boot_delay_s = np.zeros(self.C)
+        self._scheduled = sorted(scheduled, key=lambda a: a.at_s)
+        self._k = -1
+        self.t_s = 0.0
+        self._pending: dict[str, deque[tuple[int, np.ndarray]]] = {"inv": deque(), "conc": deque()}
+        self._acc = {"inv": np.zeros(self.C), "conc": np.zeros(self.C)}
+        self._count = {"inv": 0, "conc": 0}
+        self._set_slots(groups, reset_all=True)
+        self.min_capacity = np.array([g[0].min_capacity for g in groups], dtype=float)
+        self.max_capacity = np.array([g[0].max_capacity for g in groups], dtype=float)
+        while self._scheduled and self._scheduled[0].at_s <= 0:
+            self._set_range(self._scheduled.pop(0))
+        start = self.min_capacity if initial_capacity is None else initial_capacity
+        self.desired = np.clip(
+            np.broadcast_to(np.asarray(start, dtype=float), (self.C,)),
+            self.min_capacity,
+            self.max_capacity,
+        )
+        self.in_service = self.desired.copy()
+        self._set_complete_at(np.full(self.C, np.inf))
+        self._pending_base = np.zeros(self.C)
+        self._pending_out_cd = np.full(self.C, np.nan)
+        self.out_cd_end = np.full(self.C, -np.inf)
+        self.out_base = np.zeros(self.C)
+        self.in_cd_end = np.full(self.C, -np.inf)
+        # latest cooldown ends: once t is past them no cooldown runs and the checks are skipped
+        self._out_cd_last = -np.inf
+        self._in_cd_last = -np.inf
+        self.scale_out_count = np.zeros(self.C, dtype=np.int64)
+        self.scale_in_count = np.zeros(self.C, dtype=np.int64)
+        self._events: list[ScalingEvent] = []
+
+    # -- policies ------------------------------------------------------------------------------
+
+    def _set_slots(self, groups: list[list[ScalingPolicy]], *, reset_all: bool) -> None:
+        C, J = self.C, max(len(g) for g in groups)
+        old: list[list[ScalingPolicy]] | None = None if reset_all else self._groups
+        self._groups: list[list[ScalingPolicy]] = groups
+        self.J = J
+        shape = (C, J)
+        ch = self.choices
+        self.target = np.full(shape, np.inf)
+        self.is_conc = np.zeros(shape, dtype=bool)
+        self.active = np.zeros(shape, dtype=bool)
+        self.scale_in_enabled = np.zeros(shape, dtype=bool)
+        self.need_low = np.full(shape, float(np.iinfo(np.int32).max))
+        out_cd = np.zeros(shape)
+        in_cd = np.zeros(shape)
+        names = np.empty(shape, dtype=object)
+        for i, g in enumerate(groups):
+            for j, p in enumerate(g):
+                conc = p.metric_type in _CONCURRENCY_TYPES
+                self.target[i, j] = p.target_value
+                self.is_conc[i, j] = conc
+                self.active[i, j] = True
+                self.scale_in_enabled[i, j] = not p.disable_scale_in
+                self.need_low[i, j] = (
+                    ch.low_datapoints_high_resolution if conc else ch.low_datapoints
+                )
+                out_cd[i, j] = p.scale_out_cooldown_s
+                in_cd[i, j] = p.scale_in_cooldown_s
+                names[i, j] = p.name
+        if self.is_conc.any() and self.step_s != 10:
+            raise ValidationError(f"a 10-s metric needs step_s = 10, got {self.step_s}")
+        self.low_threshold = self.target * ch.low_ratio
+        self._out_cd = out_cd
+        self._in_cd_len = np.where(self.scale_in_enabled, in_cd, 0).max(axis=1)
+        self._any_enabled = self.scale_in_enabled.any(axis=1)
+        self._all_enabled = bool(self.scale_in_enabled.all())
+        self._names = names
+        self._streams = [
+            s for s, mask in (("inv", ~self.is_conc), ("conc", self.is_conc)) if mask.any()
+        ]
+        keep = np.zeros(shape, dtype=bool)
+        if old is not None:
+            for i, (g_new, g_old) in enumerate(zip(groups, old, strict=True)):
+                for j in range(min(len(g_new), len(g_old))):
+                    a, b = g_new[j], g_old[j]
+                    keep[i, j] = (a.metric_type, a.target_value) == (b.metric_type, b.target_value)
+        kept = ("high_run", "low_run", "metric", "high_since", "low_since", "_seen_from")
+        prev = {n: np.asarray(getattr(self, n)) for n in kept} if old else {}
+        self.high_run = np.zeros(shape)
+        """Consecutive newest visible datapoints above the target, per slot."""
+        self.low_run = np.zeros(shape)
+        self.metric = np.full(shape, np.nan)
+        """Newest visible datapoint per slot."""
+        self.high_since = np.zeros(shape, dtype=np.int64)
+        self.low_since = np.zeros(shape, dtype=np.int64)
+        # datapoints an alarm has seen = its stream's count - the count when it was created
+        self._seen_from = np.where(self.is_conc, self._count["conc"], self._count["inv"]) * 1.0
+        for name, arr in prev.items():
+            w = min(arr.shape[1], J)
+            cur = getattr(self, name)
+            cur[:, :w] = np.where(keep[:, :w], arr[:, :w], cur[:, :w])
+        self.alarm_high_on = self.high_run >= ch.high_datapoints
+        self.alarm_low_on = self.low_run >= self.need_low
+
+    def set_policies(
+        self, policies: Sequence[ScalingPolicy] | Sequence[Sequence[ScalingPolicy]]
+    ) -> list[ScalingEvent]:
+        """Replace the policies at the last boundary stepped: the range applies at once (§1).
+
+        Alarms of a changed policy (metric or target) restart in INSUFFICIENT_DATA.
+        """
+        groups = _normalise(policies)
+        if len(groups) != self.C:
+            raise ValidationError(f"set_policies needs {self.C} candidates, got {len(groups)}")
+        self._set_slots(groups, reset_all=False)
+        self.min_capacity = np.array([g[0].min_capacity for g in groups], dtype=float)
+        self.max_capacity = np.array([g[0].max_capacity for g in groups], dtype=float)
+        mark = len(self._events)
+        self._move_into_range(ScalingCause.REGISTERED)
+        return self._events[mark:]
+
+    @property
+    def tracks_concurrency(self) -> bool:
+        """Whether some policy tracks a concurrency metric (step() then needs ``concurrency``)."""
+        return "conc" in self._streams
+
+    # -- capacity changes ----------------------------------------------------------------------
+
+    def _set_complete_at(self, complete_at: np.ndarray) -> None:
+        """When each running boot completes (inf: none runs, the endpoint is InService)."""
+        self.complete_at = complete_at
+        self._idle = complete_at == np.inf
+        self._next_done = float(complete_at.min())
+
+    @property
+    def updating(self) -> np.ndarray:
+        """(C,) bool: a capacity change is in progress (the endpoint shows ``Updating``)."""
+        return ~self._idle
+
+    def _set_range(self, action: ScheduledAction) -> None:
+        lo, hi = self.min_capacity, self.max_capacity
+        if action.min_capacity is not None:
+            lo = np.full(self.C, float(action.min_capacity))
+        if action.max_capacity is not None:
+            hi = np.full(self.C, float(action.max_capacity))
+        if (lo > hi).any():
+            i = int(np.argmax(lo > hi))
+            raise ValidationError(
+                f"scheduled action at {action.at_s:g} s: MinCapacity <= MaxCapacity must hold, "
+                f"got {lo[i]:g} > {hi[i]:g} for candidate {i}"
+            )
+        self.min_capacity, self.max_capacity = lo, hi
+
+    def _move_into_range(self, cause: ScalingCause) -> None:
+        new = np.clip(self.desired, self.min_capacity, self.max_capacity)
+        down = new < self.desired
+        up = new > self.desired
+        t = self.t_s
+        if down.any():
+            self._record(down, ScalingKind.IN, new, cause, None, t)
+            self.scale_in_count += down
+            self.desired = np.where(down, new, self.desired)
+            self.in_service = np.minimum(self.in_service, self.desired)
+            done = down & (self.in_service >= self.desired)
+            self._set_complete_at(np.where(done, np.inf, self.complete_at))
+        if up.any():
+            finish = t + self._boot_delay()
+            self._record(up, ScalingKind.OUT, new, cause, None, finish)
+            self.scale_out_count += up
+            self.desired = np.where(up, new, self.desired)
+            # a boot the policy started keeps its cooldown; a range change alone starts none
+            self._pending_out_cd = np.where(up & self._idle, np.nan, self._pending_out_cd)
+            self._set_complete_at(np.where(up, finish, self.complete_at))
+
+    def _boot_delay(self) -> np.ndarray:
+        if self._boot_for is not self.boot_s:  # boot_s is replaced, not modified, to change it
+            steps = np.maximum(1, np.ceil(self.boot_s / self.step_s - 1e-9))
+            self._boot_delay_s = steps * self.step_s
+            self._boot_for = self.boot_s
+        return self._boot_delay_s
+
+    def _record(
+        self,
+        mask: np.ndarray,
+        kind: ScalingKind,
+        to: np.ndarray,
+        cause: ScalingCause,
+        asking: np.ndarray | None,
+        finish: float | np.ndarray,
+    ) -> None:
+        if not self.record_events:
+            return
+        finish = np.broadcast_to(finish, (self.C,))
+        for i in np.flatnonzero(mask):
+            name = None if asking is None else self._names[i, int(np.argmax(asking[i]))]
+            self._events.append(
+                ScalingEvent(
+                    int(i),
+                    self.t_s,
+                    kind,
+                    int(self.desired[i]),
+                    int(to[i]),
+                    cause,
+                    name,
+                    float(finish[i]),
+                )
+            )
+
+    # -- the step ------------------------------------------------------------------------------
+
+    def step(
+        self,
+        k: int,
+        invocations_per_instance: float | np.ndarray,
+        concurrency: float | np.ndarray | None = None,
+    ) -> StepResult:
+        """Close step k with its metric samples and decide at t = (k+1) x step_s."""
+        mark = len(self._events)
+        completed = self.advance(k, invocations_per_instance, concurrency)
+        return StepResult(
+            k,
+            self.t_s,
+            self.desired.copy(),
+            self.in_service.copy(),
+            self.updating.copy(),
+            self.alarm_state(high=True),
+            self.alarm_state(high=False),
+            tuple(self._events[mark:]),
+            tuple(int(i) for i in np.flatnonzero(completed)) if completed is not None else (),
+        )
+
+    @property
+    def events(self) -> list[ScalingEvent]:
+        """Every recorded scaling activity so far (``record_events=True``)."""
+        return list(self._events)
+
+    def alarm_state(self, *, high: bool) -> np.ndarray:
+        """(C, J) AlarmState values of AlarmHigh (or AlarmLow) after the last evaluation."""
+        on = self.alarm_high_on if high else self.alarm_low_on
+        need = self.choices.high_datapoints if high else self.need_low
+        state = np.where(on, AlarmState.ALARM, AlarmState.OK)
+        # A new alarm needs as many datapoints as it evaluates before it leaves INSUFFICIENT_DATA.
+        seen = np.where(self.is_conc, self._count["conc"], self._count["inv"]) - self._seen_from
+        state = np.where(seen >= need, state, AlarmState.INSUFFICIENT_DATA)
+        return np.where(self.active, state, AlarmState.INSUFFICIENT_DATA).astype(np.int8)
+
+    def advance(
+        self,
+        k: int,
+        invocations_per_instance: float | np.ndarray,
+        concurrency: float | np.ndarray | None = None,
+        *,
+        copy: bool = True,
+    ) -> np.ndarray | None:
+        """:meth:`step` without building a result (the simulator's hot path).
+
+        ``copy=False`` hands the sample arrays over (the caller will not modify them). Returns
+        the mask of candidates whose boot completed, or None if none did.
+        """
+        if k != self._k + 1:
+            raise ValidationError(f"steps must come in order: expected step {self._k + 1}, got {k}")
+        self._k = k
+        t = (k + 1) * self.step_s
+        self.t_s = float(t)
+        # 1. metric samples -> datapoints -> the lag queue
+        self._collect(k, "inv", invocations_per_instance, copy)
+        if concurrency is not None:
+            self._collect(k, "conc", concurrency, copy)
+        elif self.tracks_concurrency:
+            raise ValidationError("a concurrency policy needs the concurrency metric each step")
+        # 2. boots complete
+        completed = None
+        if t >= self._next_done:
+            done = self.complete_at <= t
+            completed = done
+            self.in_service = np.where(done, self.desired, self.in_service)
+            # the scale-out cooldown (re)starts when a policy's scale-out completes (§4.4)
+            by_policy = done & (self._pending_out_cd >= 0)  # NaN: a range change, no cooldown
+            self.out_cd_end = np.where(by_policy, t + self._pending_out_cd, self.out_cd_end)
+            self.out_base = np.where(by_policy, self._pending_base, self.out_base)
+            self._out_cd_last = float(self.out_cd_end.max())
+            self._set_complete_at(np.where(done, np.inf, self.complete_at))
+        # 3. scheduled actions
+        while self._scheduled and self._scheduled[0].at_s <= t:
+            self._set_range(self._scheduled.pop(0))
+            self._move_into_range(ScalingCause.SCHEDULED)
+        # 4. newly visible datapoints -> alarm counters
+        for stream, queue in self._pending.items():
+            while queue and queue[0][0] <= k:
+                value = queue.popleft()[1]
+                self._count[stream] += 1
+                if stream in self._streams:
+                    self._observe(stream, value, k)
+        # 5. decisions
+        high, low = self.alarm_high_on, self.alarm_low_on
+        high_any, low_any = np.count_nonzero(high) > 0, np.count_nonzero(low) > 0
+        if high_any or low_any:
+            self._decide(k, t, high if high_any else None, low if low_any else None)
+        return completed
+
+    def _collect(self, k: int, stream: str, sample: float | np.ndarray, copy: bool) -> None:
+        m = self._m[stream]
+        if m == 1:
+            if isinstance(sample, np.ndarray) and sample.shape == (self.C,):
+                value = sample.astype(float, copy=copy)
+            else:
+                value = np.array(np.broadcast_to(sample, (self.C,)), dtype=float)
+        else:
+            acc = self._acc[stream]
+            if stream == "inv":
+                acc += sample
+            else:
+                np.maximum(acc, sample, out=acc)
+            if (k + 1) % m:
+                return
+            value = acc.copy()
+            acc[:] = 0.0
+        self._pending[stream].append((k + self._lag_steps, value))
+
+    def _observe(self, stream: str, value: np.ndarray, k: int) -> None:
+        v = value[:, None]
+        was_high, was_low = self.alarm_high_on, self.alarm_low_on
+        if len(self._streams) == 1:
+            # consecutive breaching datapoints: "3 of 3" is a run of the last 3
+            self.high_run += 1
+            self.high_run *= v > self.target
+            self.low_run += 1
+            self.low_run *= v < self.low_threshold
+            self.metric = v if self.J == 1 else np.repeat(v, self.J, axis=1)
+        else:
+            mask = self.is_conc if stream == "conc" else ~self.is_conc
+            high = (self.high_run + 1) * (v > self.target)
+            low = (self.low_run + 1) * (v < self.low_threshold)
+            self.high_run = np.where(mask, high, self.high_run)
+            self.low_run = np.where(mask, low, self.low_run)
+            self.metric = np.where(mask, v, self.metric)
+        self.alarm_high_on = self.high_run >= self.choices.high_datapoints
+        self.alarm_low_on = self.low_run >= self.need_low
+        # the step an alarm enters ALARM anchors its once-a-minute re-invocation
+        if self._reinvoke_steps > 1:
+            self.high_since = np.where(self.alarm_high_on & ~was_high, k, self.high_since)
+            self.low_since = np.where(self.alarm_low_on & ~was_low, k, self.low_since)
+
+    def _decide(self, k: int, t: float, high: np.ndarray | None, low: np.ndarray | None) -> None:
+        reinvoke = self._reinvoke_steps
+        low_invoked: np.ndarray = low if low is not None else np.zeros(0, dtype=bool)
+        if reinvoke > 1:
+            if high is not None:
+                high = high & ((k - self.high_since) % reinvoke == 0)
+            if low is not None:
+                low_invoked = low & ((k - self.low_since) % reinvoke == 0)
+        d = self.desired
+        in_cooldown = t < self._out_cd_last
+        base = np.where(t < self.out_cd_end, self.out_base, d) if in_cooldown else d
+        # x = B x M / T - epsilon and R = ceil(x) before the [Min, Max] clamp. For an integer D,
+        # ceil(x) > D iff x > D and ceil(x) < D iff x <= D - 1; D is always inside the range, so
+        # min(R, Max) > D unless D is at Max, and max(R, Min) < D unless D is at Min.
+        x = base[:, None] * self.metric
+        x /= self.target
+        x -= self.choices.ceil_epsilon
+        dcol = d[:, None]
+        if high is not None:
+            ask = high & (x > dcol)
+            if np.count_nonzero(ask):
+                ask &= dcol < self.max_capacity[:, None]
+                scale_out = (ask[:, 0] if self.J == 1 else ask.any(axis=1)) & self._idle
+                if np.count_nonzero(scale_out):
+                    required = np.minimum(np.ceil(x), self.max_capacity[:, None])
+                    self._scale_out(t, scale_out, ask, required, base)
+        if low is None or (reinvoke > 1 and not np.count_nonzero(low_invoked)):
+            return
+        if self.J == 1:
+            cand = low[:, 0] & (x[:, 0] <= self.desired - 1)
+            if not self._all_enabled:
+                cand &= self.scale_in_enabled[:, 0]
+            if reinvoke > 1:
+                cand &= low_invoked[:, 0]
+        else:
+            required = np.clip(np.ceil(x), self.min_capacity[:, None], self.max_capacity[:, None])
+            enabled = self.scale_in_enabled
+            agree = (low & (required < self.desired[:, None])) | ~enabled
+            cand = agree.all(axis=1) & (low_invoked & enabled).any(axis=1) & self._any_enabled
+        cand &= self._idle
+        if t < self._in_cd_last:
+            cand &= t >= self.in_cd_end
+        if not np.count_nonzero(cand):
+            return
+        if self.J == 1:  # x <= D - 1 <= Max - 1: only the Min clamp can apply
+            required = np.maximum(np.ceil(x), self.min_capacity[:, None])
+            new = required[:, 0]
+        else:
+            required = np.clip(np.ceil(x), self.min_capacity[:, None], self.max_capacity[:, None])
+            new = np.where(self.scale_in_enabled, required, -np.inf).max(axis=1)
+        scale_in = cand & (new < self.desired)
+        if np.count_nonzero(scale_in):
+            if self.record_events:
+                winner = self.scale_in_enabled & (required == new[:, None])
+                self._record(scale_in, ScalingKind.IN, new, ScalingCause.ALARM_LOW, winner, t)
+            self.scale_in_count += scale_in
+            self.desired = np.where(scale_in, new, self.desired)
+            self.in_service = np.where(scale_in, new, self.in_service)
+            self.in_cd_end = np.where(scale_in, t + self._in_cd_len, self.in_cd_end)
+            self._in_cd_last = float(self.in_cd_end.max())
+
+    def _scale_out(
+        self,
+        t: float,
+        scale_out: np.ndarray,
+        ask: np.ndarray,
+        required: np.ndarray,
+        base: np.ndarray,
+    ) -> None:
+        if self.J == 1:
+            new, cd = required[:, 0], self._out_cd[:, 0]
+        else:
+            new = np.where(ask, required, -np.inf).max(axis=1)
+            cd = np.where(ask, self._out_cd, -np.inf).max(axis=1)
+        finish = t + self._boot_delay()
+        if self.record_events:
+            winner = ask & (required == new[:, None])
+            self._record(scale_out, ScalingKind.OUT, new, ScalingCause.ALARM_HIGH, winner, finish)
+        self.scale_out_count += scale_out
+        # inside a running scale-out cooldown the base stays the one that opened it (§4.4)
+        self._pending_base = np.where(scale_out, base, self._pending_base)
+        self._pending_out_cd = np.where(scale_out, cd, self._pending_out_cd)
+        self.desired = np.where(scale_out, new, self.desired)
+        self.in_cd_end = np.where(scale_out, -np.inf, self.in_cd_end)
+        self._set_complete_at(np.where(scale_out, finish, self.complete_at))

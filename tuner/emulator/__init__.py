@@ -1,0 +1,10 @@
+"""The local AWS: SageMaker runtime served by an emulated endpoint, the control plane by moto,
+and an autoscaler that enforces the registered policy with the simulator's controller.
+
+Importing this package starts nothing; :class:`LocalAws` does, and only on ``start()``.
+"""
+
+from tuner.emulator.clock import VirtualClock
+from tuner.emulator.local import EmulatorConfig, EmulatorError, LocalAws
+
+__all__ = ["EmulatorConfig", "EmulatorError", "LocalAws", "VirtualClock"]

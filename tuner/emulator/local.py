@@ -1,0 +1,264 @@
+"""LocalAws: the whole emulator in this process (server thread, autoscaler thread, moto plane).
+
+>>> with LocalAws(EmulatorConfig(speed=20.0)) as aws:   # doctest: +SKIP
+...     boto3.client("sagemaker-runtime", endpoint_url=aws.url).invoke_endpoint(...)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import math
+import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from tuner.capacity import Capacity
+from tuner.emulator.api import ControlApi
+from tuner.emulator.autoscaler import Autoscaler
+from tuner.emulator.clock import VirtualClock
+from tuner.emulator.control import DUMMY_ACCESS_KEY, DUMMY_SECRET_KEY, MotoPlane
+from tuner.emulator.endpoint import MAX_QUEUE, EmulatedEndpoint
+from tuner.emulator.server import HttpConnection, Router
+from tuner.emulator.service import InstanceModel
+from tuner.errors import TunerError, ValidationError
+
+HOST = "127.0.0.1"
+# moto keeps its state in module-level backends: two emulators in one process would share it.
+_ACTIVE = threading.Lock()
+
+
+class EmulatorError(TunerError):
+    """The emulator cannot start (port in use, another emulator running in this process)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class EmulatorConfig:
+    """What ``tuner emulate`` starts; every time in it is virtual."""
+
+    port: int = 0
+    """TCP port on 127.0.0.1; 0 picks a free one."""
+    speed: float = 1.0
+    """Virtual seconds per real second."""
+    endpoint: str = "demo-endpoint"
+    variant: str = "AllTraffic"
+    capacity: Capacity = field(default_factory=Capacity.default)
+    instances: int = 1
+    """Instances in service at start."""
+    region: str = "us-east-1"
+    metric_lag_s: float = 60.0
+    """Datapoint visibility delay of the controller (as ``tuner simulate --metric-lag-s``)."""
+    seed: int = 0
+    """Seed of the service-time draws."""
+    queue_cap: int = MAX_QUEUE
+    """Hard cap on queued requests (memory bound under overload)."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ValidationError(f"port must be in 0..65535, got {self.port}")
+        if not (math.isfinite(self.speed) and self.speed > 0):
+            raise ValidationError(f"speed > 0 must hold, got {self.speed:g}")
+        if self.instances < 1:
+            raise ValidationError(f"instances >= 1 must hold, got {self.instances}")
+        if not self.endpoint or "/" in self.endpoint:
+            raise ValidationError(f"endpoint must be non-empty without '/', got {self.endpoint!r}")
+        if not self.variant or "/" in self.variant:
+            raise ValidationError(f"variant must be non-empty without '/', got {self.variant!r}")
+        if self.queue_cap < 1:
+            raise ValidationError(f"queue_cap >= 1 must hold, got {self.queue_cap}")
+
+
+def _listen(port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        # No SO_REUSEADDR on purpose beyond the default: another live listener must be an error.
+        sock.bind((HOST, port))
+        sock.listen(1024)
+    except OSError as e:
+        sock.close()
+        if e.errno == errno.EADDRINUSE:
+            raise EmulatorError(
+                f"port {port} on {HOST} is in use: choose another --port (0 picks a free one)"
+            ) from e
+        raise EmulatorError(f"cannot listen on {HOST}:{port}: {e.strerror}") from e
+    sock.setblocking(False)
+    return sock
+
+
+class LocalAws:
+    """A running local AWS: ``url``, ``env``, ``clock``; use as a context manager or start/stop."""
+
+    def __init__(self, config: EmulatorConfig | None = None, *, log: Any = None) -> None:
+        self.config = config or EmulatorConfig()
+        self._log = log or (lambda line: None)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
+        self._scaler_thread: threading.Thread | None = None
+        self._server: asyncio.AbstractServer | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._stop = threading.Event()
+        self._holding = False
+        self._router: Router | None = None
+        self._sock: socket.socket | None = None
+        self.port = 0
+        self.clock: VirtualClock
+        self.endpoint: EmulatedEndpoint
+        self.autoscaler: Autoscaler
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def __enter__(self) -> LocalAws:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> LocalAws:
+        """Bind, create the endpoint in the control plane, start serving and scaling."""
+        if not _ACTIVE.acquire(blocking=False):
+            raise EmulatorError(
+                "another local AWS is running in this process (moto state is global)"
+            )
+        self._holding = True
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        cfg = self.config
+        model = InstanceModel.from_capacity(cfg.capacity)
+        sock = self._sock = _listen(cfg.port)  # first: a port in use fails before anything starts
+        loop = self._loop = asyncio.new_event_loop()
+        self._loop_thread = threading.Thread(
+            target=loop.run_forever, name="tuner-emulator-http", daemon=True
+        )
+        self._loop_thread.start()
+        self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tuner-emulator-aws")
+        plane = MotoPlane(cfg.region)
+        self.clock = VirtualClock(speed=cfg.speed)
+        self.endpoint = EmulatedEndpoint(
+            cfg.endpoint,
+            cfg.variant,
+            model,
+            self.clock,
+            loop,
+            instances=cfg.instances,
+            seed=cfg.seed,
+            queue_cap=cfg.queue_cap,
+        )
+        self.autoscaler = Autoscaler(
+            plane,
+            self.endpoint,
+            loop,
+            self.clock,
+            instances=cfg.instances,
+            boot_s=cfg.capacity.boot_s,
+            metric_lag_s=cfg.metric_lag_s,
+            log=self._log,
+        )
+        api = ControlApi(plane, self.autoscaler, self.clock)
+        documents = {"status": self.status, "timeline": self.timeline}
+        router = self._router = Router(
+            self.endpoint, self.clock, api, documents, loop, self._executor
+        )
+        self._server = asyncio.run_coroutine_threadsafe(
+            loop.create_server(lambda: HttpConnection(router), sock=sock), loop
+        ).result(timeout=10)
+        self._sock = None  # the server owns it now
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        plane.port = self.port
+        plane.create_endpoint(cfg.endpoint, cfg.variant, cfg.instances, cfg.capacity.instance_type)
+        self._scaler_thread = threading.Thread(
+            target=self.autoscaler.run,
+            args=(self._stop,),
+            name="tuner-emulator-scaler",
+            daemon=True,
+        )
+        self._scaler_thread.start()
+
+    def stop(self) -> None:
+        """Stop serving and scaling; threads joined, port freed. Safe to call twice."""
+        self._stop.set()
+        if self._scaler_thread is not None:
+            self._scaler_thread.join(timeout=30)
+            self._scaler_thread = None
+        loop = self._loop
+        if loop is not None and self._server is not None:
+            server = self._server
+            self._server = None
+
+            async def _close() -> None:
+                server.close()
+                # Server.close() leaves accepted connections open: close them ourselves.
+                for conn in list(self._router.connections if self._router else ()):
+                    conn.close()
+                await server.wait_closed()
+
+            asyncio.run_coroutine_threadsafe(_close(), loop).result(timeout=10)
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+        if loop is not None:
+            loop.call_soon_threadsafe(loop.stop)
+            if self._loop_thread is not None:
+                self._loop_thread.join(timeout=10)
+            self._loop_thread = None
+            loop.close()
+            self._loop = None
+        if self._holding:
+            self._holding = False
+            _ACTIVE.release()
+
+    # -- what clients need ---------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment for boto3, the AWS CLI and Locust to use this local AWS."""
+        return {
+            "AWS_ENDPOINT_URL": self.url,
+            "AWS_ACCESS_KEY_ID": DUMMY_ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": DUMMY_SECRET_KEY,
+            "AWS_DEFAULT_REGION": self.config.region,
+            "AWS_REGION": self.config.region,
+        }
+
+    def timeline(self) -> dict[str, Any]:
+        """The ``/_tuner/timeline`` document: instances per 10-s step, in virtual time.
+
+        ``rows``: [start virtual epoch s, instances in service, desired] for each step, as they
+        are after the decisions at its start (the convention of ``timeline.csv``).
+        """
+        rows = [[t, n, d] for t, n, d, _ in list(self.autoscaler.history)]
+        return {"step_s": 10, "virtual_epoch_s": self.clock.v0, "rows": rows}
+
+    def status(self) -> dict[str, Any]:
+        """The ``/_tuner/status`` document: clock, instances, queue."""
+        view = self.autoscaler.view()
+        ep = self.endpoint
+        return {
+            "virtual_now_s": self.clock.now(),
+            "virtual_elapsed_s": self.clock.elapsed_s(),
+            "endpoint": ep.name,
+            "variant": ep.variant,
+            "endpoint_status": view.status,
+            "instances_in_service": view.current,
+            "desired_instances": view.desired,
+            "slots_per_instance": ep.model.slots,
+            "busy": ep.busy,
+            "queued": ep.queued,
+            "invocations_total": ep.total_invocations,
+            "scaling_activities": len(self.autoscaler.activities),
+        }

@@ -1,0 +1,532 @@
+"""Traffic profiles: the demand an endpoint must survive, as a rate over profile time.
+
+A profile file (``*.toml``) is a name and segments played in order; rates are requests per second
+of the whole endpoint, durations are ``"90s"``, ``"15m"``, ``"2h"``, ``"1d"``, ``"1h30m"`` (a bare
+number is seconds)::
+
+    name = "launch-spike"
+    noise = "poisson"        # optional: "none" (default) or "poisson"
+    seed = 7                 # optional: seeds the noise (default 0)
+    [[segment]]
+    hold = "20m"             # constant rate
+    rps = 10
+    [[segment]]
+    ramp = "2m"              # linear from from_rps (default: the rate before) to to_rps
+    to_rps = 100
+    [[segment]]
+    spike = "10m"            # baseline_rps, then at `at` rise to peak_rps, hold, fall back
+    baseline_rps = 100
+    peak_rps = 400
+    at = "1m"
+    rise = "30s"
+    hold = "2m"
+    fall = "1m"
+    [[segment]]
+    sine = "24h"             # diurnal: min_rps at phase 0, max_rps half a period later
+    period = "24h"
+    min_rps = 5
+    max_rps = 50
+    [[segment]]
+    replay = "history.csv"   # timestamp,invocations at any regular interval (path relative to file)
+    time_scale = 0.1         # a 30-minute interval plays in 3 minutes, at the same rate
+    rate_scale = 0.5         # or peak_rps = 80: scale so the busiest interval runs at 80 rps
+    start = "2d"             # optional window: offset from the first row, or an ISO timestamp
+    limit = "1d"             # optional: how much trace time to play (before time_scale)
+    gaps = "interpolate"     # missing intervals: "interpolate" (default) or "zero"
+
+Each replayed count is spread evenly over its interval; off-grid rows go to the nearest interval.
+Everything here is pure numpy: the simulator, the emulator and the load generator share it.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tuner.errors import ProfileError
+
+# Poisson noise is drawn per block of this many profile seconds, so arrivals() in any window and
+# counts() for any period that is a multiple of it come from one realisation (10 s is the
+# shortest CloudWatch metric period target tracking uses).
+NOISE_BLOCK_S = 10.0
+_LINEAR, _SINE = 0, 1
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h|d)")
+
+
+class Noise(enum.StrEnum):
+    """How arrivals scatter around the profile's rate."""
+
+    NONE = "none"
+    POISSON = "poisson"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A traffic profile: expected rate of the whole endpoint over profile seconds [0, duration)."""
+
+    name: str
+    duration_s: float
+    noise: Noise = Noise.NONE
+    seed: int = 0
+    segments: tuple[str, ...] = ()
+    """One human-readable line per segment, for listings and reports."""
+    # Pieces, sorted by start: rate is linear (r0 -> r1) or diurnal sine (lo, hi, period, phase).
+    _start: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False, compare=False)
+    _dur: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False, compare=False)
+    _kind: np.ndarray = field(default_factory=lambda: np.zeros(0, int), repr=False, compare=False)
+    _p: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)), repr=False, compare=False)
+    _cum: np.ndarray = field(default_factory=lambda: np.zeros(1), repr=False, compare=False)
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def total_requests(self) -> float:
+        """Expected number of requests over the whole profile."""
+        return float(self._cum[-1])
+
+    @property
+    def peak_rps(self) -> float:
+        """Highest rate of the profile."""
+        lin = self._kind == _LINEAR
+        top = float(self._p[lin, :2].max()) if lin.any() else 0.0
+        for k in np.flatnonzero(~lin):  # a sine piece may stop short of its crest: sample it
+            top = max(
+                top,
+                float(self.rate_at(self._start[k] + np.linspace(0, self._dur[k], 2001)[:-1]).max()),
+            )
+        return top
+
+    def _piece(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        i = np.clip(np.searchsorted(self._start, t, side="right") - 1, 0, len(self._start) - 1)
+        return i, np.clip(t - self._start[i], 0.0, self._dur[i])
+
+    def rate_at(self, t_s: float | np.ndarray) -> np.ndarray:
+        """Expected requests per second at profile time ``t_s``; 0 outside [0, duration)."""
+        t = np.asarray(t_s, dtype=float)
+        i, x = self._piece(t)
+        p, d = self._p[i], self._dur[i]
+        lin = p[..., 0] + (p[..., 1] - p[..., 0]) * x / d
+        ang = 2 * np.pi * (x + p[..., 3]) / np.where(p[..., 2] > 0, p[..., 2], 1.0)
+        sine = p[..., 0] + (p[..., 1] - p[..., 0]) * (1 - np.cos(ang)) / 2
+        r = np.where(self._kind[i] == _LINEAR, lin, sine)
+        return np.where((t >= 0) & (t < self.duration_s), r, 0.0)
+
+    def cumulative(self, t_s: float | np.ndarray) -> np.ndarray:
+        """Expected requests in [0, t_s): the exact integral of rate_at."""
+        t = np.clip(np.asarray(t_s, dtype=float), 0.0, self.duration_s)
+        i, x = self._piece(t)
+        return self._cum[i] + _piece_integral(self._kind[i], self._p[i], self._dur[i], x)
+
+    def counts(self, period_s: float, *, seed: int | None = None) -> np.ndarray:
+        """Requests per period [k*period_s, (k+1)*period_s), k = 0..ceil(duration/period)-1.
+
+        Without noise: the exact integral (float). With Poisson noise: integers, deterministic per
+        seed; for a period that is a multiple of NOISE_BLOCK_S they equal arrivals() binned.
+        """
+        if not period_s > 0:
+            raise ProfileError(f"period_s > 0 must hold, got {period_s}")
+        n = math.ceil(self.duration_s / period_s - 1e-9)
+        exact = np.diff(self.cumulative(np.arange(n + 1) * period_s))
+        if self.noise is Noise.NONE:
+            return exact
+        seed = self.seed if seed is None else seed
+        per = period_s / NOISE_BLOCK_S
+        if abs(per - round(per)) > 1e-9 or round(per) < 1:
+            return np.random.default_rng(seed).poisson(exact).astype(float)
+        blocks = self._block_counts(seed)
+        k = int(round(per))
+        padded = np.concatenate([blocks, np.zeros(n * k - len(blocks), dtype=blocks.dtype)])
+        return padded.reshape(n, k).sum(axis=1).astype(float)
+
+    def arrivals(self, start_s: float, end_s: float, *, seed: int | None = None) -> np.ndarray:
+        """Sorted arrival times in [start_s, end_s), deterministic per seed.
+
+        Without noise request k arrives where cumulative() reaches k + 0.5, so every window's
+        count is its integral to within 1.
+        """
+        start_s, end_s = max(float(start_s), 0.0), min(float(end_s), self.duration_s)
+        if end_s <= start_s:
+            return np.zeros(0)
+        if self.noise is Noise.NONE:
+            lo, hi = self.cumulative(np.array([start_s, end_s]))
+            k = np.arange(math.ceil(lo - 0.5), math.ceil(hi - 0.5)) + 0.5
+            t = self._inverse(k)
+        else:
+            t = self._noisy_arrivals(start_s, end_s, self.seed if seed is None else seed)
+        return t[(t >= start_s) & (t < end_s)]
+
+    def _block_counts(self, seed: int) -> np.ndarray:
+        if seed not in self._cache:
+            n = math.ceil(self.duration_s / NOISE_BLOCK_S - 1e-9)
+            exact = np.diff(self.cumulative(np.arange(n + 1) * NOISE_BLOCK_S))
+            if len(self._cache) >= 4:  # a sweep over many seeds must not hoard memory
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[seed] = np.random.default_rng(seed).poisson(exact)
+        return self._cache[seed]
+
+    def _noisy_arrivals(self, start_s: float, end_s: float, seed: int) -> np.ndarray:
+        counts = self._block_counts(seed)
+        b0 = int(start_s // NOISE_BLOCK_S)
+        b1 = min(math.ceil(end_s / NOISE_BLOCK_S), len(counts))
+        blocks = np.arange(b0, b1)
+        n = counts[b0:b1]
+        if not n.sum():
+            return np.zeros(0)
+        # One generator per block keeps a block's arrivals the same whatever window asks.
+        u = np.concatenate(
+            [
+                np.random.Generator(np.random.Philox(key=[seed, b])).random(k)
+                for b, k in zip(blocks.tolist(), n.tolist(), strict=True)
+                if k
+            ]
+        )
+        edges = self.cumulative(np.append(blocks, b1) * NOISE_BLOCK_S)
+        lo, hi = np.repeat(edges[:-1], n), np.repeat(edges[1:], n)
+        return np.sort(self._inverse(lo + u * (hi - lo)))
+
+    def _inverse(self, y: np.ndarray) -> np.ndarray:
+        """Profile time where cumulative() reaches y (y within [0, total])."""
+        y = np.clip(np.asarray(y, dtype=float), 0.0, self.total_requests)
+        i = np.clip(np.searchsorted(self._cum[:-1], y, side="right") - 1, 0, len(self._dur) - 1)
+        p, d, need = self._p[i], self._dur[i], y - self._cum[i]
+        r0, slope = p[:, 0], (p[:, 1] - p[:, 0]) / d
+        # r0*x + slope*x^2/2 = need, in the cancellation-free form of the quadratic root.
+        root = np.sqrt(np.maximum(r0 * r0 + 2 * slope * need, 0.0))
+        den = r0 + root
+        x = np.divide(2 * need, den, out=np.zeros_like(need), where=den > 0)
+        sine = self._kind[i] == _SINE
+        if sine.any():
+            lo, hi = np.zeros(int(sine.sum())), d[sine].copy()
+            ps, goal = p[sine], need[sine]
+            for _ in range(44):  # bisection: piece length / 2**44, under 1e-8 s for a day
+                mid = (lo + hi) / 2
+                below = _sine_integral(ps, mid) < goal
+                lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
+            x[sine] = (lo + hi) / 2
+        return self._start[i] + np.clip(x, 0.0, d)
+
+
+def _piece_integral(kind: np.ndarray, p: np.ndarray, d: np.ndarray, x: np.ndarray) -> np.ndarray:
+    lin = p[..., 0] * x + (p[..., 1] - p[..., 0]) * x * x / (2 * d)
+    return np.where(kind == _LINEAR, lin, _sine_integral(p, x))
+
+
+def _sine_integral(p: np.ndarray, x: np.ndarray) -> np.ndarray:
+    w = 2 * np.pi / np.where(p[..., 2] > 0, p[..., 2], 1.0)
+    swing = x - (np.sin(w * (x + p[..., 3])) - np.sin(w * p[..., 3])) / w
+    return p[..., 0] * x + (p[..., 1] - p[..., 0]) * swing / 2
+
+
+def build_profile(
+    name: str,
+    pieces: list[tuple[int, float, tuple[float, float, float, float]]],
+    *,
+    noise: Noise = Noise.NONE,
+    seed: int = 0,
+    segments: tuple[str, ...] = (),
+) -> Profile:
+    """A Profile from pieces ``(kind, duration_s, params)`` (kind 0 linear r0,r1; 1 sine)."""
+    pieces = [pc for pc in pieces if pc[1] > 0]
+    if not pieces:
+        raise ProfileError(f"{name}: a profile needs at least one segment longer than 0 s")
+    kind = np.array([pc[0] for pc in pieces], dtype=int)
+    dur = np.array([pc[1] for pc in pieces], dtype=float)
+    params = np.array([pc[2] for pc in pieces], dtype=float)
+    start = np.concatenate([[0.0], np.cumsum(dur)[:-1]])
+    cum = np.concatenate([[0.0], np.cumsum(_piece_integral(kind, params, dur, dur))])
+    return Profile(
+        name=name,
+        duration_s=float(dur.sum()),
+        noise=noise,
+        seed=seed,
+        segments=segments,
+        _start=start,
+        _dur=dur,
+        _kind=kind,
+        _p=params,
+        _cum=cum,
+    )
+
+
+def parse_duration(value: Any, where: str) -> float:
+    """Seconds from ``"90s"``, ``"15m"``, ``"1h30m"`` or a number of seconds; must be > 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ProfileError(f'{where}: must be a duration such as "90s" or "15m", got {value!r}')
+    if isinstance(value, str):
+        text = value.strip().lower()
+        parts = _DURATION_RE.findall(text)
+        if not parts or _DURATION_RE.sub("", text).strip():
+            raise ProfileError(
+                f'{where}: must be a duration such as "90s", "15m", "2h", got {value!r}'
+            )
+        seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+    else:
+        seconds = float(value)
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ProfileError(f"{where}: duration must be > 0, got {value!r}")
+    return seconds
+
+
+def load_profile(path: str | Path) -> Profile:
+    """Read a profile TOML file; replay CSV paths are relative to the file."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ProfileError(f"{path}: cannot read the profile: {e.strerror or e}") from e
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ProfileError(f"{path}: not valid TOML: {e}") from e
+    data.setdefault("name", path.name.removesuffix(".toml"))
+    return parse_profile(data, base_dir=path.parent, source=str(path))
+
+
+def parse_profile(
+    data: Mapping[str, Any], *, base_dir: Path | None = None, source: str = "profile"
+) -> Profile:
+    """A Profile from the parsed TOML mapping (see the module docstring for the keys)."""
+    if not isinstance(data, Mapping):
+        raise ProfileError(f"{source}: a profile must be a table, got {type(data).__name__}")
+    _no_unknown(data, {"name", "description", "noise", "seed", "segment"}, source, "")
+    name = data.get("name", "profile")
+    if not isinstance(name, str) or not name.strip():
+        raise ProfileError(f"{source}: name must be a non-empty string, got {name!r}")
+    try:
+        noise = Noise(str(data.get("noise", "none")).lower())
+    except ValueError:
+        raise ProfileError(
+            f'{source}: noise must be "none" or "poisson", got {data.get("noise")!r}'
+        ) from None
+    seed = data.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ProfileError(f"{source}: seed must be an integer >= 0, got {seed!r}")
+    segs = data.get("segment")
+    if not isinstance(segs, list) or not segs:
+        raise ProfileError(f"{source}: needs at least one [[segment]] table")
+    pieces: list[tuple[int, float, tuple[float, float, float, float]]] = []
+    lines: list[str] = []
+    prev_rps = 0.0
+    for k, seg in enumerate(segs):
+        where = f"{source}: segment[{k + 1}]"
+        if not isinstance(seg, Mapping):
+            raise ProfileError(f"{where}: must be a table, got {seg!r}")
+        new, line, prev_rps = _segment(seg, where, prev_rps, base_dir or Path("."))
+        pieces += new
+        lines.append(line)
+    return build_profile(name, pieces, noise=noise, seed=seed, segments=tuple(lines))
+
+
+_KINDS = {
+    # kind key checked first wins: spike and sine tables also carry a `hold`/`period` key.
+    "spike": {"spike", "baseline_rps", "peak_rps", "at", "rise", "hold", "fall"},
+    "sine": {"sine", "period", "min_rps", "max_rps", "phase"},
+    "replay": {
+        "replay",
+        "rate_scale",
+        "peak_rps",
+        "time_scale",
+        "start",
+        "limit",
+        "gaps",
+        "interval",
+    },
+    "ramp": {"ramp", "from_rps", "to_rps"},
+    "hold": {"hold", "rps"},
+}
+
+
+def _segment(seg: Mapping[str, Any], where: str, prev_rps: float, base_dir: Path):
+    kind = next((k for k in _KINDS if k in seg), None)
+    if kind is None:
+        raise ProfileError(f"{where}: needs one of the keys {', '.join(sorted(_KINDS))}")
+    _no_unknown(seg, _KINDS[kind], where, f" for a {kind} segment")
+
+    def rate(key: str, default: float | None = None) -> float:
+        if key not in seg and default is not None:
+            return default
+        return _rate(seg.get(key), f"{where}.{key}")
+
+    def dur(key: str, default: float | None = None) -> float:
+        if key not in seg and default is not None:
+            return default
+        return parse_duration(seg.get(key), f"{where}.{key}")
+
+    if kind == "hold":
+        d, r = dur("hold"), rate("rps")
+        return [(_LINEAR, d, (r, r, 0, 0))], f"hold {_fmt(d)} at {r:g} rps", r
+    if kind == "ramp":
+        d, r0, r1 = dur("ramp"), rate("from_rps", prev_rps), rate("to_rps")
+        return [(_LINEAR, d, (r0, r1, 0, 0))], f"ramp {_fmt(d)} {r0:g} -> {r1:g} rps", r1
+    if kind == "spike":
+        d, base, peak = dur("spike"), rate("baseline_rps", prev_rps), rate("peak_rps")
+        at = 0.0 if seg.get("at") in (None, 0, "0s", "0") else dur("at")
+        rise, hold, fall = dur("rise"), dur("hold"), dur("fall")
+        used = at + rise + hold + fall
+        if used > d + 1e-9:
+            raise ProfileError(
+                f"{where}: at + rise + hold + fall <= spike must hold, got {_fmt(used)} > {_fmt(d)}"
+            )
+        shape = [(at, base, base), (rise, base, peak), (hold, peak, peak), (fall, peak, base)]
+        new = [(_LINEAR, s, (a, b, 0, 0)) for s, a, b in shape]
+        new.append((_LINEAR, d - used, (base, base, 0, 0)))
+        return new, f"spike {_fmt(d)} {base:g} -> {peak:g} rps at {_fmt(at)}", base
+    if kind == "sine":
+        d, lo, hi = dur("sine"), rate("min_rps"), rate("max_rps")
+        if lo > hi:
+            raise ProfileError(f"{where}: min_rps <= max_rps must hold, got {lo:g} > {hi:g}")
+        period = dur("period", d)
+        phase = 0.0 if seg.get("phase") in (None, 0, "0s", "0") else dur("phase")
+        end_rps = lo + (hi - lo) * (1 - math.cos(2 * math.pi * (d + phase) / period)) / 2
+        line = f"sine {_fmt(d)} {lo:g}..{hi:g} rps, period {_fmt(period)}"
+        return [(_SINE, d, (lo, hi, period, phase))], line, end_rps
+    return _replay(seg, where, base_dir)
+
+
+def _replay(seg: Mapping[str, Any], where: str, base_dir: Path):
+    path = seg["replay"]
+    if not isinstance(path, str) or not path:
+        raise ProfileError(f"{where}.replay: must be a CSV path, got {path!r}")
+    csv = (base_dir / path).expanduser()
+    times, counts = read_replay_csv(csv)
+    step = _interval(times, seg, where, csv)
+    bins = np.rint((times - times[0]) / step).astype(np.int64)
+    filled: np.ndarray = np.bincount(bins, weights=counts).astype(float)
+    seen = np.bincount(bins) > 0
+    gaps = str(seg.get("gaps", "interpolate"))
+    if gaps not in ("interpolate", "zero"):
+        raise ProfileError(f'{where}.gaps: must be "interpolate" or "zero", got {gaps!r}')
+    if gaps == "interpolate" and not seen.all():
+        idx = np.arange(len(filled))
+        filled = np.interp(idx, idx[seen], filled[seen])
+    edges = np.arange(len(filled) + 1) * step  # trace seconds from the first row
+    lo = _replay_start(seg.get("start"), times[0], f"{where}.start")
+    hi = edges[-1] if "limit" not in seg else lo + parse_duration(seg["limit"], f"{where}.limit")
+    hi = min(hi, edges[-1])
+    if hi <= lo:
+        raise ProfileError(f"{where}.start: must fall inside the trace ({_fmt(edges[-1])} long)")
+    a, b = np.clip(edges[:-1], lo, hi), np.clip(edges[1:], lo, hi)
+    keep = b > a
+    rates = filled[keep] / step
+    time_scale = _positive(seg.get("time_scale", 1.0), f"{where}.time_scale")
+    if "rate_scale" in seg and "peak_rps" in seg:
+        raise ProfileError(f"{where}: give rate_scale or peak_rps, not both")
+    if "peak_rps" in seg:
+        top = rates.max()
+        scale = _rate(seg["peak_rps"], f"{where}.peak_rps") / top if top > 0 else 0.0
+    else:
+        scale = _positive(seg.get("rate_scale", 1.0), f"{where}.rate_scale")
+    rates = rates * scale
+    durs = (b[keep] - a[keep]) * time_scale
+    new = [
+        (_LINEAR, float(s), (float(r), float(r), 0, 0)) for s, r in zip(durs, rates, strict=True)
+    ]
+    line = f"replay {csv.name} {_fmt(float(durs.sum()))} (x{scale:g} rate, x{time_scale:g} time)"
+    return new, line, float(rates[-1])
+
+
+def read_replay_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(epoch seconds, invocations) from a ``timestamp,invocations`` CSV, sorted by time."""
+    import pandas as pd  # noqa: PLC0415 - only replays need pandas
+
+    try:
+        df = pd.read_csv(path)
+    except FileNotFoundError:
+        raise ProfileError(f"{path}: replay CSV not found") from None
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise ProfileError(f"{path}: cannot read the replay CSV: {e}") from e
+    missing = {"timestamp", "invocations"} - set(df.columns)
+    if missing:
+        raise ProfileError(
+            f"{path}: replay CSV needs columns timestamp,invocations, missing {sorted(missing)}"
+        )
+    if df.empty:
+        raise ProfileError(f"{path}: replay CSV has no rows")
+    ts = df["timestamp"]
+    numeric = pd.to_numeric(ts, errors="coerce")
+    if numeric.notna().all():
+        secs = numeric.to_numpy(dtype=float)
+    else:
+        parsed = pd.to_datetime(ts, errors="coerce", utc=True, format="ISO8601")
+        if parsed.isna().any():
+            row = int(parsed.isna().to_numpy().argmax())
+            raise ProfileError(
+                f"{path}: line {row + 2}: timestamp must be ISO-8601 or epoch seconds, "
+                f"got {ts.iloc[row]!r}"
+            )
+        secs = (parsed - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy()
+    inv = pd.to_numeric(df["invocations"], errors="coerce").to_numpy(dtype=float)
+    bad = ~np.isfinite(inv) | (inv < 0)
+    if bad.any():
+        row = int(bad.argmax())
+        raise ProfileError(
+            f"{path}: line {row + 2}: invocations must be a number >= 0, "
+            f"got {df['invocations'].iloc[row]!r}"
+        )
+    order = np.argsort(secs, kind="stable")
+    return secs[order], inv[order]
+
+
+def _interval(times: np.ndarray, seg: Mapping[str, Any], where: str, csv: Path) -> float:
+    if "interval" in seg:
+        return parse_duration(seg["interval"], f"{where}.interval")
+    diffs = np.diff(times)
+    diffs = diffs[diffs > 0]
+    if not diffs.size:
+        raise ProfileError(f"{csv}: needs 2 rows at distinct times to infer the interval")
+    # The commonest step (smallest on ties) shrugs off gaps and the odd off-grid row.
+    steps, seen = np.unique(np.maximum(np.rint(diffs), 1), return_counts=True)
+    return float(steps[seen.argmax()])
+
+
+def _replay_start(value: Any, first_epoch_s: float, where: str) -> float:
+    if value is None:
+        return 0.0
+    if isinstance(value, str) and re.match(r"^\d{4}-\d\d-\d\d", value.strip()):
+        import pandas as pd  # noqa: PLC0415
+
+        try:
+            epoch = pd.Timestamp(value.strip())
+        except ValueError:
+            raise ProfileError(f"{where}: must be an ISO timestamp, got {value!r}") from None
+        epoch = epoch.tz_localize("UTC") if epoch.tzinfo is None else epoch
+        return max((epoch - pd.Timestamp(0, tz="UTC")).total_seconds() - first_epoch_s, 0.0)
+    if value in (0, "0", "0s"):
+        return 0.0
+    return parse_duration(value, where)
+
+
+def _no_unknown(data: Mapping[str, Any], allowed: set[str], where: str, what: str) -> None:
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        prefix = f"{where}: " if where else ""
+        raise ProfileError(
+            f"{prefix}unknown key {unknown[0]!r}{what} (allowed: {', '.join(sorted(allowed))})"
+        )
+
+
+def _rate(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ProfileError(f"{where}: must be a number of requests per second, got {value!r}")
+    if value < 0:
+        raise ProfileError(f"{where}: rate must be >= 0, got {value!r}")
+    return float(value)
+
+
+def _positive(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ProfileError(f"{where}: must be a number > 0, got {value!r}")
+    return float(value)
+
+
+def _fmt(seconds: float) -> str:
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds >= size and abs(seconds / size - round(seconds / size)) < 1e-9:
+            return f"{round(seconds / size)}{unit}"
+    return f"{seconds:g}s"

@@ -1,0 +1,1 @@
+"""The comparison report: run directory (run) -> tables -> plots -> render (the only writer)."""

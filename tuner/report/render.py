@@ -1,0 +1,128 @@
+"""The only writer of a run directory: the saved data, then the report rendered from it.
+
+``write_run`` saves what ``tuner tune`` computed (layout in :mod:`tuner.report.run`);
+``write_report`` reads the directory back and writes ``report.html`` and ``report.md``, so
+``tuner tune`` and ``tuner report RUN_DIR`` produce the same bytes from the same files.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tuner.report import document, plots, tables
+from tuner.report.run import (
+    CANDIDATES,
+    MANIFEST,
+    RECOMMENDATION,
+    RECOMMENDED_POLICY,
+    RESULTS,
+    TIMELINES,
+    Run,
+    folder_name,
+)
+from tuner.search import pareto_mask
+
+REPORT_HTML = "report.html"
+REPORT_MD = "report.md"
+
+
+def write_run(run: Run) -> Path:
+    """Save the run's data files (not the report) under ``run.path``."""
+    path = run.path
+    path.mkdir(parents=True, exist_ok=True)
+    (path / MANIFEST).write_text(json.dumps(run.manifest, indent=2) + "\n", encoding="utf-8")
+    run.candidates.to_csv(path / CANDIDATES, index=False)
+    run.results.to_csv(path / RESULTS, index=False)
+    (path / RECOMMENDATION).write_text(
+        json.dumps(run.recommendation.to_dict(), indent=2) + "\n", encoding="utf-8"
+    )
+    run.recommended.save(path / RECOMMENDED_POLICY)
+    folders = {
+        p["name"]: p.get("folder", folder_name(p["name"])) for p in run.manifest.get("profiles", [])
+    }
+    for profile, by_label in run.timelines.items():
+        folder = path / TIMELINES / folders.get(profile, folder_name(profile))
+        folder.mkdir(parents=True, exist_ok=True)
+        for label, frame in by_label.items():
+            frame.to_csv(folder / f"{folder_name(label)}.csv", index=False)
+    return path
+
+
+def write_replay_profile(path: Path, csv: Path) -> Path:
+    """``profiles/<name>.toml`` replaying ``csv`` unchanged, for tools that take a profile file."""
+    out = path / "profiles" / f"{folder_name(csv.stem)}.toml"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # JSON string escapes are valid TOML basic-string escapes.
+    out.write_text(
+        f"name = {json.dumps(csv.stem)}\n[[segment]]\nreplay = {json.dumps(str(csv.resolve()))}\n",
+        encoding="utf-8",
+    )
+    return out
+
+
+def figures(run: Run) -> dict[str, list[tuple[str, bytes]]]:
+    """Every plot of the report as (alt text, PNG) by section."""
+    colours, names = tables.colours(run), tables.roles(run)
+    capacity = run.manifest.get("capacity", {})
+    objective = run.manifest.get("objective", {})
+    slo_ms = float(objective.get("slo_p99_ms", 0)) or float("nan")
+    bound = float(objective.get("max_slo_violation", 0.01)) * float(objective.get("margin", 1))
+    rec = run.candidates.set_index("candidate").loc[run.recommendation.label]
+    per_profile = tables.per_profile(run)
+    out: dict[str, list[tuple[str, bytes]]] = {}
+    for profile in run.profiles:
+        images = out.setdefault(f"profile:{profile}", [])
+        lines = run.timelines.get(profile, {})
+        ordered = {k: lines[k] for k in colours if k in lines}
+        if ordered:
+            fig = plots.timeline_figure(
+                profile,
+                ordered,
+                colours,
+                names,
+                max_rps_per_instance=float(capacity.get("max_rps_per_instance", 1.0)),
+                slo_p99_ms=slo_ms,
+            )
+            images.append((f"{profile}: demand against capacity over time", plots.png(fig)))
+        rows = per_profile[per_profile["profile"] == profile].copy()
+        # The front of this profile's own results, not of the aggregate across profiles.
+        rows["pareto"] = pareto_mask(rows["monthly_cost_usd"], rows["slo_violation_rate"])
+        fig = plots.pareto_figure(profile, rows, colours, names, violation_bound=bound)
+        images.append((f"{profile}: monthly cost against SLO violation", plots.png(fig)))
+        cost = tables.heatmap(run, profile, "monthly_cost_usd")
+        if cost.size > 1:
+            fig = plots.heatmap_figure(
+                profile,
+                cost,
+                tables.heatmap(run, profile, "slo_violation_rate"),
+                violation_bound=bound,
+                mark=(float(rec["target_value"]), float(rec["scale_in_cooldown_s"])),
+                fixed=f"Min {rec['min_capacity']}, Max {rec['max_capacity']}, "
+                f"scale-out cooldown {rec['scale_out_cooldown_s']} s",
+            )
+            images.append(
+                (f"{profile}: heatmap of target value x scale-in cooldown", plots.png(fig))
+            )
+    for _, trial in sorted(run.trials.items()):
+        sim = run.timelines.get(trial.profile, {}).get(trial.label)
+        fig = plots.trial_figure(
+            f"{trial.label} on {trial.profile}",
+            trial.timeline,
+            sim,
+            colours.get(trial.label, "#333333"),
+            slo_p99_ms=slo_ms,
+        )
+        out.setdefault("trials", []).append(
+            (f"{trial.label} on {trial.profile}: measured against simulated", plots.png(fig))
+        )
+    return out
+
+
+def write_report(path: str | Path) -> tuple[Path, Path]:
+    """Render ``report.html`` and ``report.md`` from the saved files of a run directory."""
+    run = Run.load(path)
+    html_path, md_path = run.path / REPORT_HTML, run.path / REPORT_MD
+    html_path.write_text(document.render_html(run, figures(run)), encoding="utf-8")
+    md_path.write_text(document.render_markdown(run), encoding="utf-8")
+    return html_path, md_path

@@ -1,0 +1,425 @@
+"""Replay a traffic profile against many candidate policies at once, fast.
+
+A Python loop over metric periods drives one :class:`tuner.controller.TargetTracking` whose state
+is numpy arrays across candidates; the serving model of :mod:`tuner.capacity` turns demand and
+instances in service into served, failed and latency. Inside the loop only what the controller
+needs is computed (the metric, the queue when the endpoint is overloaded); latency, SLO
+violations and the summary are computed afterwards over whole blocks of periods.
+
+Choices, stated once:
+
+- One period for all candidates: 10 s if any candidate tracks a high-resolution (10-s) metric,
+  else 60 s; 60-s metrics are then summed from six 10-s periods by the controller.
+- InvocationsPerInstance of a period = requests received in the period / instances in service
+  (at least 1), so booting instances do not count; failed requests count too, as SageMaker
+  counts every invocation.
+- Billing: instances are billed from launch, so booting instances cost as much as serving ones:
+  instance-hours = sum of desired capacity x period.
+- SLO objective: ``slo_p99_ms``, by default the capacity's p99 at ``max_rps_per_instance``.
+  A request violates it when it fails or is slower; a period's latency is taken as log-normal
+  through its p50 and p99 to estimate the slower share.
+- A period is under-provisioned when demand exceeds what the instances in service sustain
+  (``max_rps_per_instance`` each). A surge is the start of a run of unhealthy periods
+  (under-provisioned, failing, or p99 over the objective); ``recovery_s`` is the longest such run.
+- Requests still queued when the profile ends count as served.
+- Boot jitter: each scale-out's boot time is ``boot_s`` + uniform(-jitter, +jitter), at least 0,
+  drawn per candidate and period from ``seed`` (it only matters in periods with a decision).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tuner.capacity import Capacity, concurrency_per_instance, serve_period, slow_share
+from tuner.controller import ModelChoices, ScheduledAction, TargetTracking, step_s_for
+from tuner.errors import ValidationError
+from tuner.policy import ScalingPolicy
+
+TIMELINE_COLUMNS = (
+    "t_s",
+    "demand_rps",
+    "invocations",
+    "instances_in_service",
+    "desired_capacity",
+    "invocations_per_instance",
+    "alarm_high",
+    "alarm_low",
+    "errors",
+    "p99_latency_ms",
+    "p50_latency_ms",
+    "served",
+    "queued",
+    "updating",
+    "concurrency_per_instance",
+)
+SUMMARY_COLUMNS = (
+    "label",
+    "instance_hours",
+    "cost_usd",
+    "error_rate",
+    "slo_violation_rate",
+    "scale_out_events",
+    "scale_in_events",
+    "underprovisioned_minutes",
+    "recovery_s",
+    "surges",
+    "p99_latency_ms",
+    "requests",
+    "failed",
+    "mean_instances",
+    "max_instances",
+)
+_BLOCK = 2048
+_P99_BINS = np.geomspace(1.0, 1e6, 400)
+
+
+@dataclass(frozen=True)
+class SimulationResult:
+    """Per-candidate timelines (compact arrays) and one summary row per candidate."""
+
+    policies: tuple[ScalingPolicy, ...]
+    period_s: int
+    capacity: Capacity
+    slo_p99_ms: float
+    demand: np.ndarray = field(repr=False)
+    """Requests per period, shared by all candidates (T,)."""
+    desired: np.ndarray = field(repr=False)
+    """(T, C) desired capacity after decisions at each period start."""
+    in_service: np.ndarray = field(repr=False)
+    alarm_high: np.ndarray = field(repr=False)
+    """(T, C) bool: any AlarmHigh in ALARM after the evaluation at the period start."""
+    alarm_low: np.ndarray = field(repr=False)
+    queue_rows: np.ndarray = field(repr=False)
+    """Periods that start with requests queued (sorted), the only ones that do."""
+    queue_values: np.ndarray = field(repr=False)
+    """(len(queue_rows), C) requests queued at the start of those periods."""
+    summary: pd.DataFrame = field(repr=False)
+
+    @property
+    def queue_start(self) -> np.ndarray:
+        """(T, C) requests queued at each period start."""
+        out = np.zeros(self.desired.shape)
+        out[self.queue_rows] = self.queue_values
+        return out
+
+    def timeline(self, i: int) -> pd.DataFrame:
+        """Candidate i, one row per period: DESIGN.md's timeline.csv columns first."""
+        if not 0 <= i < len(self.policies):
+            raise IndexError(f"candidate index must be in 0..{len(self.policies) - 1}, got {i}")
+        p = self.period_s
+        n = self.in_service[:, i].astype(float)
+        d = self.desired[:, i].astype(float)
+        queued = np.zeros(len(self.demand))
+        queued[self.queue_rows] = self.queue_values[:, i]
+        out = serve_period(self.capacity, self.demand, n, queued, p)
+        return pd.DataFrame(
+            {
+                "t_s": np.arange(len(self.demand)) * p,
+                "demand_rps": self.demand / p,
+                "invocations": self.demand,
+                "instances_in_service": n.astype(int),
+                "desired_capacity": d.astype(int),
+                "invocations_per_instance": self.demand / np.maximum(n, 1),
+                "alarm_high": self.alarm_high[:, i].astype(int),
+                "alarm_low": self.alarm_low[:, i].astype(int),
+                "errors": out.failed,
+                "p99_latency_ms": out.p99_ms,
+                "p50_latency_ms": out.p50_ms,
+                "served": out.served,
+                "queued": out.queue_end,
+                "updating": (d > n).astype(int),
+                "concurrency_per_instance": out.concurrency_per_instance,
+            },
+            columns=list(TIMELINE_COLUMNS),
+        )
+
+
+def simulate(
+    profile: Any,
+    policies: Sequence[ScalingPolicy] | Sequence[Sequence[ScalingPolicy]],
+    capacity: Capacity,
+    *,
+    boot_s: float | None = None,
+    metric_lag_s: float = 60,
+    seed: int = 0,
+    slo_p99_ms: float | None = None,
+    boot_jitter_s: float = 0.0,
+    initial_capacity: int | None = None,
+    scheduled: Sequence[ScheduledAction] = (),
+) -> SimulationResult:
+    """Replay ``profile`` (its seeded counts) against every candidate policy."""
+    period_s = step_s_for(policies)
+    demand = np.asarray(profile.counts(period_s, seed=seed), dtype=float)
+    return simulate_demand(
+        demand,
+        period_s,
+        policies,
+        capacity,
+        boot_s=boot_s,
+        metric_lag_s=metric_lag_s,
+        seed=seed,
+        slo_p99_ms=slo_p99_ms,
+        boot_jitter_s=boot_jitter_s,
+        initial_capacity=initial_capacity,
+        scheduled=scheduled,
+    )
+
+
+def simulate_demand(
+    demand: np.ndarray,
+    period_s: int,
+    policies: Sequence[ScalingPolicy] | Sequence[Sequence[ScalingPolicy]],
+    capacity: Capacity,
+    *,
+    boot_s: float | None = None,
+    metric_lag_s: float = 60,
+    seed: int = 0,
+    slo_p99_ms: float | None = None,
+    boot_jitter_s: float = 0.0,
+    initial_capacity: int | None = None,
+    scheduled: Sequence[ScheduledAction] = (),
+) -> SimulationResult:
+    """Replay ``demand`` (requests per period from t = 0) against every candidate policy.
+
+    A candidate is one policy, or a list of policies on one target.
+    """
+    demand = np.asarray(demand, dtype=float)
+    if demand.ndim != 1 or not np.isfinite(demand).all() or (demand < 0).any():
+        raise ValidationError("demand must be a 1-D array of request counts >= 0")
+    boot = capacity.boot_s if boot_s is None else float(boot_s)
+    if not (math.isfinite(boot) and boot >= 0):
+        raise ValidationError(f"--boot-s >= 0 must hold, got {boot:g}")
+    if not (math.isfinite(boot_jitter_s) and boot_jitter_s >= 0):
+        raise ValidationError(f"boot jitter >= 0 must hold, got {boot_jitter_s:g}")
+    if not (math.isfinite(metric_lag_s) and metric_lag_s >= 0):
+        raise ValidationError(f"--metric-lag-s >= 0 must hold, got {metric_lag_s:g}")
+    slo = capacity.p99_at_max_ms if slo_p99_ms is None else float(slo_p99_ms)
+    if not (math.isfinite(slo) and slo > 0):
+        raise ValidationError(f"--slo-p99-ms > 0 must hold, got {slo:g}")
+    finest = step_s_for(policies)
+    if period_s != finest:
+        raise ValidationError(f"period_s must be {finest} s for these policies, got {period_s}")
+    tt = TargetTracking(
+        policies,
+        choices=ModelChoices(metric_lag_s=metric_lag_s, boot_s=boot),
+        initial_capacity=initial_capacity,
+        scheduled=scheduled,
+        step_s=period_s,
+        record_events=False,
+    )
+    desired, in_service, high, low, q_rows, q_values = _run(
+        tt, demand, capacity, boot, boot_jitter_s, seed
+    )
+    candidates = tuple(
+        p if isinstance(p, ScalingPolicy) else p[0]
+        for p in policies  # type: ignore[union-attr]
+    )
+    labels = [
+        p.label if isinstance(p, ScalingPolicy) else "+".join(q.label for q in p) for p in policies
+    ]
+    summary = _summarise(tt, demand, period_s, capacity, slo, desired, in_service, q_rows, q_values)
+    summary.insert(0, "label", labels)
+    return SimulationResult(
+        candidates,
+        period_s,
+        capacity,
+        slo,
+        demand,
+        desired,
+        in_service,
+        high,
+        low,
+        q_rows,
+        q_values,
+        summary,
+    )
+
+
+def _run(
+    tt: TargetTracking,
+    demand: np.ndarray,
+    capacity: Capacity,
+    boot_s: float,
+    jitter_s: float,
+    seed: int,
+) -> tuple[np.ndarray, ...]:
+    """The period loop: record state, serve (queue only when overloaded), step the controller."""
+    T, C, P = len(demand), tt.C, tt.step_s
+    high = np.empty((T, C), dtype=bool)
+    low = np.empty((T, C), dtype=bool)
+    q_rows: list[int] = []
+    q_values: list[np.ndarray] = []
+    per_step = capacity.max_rps_per_instance * P
+    queue_room = capacity.max_rps_per_instance * capacity.timeout_ms / 1000.0
+    conc = tt.tracks_concurrency
+    rng = np.random.default_rng(seed) if jitter_s > 0 else None
+    q = zero = np.zeros(C)
+    queued = False
+    dtype = np.int16 if float(tt.max_capacity.max(initial=0)) < 32_000 else np.int32
+    desired = np.empty((T, C), dtype=dtype)
+    in_service = np.empty((T, C), dtype=dtype)
+    n_prev = None
+    n_min = 0.0
+    divisor = zero
+    for k in range(T):
+        a = demand[k]
+        n = tt.in_service
+        desired[k] = tt.desired
+        in_service[k] = n
+        if n is not n_prev:  # replaced, never modified in place, when capacity changes
+            n_prev = n
+            n_min = float(n.min())
+            divisor = np.maximum(n, 1.0)
+        if tt.J == 1:
+            high[k] = tt.alarm_high_on[:, 0]
+            low[k] = tt.alarm_low_on[:, 0]
+        else:
+            high[k] = tt.alarm_high_on.any(axis=1)
+            low[k] = (tt.alarm_low_on & tt.active).any(axis=1)
+        q0 = q
+        if queued or a > per_step * n_min:
+            if queued:
+                q_rows.append(k)
+                q_values.append(q)
+            offered = q + a
+            backlog = offered - np.minimum(offered, n * per_step)
+            q = np.minimum(backlog, n * queue_room)
+            queued = bool(np.count_nonzero(q))
+        concurrency = None
+        if conc:
+            load = np.minimum(a + q0 - q, n * per_step) / (P * divisor)
+            concurrency = concurrency_per_instance(capacity, load, q0, q, n)
+        if rng is not None:
+            tt.boot_s = np.maximum(boot_s + rng.uniform(-jitter_s, jitter_s, C), 0.0)
+        tt.advance(k, a / divisor, concurrency, copy=False)
+        if not queued:
+            q = zero
+    rows = np.array(q_rows, dtype=np.intp)
+    values = np.stack(q_values) if q_values else np.zeros((0, C))
+    return desired, in_service, high, low, rows, values
+
+
+def _summarise(
+    tt: TargetTracking,
+    demand: np.ndarray,
+    period_s: int,
+    capacity: Capacity,
+    slo_ms: float,
+    desired: np.ndarray,
+    in_service: np.ndarray,
+    q_rows: np.ndarray,
+    q_values: np.ndarray,
+) -> pd.DataFrame:
+    """Totals over the run, computed over blocks of periods (memory stays bounded).
+
+    Without a queue a period's outcome depends only on its demand and the instances in service,
+    so it is tabulated per (period, instance count) and gathered; overloaded or queued cells are
+    served exactly.
+    """
+    T, C = desired.shape
+    sustain = capacity.max_rps_per_instance * period_s
+    nbins = len(_P99_BINS) + 1
+    width = int(in_service.max(initial=0)) + 1
+    counts = np.arange(width, dtype=float)
+    failed = np.zeros(C)
+    slow = np.zeros(C)
+    under = np.zeros(C, dtype=np.int64)
+    hist = np.zeros(C * nbins)
+    unhealthy = np.empty((T, C), dtype=bool)
+    col_bins = np.arange(C) * nbins
+    for r0 in range(0, T, _BLOCK):
+        r1 = min(T, r0 + _BLOCK)
+        a = demand[r0:r1, None]
+        # tables over (period, instances in service), as if nothing were queued
+        load = a / (period_s * np.maximum(counts, 1.0))
+        p50, p99 = capacity.latency_ms_at(load)
+        short_tab = a > counts * sustain
+        # 0 healthy, 1 p99 over the objective, 2 under-provisioned (served exactly below)
+        code_tab = (short_tab | ((a > 0) & (p99 > slo_ms))).astype(np.int8) + short_tab
+        slow_tab = np.where(short_tab, 0.0, a * slow_share(p50, p99, slo_ms)).ravel()
+        bin_tab = np.searchsorted(_P99_BINS, p99).ravel()
+        idx = in_service[r0:r1].astype(np.intp)
+        idx += (np.arange(r1 - r0) * width)[:, None]
+        code = code_tab.ravel()[idx]
+        slow_cells = slow_tab[idx]
+        bins = bin_tab[idx]
+        bins += col_bins
+        short = code == 2
+        under += short.sum(axis=0)
+        bad = code > 0
+        lo, hi = np.searchsorted(q_rows, [r0, r1])
+        q = np.zeros(idx.shape)
+        if hi > lo:
+            q[q_rows[lo:hi] - r0] = q_values[lo:hi]
+            exact = short | (q > 0)
+        else:
+            exact = short
+        weights = np.repeat(demand[r0:r1], C)  # exact cells overwrite theirs
+        flat = np.flatnonzero(exact)
+        if len(flat):
+            rows, cols = np.divmod(flat, C)
+            out = serve_period(
+                capacity,
+                demand[r0 + rows],
+                in_service[r0:r1].ravel()[flat],
+                q.ravel()[flat],
+                period_s,
+            )
+            slow_cells.ravel()[flat] = out.served * slow_share(out.p50_ms, out.p99_ms, slo_ms)
+            failed += np.bincount(cols, out.failed, C)
+            p99x = np.nan_to_num(out.p99_ms)
+            bad.ravel()[flat] = (out.failed > 0) | (p99x > slo_ms) | short.ravel()[flat]
+            bins.ravel()[flat] = np.searchsorted(_P99_BINS, p99x) + cols * nbins
+            weights[flat] = out.served + out.failed
+        slow += slow_cells.sum(axis=0)
+        hist += np.bincount(bins.ravel(), weights, C * nbins)
+        unhealthy[r0:r1] = bad
+    surges, longest = _runs(unhealthy)
+    requests = float(demand.sum())
+    billed = desired.sum(axis=0, dtype=np.int64).astype(float)
+    hours = billed * period_s / 3600.0
+    cdf = np.cumsum(hist.reshape(C, nbins), axis=1)
+    total = cdf[:, -1:]
+    k99 = np.argmax(cdf >= 0.99 * np.maximum(total, 1e-12), axis=1)
+    edges = np.concatenate([_P99_BINS, [_P99_BINS[-1]]])
+    # a bin's upper edge, but no request outlives the timeout
+    p99_run = np.where(total[:, 0] > 0, np.minimum(edges[k99], capacity.timeout_ms), np.nan)
+    denom = requests if requests > 0 else 1.0
+    return pd.DataFrame(
+        {
+            "instance_hours": hours,
+            "cost_usd": hours * capacity.hourly_usd,
+            "error_rate": failed / denom,
+            "slo_violation_rate": (failed + slow) / denom,
+            "scale_out_events": tt.scale_out_count.astype(int),
+            "scale_in_events": tt.scale_in_count.astype(int),
+            "underprovisioned_minutes": under * period_s / 60.0,
+            "recovery_s": longest * float(period_s),
+            "surges": surges,
+            "p99_latency_ms": p99_run,
+            "requests": requests,
+            "failed": failed,
+            "mean_instances": billed / max(T, 1),
+            "max_instances": desired.max(axis=0, initial=0).astype(int),
+        }
+    )
+
+
+def _runs(flags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per column of a (T, C) bool array: how many runs of True, and the longest."""
+    T, C = flags.shape
+    padded = np.zeros((C, T + 2), dtype=bool)
+    padded[:, 1:-1] = flags.T
+    # transitions are few: find them flat, in column-major order, and pair starts with ends
+    starts = np.flatnonzero(padded[:, 1:] & ~padded[:, :-1])
+    ends = np.flatnonzero(~padded[:, 1:] & padded[:, :-1])
+    column = starts // (T + 1)
+    longest = np.zeros(C, dtype=np.int64)
+    np.maximum.at(longest, column, ends - starts)
+    return np.bincount(column, minlength=C), longest
