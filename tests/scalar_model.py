@@ -119,15 +119,15 @@ def run(
         served = min(offered, n * serving.max_rps * step_s)
         backlog = offered - served
         new_queue = min(backlog, n * serving.max_rps * serving.timeout_s)
-        load = served / (step_s * max(n, 1))
-        concurrency = load * serving.p50_ms(load) / 1000 + max(queue, new_queue) / max(n, 1)
-        queue = new_queue
+        old_queue, queue = queue, new_queue
         # metrics: 60-s InvocationsPerInstance sums the steps of its minute
         partial += arrivals / max(n, 1)
         if t % 60 == 0:
             waiting[False].append((boundary_at_or_after(t + lag_s), partial))
             partial = 0.0
         if step_s == 10:
+            load = served / (step_s * max(n, 1))
+            concurrency = load * serving.p50_ms(load) / 1000 + max(old_queue, queue) / max(n, 1)
             waiting[True].append((boundary_at_or_after(t + lag_s), concurrency))
         # 1. boots complete
         if updating and complete_at <= t:

@@ -56,7 +56,7 @@ def test_bench_1000_candidates_x_14_days():
     cap = Capacity.default()
     assert len(policies) == 1000
     best_wall, best_cpu = np.inf, np.inf
-    for _ in range(2):
+    for _ in range(3):  # best of 3: the machine may be shared
         wall, cpu = time.perf_counter(), time.process_time()
         result = simulate(profile, policies, cap, seed=1)
         best_wall = min(best_wall, time.perf_counter() - wall)
@@ -67,8 +67,9 @@ def test_bench_1000_candidates_x_14_days():
 
     demand = [float(x) for x in result.demand]
     picks = np.random.default_rng(0).choice(len(policies), SAMPLE, replace=False)
-    wall, cpu = time.perf_counter(), time.process_time()
-    for i in picks:
+    scalar_s, scalar_cpu_s = np.inf, np.inf
+    for i in picks:  # best candidate time, as for the vectorised run
+        wall, cpu = time.perf_counter(), time.process_time()
         p = policies[i]
         ref = scalar_model.run(
             demand,
@@ -79,9 +80,9 @@ def test_bench_1000_candidates_x_14_days():
             lag_s=60,
             boot_s=300,
         )
+        scalar_s = min(scalar_s, time.perf_counter() - wall)
+        scalar_cpu_s = min(scalar_cpu_s, time.process_time() - cpu)
         assert ref.desired == result.desired[:, i].tolist()
-    scalar_s = (time.perf_counter() - wall) / SAMPLE
-    scalar_cpu_s = (time.process_time() - cpu) / SAMPLE
     ratio = scalar_s / (best_wall / len(policies))
     ratio_cpu = scalar_cpu_s / (best_cpu / len(policies))
     print(
@@ -89,7 +90,7 @@ def test_bench_1000_candidates_x_14_days():
         f"candidate-minutes in {best_wall:.2f} s wall ({best_cpu:.2f} s CPU), "
         f"{cand_minutes / best_wall / 1e6:.1f} M candidate-minutes/s\n"
         f"scalar loop: {scalar_s:.3f} s per candidate ({minutes / scalar_s / 1e3:.0f} k "
-        f"candidate-minutes/s, sample of {SAMPLE}); vectorised is {ratio:.0f}x faster "
+        f"candidate-minutes/s, best of {SAMPLE}); vectorised is {ratio:.0f}x faster "
         f"({ratio_cpu:.0f}x by CPU time)\n"
         f"mean scale-outs per candidate {result.summary.scale_out_events.mean():.0f}, "
         f"candidates meeting 1% SLO violations: {(result.summary.slo_violation_rate < 0.01).sum()}"

@@ -222,8 +222,13 @@ def serve_period(
     in_service: np.ndarray,
     queue_start: np.ndarray,
     period_s: float,
+    *,
+    with_concurrency: bool = True,
 ) -> PeriodServing:
-    """Serve one period: arrivals plus the carried queue meet ``in_service`` instances."""
+    """Serve one period: arrivals plus the carried queue meet ``in_service`` instances.
+
+    ``with_concurrency=False`` skips the concurrency estimate (NaN), for callers without use.
+    """
     arrivals = np.asarray(arrivals, dtype=float)
     n = np.asarray(in_service, dtype=float)
     queue_start = np.asarray(queue_start, dtype=float)
@@ -245,7 +250,10 @@ def serve_period(
     none = served <= 0
     p50 = np.where(none, np.nan, p50)
     p99 = np.where(none, np.nan, p99)
-    concurrency = concurrency_per_instance(capacity, load, queue_start, queue_end, n)
+    if with_concurrency:
+        concurrency = concurrency_per_instance(capacity, load, queue_start, queue_end, n)
+    else:
+        concurrency = np.full(np.shape(served), np.nan)
     return PeriodServing(served, failed, queue_end, p50, p99, concurrency)
 
 

@@ -523,7 +523,8 @@ class TargetTracking:
         m = self._m[stream]
         if m == 1:
             if isinstance(sample, np.ndarray) and sample.shape == (self.C,):
-                value = sample.astype(float, copy=copy)
+                own = not copy and sample.dtype == np.float64
+                value = sample if own else sample.astype(float)
             else:
                 value = np.array(np.broadcast_to(sample, (self.C,)), dtype=float)
         else:

@@ -78,6 +78,8 @@ class LoadTestConfig:
     content_type: str = "application/json"
     payload_order: str = "cycle"
     max_inflight: int = 1000
+    start_at_epoch_s: float | None = None
+    """Wall-clock epoch of profile time 0 (None: as soon as Locust is ready)."""
     request_timeout_s: float = 70.0
     period_s: float = 60.0
     locustfile: Path = LOCUSTFILE
@@ -126,6 +128,8 @@ def locust_commands(config: LoadTestConfig, profile: Profile) -> list[list[str]]
     """The Locust command lines: one, or a master followed by its workers."""
     out = config.out_dir.resolve()
     budget_s = profile.duration_s / config.speed + config.request_timeout_s + 30
+    if config.start_at_epoch_s:
+        budget_s += max(0.0, config.start_at_epoch_s - time.time())
     common = [sys.executable, "-m", "locust", "-f", str(config.locustfile)]
     custom = [
         "--profile", str(Path(config.profile_path).resolve()),
@@ -143,6 +147,7 @@ def locust_commands(config: LoadTestConfig, profile: Profile) -> list[list[str]]
         ("--region", config.region),
         ("--seed", config.seed),
         ("--payload", config.payload and str(Path(config.payload).resolve())),
+        ("--start-at", config.start_at_epoch_s and repr(config.start_at_epoch_s)),
     ):
         if value is not None and value != "":
             custom += [flag, str(value)]
@@ -182,6 +187,8 @@ def run_loadtest(config: LoadTestConfig, *, progress: TextIO | None = sys.stderr
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     log_path = out / "locust.log"
     budget_s = profile.duration_s / config.speed + config.request_timeout_s + 90
+    if config.start_at_epoch_s:
+        budget_s += max(0.0, config.start_at_epoch_s - time.time())
     procs: list[subprocess.Popen] = []
     began = time.time()
     with log_path.open("w") as log:

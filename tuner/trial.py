@@ -195,7 +195,8 @@ class _Poller:
 
 
 LoadDriver = Callable[..., pd.DataFrame]
-"""(profile_path, *, endpoint, variant, host, speed, out_dir, workers, seed, log) -> requests"""
+"""(profile_path, *, endpoint, variant, host, speed, out_dir, workers, seed, log,
+start_at_epoch_s=None) -> the per-request records"""
 
 
 def default_driver(
@@ -209,6 +210,7 @@ def default_driver(
     workers: int,
     seed: int,
     log: Callable[[str], None],
+    start_at_epoch_s: float | None = None,
 ) -> pd.DataFrame:
     """Play the profile with Locust (tuner.loadgen) and return its per-request records."""
     config = LoadTestConfig(
@@ -220,6 +222,7 @@ def default_driver(
         out_dir=Path(out_dir),
         workers=workers,
         seed=seed,
+        start_at_epoch_s=start_at_epoch_s,
     )
     return run_loadtest(config).requests
 
@@ -289,9 +292,9 @@ def run_trial(
             endpoints, spec.endpoint, spec.variant, clock, every_virtual_s=min(10.0, period_s / 2)
         )
         with poller:
-            # Start the profile on a period boundary so CloudWatch periods are profile periods.
-            t0 = math.ceil(clock.now() / period_s + 1e-6) * period_s
-            _sleep_until(clock, t0)
+            # Start the profile on a period boundary so CloudWatch periods are profile periods,
+            # far enough ahead (3 s real) for Locust to start.
+            t0 = math.ceil((clock.now() + 3.0 * clock.speed) / period_s) * period_s
             requests = driver(
                 spec.profile_path,
                 endpoint=spec.endpoint,
@@ -302,6 +305,7 @@ def run_trial(
                 workers=spec.workers,
                 seed=spec.seed,
                 log=log,
+                start_at_epoch_s=clock.to_real(t0),
             )
             # Profile time 0 as it really was: Locust starts a moment after it is launched.
             started = start_epoch(requests, clock.speed)

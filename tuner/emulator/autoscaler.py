@@ -147,6 +147,8 @@ class Autoscaler:
                 self._tick(boundary)
             except TunerError as e:  # keep serving; say what went wrong
                 self._log(f"autoscaler: {e}")
+            except Exception as e:  # a bug must not silently stop all scaling
+                self._log(f"autoscaler: step at {boundary:.0f} failed: {e!r}")
             boundary += STEP_S
 
     def _tick(self, boundary_v: float) -> None:

@@ -94,7 +94,8 @@ class MetricBuckets:
         i = int((virtual_s - self._clock.v0) // BUCKET_S)
         b = self._buckets.get(i)
         if b is None:
-            b = self._buckets[i] = Bucket()
+            # setdefault is atomic: the loop and the autoscaler threads may both reach here.
+            b = self._buckets.setdefault(i, Bucket())
         return b
 
     def summary(self, start_v: float, period_s: int, inflight_now: float = 0.0) -> PeriodSummary:
@@ -120,8 +121,8 @@ class MetricBuckets:
     def forget_before(self, virtual_s: float) -> None:
         """Drop buckets wholly before ``virtual_s`` (already published)."""
         last = self.index(virtual_s)
-        for i in [i for i in self._buckets if i < last]:
-            del self._buckets[i]
+        for i in [i for i in list(self._buckets) if i < last]:  # list(): a snapshot
+            self._buckets.pop(i, None)
 
 
 def _datum(

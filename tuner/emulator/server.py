@@ -16,6 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import unquote
 
 from tuner.emulator.clock import VirtualClock
 from tuner.emulator.control import ACCOUNT_ID, HttpRequest, HttpResponse
@@ -95,8 +96,6 @@ class Router:
         return f"{self._id_prefix}{next(self._ids):012x}"
 
     def _invoke(self, name: str, reply: Reply) -> None:
-        from urllib.parse import unquote
-
         ep = self._endpoint
         if unquote(name) != ep.name:
             msg = f"Endpoint {unquote(name)} of account {ACCOUNT_ID} not found."

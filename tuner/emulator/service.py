@@ -7,8 +7,9 @@ The same serving model as the simulator's (``tuner.capacity``), played request b
   whose median and 99th percentile are the curve's p50/p99 at the current load per instance;
 - ``slots`` comes from Little's law, concurrency = rate x mean service time, at max_rps with
   headroom (``UTILIZATION_AT_MAX``) so the slots, not the start rate, rarely bind;
-- what cannot start waits in a FIFO queue bounded by what drains within ``timeout_ms``; a request
-  still unanswered after ``timeout_ms`` fails as SageMaker's invocation timeout does.
+- what cannot start waits in a FIFO queue bounded by what can still be served within
+  ``timeout_ms``; beyond it requests are refused (throttled); a request still unanswered after
+  ``timeout_ms`` fails as SageMaker's invocation timeout does.
 """
 
 from __future__ import annotations
@@ -82,9 +83,16 @@ class InstanceModel:
         return lognormal_params(p50, p99)
 
     def queue_limit(self, instances: int, cap: int) -> int:
-        """Queued requests beyond which new ones are refused: what drains within the timeout."""
-        per_instance = math.ceil(self.max_rps * self.timeout_ms / 1000.0)
-        return max(self.slots, min(cap, max(1, instances) * per_instance))
+        """Queued requests beyond which new ones are refused: what can still be served in time.
+
+        The last admitted request starts after queue / (n x max_rps) seconds; bounding that by
+        ``timeout - p99 at max_rps`` lets it finish before its deadline, so an overloaded endpoint
+        keeps serving n x max_rps (as the simulator's queue does) instead of starting requests
+        that time out anyway.
+        """
+        _, p99 = curve_ms(self.capacity, self.max_rps)
+        per_instance = self.max_rps * max(0.0, self.timeout_ms - p99) / 1000.0
+        return max(self.slots, min(cap, math.floor(max(1, instances) * per_instance)))
 
 
 class ServiceTimes:
