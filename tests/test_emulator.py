@@ -224,7 +224,7 @@ def test_error_shapes_through_boto3(start_aws: Any) -> None:
     aws.stop()
     # Service takes 5 s, the timeout is 1 s: every invocation times out as SageMaker's does.
     too_slow = fast_capacity(timeout_ms=1000, latency=(LatencyPoint(1, 5000, 6000),))
-    aws = start_aws(speed=10.0, capacity=too_slow)
+    aws = start_aws(speed=30.0, capacity=too_slow)
     rt = client(aws, "sagemaker-runtime", retries={"total_max_attempts": 1, "mode": "standard"})
     t0, sent_v = time.monotonic(), aws.clock.now()
     with pytest.raises(ClientError) as err:

@@ -380,3 +380,24 @@ def test_cli_help_teaches(capsys):
     assert info.value.code == 0
     text = capsys.readouterr().out
     assert "examples:" in text and "--metric-lag-s" in text and "timeline.csv" in text
+
+
+def test_inference_component_scales_to_zero_and_target_tracking_alone_stays_there():
+    # MinCapacity 0 is allowed for inference components. Idle: 15 zero datapoints -> 0 copies.
+    # Then traffic fails (no copy serves it) and R = ceil(0 x M / T) = 0: as on AWS, scaling out
+    # from zero needs another mechanism than target tracking.
+    from tuner.policy import ResourceKind
+
+    p = ScalingPolicy(
+        min_capacity=0,
+        max_capacity=4,
+        target_value=600.0,
+        metric_type=MetricType.INVOCATIONS_PER_COPY,
+        kind=ResourceKind.INFERENCE_COMPONENT,
+    )
+    demand = np.array([0.0] * 20 + [1200.0] * 10)
+    r = simulate_demand(demand, 60, [p], CAPACITY, initial_capacity=2, metric_lag_s=0)
+    tl = r.timeline(0)
+    assert tl.desired_capacity.tolist() == [2] * 15 + [0] * 15
+    assert tl.errors.sum() == 1200 * 10 and tl.alarm_high.iloc[-1] == 1
+    assert r.summary.iloc[0].error_rate == 1.0

@@ -20,7 +20,8 @@ boot completions, scheduled actions, newly visible datapoints -> alarms, scale-o
 
 Arrays are per candidate (C,) or per candidate and policy slot (C, J): a candidate may carry
 several policies on one target; shorter lists are padded with slots that never act.
-Every choice the reference leaves to the model is a field of :class:`ModelChoices`.
+Every choice the reference leaves to the model is named in :class:`ModelChoices`: its fields,
+and the rounding and multi-policy rules written down in its body.
 """
 
 from __future__ import annotations
@@ -65,15 +66,17 @@ class ModelChoices:
     """R = ceil(B x M / T - epsilon): an exact multiple of the target is not rounded up (§4.3)."""
     # Rounding to the step grid (a simulation at period resolution needs one rule, used everywhere):
     # a datapoint becomes visible at the first boundary >= period end + metric_lag_s; a boot
-    # completes at the first boundary >= decision + boot_s, at least one step after the decision,
-    # so during the step new instances come in service N is constant and every request of the step
-    # adds 1/N to InvocationsPerInstance with that N.
+    # completes at the first boundary >= decision + boot_s, at least one step after the decision.
+    # So instances join or leave service only at step boundaries, N is constant within a step,
+    # and every request of a step adds 1/N to InvocationsPerInstance with that step's N.
     # Several policies on one target share the target's cooldowns: a scale-out starts the longest
     # ScaleOutCooldown of the policies that asked for it; a scale-in the longest ScaleInCooldown of
     # the policies with scale-in enabled.
     # A scheduled action or a re-registration that raises capacity boots instances like a scale-out
     # but starts no cooldown (§4.7); one that lowers it removes instances at once.
-    # With no instance in service (inference components at 0) per-instance metrics divide by 1.
+    # With no instance in service (inference components at 0) per-instance metrics divide by 1;
+    # R = ceil(0 x M / T) = 0 then, so target tracking alone never scales out from zero (AWS
+    # scales components out of zero with a separate step-scaling policy, not modelled here).
 
     def __post_init__(self) -> None:
         for name in ("metric_lag_s", "boot_s"):

@@ -304,6 +304,18 @@ class ScalingPolicy:
             text = "custom-" + text
         return text + ("-noscalein" if self.disable_scale_in else "")
 
+    def steady_capacity(self, rate_rps: float) -> int:
+        """Instances this policy settles at under a steady ``rate_rps`` (Min for other metrics).
+
+        For InvocationsPerInstance the alarms rest once rate x 60 / N <= TargetValue, so
+        N = ceil(rate x 60 / TargetValue), within [Min, Max]. The other metric types depend on
+        latency, not rate alone: they start at MinCapacity.
+        """
+        if self.metric_type is not MetricType.INVOCATIONS_PER_INSTANCE:
+            return self.min_capacity
+        need = math.ceil(rate_rps * 60.0 / self.target_value - 1e-9)
+        return max(self.min_capacity, min(self.max_capacity, need))
+
     def replace(self, **changes: Any) -> ScalingPolicy:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)

@@ -119,6 +119,11 @@ class Profile:
         r = np.where(self._kind[i] == _LINEAR, lin, sine)
         return np.where((t >= 0) & (t < self.duration_s), r, 0.0)
 
+    def opening_rps(self, window_s: float = 300.0) -> float:
+        """Mean rate over the first ``window_s``: what the endpoint served before t = 0."""
+        window = min(window_s, self.duration_s)
+        return float(self.cumulative(window)) / window if window > 0 else 0.0
+
     def cumulative(self, t_s: float | np.ndarray) -> np.ndarray:
         """Expected requests in [0, t_s): the exact integral of rate_at."""
         t = np.clip(np.asarray(t_s, dtype=float), 0.0, self.duration_s)

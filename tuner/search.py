@@ -85,6 +85,34 @@ class Settings:
     boot_jitter_s: float = 0.0
 
 
+def simulate_candidates(
+    profile: Any,
+    policies: Sequence[ScalingPolicy],
+    capacity: Any,
+    objective: Objective,
+    settings: Settings,
+    seed: int,
+) -> Any:
+    """One simulation of every candidate on ``profile`` with ``seed`` (a SimulationResult)."""
+    from tuner.simulate import simulate
+
+    # [MODEL] Warm start: the endpoint served the profile's opening rate before t = 0, so each
+    # candidate starts where its own policy settles for that rate (a live trial starts there
+    # too), not at MinCapacity with the opening traffic already overloading it.
+    opening = profile.opening_rps()
+    return simulate(
+        profile,
+        policies,
+        capacity,
+        initial_capacity=np.array([p.steady_capacity(opening) for p in policies]),
+        boot_s=settings.boot_s,
+        metric_lag_s=settings.metric_lag_s,
+        seed=seed,
+        slo_p99_ms=objective.slo_p99_ms,
+        boot_jitter_s=settings.boot_jitter_s,
+    )
+
+
 def evaluate(
     profiles: Sequence[Any],
     policies: Sequence[ScalingPolicy],
@@ -94,8 +122,6 @@ def evaluate(
     progress: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
     """Simulate every policy on every profile and seed: one row per (candidate, profile, seed)."""
-    from tuner.simulate import simulate
-
     frames = []
     total = len(profiles) * len(settings.seeds)
     for n, (profile, seed) in enumerate(itertools.product(profiles, settings.seeds), 1):
@@ -103,16 +129,7 @@ def evaluate(
             progress(
                 f"simulating {len(policies)} candidates on {profile.name} seed {seed} ({n}/{total})"
             )
-        result = simulate(
-            profile,
-            policies,
-            capacity,
-            boot_s=settings.boot_s,
-            metric_lag_s=settings.metric_lag_s,
-            seed=seed,
-            slo_p99_ms=objective.slo_p99_ms,
-            boot_jitter_s=settings.boot_jitter_s,
-        )
+        result = simulate_candidates(profile, policies, capacity, objective, settings, seed)
         summary = result.summary.reset_index(drop=True).copy()
         summary.insert(0, "candidate", [p.label for p in policies])
         summary.insert(1, "profile", profile.name)

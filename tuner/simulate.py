@@ -198,7 +198,7 @@ def simulate_demand(
     if not (math.isfinite(boot) and boot >= 0):
         raise ValidationError(f"--boot-s >= 0 must hold, got {boot:g}")
     if not (math.isfinite(boot_jitter_s) and boot_jitter_s >= 0):
-        raise ValidationError(f"boot jitter >= 0 must hold, got {boot_jitter_s:g}")
+        raise ValidationError(f"--boot-jitter-s >= 0 must hold, got {boot_jitter_s:g}")
     if not (math.isfinite(metric_lag_s) and metric_lag_s >= 0):
         raise ValidationError(f"--metric-lag-s >= 0 must hold, got {metric_lag_s:g}")
     slo = capacity.p99_at_max_ms if slo_p99_ms is None else float(slo_p99_ms)

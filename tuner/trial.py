@@ -236,7 +236,8 @@ class TrialSpec:
     policy: ScalingPolicy
     profile_path: Path
     start_capacity: int | None = None
-    """Instances when the load starts (default: the policy's MinCapacity)."""
+    """Instances when the load starts (default: where the policy settles for the profile's
+    opening rate, as the simulator starts)."""
     settle_s: float | None = None
     """Virtual seconds to wait after the load for the last datapoints (default: 2 periods + lag)."""
     workers: int = 0
@@ -287,7 +288,8 @@ def run_trial(
         # The candidate's range first: registering it moves the capacity into range [DOC], and a
         # starting count outside the old range would otherwise be clamped back.
         scaling.apply(spec.policy, resource)
-        _bring_to_capacity(endpoints, spec, clock, log)
+        start = spec.start_capacity or spec.policy.steady_capacity(profile.opening_rps())
+        _bring_to_capacity(endpoints, spec, start, clock, log)
         poller = _Poller(
             endpoints, spec.endpoint, spec.variant, clock, every_virtual_s=min(10.0, period_s / 2)
         )
@@ -341,10 +343,13 @@ def _sleep_until(clock: VirtualClock, virtual_s: float) -> None:
 
 
 def _bring_to_capacity(
-    endpoints: Endpoints, spec: TrialSpec, clock: VirtualClock, log: Callable[[str], None]
+    endpoints: Endpoints,
+    spec: TrialSpec,
+    start: int,
+    clock: VirtualClock,
+    log: Callable[[str], None],
 ) -> None:
     """Wait out any update, then set the starting count and wait until it is in service."""
-    start = spec.start_capacity or spec.policy.min_capacity
     deadline = time.monotonic() + clock.real_duration(spec.wait_timeout_s)
     asked = False
     while True:

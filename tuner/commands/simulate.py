@@ -39,8 +39,8 @@ def register(sub: Any) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "simulate",
         help="replay a traffic profile against a scaling policy, write timeline and summary",
-        description="Simulate how Application Auto Scaling would size the endpoint under a "
-        "traffic profile with the given target-tracking policy: instances, alarms, queueing, "
+        description="Simulate how Application Auto Scaling would size the endpoint under a\n"
+        "traffic profile with the given target-tracking policy: instances, alarms, queueing,\n"
         "errors, latency and cost, period by period, in a fraction of a second.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,

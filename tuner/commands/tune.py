@@ -479,20 +479,13 @@ def _timelines(
     is drawn per candidate position: a shorter list would give other boot times than the runs
     in results.csv, and the plots would not match the tables.
     """
-    from tuner.simulate import simulate
+    from tuner.search import simulate_candidates
 
     index = {p.label: i for i, p in enumerate(policies)}
     out: dict[str, dict[str, Any]] = {}
     for profile in profiles:
-        result = simulate(
-            profile,
-            policies,
-            capacity,
-            boot_s=settings.boot_s,
-            metric_lag_s=settings.metric_lag_s,
-            seed=settings.seeds[0],
-            slo_p99_ms=objective.slo_p99_ms,
-            boot_jitter_s=settings.boot_jitter_s,
+        result = simulate_candidates(
+            profile, policies, capacity, objective, settings, settings.seeds[0]
         )
         out[profile.name] = {label: result.timeline(index[label]) for label in shown}
     return out
