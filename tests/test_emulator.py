@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import socket
 import subprocess
+import threading
 import time
 import urllib.request
 from collections import Counter
@@ -20,7 +22,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from tuner.capacity import Capacity, LatencyPoint
-from tuner.emulator import EmulatorConfig, LocalAws, VirtualClock
+from tuner.emulator import EmulatorConfig, EmulatorError, LocalAws, VirtualClock
 from tuner.emulator.client import Sent, drive
 from tuner.emulator.service import InstanceModel, ServiceTimes
 
@@ -496,3 +498,20 @@ def test_concurrency_policy_scales_on_10s_datapoints(start_aws: Any) -> None:
     )["Datapoints"]
     assert len(crpm) == 2
     assert all(3 <= d["Maximum"] <= 9 for d in crpm), crpm
+
+
+def test_stop_frees_the_port_and_joins_its_threads() -> None:
+    before = {t.name for t in threading.enumerate()}
+    aws = LocalAws(EmulatorConfig(endpoint=ENDPOINT, speed=10.0, capacity=fast_capacity()))
+    with aws:
+        port = aws.port
+        client(aws, "sagemaker-runtime").invoke_endpoint(EndpointName=ENDPOINT, Body=b"{}")
+        with pytest.raises(EmulatorError, match="another local AWS is running"):
+            LocalAws(EmulatorConfig(endpoint="other")).start()
+    left = {t.name for t in threading.enumerate()} - before
+    assert not [n for n in left if n.startswith("tuner-emulator")], left
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))  # free again
+    # A second emulator may start once the first has stopped.
+    with LocalAws(EmulatorConfig(endpoint=ENDPOINT, capacity=fast_capacity())) as again:
+        assert describe(again) == ("InService", 1, 1)

@@ -107,10 +107,10 @@ def test_vectorised_simulator_matches_the_scalar_model(seed):
     sc, result = _simulated(seed)
     T, C = len(sc["demand"]), len(sc["candidates"])
     boots: float | np.ndarray = sc["boot_s"]
-    if sc["jitter_s"] > 0:  # the simulator's documented draw: per period, per candidate
+    if sc["jitter_s"] > 0:  # the simulator's documented draw: per period, shared by candidates
         rng = np.random.default_rng(seed)
         j = sc["jitter_s"]
-        boots = np.array([np.maximum(sc["boot_s"] + rng.uniform(-j, j, C), 0) for _ in range(T)])
+        boots = np.array([np.full(C, max(sc["boot_s"] + rng.uniform(-j, j), 0)) for _ in range(T)])
     serving = scalar_model.Serving(20.0, 60.0, [(5, 40.0), (20, 60.0)])
     for i, group in enumerate(sc["candidates"]):
         rules = [
@@ -401,3 +401,19 @@ def test_inference_component_scales_to_zero_and_target_tracking_alone_stays_ther
     assert tl.desired_capacity.tolist() == [2] * 15 + [0] * 15
     assert tl.errors.sum() == 1200 * 10 and tl.alarm_high.iloc[-1] == 1
     assert r.summary.iloc[0].error_rate == 1.0
+
+
+def test_a_candidate_result_does_not_depend_on_its_neighbours():
+    """With boot jitter, simulating a policy alone or among others gives the same numbers."""
+    demand = np.r_[np.full(10, 600.0), np.full(40, 6000.0), np.full(30, 900.0)]
+    cap = Capacity.default()
+    policies = [
+        ScalingPolicy(min_capacity=1, max_capacity=20, target_value=t, scale_out_cooldown_s=60)
+        for t in (300.0, 600.0, 900.0)
+    ]
+    together = simulate_demand(demand, 60, policies, cap, seed=5, boot_jitter_s=120.0)
+    alone = simulate_demand(demand, 60, policies[2:], cap, seed=5, boot_jitter_s=120.0)
+    assert together.summary.iloc[2]["instance_hours"] == alone.summary.iloc[0]["instance_hours"]
+    assert (
+        together.timeline(2)["instances_in_service"] == alone.timeline(0)["instances_in_service"]
+    ).all()

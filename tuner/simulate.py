@@ -22,8 +22,10 @@ Choices, stated once:
   (``max_rps_per_instance`` each). A surge is the start of a run of unhealthy periods
   (under-provisioned, failing, or p99 over the objective); ``recovery_s`` is the longest such run.
 - Requests still queued when the profile ends count as served.
-- Boot jitter: each scale-out's boot time is ``boot_s`` + uniform(-jitter, +jitter), at least 0,
-  drawn per candidate and period from ``seed`` (it only matters in periods with a decision).
+- Boot jitter: a scale-out decided in period k boots for ``boot_s`` + uniform(-jitter, +jitter),
+  at least 0, one draw per period from ``seed`` shared by every candidate (common random numbers:
+  a candidate's result does not depend on which others are simulated beside it, and candidates
+  are compared under the same luck).
 """
 
 from __future__ import annotations
@@ -152,7 +154,7 @@ def simulate(
     seed: int = 0,
     slo_p99_ms: float | None = None,
     boot_jitter_s: float = 0.0,
-    initial_capacity: int | None = None,
+    initial_capacity: int | np.ndarray | None = None,
     scheduled: Sequence[ScheduledAction] = (),
 ) -> SimulationResult:
     """Replay ``profile`` (its seeded counts) against every candidate policy."""
@@ -184,7 +186,7 @@ def simulate_demand(
     seed: int = 0,
     slo_p99_ms: float | None = None,
     boot_jitter_s: float = 0.0,
-    initial_capacity: int | None = None,
+    initial_capacity: int | np.ndarray | None = None,
     scheduled: Sequence[ScheduledAction] = (),
 ) -> SimulationResult:
     """Replay ``demand`` (requests per period from t = 0) against every candidate policy.
@@ -299,7 +301,7 @@ def _run(
             load = np.minimum(a + q0 - q, n * per_step) / (P * divisor)
             concurrency = concurrency_per_instance(capacity, load, q0, q, n)
         if rng is not None:
-            tt.boot_s = np.maximum(boot_s + rng.uniform(-jitter_s, jitter_s, C), 0.0)
+            tt.boot_s = np.full(C, max(boot_s + rng.uniform(-jitter_s, jitter_s), 0.0))
         tt.advance(k, a / divisor, concurrency, copy=False)
         if not queued:
             q = zero

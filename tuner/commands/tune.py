@@ -475,17 +475,17 @@ def _timelines(
 ) -> dict[str, dict[str, Any]]:
     """Timelines of the shown candidates on every profile, first seed.
 
-    The whole candidate list is simulated again, in the evaluation's order, because boot jitter
-    is drawn per candidate position: a shorter list would give other boot times than the runs
-    in results.csv, and the plots would not match the tables.
+    Only the shown candidates are simulated again: a candidate's result does not depend on the
+    others simulated beside it (boot jitter is shared per period), so these match results.csv.
     """
     from tuner.search import simulate_candidates
 
-    index = {p.label: i for i, p in enumerate(policies)}
+    by_label = {p.label: p for p in policies}
+    chosen = [by_label[label] for label in shown]
     out: dict[str, dict[str, Any]] = {}
     for profile in profiles:
         result = simulate_candidates(
-            profile, policies, capacity, objective, settings, settings.seeds[0]
+            profile, chosen, capacity, objective, settings, settings.seeds[0]
         )
-        out[profile.name] = {label: result.timeline(index[label]) for label in shown}
+        out[profile.name] = {label: result.timeline(i) for i, label in enumerate(shown)}
     return out
