@@ -515,3 +515,30 @@ def test_stop_frees_the_port_and_joins_its_threads() -> None:
     # A second emulator may start once the first has stopped.
     with LocalAws(EmulatorConfig(endpoint=ENDPOINT, capacity=fast_capacity())) as again:
         assert describe(again) == ("InService", 1, 1)
+
+
+def test_idle_endpoint_scales_in_to_min_capacity(start_aws: Any) -> None:
+    # No traffic: zeros are published, as SageMaker does, so after 15 datapoints below
+    # 0.9 x target AlarmLow fires: R = ceil(3 x 0 / 120) = 0, clamped to MinCapacity 1.
+    aws = start_aws(speed=120.0, capacity=fast_capacity(), instances=3, metric_lag_s=0.0)
+    aas = client(aws, "application-autoscaling")
+    target = dict(ServiceNamespace="sagemaker", ResourceId=RESOURCE, ScalableDimension=DIMENSION)
+    aas.register_scalable_target(**target, MinCapacity=1, MaxCapacity=4)
+    put_v = aws.clock.now()
+    aas.put_scaling_policy(
+        PolicyName="tt",
+        PolicyType="TargetTrackingScaling",
+        TargetTrackingScalingPolicyConfiguration=_policy_config(120.0),
+        **target,
+    )
+    assert describe(aws) == ("InService", 3, 3)
+    wait_virtual(aws, put_v + 17 * 60)
+    assert describe(aws) == ("InService", 1, 1)
+    (act,) = aas.describe_scaling_activities(ServiceNamespace="sagemaker")["ScalingActivities"]
+    assert act["Description"] == "Setting desired instance count to 1."
+    assert "AlarmLow" in act["Cause"]
+    # The new alarm's first datapoint is the minute in which the policy was put: the 15th
+    # datapoint closes 14 minutes after that minute's end. Instances leave at once.
+    assert act["StartTime"].timestamp() == math.ceil(put_v / 60) * 60 + 14 * 60
+    assert act["EndTime"] == act["StartTime"]
+    assert aws.endpoint.in_service == 1

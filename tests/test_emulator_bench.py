@@ -56,13 +56,42 @@ def _emulate(tmp_path: Path, capacity: dict[str, Any], env: dict[str, str], *arg
     raise AssertionError("tuner emulate did not start")
 
 
-def _drive(url: str, rate: float, seconds: float, env: dict[str, str]) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, "-m", "tuner.emulator.client", url, "--endpoint", "demo-endpoint",
-         "--rate", str(rate), "--seconds", str(seconds)],
-        capture_output=True, text=True, env=env, check=True, timeout=seconds + 180,
-    )  # fmt: skip
-    return json.loads(out.stdout)
+def _drive(
+    url: str, rate: float, seconds: float, env: dict[str, str], processes: int = 1
+) -> dict[str, Any]:
+    """Open-loop load from ``processes`` driver processes sharing ``rate``; merged summary."""
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tuner.emulator.client",
+                url,
+                "--endpoint",
+                "demo-endpoint",
+                "--rate",
+                str(rate / processes),
+                "--seconds",
+                str(seconds),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )  # fmt: skip
+        for _ in range(processes)
+    ]
+    outs = [json.loads(p.communicate(timeout=seconds + 180)[0]) for p in procs]
+    statuses: dict[str, int] = {}
+    for o in outs:
+        for k, v in o["statuses"].items():
+            statuses[k] = statuses.get(k, 0) + v
+    return {
+        "sent": sum(o["sent"] for o in outs),
+        "wall_s": max(o["wall_s"] for o in outs),
+        "statuses": statuses,
+        "p50_ms": max((o["p50_ms"] or 0) for o in outs),
+        "p99_ms": max((o["p99_ms"] or 0) for o in outs),
+    }
 
 
 def _cpu_s(pid: int) -> float:
@@ -95,12 +124,13 @@ def test_bench_invocations_per_second(tmp_path: Path, subprocess_env: dict[str, 
     proc, url = _emulate(tmp_path, FAST, subprocess_env, "--instances", "8")
     try:
         _drive(url, 200, 2, subprocess_env)  # warm up
-        print("\nemulator throughput (open loop, fast service times, 8 instances x 1000 rps):")
+        print("\nemulator throughput (open loop, fast service times, 8 instances x 1000 rps,")
+        print("two driver processes; p50/p99 are the worse of the two):")
         print(" offered/s  served/s   ok%   p50 ms   p99 ms  emulator CPU%  us/inv  driver CPU%")
         best, per_inv = 0.0, []
-        for rate in (1000, 2000, 3000, 4000, 5000):
+        for rate in (1000, 2000, 3000, 4000, 5000, 6000):
             cpu0, kids0, t0 = _cpu_s(proc.pid), _children_cpu_s(), time.monotonic()
-            r = _drive(url, rate, 5, subprocess_env)
+            r = _drive(url, rate, 5, subprocess_env, processes=2)
             wall = time.monotonic() - t0
             cpu_s = _cpu_s(proc.pid) - cpu0
             driver = (_children_cpu_s() - kids0) / wall
@@ -113,10 +143,12 @@ def test_bench_invocations_per_second(tmp_path: Path, subprocess_env: dict[str, 
                 f" {rate:9.0f} {served:9.0f} {100 * ok_share:5.1f} {r['p50_ms'] or 0:8.1f} "
                 f"{r['p99_ms'] or 0:8.1f} {100 * cpu_s / wall:13.0f} {us:7.0f} {100 * driver:11.0f}"
             )
-            if ok_share >= 0.99:
+            if ok_share >= 0.99 and (r["p99_ms"] or 0) <= 250:  # sustained, not just queued
                 best = max(best, served)
             assert sum(r["statuses"].values()) == r["sent"]
-        print(f"served with >= 99% success: {best:.0f} invocations/s (goal >= 2,000/s)")
+        print(
+            f"sustained (>= 99% success, p99 <= 250 ms): {best:.0f} invocations/s (goal >= 2,000/s)"
+        )
         print(f"ratio to goal: {best / 2000:.2f}")
         us = sorted(per_inv)[len(per_inv) // 2]
         print(
