@@ -296,7 +296,7 @@ def run_trial(
         with poller:
             # Start the profile on a period boundary so CloudWatch periods are profile periods,
             # far enough ahead (3 s real) for Locust to start.
-            t0 = math.ceil((clock.now() + 3.0 * clock.speed) / period_s) * period_s
+            t0 = float(math.ceil((clock.now() + 3.0 * clock.speed) / period_s) * period_s)
             requests = driver(
                 spec.profile_path,
                 endpoint=spec.endpoint,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -52,7 +52,7 @@ def fetch_variant_metrics(
     end: dt.datetime,
     *,
     period_s: int = 60,
-    metrics: dict[str, Sequence[str]] | None = None,
+    metrics: Mapping[str, Sequence[str]] | None = None,
 ) -> pd.DataFrame:
     """One row per period in [start, end), one column per ``metric:stat``.
 

@@ -67,8 +67,9 @@ def register(sub: Any) -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--speed", type=float, default=60.0,
-                   help="virtual seconds per real second (default: 60)")
+    p.add_argument(
+        "--speed", type=float, default=60.0, help="virtual seconds per real second (default: 60)"
+    )
     p.add_argument("--out", help="run directory (default: reports/demo-<UTC time>)")
     p.add_argument("--seeds", type=int, default=3, help="simulation seeds (default: 3)")
     return p
@@ -102,8 +103,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValidationError(f"--out must be a new or empty folder, got {out}")
     work = out.parent / f".{out.name}-work"
     work.mkdir(parents=True, exist_ok=True)
-    config = EmulatorConfig(speed=args.speed, endpoint=ENDPOINT,
-                            capacity=Capacity.from_dict(TRUE_CAPACITY), instances=1)
+    config = EmulatorConfig(
+        speed=args.speed, endpoint=ENDPOINT, capacity=Capacity.from_dict(TRUE_CAPACITY), instances=1
+    )
     _step(f"1. local AWS on 127.0.0.1 at x{args.speed:g} (endpoint {ENDPOINT})")
     with LocalAws(config) as aws:
         # boto3 clients and the Locust subprocesses all find the local AWS through these.
@@ -115,24 +117,52 @@ def run(args: argparse.Namespace) -> int:
         _call(["apply", str(current), "--endpoint", ENDPOINT])
         _step("3. calibrate one instance")
         capacity = work / "capacity.json"
-        _call(["calibrate", "--endpoint", ENDPOINT, "--slo-p99-ms", f"{SLO_P99_MS:g}",
-               "--start-rps", "0.5", "--step-s", "120", "--measure-boot", "--hourly-usd",
-               f"{TRUE_CAPACITY['hourly_usd']}", "--out", str(capacity)])
+        _call(
+            [
+                "calibrate",
+                "--endpoint",
+                ENDPOINT,
+                "--slo-p99-ms",
+                f"{SLO_P99_MS:g}",
+                "--start-rps",
+                "0.5",
+                "--step-s",
+                "120",
+                "--measure-boot",
+                "--hourly-usd",
+                f"{TRUE_CAPACITY['hourly_usd']}",
+                "--out",
+                str(capacity),
+            ]
+        )
         _step("4. simulate candidates on two profiles, trial the top two live")
-        tune = ["tune", "--capacity", str(capacity), "--slo-p99-ms", f"{SLO_P99_MS:g}",
-                "--max-error-rate", f"{MAX_ERROR_RATE:g}", "--seeds", str(args.seeds),
-                "--endpoint", ENDPOINT, "--live", "--top", "2", "--out", str(out)]
+        tune = [
+            "tune",
+            "--capacity",
+            str(capacity),
+            "--slo-p99-ms",
+            f"{SLO_P99_MS:g}",
+            "--max-error-rate",
+            f"{MAX_ERROR_RATE:g}",
+            "--seeds",
+            str(args.seeds),
+            "--endpoint",
+            ENDPOINT,
+            "--live",
+            "--top",
+            "2",
+            "--out",
+            str(out),
+        ]
         for name in DEMO_PROFILES:
             tune += ["--profile", str(PROFILES_DIR / f"{name}.toml")]
         _call(tune)
         _step("5. what applying the recommendation would change")
-        _call(["apply", str(out / "recommended.policy.json"), "--endpoint", ENDPOINT,
-               "--dry-run"])
+        _call(["apply", str(out / "recommended.policy.json"), "--endpoint", ENDPOINT, "--dry-run"])
     for name in ("capacity.json", "capacity-steps.csv"):
         if (work / name).exists():
             (work / name).replace(out / name)
     minutes = (time.monotonic() - began) / 60
     print(f"\ndemo finished in {minutes:.1f} min. Report: {out / 'report.html'}")
-    print(f"Also: {out / 'report.md'}, {out / 'candidates.csv'}, "
-          f"{out / 'recommended.policy.json'}")
+    print(f"Also: {out / 'report.md'}, {out / 'candidates.csv'}, {out / 'recommended.policy.json'}")
     return 0
