@@ -542,3 +542,13 @@ def test_idle_endpoint_scales_in_to_min_capacity(start_aws: Any) -> None:
     assert act["StartTime"].timestamp() == math.ceil(put_v / 60) * 60 + 14 * 60
     assert act["EndTime"] == act["StartTime"]
     assert aws.endpoint.in_service == 1
+
+
+def test_instance_type_moto_does_not_know_still_starts(start_aws: Any) -> None:
+    """moto's list of instance types is old (no ml.g5); the emulator labels the config anyway."""
+    aws = start_aws(capacity=fast_capacity(instance_type="ml.g5.2xlarge"))
+    sm = client(aws, "sagemaker")
+    config = sm.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"]
+    variant = sm.describe_endpoint_config(EndpointConfigName=config)["ProductionVariants"][0]
+    assert variant["InstanceType"] == "ml.m5.xlarge"
+    assert describe(aws)[0] == "InService"

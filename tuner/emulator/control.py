@@ -183,22 +183,32 @@ class MotoPlane:
             "CreateModel",
             {"ModelName": model, "ExecutionRoleArn": role, "PrimaryContainer": {"Image": image}},
         )
-        self.call(
-            "sagemaker",
-            "CreateEndpointConfig",
-            {
-                "EndpointConfigName": config,
-                "ProductionVariants": [
-                    {
-                        "VariantName": variant,
-                        "ModelName": model,
-                        "InitialInstanceCount": instances,
-                        "InstanceType": instance_type,
-                        "InitialVariantWeight": 1.0,
-                    }
-                ],
-            },
-        )
+        def create_config(instance_type: str) -> None:
+            self.call(
+                "sagemaker",
+                "CreateEndpointConfig",
+                {
+                    "EndpointConfigName": config,
+                    "ProductionVariants": [
+                        {
+                            "VariantName": variant,
+                            "ModelName": model,
+                            "InitialInstanceCount": instances,
+                            "InstanceType": instance_type,
+                            "InitialVariantWeight": 1.0,
+                        }
+                    ],
+                },
+            )
+
+        try:
+            create_config(instance_type)
+        except AwsError as e:
+            # moto knows only an older list of instance types (no ml.g5, ml.inf2, ...); the
+            # type is a label here, the capacity file is what the endpoint emulates.
+            if "instanceType" not in str(e):
+                raise
+            create_config(FALLBACK_INSTANCE_TYPE)
         doc = self.call(
             "sagemaker", "CreateEndpoint", {"EndpointName": endpoint, "EndpointConfigName": config}
         )
@@ -241,6 +251,9 @@ class MotoPlane:
             token = doc.get("NextToken")
             if not token:
                 return out
+
+
+FALLBACK_INSTANCE_TYPE = "ml.m5.xlarge"
 
 
 def _json_default(value: Any) -> Any:
