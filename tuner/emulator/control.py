@@ -183,6 +183,7 @@ class MotoPlane:
             "CreateModel",
             {"ModelName": model, "ExecutionRoleArn": role, "PrimaryContainer": {"Image": image}},
         )
+
         def create_config(instance_type: str) -> None:
             self.call(
                 "sagemaker",

@@ -22,6 +22,11 @@ from tuner.emulator.service import InstanceModel, ServiceTimes
 MAX_QUEUE = 20_000
 # How often (real seconds) the service-time distribution is re-read for the current load.
 _LOAD_REFRESH_S = 0.2
+# [MODEL] Starts unused for up to this many virtual seconds may be caught up at once (the slots
+# still bound concurrency). The sustained rate stays n x max_rps, as the simulator's per-period
+# capacity; without the burst, a few real milliseconds of event-loop hiccup become seconds of
+# virtual queueing at high --speed, which no real instance shows.
+START_BURST_S = 5.0
 
 
 class Outcome(enum.Enum):
@@ -98,7 +103,7 @@ class EmulatedEndpoint:
         self.in_service = max(0, int(n))
         self._capacity = self.in_service * self.model.slots
         self._rate_rps = self.in_service * self.model.max_rps
-        self._burst = float(self._capacity)
+        self._burst = max(float(self._capacity), self._rate_rps * START_BURST_S)
         self._tokens = min(self._tokens, self._burst)
         self._queue_limit = self.model.queue_limit(self.in_service, self._queue_cap)
         self._dispatch()

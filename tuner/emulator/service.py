@@ -2,7 +2,8 @@
 
 The same serving model as the simulator's (``tuner.capacity``), played request by request:
 - an instance starts at most ``max_rps_per_instance`` requests per second (a token bucket, burst
-  ``slots``), so n instances saturate at exactly n x max_rps, as in the simulator;
+  5 virtual seconds of starts and at least ``slots``: see ``endpoint.START_BURST_S``), so n
+  instances saturate at exactly n x max_rps, as in the simulator;
 - each request holds one of ``slots`` concurrent slots for a service time drawn from a lognormal
   whose median and 99th percentile are the curve's p50/p99 at the current load per instance;
 - ``slots`` comes from Little's law, concurrency = rate x mean service time, at max_rps with
