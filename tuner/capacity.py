@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from tuner.errors import CapacityError
+from tuner.errors import CapacityError, read_json_file
 
 _KEYS = {
     "instance_type",
@@ -160,16 +160,7 @@ class Capacity:
     def load(cls, path: str | Path) -> Capacity:
         """Read and validate a capacity file; errors name the file, the field and the rule."""
         path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as e:
-            raise CapacityError(f"{path}: cannot read capacity file ({e.strerror})") from e
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise CapacityError(
-                f"{path}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}"
-            ) from e
+        data = read_json_file(path, CapacityError, "capacity file")
         try:
             return cls.from_dict(data)
         except CapacityError as e:

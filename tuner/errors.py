@@ -6,6 +6,10 @@ value ("MinCapacity <= MaxCapacity must hold, got 5 > 2").
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 
 class TunerError(Exception):
     """Base of every error the tuner reports to a user."""
@@ -57,3 +61,16 @@ class TrialError(TunerError):
 
 class Terminated(BaseException):  # noqa: N818 - a signal, like KeyboardInterrupt
     """SIGTERM, raised so that ``finally`` blocks restore what a command changed."""
+
+
+def read_json_file(path: str | Path, error: type[TunerError], what: str) -> Any:
+    """Parse a JSON file; an unreadable or malformed one raises ``error`` naming the file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise error(f"{path}: cannot read {what} ({e.strerror})") from e
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise error(f"{path}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from e

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tuner.errors import PolicyError
+from tuner.errors import PolicyError, read_json_file
 
 SERVICE_NAMESPACE = "sagemaker"
 DEFAULT_POLICY_NAME = "tuner-target-tracking"
@@ -437,16 +437,7 @@ class ScalingPolicy:
     def load(cls, path: str | Path) -> ScalingPolicy:
         """Read and validate a policy file; errors name the file."""
         path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as e:
-            raise PolicyError(f"{path}: cannot read policy file ({e.strerror})") from e
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise PolicyError(
-                f"{path}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}"
-            ) from e
+        data = read_json_file(path, PolicyError, "policy file")
         try:
             return cls.from_dict(data)
         except PolicyError as e:

@@ -13,7 +13,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tuner.aws.clients import AwsSession, translate_client_error
-from tuner.errors import PolicyError, TargetNotRegistered, TunerError
+from tuner.errors import PolicyError, TargetNotRegistered, TunerError, read_json_file
 from tuner.policy import SERVICE_NAMESPACE, Resource, ScalingPolicy
 
 SNAPSHOT_VERSION = 1
@@ -71,12 +71,7 @@ class ScalingSnapshot:
     @classmethod
     def load(cls, path: str | Path) -> ScalingSnapshot:
         path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except OSError as e:
-            raise TunerError(f"{path}: cannot read snapshot ({e.strerror})") from e
-        except json.JSONDecodeError as e:
-            raise TunerError(f"{path}: malformed JSON at line {e.lineno}: {e.msg}") from e
+        data = read_json_file(path, TunerError, "snapshot")
         if not isinstance(data, dict) or data.get("version") != SNAPSHOT_VERSION:
             raise TunerError(f"{path}: not a tuner scaling snapshot (version {SNAPSHOT_VERSION})")
         try:

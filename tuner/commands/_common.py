@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import Any
 
 
 def add_aws_options(parser: argparse.ArgumentParser) -> None:
@@ -61,3 +63,26 @@ def resource_from(args: argparse.Namespace):  # -> tuner.policy.Resource
     if not getattr(args, "endpoint", None):
         raise ValidationError("--endpoint is required (or --inference-component)")
     return Resource.for_variant(args.endpoint, args.variant)
+
+
+PROFILES_DIR = Path(__file__).resolve().parents[2] / "locustfiles" / "profiles"
+
+
+def resolve_profile(spec: str) -> tuple[Any, Path]:
+    """--profile: a TOML file, a replay CSV, or a ready profile's name -> (Profile, its file)."""
+    from tuner.errors import ValidationError
+    from tuner.profiles import load_profile, parse_profile
+
+    path = Path(spec)
+    if not path.exists() and (PROFILES_DIR / f"{spec}.toml").is_file():
+        path = PROFILES_DIR / f"{spec}.toml"
+    if not path.is_file():
+        ready = sorted(f.stem for f in PROFILES_DIR.glob("*.toml"))
+        raise ValidationError(
+            f"--profile must be a TOML file, a replay CSV or one of {', '.join(ready) or 'none'}, "
+            f"got {spec!r}"
+        )
+    if path.suffix.lower() == ".csv":
+        data = {"name": path.stem, "segment": [{"replay": path.name}]}
+        return parse_profile(data, base_dir=path.parent, source=str(path)), path
+    return load_profile(path), path

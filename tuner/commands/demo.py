@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tuner.commands._common import PROFILES_DIR
+
 EPILOG = """\
 example:
   tuner demo                 # about 3-4 minutes; prints where the report is
@@ -28,7 +30,7 @@ The clock runs --speed times faster than real time: a 25-minute profile plays in
 """
 
 ENDPOINT = "demo-endpoint"
-PROFILES_DIR = Path(__file__).resolve().parents[2] / "locustfiles" / "profiles"
+
 DEMO_PROFILES = ("demo-spike", "demo-ramp")
 SLO_P99_MS = 2500.0
 MAX_ERROR_RATE = 0.01

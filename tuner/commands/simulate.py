@@ -10,9 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tuner.commands._common import resolve_profile
 from tuner.errors import ValidationError
-
-PROFILES_DIR = Path(__file__).resolve().parents[2] / "locustfiles" / "profiles"
 
 EPILOG = """\
 examples:
@@ -108,24 +107,6 @@ def register(sub: Any) -> argparse.ArgumentParser:
     return p
 
 
-def _load_profile(spec: str) -> Any:
-    from tuner.profiles import load_profile, parse_profile
-
-    path = Path(spec)
-    if not path.exists() and (PROFILES_DIR / f"{spec}.toml").is_file():
-        path = PROFILES_DIR / f"{spec}.toml"
-    if not path.is_file():
-        ready = sorted(f.stem for f in PROFILES_DIR.glob("*.toml"))
-        raise ValidationError(
-            f"--profile must be a TOML file, a replay CSV or one of {', '.join(ready) or 'none'}, "
-            f"got {spec!r}"
-        )
-    if path.suffix.lower() == ".csv":
-        data = {"name": path.stem, "segment": [{"replay": path.name}]}
-        return parse_profile(data, base_dir=path.parent, source=str(path))
-    return load_profile(path)
-
-
 def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in row.items():
@@ -144,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
 
     policies = [ScalingPolicy.load(path) for path in args.policy]
     capacity = Capacity.load(args.capacity) if args.capacity else Capacity.default()
-    profile = _load_profile(args.profile)
+    profile, _ = resolve_profile(args.profile)
     if args.initial_capacity is not None and args.initial_capacity < 0:
         raise ValidationError(f"--initial-capacity >= 0 must hold, got {args.initial_capacity}")
     out = Path(args.out)

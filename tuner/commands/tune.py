@@ -13,10 +13,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from tuner.commands._common import add_aws_options, aws_session
+from tuner.commands._common import add_aws_options, aws_session, resolve_profile
 from tuner.errors import ValidationError
-
-PROFILES_DIR = Path(__file__).resolve().parents[2] / "locustfiles" / "profiles"
 
 EPILOG = """\
 examples:
@@ -151,24 +149,6 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _load_profile(spec: str) -> tuple[Any, Path]:
-    from tuner.profiles import load_profile, parse_profile
-
-    path = Path(spec)
-    if not path.exists() and (PROFILES_DIR / f"{spec}.toml").is_file():
-        path = PROFILES_DIR / f"{spec}.toml"
-    if not path.is_file():
-        ready = sorted(f.stem for f in PROFILES_DIR.glob("*.toml"))
-        raise ValidationError(
-            f"--profile must be a TOML file, a replay CSV or one of {', '.join(ready) or 'none'}, "
-            f"got {spec!r}"
-        )
-    if path.suffix.lower() == ".csv":
-        data = {"name": path.stem, "segment": [{"replay": path.name}]}
-        return parse_profile(data, base_dir=path.parent, source=str(path)), path
-    return load_profile(path), path
-
-
 def _out_dir(args: argparse.Namespace, now: datetime) -> Path:
     out = Path(args.out or f"reports/tune-{now:%Y%m%d-%H%M%S}")
     if out.exists() and any(out.iterdir()):
@@ -248,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
         metric_lag_s=args.metric_lag_s,
         boot_jitter_s=args.boot_jitter_s,
     )
-    loaded = [_load_profile(spec) for spec in args.profile]
+    loaded = [resolve_profile(spec) for spec in args.profile]
     profiles = [p for p, _ in loaded]
     names = [p.name for p in profiles]
     if len(set(names)) != len(names):
