@@ -73,8 +73,7 @@ def run(args: argparse.Namespace) -> int:
 
     policy = ScalingPolicy.load(args.policy)
     profiles = [Path(p) for p in args.profile]
-    for path in profiles:
-        load_profile(path)  # validate every input before touching the endpoint
+    loaded = [load_profile(path) for path in profiles]  # every input checked before any call
     guardrails = guardrails_from(args)
     if args.dry_run:
         print(
@@ -84,13 +83,21 @@ def run(args: argparse.Namespace) -> int:
         for line in AWS_CALLS:
             print(f"  {line}")
         return 0
+    # Every refusal before the first trial starts: a guardrail stops the whole run, not trial 3.
+    from tuner.aws import Endpoints
+
+    session = aws_session(args)
+    endpoints = Endpoints(session=session)
+    endpoints.describe(args.endpoint).variant(args.variant)
+    peak = max(p.peak_rps for p in loaded)
+    guardrails.check(endpoints, args.endpoint, policy, peak)
     folders = run_trials(
         Path(args.out),
         candidates=[policy],
         profiles=profiles,
         endpoint=args.endpoint,
         variant=args.variant,
-        session=aws_session(args),
+        session=session,
         guardrails=guardrails,
         workers=args.workers,
         seed=args.seed,
