@@ -216,3 +216,50 @@ def test_kill_9_then_tuner_restore(local_aws: object, tmp_path: Path) -> None:
     assert scaling.read_policy(RESOURCE, "original") == ORIGINAL
     assert [p["PolicyName"] for p in scaling.describe_policies(RESOURCE)] == ["original"]
     assert not list(run_dir.rglob(JOURNAL_NAME))
+
+
+def test_calibrate_finds_the_emulated_capacity_and_restores(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The emulator sustains 5 rps per instance; calibration must find it within 10%."""
+    from tuner.calibrate import CalibrationSpec, calibrate
+    from tuner.emulator import EmulatorConfig, LocalAws
+
+    truth = Capacity.from_dict(
+        {
+            "instance_type": "ml.m5.large",
+            "hourly_usd": 0.115,
+            "boot_s": 180,
+            "max_rps_per_instance": 5.0,
+            "timeout_ms": 20000,
+            "latency_ms": [{"rps": 1, "p50": 100, "p99": 250}, {"rps": 5, "p50": 150, "p99": 400}],
+        }
+    )
+    with LocalAws(
+        EmulatorConfig(speed=SPEED, endpoint=ENDPOINT, capacity=truth, instances=2)
+    ) as aws:
+        for key, value in aws.env.items():
+            monkeypatch.setenv(key, value)
+        scaling = _scaling(aws)
+        scaling.apply(ORIGINAL, RESOURCE)
+        spec = CalibrationSpec(endpoint=ENDPOINT, slo_p99_ms=1500, start_rps=1.0, measure_boot=True)
+        result = calibrate(
+            spec, AwsSession(endpoint_url=aws.url), workdir=tmp_path, log=lambda m: None
+        )
+        found = result.capacity.max_rps_per_instance
+        assert found == pytest.approx(5.0, rel=0.10), result.steps
+        assert result.capacity.boot_s == pytest.approx(180, abs=15)
+        assert result.rule_of_thumb.target_value == pytest.approx(found * 30)
+        # The latency curve holds only passing steps, in rate order, within the objective.
+        rates = [p.rps for p in result.capacity.latency]
+        assert rates == sorted(rates) and max(rates) == found
+        assert all(p.p99_ms <= 1500 for p in result.capacity.latency)
+        # Put back: the policy, no suspension, the two instances it had.
+        assert scaling.read_policy(RESOURCE, "original") == ORIGINAL
+        target = scaling.describe_target(RESOURCE)
+        assert target is not None
+        assert not target["SuspendedState"]["DynamicScalingOutSuspended"]
+        sm = boto3.client("sagemaker", endpoint_url=aws.url)
+        variant = sm.describe_endpoint(EndpointName=ENDPOINT)["ProductionVariants"][0]
+        assert variant["CurrentInstanceCount"] == 2
+        assert not list(tmp_path.rglob(JOURNAL_NAME))
