@@ -33,6 +33,7 @@ from tuner.trial import (
     discover_clock,
     restoring,
     session_endpoint_url,
+    steady_heap,
 )
 
 
@@ -250,17 +251,18 @@ def _run_steps(
     log(
         f"{phase}: {len(rates)} step(s) of {spec.step_s:g} s, {rates[0]:.3g} to {rates[-1]:.3g} rps"
     )
-    requests = driver(
-        path,
-        endpoint=spec.endpoint,
-        variant=spec.variant,
-        host=session_endpoint_url(session),
-        speed=clock.speed,
-        out_dir=work / phase,
-        workers=0,
-        seed=spec.seed,
-        log=log,
-    )
+    with steady_heap():
+        requests = driver(
+            path,
+            endpoint=spec.endpoint,
+            variant=spec.variant,
+            host=session_endpoint_url(session),
+            speed=clock.speed,
+            out_dir=work / phase,
+            workers=0,
+            seed=spec.seed,
+            log=log,
+        )
     # Real milliseconds stand for speed x as many virtual ones on an accelerated clock.
     requests = requests.assign(latency_ms=requests["latency_ms"] * clock.speed)
     table = analyse_steps(

@@ -22,6 +22,7 @@ its presence marks a finished trial that a re-run skips):
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import math
 import signal
@@ -128,6 +129,23 @@ def sigterm_raises() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def steady_heap() -> Iterator[None]:
+    """Collect garbage now, then keep full collections short while load is measured.
+
+    A full collection of a large heap stops every thread for a few hundred milliseconds; with
+    the local AWS in this process (``tuner demo``, tests) at --speed 60 that is 15 virtual
+    seconds of latency no real endpoint has. Freezing what exists exempts it from collection
+    for the duration; unfreezing afterwards lets it be collected again.
+    """
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 @contextlib.contextmanager
@@ -297,18 +315,19 @@ def run_trial(
             # Start the profile on a period boundary so CloudWatch periods are profile periods,
             # far enough ahead (3 s real) for Locust to start.
             t0 = float(math.ceil((clock.now() + 3.0 * clock.speed) / period_s) * period_s)
-            requests = driver(
-                spec.profile_path,
-                endpoint=spec.endpoint,
-                variant=spec.variant,
-                host=session_endpoint_url(session),
-                speed=clock.speed,
-                out_dir=out / "load",
-                workers=spec.workers,
-                seed=spec.seed,
-                log=log,
-                start_at_epoch_s=clock.to_real(t0),
-            )
+            with steady_heap():
+                requests = driver(
+                    spec.profile_path,
+                    endpoint=spec.endpoint,
+                    variant=spec.variant,
+                    host=session_endpoint_url(session),
+                    speed=clock.speed,
+                    out_dir=out / "load",
+                    workers=spec.workers,
+                    seed=spec.seed,
+                    log=log,
+                    start_at_epoch_s=clock.to_real(t0),
+                )
             # Profile time 0 as it really was: Locust starts a moment after it is launched.
             started = start_epoch(requests, clock.speed)
             if math.isfinite(started):
