@@ -23,8 +23,8 @@ from botocore.exceptions import ClientError
 
 from tuner.capacity import Capacity, LatencyPoint
 from tuner.emulator import EmulatorConfig, EmulatorError, LocalAws, VirtualClock
-from tuner.emulator.endpoint import START_BURST_S
 from tuner.emulator.client import Sent, drive
+from tuner.emulator.endpoint import START_BURST_S
 from tuner.emulator.service import InstanceModel, ServiceTimes
 
 ENDPOINT = "demo-endpoint"
