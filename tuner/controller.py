@@ -302,6 +302,14 @@ class TargetTracking:
         self._streams = [
             s for s, mask in (("inv", ~self.is_conc), ("conc", self.is_conc)) if mask.any()
         ]
+        # Scratch for the temporaries of _observe and _decide, which run every step: filling
+        # these with out= saves an allocation per operation (C is small, so that is most of it).
+        self._x = np.empty(shape)
+        self._cmp = np.empty(shape, dtype=bool)
+        self._ask = np.empty(shape, dtype=bool)
+        self._cand = np.empty(C, dtype=bool)
+        self._cand_cd = np.empty(C, dtype=bool)
+        self._below = np.empty(C)
         keep = np.zeros(shape, dtype=bool)
         if old is not None:
             for i, (g_new, g_old) in enumerate(zip(groups, old, strict=True)):
@@ -519,7 +527,8 @@ class TargetTracking:
         high, low = self.alarm_high_on, self.alarm_low_on
         high_any, low_any = np.count_nonzero(high) > 0, np.count_nonzero(low) > 0
         if high_any or low_any:
-            self._decide(k, t, high if high_any else None, low if low_any else None)
+            # t as a float: array comparisons with a Python int cost more (same values)
+            self._decide(k, self.t_s, high if high_any else None, low if low_any else None)
         return completed
 
     def _collect(self, k: int, stream: str, sample: float | np.ndarray, copy: bool) -> None:
@@ -547,10 +556,11 @@ class TargetTracking:
         was_high, was_low = self.alarm_high_on, self.alarm_low_on
         if len(self._streams) == 1:
             # consecutive breaching datapoints: "3 of 3" is a run of the last 3
-            self.high_run += 1
-            self.high_run *= v > self.target
-            self.low_run += 1
-            self.low_run *= v < self.low_threshold
+            # float operands: a Python int makes numpy resolve types anew on every call
+            self.high_run += 1.0
+            self.high_run *= np.greater(v, self.target, out=self._cmp)
+            self.low_run += 1.0
+            self.low_run *= np.less(v, self.low_threshold, out=self._cmp)
             self.metric = v if self.J == 1 else np.repeat(v, self.J, axis=1)
         else:
             mask = self.is_conc if stream == "conc" else ~self.is_conc
@@ -559,7 +569,7 @@ class TargetTracking:
             self.high_run = np.where(mask, high, self.high_run)
             self.low_run = np.where(mask, low, self.low_run)
             self.metric = np.where(mask, v, self.metric)
-        self.alarm_high_on = self.high_run >= self.choices.high_datapoints
+        self.alarm_high_on = self.high_run >= float(self.choices.high_datapoints)
         self.alarm_low_on = self.low_run >= self.need_low
         # the step an alarm enters ALARM anchors its once-a-minute re-invocation
         if self._reinvoke_steps > 1:
@@ -580,12 +590,13 @@ class TargetTracking:
         # x = B x M / T - epsilon and R = ceil(x) before the [Min, Max] clamp. For an integer D,
         # ceil(x) > D iff x > D and ceil(x) < D iff x <= D - 1; D is always inside the range, so
         # min(R, Max) > D unless D is at Max, and max(R, Min) < D unless D is at Min.
-        x = base[:, None] * self.metric
+        x = np.multiply(base[:, None], self.metric, out=self._x)
         x /= self.target
         x -= self.choices.ceil_epsilon
         dcol = d[:, None]
         if high is not None:
-            ask = high & (x > dcol)
+            ask = np.greater(x, dcol, out=self._ask)
+            ask &= high
             if np.count_nonzero(ask):
                 ask &= dcol < self.max_capacity[:, None]
                 scale_out = (ask[:, 0] if self.J == 1 else ask.any(axis=1)) & self._idle
@@ -595,7 +606,9 @@ class TargetTracking:
         if low is None or (reinvoke > 1 and not np.count_nonzero(low_invoked)):
             return
         if self.J == 1:
-            cand = low[:, 0] & (x[:, 0] <= self.desired - 1)
+            below = np.subtract(self.desired, 1.0, out=self._below)
+            cand = np.less_equal(x[:, 0], below, out=self._cand)
+            cand &= low[:, 0]
             if not self._all_enabled:
                 cand &= self.scale_in_enabled[:, 0]
             if reinvoke > 1:
@@ -607,7 +620,7 @@ class TargetTracking:
             cand = agree.all(axis=1) & (low_invoked & enabled).any(axis=1) & self._any_enabled
         cand &= self._idle
         if t < self._in_cd_last:
-            cand &= t >= self.in_cd_end
+            cand &= np.less_equal(self.in_cd_end, t, out=self._cand_cd)
         if not np.count_nonzero(cand):
             return
         if self.J == 1:  # x <= D - 1 <= Max - 1: only the Min clamp can apply
