@@ -12,7 +12,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tuner.aws.clients import AwsSession, translate_client_error
+from tuner.aws.clients import ClientAdapter, translate_client_error
 from tuner.errors import PolicyError, TargetNotRegistered, TunerError, read_json_file
 from tuner.policy import SERVICE_NAMESPACE, Resource, ScalingPolicy
 
@@ -86,18 +86,10 @@ class ScalingSnapshot:
             raise TunerError(f"{path}: snapshot field {e} is missing or malformed") from e
 
 
-class AutoScaling:
+class AutoScaling(ClientAdapter):
     """Application Auto Scaling calls for SageMaker resources, errors translated."""
 
-    def __init__(self, client: Any | None = None, *, session: AwsSession | None = None) -> None:
-        self._client = client
-        self._session = session or AwsSession()
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = self._session.client("application-autoscaling")
-        return self._client
+    service = "application-autoscaling"
 
     def _call(self, what: str, fn: Callable[..., Any], **kwargs: Any) -> Any:
         try:

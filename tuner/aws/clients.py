@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import boto3
 from botocore.config import Config
@@ -78,3 +78,20 @@ def translate_client_error(e: Exception, what: str) -> AwsError:
     if code == "ObjectNotFoundException":
         return TargetNotRegistered(f"{what}: {message}")
     return AwsError(f"{what}: {code}: {message}")
+
+
+class ClientAdapter:
+    """Base of the adapters: one boto3 client, injected or created on first use."""
+
+    service: ClassVar[str]
+    """The boto3 service name the adapter speaks to."""
+
+    def __init__(self, client: Any | None = None, *, session: AwsSession | None = None) -> None:
+        self._client = client
+        self._session = session or AwsSession()
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = self._session.client(self.service)
+        return self._client

@@ -5,11 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tuner.aws.clients import AwsSession, translate_client_error
+from tuner.aws.clients import ClientAdapter, translate_client_error
 from tuner.errors import AwsError, EndpointNotFound
 
 
@@ -38,18 +37,10 @@ class EndpointState:
         raise EndpointNotFound(f"endpoint {self.name} has no variant {name!r} (it has: {have})")
 
 
-class Endpoints:
+class Endpoints(ClientAdapter):
     """DescribeEndpoint and friends, errors translated."""
 
-    def __init__(self, client: Any | None = None, *, session: AwsSession | None = None) -> None:
-        self._client = client
-        self._session = session or AwsSession()
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = self._session.client("sagemaker")
-        return self._client
+    service = "sagemaker"
 
     def describe(self, name: str) -> EndpointState:
         try:
