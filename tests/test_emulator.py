@@ -200,9 +200,12 @@ def test_overload_queues_then_times_out_or_throttles_as_sagemaker(start_aws: Any
     burst = asyncio.run(drive(aws.url, ENDPOINT, [0.0] * 200))
     statuses = Counter(s.status for s in burst)
     assert set(statuses) <= {200, 424, 429}, statuses
-    # Banked starts (at most 10), and a token or two accruing while the burst arrives.
+    # Banked starts (at most 10), and the tokens accruing while the burst arrives (2 per virtual
+    # second: more when a loaded machine spreads the burst out).
     banked = START_BURST_S * cap.max_rps_per_instance
-    assert 20 <= statuses[200] + statuses[424] <= 20 + banked + 3, statuses
+    spread_v = (max(s.sent_s for s in burst) - min(s.sent_s for s in burst)) * aws.clock.speed
+    accrued = math.ceil(spread_v * cap.max_rps_per_instance) + 2
+    assert 20 <= statuses[200] + statuses[424] <= 20 + banked + accrued, (statuses, spread_v)
     assert statuses[424] <= 1, statuses
     # Nothing answered 200 past the 10-s timeout (client latency includes connecting: +1 real s).
     assert max(s.latency_s for s in burst if s.status == 200) < aws.clock.real_duration(10) + 1
