@@ -119,30 +119,25 @@ class AutoScaling(ClientAdapter):
                 return _jsonable(target)  # type: ignore[no-any-return]
         return None
 
-    def describe_policies(self, resource: Resource) -> list[dict[str, Any]]:
-        """Every scaling policy of the resource (filtered here: some backends ignore filters)."""
+    def _of_resource(self, operation: str, key: str, resource: Resource) -> list[dict[str, Any]]:
+        """A Describe* listing for one resource (filtered here too: moto ignores some filters)."""
         return [
-            _jsonable(p)
-            for p in self._pages(
-                "describe_scaling_policies",
-                "ScalingPolicies",
+            _jsonable(item)
+            for item in self._pages(
+                operation,
+                key,
                 ResourceId=resource.resource_id,
                 ScalableDimension=resource.scalable_dimension,
             )
-            if p["ResourceId"] == resource.resource_id
+            if item["ResourceId"] == resource.resource_id
         ]
 
+    def describe_policies(self, resource: Resource) -> list[dict[str, Any]]:
+        """Every scaling policy of the resource."""
+        return self._of_resource("describe_scaling_policies", "ScalingPolicies", resource)
+
     def describe_scheduled_actions(self, resource: Resource) -> list[dict[str, Any]]:
-        return [
-            _jsonable(a)
-            for a in self._pages(
-                "describe_scheduled_actions",
-                "ScheduledActions",
-                ResourceId=resource.resource_id,
-                ScalableDimension=resource.scalable_dimension,
-            )
-            if a["ResourceId"] == resource.resource_id
-        ]
+        return self._of_resource("describe_scheduled_actions", "ScheduledActions", resource)
 
     def read_policy(self, resource: Resource, name: str | None = None) -> ScalingPolicy | None:
         """The live target-tracking policy (by name, else the first one), or None."""
