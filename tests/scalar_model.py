@@ -13,6 +13,10 @@ It follows the model choices the package documents (tuner.controller.ModelChoice
 - InvocationsPerInstance of a step = requests / max(instances in service, 1), summed to 60 s;
   ConcurrentRequestsPerModel = served rate x p50 latency + peak queue, per instance;
 - the queue: what the instances cannot serve waits; beyond max rate x timeout it fails.
+
+``summarise`` then serves each period of the timeline again and totals the run as the summary
+row of tuner.simulate is documented (cost, failures, SLO violations, surges, the run's p99), so
+the property test checks summaries too and the benchmark times the same work on both sides.
 """
 
 from __future__ import annotations
@@ -38,15 +42,25 @@ class Serving:
     timeout_s: float = 60.0
     curve: list[tuple[float, float]] = field(default_factory=lambda: [(5, 40.0), (20, 60.0)])
     """(rps per instance, p50 ms) points."""
+    p99_curve: list[tuple[float, float]] = field(default_factory=lambda: [(5, 80.0), (20, 150.0)])
+    """(rps per instance, p99 ms) points."""
+    hourly_usd: float = 0.23
 
     def p50_ms(self, rps: float) -> float:
-        pts = self.curve
-        if rps <= pts[0][0]:
-            return pts[0][1]
-        for (x0, y0), (x1, y1) in zip(pts, pts[1:], strict=False):
-            if rps <= x1:
-                return y0 + (y1 - y0) * (rps - x0) / (x1 - x0)
-        return pts[-1][1]
+        return _interpolate(self.curve, rps)
+
+    def p99_ms(self, rps: float) -> float:
+        return _interpolate(self.p99_curve, rps)
+
+
+def _interpolate(pts: list[tuple[float, float]], rps: float) -> float:
+    """Linear between points, flat beyond both ends."""
+    if rps <= pts[0][0]:
+        return pts[0][1]
+    for (x0, y0), (x1, y1) in zip(pts, pts[1:], strict=False):
+        if rps <= x1:
+            return y0 + (y1 - y0) * (rps - x0) / (x1 - x0)
+    return pts[-1][1]
 
 
 @dataclass
@@ -222,3 +236,120 @@ def run(
             in_cooldown_end = t + max(rules[j].in_cooldown_s for j in enabled)
             out.scale_ins += 1
     return out
+
+
+@dataclass
+class Summary:
+    """The run's totals for one candidate, as tuner.simulate's summary row defines them."""
+
+    instance_hours: float
+    cost_usd: float
+    requests: float
+    failed: float
+    slow: float
+    error_rate: float
+    slo_violation_rate: float
+    underprovisioned_minutes: float
+    surges: int
+    recovery_s: float
+    p99_latency_ms: float
+    mean_instances: float
+    max_instances: int
+
+
+def summarise(
+    demand: list[float],
+    step_s: int,
+    timeline: Timeline,
+    slo_ms: float,
+    serving: Serving | None = None,
+) -> Summary:
+    """Serve every period of ``timeline`` again, one at a time, and total the run.
+
+    Per period: the instances in service serve at most max_rps x step; the rest waits, and what
+    would wait past the timeout fails. Latency is the curve's at the served load per instance
+    plus the queue wait (mean wait for p50, the longest for p99), capped at the timeout; the
+    share slower than ``slo_ms`` comes from a log-normal through p50 and p99. A period is
+    unhealthy when it is under-provisioned (demand above what the instances sustain), fails
+    requests, or its p99 exceeds the objective; a surge is a run of unhealthy periods. The run's
+    p99 is the 99th percentile of the periods' p99, weighted by requests served or failed.
+    """
+    serving = serving or Serving()
+    z99 = _inverse_normal_99()
+    failed_total = slow_total = 0.0
+    under = 0
+    surges = longest = run = 0
+    weighted: list[tuple[float, float]] = []  # (p99 of the period, requests)
+    for k, arrivals in enumerate(demand):
+        n = timeline.in_service[k]
+        queue = timeline.queue_start[k]
+        rate = n * serving.max_rps
+        offered = queue + arrivals
+        served = min(offered, rate * step_s)
+        backlog = offered - served
+        failed = max(backlog - rate * serving.timeout_s, 0.0)
+        queue_end = backlog - failed
+        short = arrivals > rate * step_s
+        p99 = 0.0
+        if served > 0:
+            load = served / (step_s * n)
+            wait_mean_ms = 500.0 * (queue + queue_end) / rate
+            wait_peak_ms = 1000.0 * max(queue, queue_end) / rate
+            timeout_ms = serving.timeout_s * 1000.0
+            p50 = min(serving.p50_ms(load) + wait_mean_ms, timeout_ms)
+            p99 = min(serving.p99_ms(load) + wait_peak_ms, timeout_ms)
+            sigma = math.log(p99 / p50) / z99
+            if sigma > 1e-12:
+                z = (math.log(slo_ms) - math.log(p50)) / sigma
+                slower = 0.5 * math.erfc(z / math.sqrt(2.0))
+            else:
+                slower = 1.0 if p50 > slo_ms else 0.0
+            slow_total += served * slower
+        failed_total += failed
+        under += short
+        weighted.append((p99, served + failed))
+        if short or failed > 0 or p99 > slo_ms:
+            run += 1
+            surges += run == 1
+            longest = max(longest, run)
+        else:
+            run = 0
+    requests = sum(demand)
+    total = sum(w for _, w in weighted)
+    p99_run = math.nan
+    if total > 0:
+        seen = 0.0
+        for value, w in sorted(weighted):
+            seen += w
+            if seen >= 0.99 * total:
+                p99_run = value
+                break
+    hours = sum(timeline.desired) * step_s / 3600.0
+    denom = requests if requests > 0 else 1.0
+    return Summary(
+        instance_hours=hours,
+        cost_usd=hours * serving.hourly_usd,
+        requests=requests,
+        failed=failed_total,
+        slow=slow_total,
+        error_rate=failed_total / denom,
+        slo_violation_rate=(failed_total + slow_total) / denom,
+        underprovisioned_minutes=under * step_s / 60.0,
+        surges=surges,
+        recovery_s=longest * float(step_s),
+        p99_latency_ms=p99_run,
+        mean_instances=sum(timeline.desired) / max(len(demand), 1),
+        max_instances=max(timeline.desired, default=0),
+    )
+
+
+def _inverse_normal_99() -> float:
+    """z with P(Z > z) = 0.01 for a standard normal, by bisection on math.erfc."""
+    lo, hi = 0.0, 10.0
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        if 0.5 * math.erfc(mid / math.sqrt(2.0)) > 0.01:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import scalar_model
 
+import tuner.simulate as simulate_module
 from tuner.capacity import Capacity, LatencyPoint
 from tuner.controller import ScheduledAction
 from tuner.errors import ValidationError
@@ -143,6 +144,49 @@ def test_vectorised_simulator_matches_the_scalar_model(seed):
         np.testing.assert_allclose(result.queue_start[:, i], ref.queue_start, rtol=1e-9, atol=1e-6)
         row = result.summary.iloc[i]
         assert (row.scale_out_events, row.scale_in_events) == (ref.scale_outs, ref.scale_ins)
+        total = scalar_model.summarise(
+            list(sc["demand"]), sc["step_s"], ref, result.slo_p99_ms, serving
+        )
+        assert row.instance_hours == pytest.approx(total.instance_hours, rel=1e-12), where
+        assert row.cost_usd == pytest.approx(total.cost_usd, rel=1e-12), where
+        assert row.requests == total.requests, where
+        assert row.failed == pytest.approx(total.failed, rel=1e-9, abs=1e-6), where
+        # the simulator's normal tail is Abramowitz-Stegun 7.1.26 (error < 1.5e-7 per request)
+        assert row.slo_violation_rate == pytest.approx(total.slo_violation_rate, abs=1e-6), where
+        assert row.error_rate == pytest.approx(total.error_rate, rel=1e-9, abs=1e-12), where
+        assert row.underprovisioned_minutes == total.underprovisioned_minutes, where
+        assert (row.surges, row.recovery_s) == (total.surges, total.recovery_s), where
+        assert (row.mean_instances, row.max_instances) == pytest.approx(
+            (total.mean_instances, total.max_instances), rel=1e-12
+        ), where
+        # the simulator reports the upper edge of a 3.5%-wide histogram bin (at least 1 ms)
+        if math.isnan(total.p99_latency_ms):
+            assert math.isnan(row.p99_latency_ms), where
+        else:
+            assert total.p99_latency_ms <= row.p99_latency_ms, where
+            assert row.p99_latency_ms <= max(total.p99_latency_ms * 1.036, 1.0), where
+
+
+@pytest.mark.parametrize("seed", [3, 8, 16, 24])
+def test_summary_does_not_depend_on_the_block_size(seed, monkeypatch):
+    # The summary is computed over blocks of periods, with runs of unhealthy periods carried
+    # across block edges; scenarios are shorter than a block, so cut them into small ones.
+    sc, whole = _simulated(seed)
+    monkeypatch.setattr(simulate_module, "_BLOCK", 7)
+    cut = simulate_demand(
+        sc["demand"],
+        sc["step_s"],
+        sc["candidates"],
+        CAPACITY,
+        boot_s=sc["boot_s"],
+        metric_lag_s=sc["lag_s"],
+        seed=seed,
+        boot_jitter_s=sc["jitter_s"],
+        initial_capacity=sc["initial"],
+        scheduled=sc["scheduled"],
+    )
+    assert (whole.summary.surges > 1).sum() >= 2  # runs to carry across block edges
+    pd.testing.assert_frame_equal(cut.summary, whole.summary, rtol=1e-12)
 
 
 def test_property_scenarios_exercise_every_path():

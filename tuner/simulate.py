@@ -337,7 +337,7 @@ def _summarise(
     slow = np.zeros(C)
     under = np.zeros(C, dtype=np.int64)
     hist = np.zeros(C * nbins)
-    unhealthy = np.empty((T, C), dtype=bool)
+    runs = _Runs(C)
     col_bins = np.arange(C) * nbins
     # Block-sized work arrays are allocated once and filled with out=: fresh 16-MB temporaries per
     # block cost more in page faults than the gathers that fill them.
@@ -416,8 +416,8 @@ def _summarise(
         failed += np.bincount(flat % C, fails, C)
         slow += slow_cells.reshape(m, C).sum(axis=0)
         hist += np.bincount(bins, weights, C * nbins)
-        unhealthy[r0:r1] = bad
-    surges, longest = _runs(unhealthy)
+        runs.add(r0, bad)
+    surges, longest = runs.finish(T)
     requests = float(demand.sum())
     billed = desired.sum(axis=0, dtype=np.int64).astype(float)
     hours = billed * period_s / 3600.0
@@ -448,19 +448,42 @@ def _summarise(
     )
 
 
-def _runs(flags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per column of a (T, C) bool array: how many runs of True, and the longest."""
-    T, C = flags.shape
-    padded = np.zeros((C, T + 2), dtype=bool)
-    padded[:, 1:-1] = flags.T
-    # transitions are few: find them flat, in column-major order, and pair starts with ends
-    starts = np.flatnonzero(padded[:, 1:] & ~padded[:, :-1])
-    ends = np.flatnonzero(~padded[:, 1:] & padded[:, :-1])
-    column = starts // (T + 1)
-    surges = np.bincount(column, minlength=C)
-    longest = np.zeros(C, dtype=np.int64)
-    if len(starts):
-        has = surges > 0
-        first = np.concatenate([[0], np.cumsum(surges)[:-1]])[has]
-        longest[has] = np.maximum.reduceat(ends - starts, first)
-    return surges, longest
+class _Runs:
+    """Runs of True down each column of a (T, C) bool array that arrives in blocks of rows.
+
+    Only the transitions are kept (few), so the whole array is never stored or transposed.
+    """
+
+    def __init__(self, C: int) -> None:
+        self.C = C
+        self._last = np.zeros(C, dtype=bool)  # the row before the next block
+        self._starts: list[np.ndarray] = []  # flat (row x C + column) of a run's first row
+        self._ends: list[np.ndarray] = []  # flat index of the first row after a run
+
+    def add(self, r0: int, block: np.ndarray) -> None:
+        before = np.empty_like(block)
+        before[0] = self._last
+        before[1:] = block[:-1]
+        offset = r0 * self.C
+        self._starts.append(np.flatnonzero(block > before) + offset)
+        self._ends.append(np.flatnonzero(block < before) + offset)
+        self._last = block[-1].copy()
+
+    def finish(self, T: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per column: how many runs, and the longest (in rows)."""
+        C = self.C
+        starts = np.concatenate([*self._starts, np.zeros(0, dtype=np.intp)])
+        ends = np.concatenate([*self._ends, T * C + np.flatnonzero(self._last)])
+        # flat indices grow with the row; a stable sort by column keeps each column's in order,
+        # so a column's i-th start pairs with its i-th end
+        s_col, e_col = starts % C, ends % C
+        s_order = np.argsort(s_col, kind="stable")
+        e_order = np.argsort(e_col, kind="stable")
+        surges = np.bincount(s_col, minlength=C)
+        longest = np.zeros(C, dtype=np.int64)
+        if len(starts):
+            lengths = (ends[e_order] - starts[s_order]) // C
+            has = surges > 0
+            first = np.concatenate([[0], np.cumsum(surges)[:-1]])[has]
+            longest[has] = np.maximum.reduceat(lengths, first)
+        return surges, longest
