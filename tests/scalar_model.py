@@ -2,7 +2,7 @@
 
 It shares no code with tuner.controller or tuner.simulate: time in seconds, lists of datapoints,
 one policy at a time in ordinary loops. The property test runs both and compares timelines.
-It follows the model choices the package documents (tuner.controller.ModelChoices):
+It follows the model choices the package documents (tuner.scaling.ModelChoices):
 
 - datapoint of [s, s + P) is visible at the first decision boundary >= s + P + lag;
 - a boot started at t completes at the first boundary >= t + boot, at least one step later;

@@ -15,7 +15,8 @@ import pytest
 from tuner.aws import AutoScaling
 from tuner.errors import ValidationError
 from tuner.export import export_policy
-from tuner.policy import MetricType, Resource, ScalingPolicy
+from tuner.policy import MetricType, ScalingPolicy
+from tuner.resource import Resource
 
 RESOURCE = Resource.for_variant("my-endpoint", "AllTraffic")
 POLICY = ScalingPolicy(

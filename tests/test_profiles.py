@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from tuner.errors import ProfileError
-from tuner.profiles import load_profile, parse_duration, parse_profile
+from tuner.profiles import load_profile, parse_profile
+from tuner.replay import parse_duration
 
 ROOT = Path(__file__).resolve().parents[1]
 READY = ROOT / "locustfiles" / "profiles"

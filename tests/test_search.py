@@ -1,4 +1,4 @@
-"""The candidate grid, scoring, Pareto front and the recommendation (tuner.search)."""
+"""The candidate grid, scoring, Pareto front and recommendation (tuner.search, tuner.recommend)."""
 
 from __future__ import annotations
 
@@ -11,16 +11,8 @@ import pytest
 from tuner.errors import ValidationError
 from tuner.policy import ScalingPolicy
 from tuner.profiles import parse_profile
-from tuner.search import (
-    Grid,
-    Objective,
-    Settings,
-    evaluate,
-    nearest_alternatives,
-    pareto_mask,
-    recommend,
-    score,
-)
+from tuner.recommend import nearest_alternatives, pareto_mask, recommend, score
+from tuner.search import Grid, Objective, Settings, evaluate
 
 
 def _profile(name: str, *segments: dict) -> object:

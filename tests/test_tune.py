@@ -14,7 +14,8 @@ import pytest
 
 from tests.conftest import REGION, REPO, create_endpoint
 from tuner.cli import main
-from tuner.policy import Resource, ScalingPolicy
+from tuner.policy import ScalingPolicy
+from tuner.resource import Resource
 
 PROFILES = REPO / "locustfiles" / "profiles"
 TIMELINE_COLUMNS = [
@@ -544,8 +545,9 @@ def test_bench_tune_speed(tmp_path: Path) -> None:
     """How long `tuner tune` takes, split into simulation and report (printed, never asserted)."""
     from tuner.capacity import Capacity
     from tuner.profiles import load_profile
+    from tuner.recommend import recommend, score
     from tuner.report.render import write_report
-    from tuner.search import Grid, Objective, Settings, evaluate, recommend, score
+    from tuner.search import Grid, Objective, Settings, evaluate
 
     objective = Objective(slo_p99_ms=300, max_error_rate=0.001)
     for names in (

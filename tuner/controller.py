@@ -20,174 +20,42 @@ boot completions, scheduled actions, newly visible datapoints -> alarms, scale-o
 
 Arrays are per candidate (C,) or per candidate and policy slot (C, J): a candidate may carry
 several policies on one target; shorter lists are padded with slots that never act.
-Every choice the reference leaves to the model is named in :class:`ModelChoices`: its fields,
-and the rounding and multi-policy rules written down in its body.
+Every choice the reference leaves to the model is named in :class:`tuner.scaling.ModelChoices`;
+the states, events and results a step speaks in are in :mod:`tuner.scaling` too.
 """
 
 from __future__ import annotations
 
-import enum
 import math
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
-from tuner.errors import PolicyError, ValidationError
-from tuner.policy import MetricType, ScalingPolicy
+from tuner.errors import ValidationError
+from tuner.policy import ScalingPolicy
+from tuner.scaling import (
+    _CONCURRENCY_TYPES,
+    AlarmState,
+    ModelChoices,
+    ScalingCause,
+    ScalingEvent,
+    ScalingKind,
+    ScheduledAction,
+    StepResult,
+    _normalise,
+    step_s_for,
+)
 
-_CONCURRENCY_TYPES = {
-    MetricType.CONCURRENT_REQUESTS_PER_MODEL,
-    MetricType.CONCURRENT_REQUESTS_PER_COPY,
-}
-_INVOCATION_TYPES = {MetricType.INVOCATIONS_PER_INSTANCE, MetricType.INVOCATIONS_PER_COPY}
-SUPPORTED_METRICS = tuple(sorted(m.value for m in _CONCURRENCY_TYPES | _INVOCATION_TYPES))
-
-
-@dataclass(frozen=True)
-class ModelChoices:
-    """Every [MODEL] choice of target-tracking.md, named in one place so evidence can revise it."""
-
-    metric_lag_s: float = 60.0
-    """Delay from a datapoint's period end to its visibility (§4.1; 0 makes scenarios exact)."""
-    boot_s: float = 300.0
-    """Scale-out decision to instances in service (§4.4), unless the caller gives per-candidate."""
-    high_datapoints: int = 3
-    """AlarmHigh: metric > target for this many of as many datapoints (§3)."""
-    low_datapoints: int = 15
-    """AlarmLow on a 60-s metric: metric < low_ratio x target for this many datapoints (§3)."""
-    low_datapoints_high_resolution: int = 90
-    """AlarmLow on a 10-s metric: 90 of 90, so scale-in is no faster (§3)."""
-    low_ratio: float = 0.9
-    reinvoke_s: float = 60.0
-    """While an alarm stays in ALARM, scaling is invoked again this often (§3)."""
-    ceil_epsilon: float = 1e-9
-    """R = ceil(B x M / T - epsilon): an exact multiple of the target is not rounded up (§4.3)."""
-    # Rounding to the step grid (a simulation at period resolution needs one rule, used everywhere):
-    # a datapoint becomes visible at the first boundary >= period end + metric_lag_s; a boot
-    # completes at the first boundary >= decision + boot_s, at least one step after the decision.
-    # So instances join or leave service only at step boundaries, N is constant within a step,
-    # and every request of a step adds 1/N to InvocationsPerInstance with that step's N.
-    # Several policies on one target share the target's cooldowns: a scale-out starts the longest
-    # ScaleOutCooldown of the policies that asked for it; a scale-in the longest ScaleInCooldown of
-    # the policies with scale-in enabled.
-    # A scheduled action or a re-registration that raises capacity boots instances like a scale-out
-    # but starts no cooldown (§4.7); one that lowers it removes instances at once.
-    # With no instance in service (inference components at 0) per-instance metrics divide by 1;
-    # R = ceil(0 x M / T) = 0 then, so target tracking alone never scales out from zero (AWS
-    # scales components out of zero with a separate step-scaling policy, not modelled here).
-
-    def __post_init__(self) -> None:
-        for name in ("metric_lag_s", "boot_s"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise ValidationError(f"{name} >= 0 must hold, got {value:g}")
-        for name in ("high_datapoints", "low_datapoints", "low_datapoints_high_resolution"):
-            if getattr(self, name) < 1:
-                raise ValidationError(f"{name} >= 1 must hold, got {getattr(self, name)}")
-        if not 0 < self.low_ratio <= 1:
-            raise ValidationError(f"low_ratio must be in (0, 1], got {self.low_ratio:g}")
-
-
-class AlarmState(enum.IntEnum):
-    """CloudWatch alarm states as stored in the state arrays."""
-
-    INSUFFICIENT_DATA = -1
-    OK = 0
-    ALARM = 1
-
-
-class ScalingKind(enum.Enum):
-    OUT = "scale-out"
-    IN = "scale-in"
-
-
-class ScalingCause(enum.Enum):
-    ALARM_HIGH = "AlarmHigh"
-    ALARM_LOW = "AlarmLow"
-    SCHEDULED = "scheduled action"
-    REGISTERED = "scalable target registered"
-
-
-@dataclass(frozen=True)
-class ScheduledAction:
-    """``PutScheduledAction`` with an ``at()`` schedule: new Min/Max from ``at_s`` on."""
-
-    at_s: float
-    min_capacity: int | None = None
-    max_capacity: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.min_capacity is None and self.max_capacity is None:
-            raise ValidationError("a scheduled action sets MinCapacity, MaxCapacity or both")
-
-
-@dataclass(frozen=True)
-class ScalingEvent:
-    """One scaling activity of one candidate, as DescribeScalingActivities would list it."""
-
-    candidate: int
-    t_s: float
-    kind: ScalingKind
-    from_capacity: int
-    to_capacity: int
-    cause: ScalingCause
-    policy: str | None
-    """PolicyName whose required capacity won, None for range changes."""
-    completes_at_s: float
-    """When the activity completes: instances in service (scale-in: at once)."""
-
-    @property
-    def description(self) -> str:
-        return f"Setting desired instance count to {self.to_capacity}."
-
-
-@dataclass(frozen=True)
-class StepResult:
-    """State after the decisions at boundary ``t_s``; arrays are copies."""
-
-    k: int
-    t_s: float
-    desired: np.ndarray
-    in_service: np.ndarray
-    updating: np.ndarray
-    alarm_high: np.ndarray
-    """(C, J) AlarmState values."""
-    alarm_low: np.ndarray
-    events: tuple[ScalingEvent, ...]
-    completed: tuple[int, ...]
-    """Candidates whose boot completed at this boundary."""
-
-
-def _normalise(
-    policies: Sequence[ScalingPolicy] | Sequence[Sequence[ScalingPolicy]],
-) -> list[list[ScalingPolicy]]:
-    groups = [[p] if isinstance(p, ScalingPolicy) else list(p) for p in policies]
-    if not groups:
-        raise ValidationError("at least one candidate policy is required, got none")
-    for i, group in enumerate(groups):
-        if not group:
-            raise ValidationError(f"candidate {i} has no policy")
-        for p in group:
-            if p.metric_type not in _CONCURRENCY_TYPES | _INVOCATION_TYPES:
-                metric = p.metric_type.value if p.metric_type else "CustomizedMetricSpecification"
-                raise PolicyError(
-                    f"PredefinedMetricType must be one of {', '.join(SUPPORTED_METRICS)} to be "
-                    f"modelled, got {metric}"
-                )
-            if (p.min_capacity, p.max_capacity) != (group[0].min_capacity, group[0].max_capacity):
-                raise PolicyError(
-                    f"policies on one target share its MinCapacity/MaxCapacity, got "
-                    f"{group[0].min_capacity}/{group[0].max_capacity} and "
-                    f"{p.min_capacity}/{p.max_capacity} for candidate {i}"
-                )
-    return groups
-
-
-def step_s_for(policies: Sequence[ScalingPolicy] | Sequence[Sequence[ScalingPolicy]]) -> int:
-    """The finest metric period among the policies: 10 s if any is high-resolution, else 60 s."""
-    return min(p.metric_period_s for g in _normalise(policies) for p in g)
+# tuner.simulate and tuner.emulator.autoscaler import these from here.
+__all__ = [
+    "ModelChoices",
+    "ScalingCause",
+    "ScalingEvent",
+    "ScheduledAction",
+    "TargetTracking",
+    "step_s_for",
+]
 
 
 class TargetTracking:

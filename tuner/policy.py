@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from tuner.errors import PolicyError, read_json_file
+from tuner.resource import Resource, ResourceKind
 
 SERVICE_NAMESPACE = "sagemaker"
 DEFAULT_POLICY_NAME = "tuner-target-tracking"
@@ -34,38 +35,6 @@ DEFAULT_POLICY_NAME = "tuner-target-tracking"
 MAX_COOLDOWN_S = 86_400
 # Default cooldown for SageMaker variants (target-tracking.md §1).
 DEFAULT_COOLDOWN_S = 300
-
-
-class ResourceKind(enum.Enum):
-    """What a scalable target scales: instances of a variant or copies of an inference component."""
-
-    VARIANT = "variant"
-    INFERENCE_COMPONENT = "inference-component"
-
-    @property
-    def scalable_dimension(self) -> str:
-        """The ScalableDimension AWS uses for this kind."""
-        if self is ResourceKind.VARIANT:
-            return "sagemaker:variant:DesiredInstanceCount"
-        return "sagemaker:inference-component:DesiredCopyCount"
-
-    @property
-    def noun(self) -> str:
-        """Readable name for messages: "endpoint variant", "inference component"."""
-        return "endpoint variant" if self is ResourceKind.VARIANT else "inference component"
-
-    @property
-    def min_capacity_floor(self) -> int:
-        """Smallest MinCapacity AWS accepts: variants keep one instance, components may go to 0."""
-        return 1 if self is ResourceKind.VARIANT else 0
-
-    @classmethod
-    def from_dimension(cls, dimension: str) -> ResourceKind:
-        for kind in cls:
-            if kind.scalable_dimension == dimension:
-                return kind
-        allowed = ", ".join(k.scalable_dimension for k in cls)
-        raise PolicyError(f"ScalableDimension must be one of {allowed}, got {dimension!r}")
 
 
 class MetricType(enum.StrEnum):
@@ -118,64 +87,6 @@ _METRIC_TABLE: dict[MetricType, tuple[str, int, ResourceKind]] = {
         ResourceKind.VARIANT,
     ),
 }
-
-
-@dataclass(frozen=True)
-class Resource:
-    """The thing a policy scales: ``endpoint/<ep>/variant/<v>`` or ``inference-component/<ic>``."""
-
-    kind: ResourceKind
-    name: str
-    """Endpoint name for a variant, component name for an inference component."""
-    variant: str | None = None
-    """Variant name (variants only)."""
-
-    @classmethod
-    def for_variant(cls, endpoint: str, variant: str = "AllTraffic") -> Resource:
-        return cls(ResourceKind.VARIANT, endpoint, variant)
-
-    @classmethod
-    def for_component(cls, component: str) -> Resource:
-        return cls(ResourceKind.INFERENCE_COMPONENT, component)
-
-    def __post_init__(self) -> None:
-        if not self.name or "/" in self.name:
-            raise PolicyError(f"resource name must be non-empty without '/', got {self.name!r}")
-        if self.kind is ResourceKind.VARIANT and (not self.variant or "/" in self.variant):
-            raise PolicyError(f"variant name must be non-empty without '/', got {self.variant!r}")
-
-    @property
-    def resource_id(self) -> str:
-        if self.kind is ResourceKind.VARIANT:
-            return f"endpoint/{self.name}/variant/{self.variant}"
-        return f"inference-component/{self.name}"
-
-    @property
-    def scalable_dimension(self) -> str:
-        return self.kind.scalable_dimension
-
-    @property
-    def endpoint(self) -> str:
-        """The endpoint name (variants only)."""
-        if self.kind is not ResourceKind.VARIANT:
-            raise PolicyError(f"{self.resource_id} is not an endpoint variant")
-        return self.name
-
-    @classmethod
-    def parse(cls, resource_id: str) -> Resource:
-        """``endpoint/my-ep/variant/AllTraffic`` -> Resource.for_variant("my-ep", "AllTraffic")."""
-        parts = resource_id.split("/")
-        if len(parts) == 4 and parts[0] == "endpoint" and parts[2] == "variant":
-            return cls.for_variant(parts[1], parts[3])
-        if len(parts) == 2 and parts[0] == "inference-component":
-            return cls.for_component(parts[1])
-        raise PolicyError(
-            "ResourceId must be 'endpoint/<endpoint>/variant/<variant>' or "
-            f"'inference-component/<name>', got {resource_id!r}"
-        )
-
-    def __str__(self) -> str:
-        return self.resource_id
 
 
 def _integer(value: Any, where: str) -> int:
@@ -504,54 +415,3 @@ class ScalingPolicy:
             "ScalableDimension": target["ScalableDimension"],
         }
         return cls.from_dict(data)
-
-
-def _flat_fields(policy: ScalingPolicy | None) -> dict[str, Any]:
-    if policy is None:
-        return {}
-    config = policy.to_dict()["TargetTrackingScalingPolicyConfiguration"]
-    metric = (
-        policy.metric_type.value
-        if policy.metric_type is not None
-        else json.dumps(policy.customized_metric, sort_keys=True)
-    )
-    return {
-        "MinCapacity": policy.min_capacity,
-        "MaxCapacity": policy.max_capacity,
-        "TargetValue": policy.target_value,
-        "Metric": metric,
-        "ScaleOutCooldown": config["ScaleOutCooldown"],
-        "ScaleInCooldown": config["ScaleInCooldown"],
-        "DisableScaleIn": policy.disable_scale_in,
-    }
-
-
-def policy_diff(
-    live: ScalingPolicy | None, wanted: ScalingPolicy
-) -> list[tuple[str, Any | None, Any]]:
-    """(field, live value or None, wanted value) for every field, in the policy file's order."""
-    old, new = _flat_fields(live), _flat_fields(wanted)
-    return [(key, old.get(key), value) for key, value in new.items()]
-
-
-def format_diff(live: ScalingPolicy | None, wanted: ScalingPolicy) -> str:
-    """A readable field-by-field diff: ``TargetValue  240 -> 300``."""
-
-    def show(v: Any) -> str:
-        if v is None:
-            return "(none)"
-        if isinstance(v, bool):
-            return str(v).lower()
-        if isinstance(v, float):
-            return f"{v:g}"
-        return str(v)
-
-    rows = policy_diff(live, wanted)
-    width = max(len(k) for k, _, _ in rows)
-    lines = []
-    for key, old, new in rows:
-        if old == new:
-            lines.append(f"  {key:<{width}}  {show(new)}  (unchanged)")
-        else:
-            lines.append(f"  {key:<{width}}  {show(old)} -> {show(new)}")
-    return "\n".join(lines)

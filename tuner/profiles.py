@@ -34,15 +34,15 @@ number is seconds)::
     limit = "1d"             # optional: how much trace time to play (before time_scale)
     gaps = "interpolate"     # missing intervals: "interpolate" (default) or "zero"
 
-Each replayed count is spread evenly over its interval; off-grid rows go to the nearest interval.
-Everything here is pure numpy: the simulator, the emulator and the load generator share it.
+Each replayed count is spread evenly over its interval; off-grid rows go to the nearest interval
+(:mod:`tuner.replay` reads the CSV). Everything here is pure numpy: the simulator, the emulator
+and the load generator share it.
 """
 
 from __future__ import annotations
 
 import enum
 import math
-import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -52,14 +52,12 @@ from typing import Any
 import numpy as np
 
 from tuner.errors import ProfileError
+from tuner.replay import _LINEAR, _SINE, _fmt, _rate, _replay, parse_duration
 
 # Poisson noise is drawn per block of this many profile seconds, so arrivals() in any window and
 # counts() for any period that is a multiple of it come from one realisation (10 s is the
 # shortest CloudWatch metric period target tracking uses).
 NOISE_BLOCK_S = 10.0
-_LINEAR, _SINE = 0, 1
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_DURATION_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h|d)")
 
 
 class Noise(enum.StrEnum):
@@ -261,25 +259,6 @@ def build_profile(
     )
 
 
-def parse_duration(value: Any, where: str) -> float:
-    """Seconds from ``"90s"``, ``"15m"``, ``"1h30m"`` or a number of seconds; must be > 0."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ProfileError(f'{where}: must be a duration such as "90s" or "15m", got {value!r}')
-    if isinstance(value, str):
-        text = value.strip().lower()
-        parts = _DURATION_RE.findall(text)
-        if not parts or _DURATION_RE.sub("", text).strip():
-            raise ProfileError(
-                f'{where}: must be a duration such as "90s", "15m", "2h", got {value!r}'
-            )
-        seconds = sum(float(n) * _UNITS[u] for n, u in parts)
-    else:
-        seconds = float(value)
-    if not (math.isfinite(seconds) and seconds > 0):
-        raise ProfileError(f"{where}: duration must be > 0, got {value!r}")
-    return seconds
-
-
 def load_profile(path: str | Path) -> Profile:
     """Read a profile TOML file; replay CSV paths are relative to the file."""
     path = Path(path)
@@ -394,119 +373,6 @@ def _segment(seg: Mapping[str, Any], where: str, prev_rps: float, base_dir: Path
     return _replay(seg, where, base_dir)
 
 
-def _replay(seg: Mapping[str, Any], where: str, base_dir: Path):
-    path = seg["replay"]
-    if not isinstance(path, str) or not path:
-        raise ProfileError(f"{where}.replay: must be a CSV path, got {path!r}")
-    csv = (base_dir / path).expanduser()
-    times, counts = read_replay_csv(csv)
-    step = _interval(times, seg, where, csv)
-    bins = np.rint((times - times[0]) / step).astype(np.int64)
-    filled: np.ndarray = np.bincount(bins, weights=counts).astype(float)
-    seen = np.bincount(bins) > 0
-    gaps = str(seg.get("gaps", "interpolate"))
-    if gaps not in ("interpolate", "zero"):
-        raise ProfileError(f'{where}.gaps: must be "interpolate" or "zero", got {gaps!r}')
-    if gaps == "interpolate" and not seen.all():
-        idx = np.arange(len(filled))
-        filled = np.interp(idx, idx[seen], filled[seen])
-    edges = np.arange(len(filled) + 1) * step  # trace seconds from the first row
-    lo = _replay_start(seg.get("start"), times[0], f"{where}.start")
-    hi = edges[-1] if "limit" not in seg else lo + parse_duration(seg["limit"], f"{where}.limit")
-    hi = min(hi, edges[-1])
-    if hi <= lo:
-        raise ProfileError(f"{where}.start: must fall inside the trace ({_fmt(edges[-1])} long)")
-    a, b = np.clip(edges[:-1], lo, hi), np.clip(edges[1:], lo, hi)
-    keep = b > a
-    rates = filled[keep] / step
-    time_scale = _positive(seg.get("time_scale", 1.0), f"{where}.time_scale")
-    if "rate_scale" in seg and "peak_rps" in seg:
-        raise ProfileError(f"{where}: give rate_scale or peak_rps, not both")
-    if "peak_rps" in seg:
-        top = rates.max()
-        scale = _rate(seg["peak_rps"], f"{where}.peak_rps") / top if top > 0 else 0.0
-    else:
-        scale = _positive(seg.get("rate_scale", 1.0), f"{where}.rate_scale")
-    rates = rates * scale
-    durs = (b[keep] - a[keep]) * time_scale
-    new = [
-        (_LINEAR, float(s), (float(r), float(r), 0, 0)) for s, r in zip(durs, rates, strict=True)
-    ]
-    line = f"replay {csv.name} {_fmt(float(durs.sum()))} (x{scale:g} rate, x{time_scale:g} time)"
-    return new, line, float(rates[-1])
-
-
-def read_replay_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(epoch seconds, invocations) from a ``timestamp,invocations`` CSV, sorted by time."""
-    import pandas as pd  # noqa: PLC0415 - only replays need pandas
-
-    try:
-        df = pd.read_csv(path)
-    except FileNotFoundError:
-        raise ProfileError(f"{path}: replay CSV not found") from None
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-        raise ProfileError(f"{path}: cannot read the replay CSV: {e}") from e
-    missing = {"timestamp", "invocations"} - set(df.columns)
-    if missing:
-        raise ProfileError(
-            f"{path}: replay CSV needs columns timestamp,invocations, missing {sorted(missing)}"
-        )
-    if df.empty:
-        raise ProfileError(f"{path}: replay CSV has no rows")
-    ts = df["timestamp"]
-    numeric = pd.to_numeric(ts, errors="coerce")
-    if numeric.notna().all():
-        secs = numeric.to_numpy(dtype=float)
-    else:
-        parsed = pd.to_datetime(ts, errors="coerce", utc=True, format="ISO8601")
-        if parsed.isna().any():
-            row = int(parsed.isna().to_numpy().argmax())
-            raise ProfileError(
-                f"{path}: line {row + 2}: timestamp must be ISO-8601 or epoch seconds, "
-                f"got {ts.iloc[row]!r}"
-            )
-        secs = (parsed - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy()
-    inv = pd.to_numeric(df["invocations"], errors="coerce").to_numpy(dtype=float)
-    bad = ~np.isfinite(inv) | (inv < 0)
-    if bad.any():
-        row = int(bad.argmax())
-        raise ProfileError(
-            f"{path}: line {row + 2}: invocations must be a number >= 0, "
-            f"got {df['invocations'].iloc[row]!r}"
-        )
-    order = np.argsort(secs, kind="stable")
-    return secs[order], inv[order]
-
-
-def _interval(times: np.ndarray, seg: Mapping[str, Any], where: str, csv: Path) -> float:
-    if "interval" in seg:
-        return parse_duration(seg["interval"], f"{where}.interval")
-    diffs = np.diff(times)
-    diffs = diffs[diffs > 0]
-    if not diffs.size:
-        raise ProfileError(f"{csv}: needs 2 rows at distinct times to infer the interval")
-    # The commonest step (smallest on ties) shrugs off gaps and the odd off-grid row.
-    steps, seen = np.unique(np.maximum(np.rint(diffs), 1), return_counts=True)
-    return float(steps[seen.argmax()])
-
-
-def _replay_start(value: Any, first_epoch_s: float, where: str) -> float:
-    if value is None:
-        return 0.0
-    if isinstance(value, str) and re.match(r"^\d{4}-\d\d-\d\d", value.strip()):
-        import pandas as pd  # noqa: PLC0415
-
-        try:
-            epoch = pd.Timestamp(value.strip())
-        except ValueError:
-            raise ProfileError(f"{where}: must be an ISO timestamp, got {value!r}") from None
-        epoch = epoch.tz_localize("UTC") if epoch.tzinfo is None else epoch
-        return max((epoch - pd.Timestamp(0, tz="UTC")).total_seconds() - first_epoch_s, 0.0)
-    if value in (0, "0", "0s"):
-        return 0.0
-    return parse_duration(value, where)
-
-
 def _no_unknown(data: Mapping[str, Any], allowed: set[str], where: str, what: str) -> None:
     unknown = sorted(set(data) - allowed)
     if unknown:
@@ -514,24 +380,3 @@ def _no_unknown(data: Mapping[str, Any], allowed: set[str], where: str, what: st
         raise ProfileError(
             f"{prefix}unknown key {unknown[0]!r}{what} (allowed: {', '.join(sorted(allowed))})"
         )
-
-
-def _rate(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ProfileError(f"{where}: must be a number of requests per second, got {value!r}")
-    if value < 0:
-        raise ProfileError(f"{where}: rate must be >= 0, got {value!r}")
-    return float(value)
-
-
-def _positive(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ProfileError(f"{where}: must be a number > 0, got {value!r}")
-    return float(value)
-
-
-def _fmt(seconds: float) -> str:
-    for unit, size in (("h", 3600), ("m", 60)):
-        if seconds >= size and abs(seconds / size - round(seconds / size)) < 1e-9:
-            return f"{round(seconds / size)}{unit}"
-    return f"{seconds:g}s"

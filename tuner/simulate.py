@@ -272,8 +272,9 @@ def _run(
     n_prev = None
     n_min = 0.0
     divisor = zero
+    arrivals = demand.tolist()  # Python floats: scalar arithmetic on numpy scalars costs more
     for k in range(T):
-        a = demand[k]
+        a = arrivals[k]
         n = tt.in_service
         desired[k] = tt.desired
         in_service[k] = n

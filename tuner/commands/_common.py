@@ -52,9 +52,9 @@ def add_resource_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def resource_from(args: argparse.Namespace):  # -> tuner.policy.Resource
+def resource_from(args: argparse.Namespace):  # -> tuner.resource.Resource
     from tuner.errors import ValidationError
-    from tuner.policy import Resource
+    from tuner.resource import Resource
 
     if getattr(args, "inference_component", None):
         if getattr(args, "endpoint", None):

@@ -205,8 +205,10 @@ def _versions() -> dict[str, str]:
 
 def run(args: argparse.Namespace) -> int:
     from tuner.capacity import Capacity
-    from tuner.policy import DEFAULT_POLICY_NAME, Resource, ScalingPolicy
-    from tuner.search import Grid, Objective, Settings, evaluate, recommend, score
+    from tuner.policy import DEFAULT_POLICY_NAME, ScalingPolicy
+    from tuner.recommend import recommend, score
+    from tuner.resource import Resource
+    from tuner.search import Grid, Objective, Settings, evaluate
 
     now = datetime.now(UTC).replace(microsecond=0)
     objective = Objective(

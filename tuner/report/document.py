@@ -13,9 +13,9 @@ from collections.abc import Callable
 
 import pandas as pd
 
-from tuner.policy import Resource
 from tuner.report import tables
 from tuner.report.run import Run
+from tuner.resource import Resource
 
 _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 _STYLE = """

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tuner.recommend import pareto_mask
 from tuner.report import document, plots, tables
 from tuner.report.run import (
     CANDIDATES,
@@ -21,7 +22,6 @@ from tuner.report.run import (
     Run,
     folder_name,
 )
-from tuner.search import pareto_mask
 
 REPORT_HTML = "report.html"
 REPORT_MD = "report.md"

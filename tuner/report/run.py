@@ -5,7 +5,7 @@ Layout of ``reports/<run-id>/`` (written only by :mod:`tuner.report.render`)::
     manifest.json              inputs (paths + sha256), grid, seeds, objective, simulation
                                settings, capacity, versions, command line, created time
     candidates.csv             one row per candidate: role, rank, policy fields, aggregates over
-                               profiles x seeds, pareto, meets_objective (see tuner.search.score)
+                               profiles x seeds, pareto, meets_objective (see tuner.recommend.score)
     results.csv                one row per candidate x profile x seed (simulation summaries)
     recommendation.json        label, meets_objective, alternatives, reasons (sentences)
     recommended.policy.json    the policy file, ready for ``tuner apply``
@@ -30,7 +30,7 @@ import pandas as pd
 
 from tuner.errors import ValidationError
 from tuner.policy import ScalingPolicy
-from tuner.search import Recommendation
+from tuner.recommend import Recommendation
 
 MANIFEST = "manifest.json"
 CANDIDATES = "candidates.csv"
