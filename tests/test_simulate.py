@@ -88,7 +88,11 @@ def _random_scenario(seed: int):
 def _simulated(seed: int):
     """A random scenario and its vectorised simulation (shared by the tests below)."""
     sc = _random_scenario(seed)
-    result = simulate_demand(
+    return sc, _simulate_scenario(sc, seed)
+
+
+def _simulate_scenario(sc: dict, seed: int):
+    return simulate_demand(
         sc["demand"],
         sc["step_s"],
         sc["candidates"],
@@ -100,7 +104,6 @@ def _simulated(seed: int):
         initial_capacity=sc["initial"],
         scheduled=sc["scheduled"],
     )
-    return sc, result
 
 
 @pytest.mark.parametrize("seed", range(300))
@@ -173,18 +176,7 @@ def test_summary_does_not_depend_on_the_block_size(seed, monkeypatch):
     # across block edges; scenarios are shorter than a block, so cut them into small ones.
     sc, whole = _simulated(seed)
     monkeypatch.setattr(simulate_module, "_BLOCK", 7)
-    cut = simulate_demand(
-        sc["demand"],
-        sc["step_s"],
-        sc["candidates"],
-        CAPACITY,
-        boot_s=sc["boot_s"],
-        metric_lag_s=sc["lag_s"],
-        seed=seed,
-        boot_jitter_s=sc["jitter_s"],
-        initial_capacity=sc["initial"],
-        scheduled=sc["scheduled"],
-    )
+    cut = _simulate_scenario(sc, seed)
     assert (whole.summary.surges > 1).sum() >= 2  # runs to carry across block edges
     pd.testing.assert_frame_equal(cut.summary, whole.summary, rtol=1e-12)
 
