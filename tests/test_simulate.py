@@ -453,3 +453,82 @@ def test_a_candidate_result_does_not_depend_on_its_neighbours():
     assert (
         together.timeline(2)["instances_in_service"] == alone.timeline(0)["instances_in_service"]
     ).all()
+
+
+def test_cli_scheduled_actions_move_the_range_at_their_time(tmp_path):
+    # The worked example's traffic (300/min, then 2,100/min from 600 s) with Min raised to 3 at
+    # 5 min and Min 1, Max 2 from 40 min; boot 300 s, no metric lag.
+    from tuner.cli import main
+
+    profile, pol = _files(tmp_path)
+    out = tmp_path / "o"
+    args = ["simulate", "--profile", str(profile), "--policy", str(pol), "--out", str(out),
+            "--boot-s", "300", "--metric-lag-s", "0",
+            "--scheduled", "5m:3:", "--scheduled", "40m:1:2"]  # fmt: skip
+    assert main(args) == 0
+    tl = pd.read_csv(out / "timeline.csv").set_index("t_s")
+    # 300 s: Min 3 > desired 1, so desired 3 at once, in service when the boot ends at 600 s
+    assert (tl.loc[240, "desired_capacity"], tl.loc[300, "desired_capacity"]) == (1, 3)
+    assert (tl.loc[540, "instances_in_service"], tl.loc[600, "instances_in_service"]) == (1, 3)
+    # 2,100/min on 3 instances = 700 > 600 from the datapoint of [600, 660): AlarmHigh on the
+    # third, visible at 780; R = ceil(3 x 700 / 600) = 4, in service at 1080
+    assert (tl.loc[720, "desired_capacity"], tl.loc[780, "desired_capacity"]) == (3, 4)
+    assert (tl.loc[1020, "instances_in_service"], tl.loc[1080, "instances_in_service"]) == (3, 4)
+    # 2400 s: Min 1, Max 2 < 4: both desired and in service drop to 2 at once, and stay (at Max)
+    assert tl.loc[2340, "desired_capacity"] == 4
+    assert set(tl.loc[2400:, "desired_capacity"]) == {2}
+    assert set(tl.loc[2400:, "instances_in_service"]) == {2}
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["scale_out_events"], summary["scale_in_events"]) == (2, 1)
+    assert summary["scheduled"] == [
+        {"at_s": 300.0, "MinCapacity": 3, "MaxCapacity": None},
+        {"at_s": 2400.0, "MinCapacity": 1, "MaxCapacity": 2},
+    ]
+
+
+def test_cli_plus_puts_several_policies_on_one_target(tmp_path):
+    from tuner.cli import main
+    from tuner.profiles import load_profile
+
+    profile, pol = _files(tmp_path)
+    tighter = tmp_path / "t450.policy.json"
+    data = json.loads(pol.read_text())
+    data["TargetTrackingScalingPolicyConfiguration"]["TargetValue"] = 450.0
+    tighter.write_text(json.dumps(data))
+    out = tmp_path / "o"
+    args = ["simulate", "--profile", str(profile), "--policy", f"{pol}+{tighter}",
+            "--policy", str(pol), "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    rows = pd.read_csv(out / "summary.csv")
+    a, b = ScalingPolicy.load(pol), ScalingPolicy.load(tighter)
+    assert rows.label.tolist() == [f"{a.label}+{b.label}", a.label]
+    direct = simulate(load_profile(profile), [[a, b], [a]], CAPACITY)
+    assert rows.instance_hours.tolist() == pytest.approx(direct.summary.instance_hours.tolist())
+    # the tighter target wins the scale-outs, so the pair runs more instances than A alone
+    assert rows.instance_hours[0] > rows.instance_hours[1]
+    summary = json.loads((out / "summary.json").read_text())
+    assert [p["TargetTrackingScalingPolicyConfiguration"]["TargetValue"]
+            for p in summary["policies"]] == [600.0, 450.0]  # fmt: skip
+    assert (out / "timelines" / f"{a.label}+{b.label}.csv").is_file()
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("7h:4", "--scheduled must be AT:MIN:MAX"),
+        ("7h:5:2", "--scheduled MIN <= MAX must hold, got 5 > 2"),
+        ("soon:1:2", "--scheduled AT: must be a duration"),
+        ("7h:x:2", "--scheduled MIN must be a whole number of instances or empty, got 'x'"),
+        ("7h::", "a scheduled action sets MinCapacity, MaxCapacity or both"),
+    ],
+    ids=["two-fields", "min-over-max", "bad-time", "bad-min", "empty"],
+)
+def test_cli_bad_scheduled_actions_exit_2_with_one_line(tmp_path, capsys, value, message):
+    from tuner.cli import main
+
+    profile, pol = _files(tmp_path)
+    args = ["simulate", "--profile", str(profile), "--policy", str(pol), "--out", str(tmp_path),
+            "--scheduled", value]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err

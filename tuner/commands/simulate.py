@@ -18,6 +18,13 @@ examples:
   tuner simulate --profile flash-spike --policy my.policy.json --out reports/sim
   tuner simulate --profile launch.toml --policy a.policy.json --policy b.policy.json \\
       --capacity capacity.json --boot-s 420 --metric-lag-s 120 --seed 3 --out reports/ab
+  tuner simulate --profile diurnal-24h --policy inv.policy.json+conc.policy.json \\
+      --scheduled 7h:4: --scheduled 21h:1: --out reports/day
+
+--policy A+B puts several policies on one target (the same MinCapacity/MaxCapacity): any of them
+may scale out, the largest wins; scale-in needs all that allow it to agree. --scheduled AT:MIN:MAX
+is a scheduled action (PutScheduledAction) at AT from the profile start ("0", "90m", "7h"); an
+empty MIN or MAX keeps the current value. Each applies to every --policy, as on one target.
 
 --profile takes a profile TOML, a replay CSV (timestamp,invocations) or the name of a ready
 profile in locustfiles/profiles/. Writes DIR/timeline.csv (one row per metric period: t_s,
@@ -55,7 +62,16 @@ def register(sub: Any) -> argparse.ArgumentParser:
         action="append",
         required=True,
         metavar="FILE",
-        help="policy file (*.policy.json, AWS field names); repeat to compare",
+        help="policy file (*.policy.json, AWS field names); repeat to compare; "
+        "A+B for several policies on one target",
+    )
+    p.add_argument(
+        "--scheduled",
+        action="append",
+        default=[],
+        metavar="AT:MIN:MAX",
+        help="scheduled action: new MinCapacity/MaxCapacity from AT (e.g. 7h:4:20, 21h:1:); "
+        "repeatable",
     )
     p.add_argument(
         "--capacity",
@@ -118,12 +134,45 @@ def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def parse_scheduled(text: str) -> Any:
+    """``AT:MIN:MAX`` -> ScheduledAction; AT a duration from the profile start, MIN/MAX optional."""
+    from tuner.replay import parse_duration
+    from tuner.scaling import ScheduledAction
+
+    parts = text.split(":")
+    if len(parts) != 3:
+        raise ValidationError(
+            f"--scheduled must be AT:MIN:MAX (e.g. 7h:4:20 or 21h:1:), got {text!r}"
+        )
+    at, lo, hi = (part.strip() for part in parts)
+    at_s = 0.0 if at in ("0", "0s") else parse_duration(at, "--scheduled AT")
+    bounds: list[int | None] = []
+    for name, value in (("MIN", lo), ("MAX", hi)):
+        if not value:
+            bounds.append(None)
+        elif value.isdigit():
+            bounds.append(int(value))
+        else:
+            raise ValidationError(
+                f"--scheduled {name} must be a whole number of instances or empty, got {value!r}"
+            )
+    if bounds[0] is not None and bounds[1] is not None and bounds[0] > bounds[1]:
+        raise ValidationError(
+            f"--scheduled MIN <= MAX must hold, got {bounds[0]} > {bounds[1]} in {text!r}"
+        )
+    return ScheduledAction(at_s, bounds[0], bounds[1])
+
+
 def run(args: argparse.Namespace) -> int:
     from tuner.capacity import Capacity
     from tuner.policy import ScalingPolicy
     from tuner.simulate import simulate
 
-    policies = [ScalingPolicy.load(path) for path in args.policy]
+    groups = [
+        [ScalingPolicy.load(path) for path in ([arg] if Path(arg).is_file() else arg.split("+"))]
+        for arg in args.policy
+    ]
+    scheduled = [parse_scheduled(text) for text in args.scheduled]
     capacity = Capacity.load(args.capacity) if args.capacity else Capacity.default()
     profile, _ = resolve_profile(args.profile)
     if args.initial_capacity is not None and args.initial_capacity < 0:
@@ -131,13 +180,13 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     started = time.perf_counter()
     print(
-        f"simulating {len(policies)} polic{'y' if len(policies) == 1 else 'ies'} on "
+        f"simulating {len(groups)} candidate{'' if len(groups) == 1 else 's'} on "
         f"{profile.name} ({profile.duration_s / 3600:.2f} h)...",
         file=sys.stderr,
     )
     result = simulate(
         profile,
-        policies,
+        groups,
         capacity,
         boot_s=args.boot_s,
         metric_lag_s=args.metric_lag_s,
@@ -145,12 +194,13 @@ def run(args: argparse.Namespace) -> int:
         slo_p99_ms=args.slo_p99_ms,
         boot_jitter_s=args.boot_jitter_s,
         initial_capacity=args.initial_capacity,
+        scheduled=scheduled,
     )
     try:
         out.mkdir(parents=True, exist_ok=True)
         result.timeline(0).to_csv(out / "timeline.csv", index=False)
         rows = []
-        for i, policy in enumerate(policies):
+        for i, group in enumerate(groups):
             row = _jsonable(result.summary.iloc[i].to_dict())
             row.update(
                 profile=profile.name,
@@ -159,15 +209,22 @@ def run(args: argparse.Namespace) -> int:
                 slo_p99_ms=result.slo_p99_ms,
                 boot_s=capacity.boot_s if args.boot_s is None else args.boot_s,
                 metric_lag_s=args.metric_lag_s,
-                policy=policy.to_dict(),
+                policy=group[0].to_dict(),
             )
+            if len(group) > 1:
+                row["policies"] = [p.to_dict() for p in group]
+            if scheduled:
+                row["scheduled"] = [
+                    {"at_s": a.at_s, "MinCapacity": a.min_capacity, "MaxCapacity": a.max_capacity}
+                    for a in scheduled
+                ]
             rows.append(row)
         (out / "summary.json").write_text(json.dumps(rows[0], indent=2) + "\n", encoding="utf-8")
-        if len(policies) > 1:
+        if len(groups) > 1:
             result.summary.to_csv(out / "summary.csv", index_label="candidate")
             (out / "timelines").mkdir(exist_ok=True)
-            for i, policy in enumerate(policies):
-                result.timeline(i).to_csv(out / "timelines" / f"{policy.label}.csv", index=False)
+            for i, label in enumerate(result.summary["label"]):
+                result.timeline(i).to_csv(out / "timelines" / f"{label}.csv", index=False)
     except OSError as e:
         raise ValidationError(f"--out {out}: cannot write ({e.strerror})") from e
     print(f"done in {time.perf_counter() - started:.2f} s; wrote {out}/", file=sys.stderr)
