@@ -218,13 +218,17 @@ def test_kill_9_then_tuner_restore(local_aws: object, tmp_path: Path) -> None:
     assert not list(run_dir.rglob(JOURNAL_NAME))
 
 
-# Flaked once in CI (found 4.0: the first refine step failed with a 20-s queue); run by
-# `make bench` until calibration's refine phase is made robust to that.
-@pytest.mark.slow
 def test_calibrate_finds_the_emulated_capacity_and_restores(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """The emulator sustains 5 rps per instance; calibration must find it within 10%."""
+    """The emulator sustains 5 rps per instance; calibration must find it within 10%.
+
+    At 60x a stall of a third of a real second (Locust or the emulator starved of CPU) is 20
+    virtual seconds: a burst that fills the queue, or a few slow requests. Calibration runs such
+    a step again instead of taking it as the limit (it once found 4.0 here). The objective
+    leaves room for that jitter (a real millisecond is 60 virtual ones; p99 is 400 ms up to 5
+    rps) and still marks the knee: 5.6 rps after 5.2 builds a queue to a p99 over 5 s.
+    """
     from tuner.calibrate import CalibrationSpec, calibrate
     from tuner.emulator import EmulatorConfig, LocalAws
 
@@ -245,18 +249,19 @@ def test_calibrate_finds_the_emulated_capacity_and_restores(
             monkeypatch.setenv(key, value)
         scaling = _scaling(aws)
         scaling.apply(ORIGINAL, RESOURCE)
-        spec = CalibrationSpec(endpoint=ENDPOINT, slo_p99_ms=1500, start_rps=1.0, measure_boot=True)
+        spec = CalibrationSpec(endpoint=ENDPOINT, slo_p99_ms=2500, start_rps=1.0, measure_boot=True)
+        lines: list[str] = []
         result = calibrate(
-            spec, AwsSession(endpoint_url=aws.url), workdir=tmp_path, log=lambda m: None
+            spec, AwsSession(endpoint_url=aws.url), workdir=tmp_path, log=lines.append
         )
         found = result.capacity.max_rps_per_instance
-        assert found == pytest.approx(5.0, rel=0.10), result.steps
+        assert found == pytest.approx(5.0, rel=0.10), "\n".join(lines)
         assert result.capacity.boot_s == pytest.approx(180, abs=15)
         assert result.rule_of_thumb.target_value == pytest.approx(found * 30)
         # The latency curve holds only passing steps, in rate order, within the objective.
         rates = [p.rps for p in result.capacity.latency]
         assert rates == sorted(rates) and max(rates) == found
-        assert all(p.p99_ms <= 1500 for p in result.capacity.latency)
+        assert all(p.p99_ms <= 2500 for p in result.capacity.latency)
         # Put back: the policy, no suspension, the two instances it had.
         assert scaling.read_policy(RESOURCE, "original") == ORIGINAL
         target = scaling.describe_target(RESOURCE)

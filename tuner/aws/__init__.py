@@ -8,12 +8,14 @@ from tuner.aws.autoscaling import AutoScaling, ScalingSnapshot
 from tuner.aws.clients import AwsSession, translate_client_error
 from tuner.aws.cloudwatch import SAGEMAKER_METRICS, fetch_variant_metrics
 from tuner.aws.endpoint import Endpoints
+from tuner.aws.runtime import Runtime
 
 __all__ = [
     "SAGEMAKER_METRICS",
     "AutoScaling",
     "AwsSession",
     "Endpoints",
+    "Runtime",
     "ScalingSnapshot",
     "fetch_variant_metrics",
     "translate_client_error",

@@ -40,11 +40,12 @@ class AwsSession:
     endpoint_url: str | None = None
     """Every service's URL, e.g. the local AWS; None honours AWS_ENDPOINT_URL."""
 
-    def client(self, service: str) -> Any:
-        """A new boto3 client for ``service``, with standard retries."""
+    def client(self, service: str, *, max_attempts: int | None = None) -> Any:
+        """A new boto3 client for ``service``, with standard retries (``max_attempts`` in all)."""
+        retries = dict(_RETRIES, max_attempts=max_attempts or _RETRIES["max_attempts"])
         try:
             session = boto3.session.Session(profile_name=self.profile, region_name=self.region)
-            kwargs: dict[str, Any] = {"config": Config(retries=_RETRIES)}  # type: ignore[dict-item]
+            kwargs: dict[str, Any] = {"config": Config(retries=retries)}  # type: ignore[arg-type]
             if self.endpoint_url:
                 kwargs["endpoint_url"] = self.endpoint_url
             return session.client(service, **kwargs)

@@ -17,9 +17,11 @@ examples:
 
 The variant is held at one instance with dynamic scaling suspended, an open-loop step test
 raises the rate (x2 steps to bracket the limit, then 10 even steps inside it), and the highest
-rate whose p99 and error rate meet the objective becomes max_rps_per_instance. The scaling
-configuration and the instance count are restored afterwards. AWS's rule of thumb for the
-target (max rps x 60 x 0.5) is printed beside it.
+rate whose p99 and error rate meet the objective becomes max_rps_per_instance. A failing step
+that does not fail as overload does (a burst, a left-over queue, a few slow requests) is run
+again once single probe requests show the endpoint idle. The scaling configuration and the
+instance count are restored afterwards. AWS's rule of thumb for the target (max rps x 60 x 0.5)
+is printed beside it.
 """
 
 
@@ -104,7 +106,8 @@ def run(args: argparse.Namespace) -> int:
             "(SuspendedState: dynamic scaling suspended)",
             "sagemaker UpdateEndpointWeightsAndCapacities (to 1 instance), DescribeEndpoint "
             "(polled until InService)",
-            "sagemaker-runtime InvokeEndpoint (the step test, via Locust)",
+            "sagemaker-runtime InvokeEndpoint (the step test, via Locust; single probes "
+            "before it and after a failing step, until the endpoint is idle)",
             "sagemaker UpdateEndpointWeightsAndCapacities (back to the original count)",
             "application-autoscaling RegisterScalableTarget, PutScalingPolicy, ... (restore)",
         ):
