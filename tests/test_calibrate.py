@@ -22,12 +22,15 @@ import pytest
 from tests.conftest import REGION, create_endpoint
 from tuner import calibrate as calibrate_module
 from tuner.aws import AwsSession
-from tuner.calibrate import (
-    CalibrationSpec,
+from tuner.calibrate import CalibrationSpec, calibrate
+from tuner.capacity import Capacity
+from tuner.emulator.clock import VirtualClock
+from tuner.errors import AwsError, ValidationError
+from tuner.profiles import parse_profile
+from tuner.steps import (
     Step,
     analyse_steps,
     bracket_rates,
-    calibrate,
     idle_threshold_ms,
     refine_rates,
     rerun_reason,
@@ -36,10 +39,6 @@ from tuner.calibrate import (
     sustained,
     wait_until_idle,
 )
-from tuner.capacity import Capacity
-from tuner.emulator.clock import VirtualClock
-from tuner.errors import AwsError, ValidationError
-from tuner.profiles import parse_profile
 
 
 def _records(steps: list[Step], latency_ms: list[float], fail_share: list[float]) -> pd.DataFrame:
