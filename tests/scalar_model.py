@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from statistics import NormalDist
 
 
 @dataclass
@@ -275,7 +276,8 @@ def summarise(
     p99 is the 99th percentile of the periods' p99, weighted by requests served or failed.
     """
     serving = serving or Serving()
-    z99 = _inverse_normal_99()
+    z99 = NormalDist().inv_cdf(0.99)
+    timeout_ms = serving.timeout_s * 1000.0
     failed_total = slow_total = 0.0
     under = 0
     surges = longest = run = 0
@@ -295,7 +297,6 @@ def summarise(
             load = served / (step_s * n)
             wait_mean_ms = 500.0 * (queue + queue_end) / rate
             wait_peak_ms = 1000.0 * max(queue, queue_end) / rate
-            timeout_ms = serving.timeout_s * 1000.0
             p50 = min(serving.p50_ms(load) + wait_mean_ms, timeout_ms)
             p99 = min(serving.p99_ms(load) + wait_peak_ms, timeout_ms)
             sigma = math.log(p99 / p50) / z99
@@ -341,15 +342,3 @@ def summarise(
         mean_instances=sum(timeline.desired) / max(len(demand), 1),
         max_instances=max(timeline.desired, default=0),
     )
-
-
-def _inverse_normal_99() -> float:
-    """z with P(Z > z) = 0.01 for a standard normal, by bisection on math.erfc."""
-    lo, hi = 0.0, 10.0
-    for _ in range(100):
-        mid = (lo + hi) / 2
-        if 0.5 * math.erfc(mid / math.sqrt(2.0)) > 0.01:
-            lo = mid
-        else:
-            hi = mid
-    return (lo + hi) / 2

@@ -86,6 +86,8 @@ class ClientAdapter:
 
     service: ClassVar[str]
     """The boto3 service name the adapter speaks to."""
+    max_attempts: ClassVar[int | None] = None
+    """Attempts per call of the client it creates (None: the session's standard retries)."""
 
     def __init__(self, client: Any | None = None, *, session: AwsSession | None = None) -> None:
         self._client = client
@@ -94,5 +96,5 @@ class ClientAdapter:
     @property
     def client(self) -> Any:
         if self._client is None:
-            self._client = self._session.client(self.service)
+            self._client = self._session.client(self.service, max_attempts=self.max_attempts)
         return self._client

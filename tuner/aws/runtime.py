@@ -14,13 +14,8 @@ class Runtime(ClientAdapter):
     """InvokeEndpoint, timed, errors translated."""
 
     service = "sagemaker-runtime"
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            # One attempt: a retried throttle or timeout would hide what the probe is there to see.
-            self._client = self._session.client(self.service, max_attempts=1)
-        return self._client
+    # One attempt: a retried throttle or timeout would hide what the probe is there to see.
+    max_attempts = 1
 
     def invoke_ms(
         self,
