@@ -205,3 +205,11 @@ def test_snapshot_file_rejects_garbage(tmp_path: Path) -> None:
     with pytest.raises(TunerError, match="not a tuner scaling snapshot"):
         ScalingSnapshot.load(bad)
     assert dt.datetime.fromisoformat(ScalingSnapshot(RESOURCE, None).taken_at).tzinfo is not None
+
+
+def test_a_probe_client_makes_one_attempt_and_the_others_retry() -> None:
+    from tuner.aws import AwsSession, Endpoints, Runtime
+
+    session = AwsSession(region="us-east-1")
+    assert Runtime(session=session).client.meta.config.retries["total_max_attempts"] == 1
+    assert Endpoints(session=session).client.meta.config.retries["total_max_attempts"] == 9

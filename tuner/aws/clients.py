@@ -42,7 +42,12 @@ class AwsSession:
 
     def client(self, service: str, *, max_attempts: int | None = None) -> Any:
         """A new boto3 client for ``service``, with standard retries (``max_attempts`` in all)."""
-        retries = dict(_RETRIES, max_attempts=max_attempts or _RETRIES["max_attempts"])
+        # botocore's "max_attempts" counts retries only; "total_max_attempts" includes the first.
+        retries = (
+            _RETRIES
+            if max_attempts is None
+            else {"mode": "standard", "total_max_attempts": max_attempts}
+        )
         try:
             session = boto3.session.Session(profile_name=self.profile, region_name=self.region)
             kwargs: dict[str, Any] = {"config": Config(retries=retries)}  # type: ignore[arg-type]
