@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import itertools
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import scalar_model
 
+from tests.conftest import TRACES
 from tuner.capacity import Capacity
 from tuner.policy import ScalingPolicy
 from tuner.profiles import parse_profile
 from tuner.simulate import simulate
 
-TRACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "traces"
 ELB = TRACES / "elb_request_count_8c0756.csv"  # 14 days at 5-minute intervals: 20,160 minutes
 SAMPLE = 4  # candidates run through the scalar loop
 
