@@ -54,7 +54,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 
 from tuner.errors import ProfileError
-from tuner.profiles import Profile, load_profile
+from tuner.profiles.profile import Profile, load_profile
 
 NAME = "InvokeEndpoint"
 COLUMNS = ("seq", "scheduled_s", "sent_epoch_s", "latency_ms", "status", "error", "worker")

@@ -1,8 +1,9 @@
 """A plain, one-candidate implementation of target-tracking.md, written from the text alone.
 
-It shares no code with tuner.controller or tuner.simulate: time in seconds, lists of datapoints,
+It shares no code with tuner.model.controller or tuner.model.simulator: time in seconds, lists
+of datapoints,
 one policy at a time in ordinary loops. The property test runs both and compares timelines.
-It follows the model choices the package documents (tuner.scaling.ModelChoices):
+It follows the model choices the package documents (tuner.model.scaling.ModelChoices):
 
 - datapoint of [s, s + P) is visible at the first decision boundary >= s + P + lag;
 - a boot started at t completes at the first boundary >= t + boot, at least one step later;
@@ -15,7 +16,8 @@ It follows the model choices the package documents (tuner.scaling.ModelChoices):
 - the queue: what the instances cannot serve waits; beyond max rate x timeout it fails.
 
 ``summarise`` then serves each period of the timeline again and totals the run as the summary
-row of tuner.simulate is documented (cost, failures, SLO violations, surges, the run's p99), so
+row of tuner.model.simulator is documented (cost, failures, SLO violations, surges, the run's
+p99), so
 the property test checks summaries too and the benchmark times the same work on both sides.
 """
 
@@ -241,7 +243,7 @@ def run(
 
 @dataclass
 class Summary:
-    """The run's totals for one candidate, as tuner.simulate's summary row defines them."""
+    """The run's totals for one candidate, as tuner.model.simulator's summary row defines them."""
 
     instance_hours: float
     cost_usd: float

@@ -11,8 +11,8 @@ import pytest
 from tests.conftest import REGION, create_endpoint
 from tuner.aws import AutoScaling, Endpoints, ScalingSnapshot
 from tuner.errors import EndpointNotFound, TargetNotRegistered
-from tuner.policy import ScalingPolicy
-from tuner.resource import Resource
+from tuner.policy.policy import ScalingPolicy
+from tuner.policy.resource import Resource
 
 RESOURCE = Resource.for_variant("my-endpoint")
 POLICY = ScalingPolicy(

@@ -20,14 +20,12 @@ import pandas as pd
 import pytest
 
 from tests.conftest import REGION, create_endpoint
-from tuner import calibrate as calibrate_module
+from tuner.live import calibration as calibrate_module
 from tuner.aws import AwsSession
-from tuner.calibrate import CalibrationSpec, calibrate
-from tuner.capacity import Capacity
-from tuner.emulator.clock import VirtualClock
+from tuner.clock import VirtualClock
 from tuner.errors import AwsError, ValidationError
-from tuner.profiles import parse_profile
-from tuner.steps import (
+from tuner.live.calibration import CalibrationSpec, calibrate
+from tuner.live.calibration_steps import (
     Step,
     analyse_steps,
     bracket_rates,
@@ -39,6 +37,8 @@ from tuner.steps import (
     sustained,
     wait_until_idle,
 )
+from tuner.model.capacity import Capacity
+from tuner.profiles.profile import parse_profile
 
 
 def _records(steps: list[Step], latency_ms: list[float], fail_share: list[float]) -> pd.DataFrame:

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from tuner.capacity import Capacity, LatencyPoint, serve_period, slow_share
 from tuner.errors import CapacityError
+from tuner.model.capacity import Capacity, LatencyPoint, serve_period, slow_share
 
 DESIGN_EXAMPLE = {
     "instance_type": "ml.m5.xlarge",

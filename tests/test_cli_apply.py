@@ -14,8 +14,8 @@ import pytest
 from tests.conftest import REGION, create_endpoint
 from tuner.aws import AutoScaling
 from tuner.cli import main
-from tuner.policy import ScalingPolicy
-from tuner.resource import Resource
+from tuner.policy.policy import ScalingPolicy
+from tuner.policy.resource import Resource
 
 RESOURCE = Resource.for_variant("my-endpoint")
 POLICY = ScalingPolicy(min_capacity=1, max_capacity=8, target_value=300.0, scale_out_cooldown_s=60)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tuner.controller import TargetTracking
 from tuner.errors import PolicyError, ValidationError
-from tuner.policy import MetricType, ScalingPolicy
-from tuner.scaling import AlarmState, ModelChoices, ScalingCause, ScalingKind, ScheduledAction
+from tuner.model.controller import TargetTracking
+from tuner.model.scaling import AlarmState, ModelChoices, ScalingCause, ScalingKind, ScheduledAction
+from tuner.policy.policy import MetricType, ScalingPolicy
 
 
 def policy(target: float, **kw) -> ScalingPolicy:

@@ -21,11 +21,11 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from tuner.capacity import Capacity, LatencyPoint
 from tuner.emulator import EmulatorConfig, EmulatorError, LocalAws, VirtualClock
 from tuner.emulator.client import Sent, drive
 from tuner.emulator.endpoint import START_BURST_S
 from tuner.emulator.service import InstanceModel, ServiceTimes
+from tuner.model.capacity import Capacity, LatencyPoint
 
 ENDPOINT = "demo-endpoint"
 RESOURCE = f"endpoint/{ENDPOINT}/variant/AllTraffic"

@@ -19,12 +19,12 @@ import boto3
 import numpy as np
 import pytest
 
-from tuner.capacity import Capacity
 from tuner.emulator import EmulatorConfig, LocalAws
-from tuner.loadgen import LoadTestConfig, run_loadtest, start_epoch
-from tuner.policy import ScalingPolicy
-from tuner.profiles import load_profile
-from tuner.simulate import simulate
+from tuner.live.loadgen import LoadTestConfig, run_loadtest, start_epoch
+from tuner.model.capacity import Capacity
+from tuner.model.simulator import simulate
+from tuner.policy.policy import ScalingPolicy
+from tuner.profiles.profile import load_profile
 
 SPEED = 40.0
 ENDPOINT = "e2e-endpoint"

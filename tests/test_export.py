@@ -14,9 +14,9 @@ import pytest
 
 from tuner.aws import AutoScaling
 from tuner.errors import ValidationError
-from tuner.export import export_policy
-from tuner.policy import MetricType, ScalingPolicy
-from tuner.resource import Resource
+from tuner.policy.export import export_policy
+from tuner.policy.policy import MetricType, ScalingPolicy
+from tuner.policy.resource import Resource
 
 RESOURCE = Resource.for_variant("my-endpoint", "AllTraffic")
 POLICY = ScalingPolicy(

@@ -10,8 +10,8 @@ import pytest
 from tests.conftest import REGION, REPO, create_endpoint
 from tuner.aws import AutoScaling
 from tuner.cli import main
-from tuner.policy import ScalingPolicy
-from tuner.resource import Resource
+from tuner.policy.policy import ScalingPolicy
+from tuner.policy.resource import Resource
 
 STEADY = str(REPO / "locustfiles" / "profiles" / "steady.toml")
 ORIGINAL = ScalingPolicy(min_capacity=1, max_capacity=3, target_value=500.0, name="original")

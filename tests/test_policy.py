@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from tuner.diff import format_diff, policy_diff
 from tuner.errors import PolicyError
-from tuner.policy import MetricType, ScalingPolicy
-from tuner.resource import Resource, ResourceKind
+from tuner.policy.diff import format_diff, policy_diff
+from tuner.policy.policy import MetricType, ScalingPolicy
+from tuner.policy.resource import Resource, ResourceKind
 
 DESIGN_EXAMPLE = {
     "ScalableTarget": {"MinCapacity": 1, "MaxCapacity": 8},

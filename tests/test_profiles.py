@@ -9,8 +9,8 @@ import pytest
 
 from tests.conftest import TRACES
 from tuner.errors import ProfileError
-from tuner.profiles import load_profile, parse_profile
-from tuner.replay import parse_duration
+from tuner.profiles.profile import load_profile, parse_profile
+from tuner.profiles.replay import parse_duration
 
 ROOT = Path(__file__).resolve().parents[1]
 READY = ROOT / "locustfiles" / "profiles"

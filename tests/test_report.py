@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from tuner.cli import main
-from tuner.policy import ScalingPolicy
+from tuner.policy.policy import ScalingPolicy
 
 # A name with every character HTML treats specially: it must come out escaped, never raw.
 NASTY = "spike <b>&\"q'</b>"

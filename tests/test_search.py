@@ -1,4 +1,4 @@
-"""The candidate grid, scoring, Pareto front and recommendation (tuner.search, tuner.recommend)."""
+"""The candidate grid, scoring, Pareto front and recommendation (tuner.tune search, recommend)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from tuner.errors import ValidationError
-from tuner.policy import ScalingPolicy
-from tuner.profiles import parse_profile
-from tuner.recommend import nearest_alternatives, pareto_mask, recommend, score
-from tuner.search import Grid, Objective, Settings, evaluate
+from tuner.policy.policy import ScalingPolicy
+from tuner.profiles.profile import parse_profile
+from tuner.tune.recommend import nearest_alternatives, pareto_mask, recommend, score
+from tuner.tune.search import Grid, Objective, Settings, evaluate
 
 
 def _profile(name: str, *segments: dict) -> object:
@@ -207,7 +207,7 @@ def test_no_candidate_meeting_the_objective_recommends_the_closest() -> None:
 
 
 def test_evaluate_costs_a_fixed_size_endpoint_by_hand() -> None:
-    from tuner.capacity import Capacity
+    from tuner.model.capacity import Capacity
 
     capacity = Capacity.default()  # 20 rps/instance, $0.23/h
     fixed = ScalingPolicy(min_capacity=2, max_capacity=2, target_value=600)

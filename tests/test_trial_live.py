@@ -21,9 +21,9 @@ import pytest
 
 from tests.conftest import REPO
 from tuner.aws import AutoScaling, AwsSession
-from tuner.capacity import Capacity
-from tuner.policy import Resource, ScalingPolicy
-from tuner.trial import JOURNAL_NAME, TrialSpec, run_trial
+from tuner.live.trial import JOURNAL_NAME, TrialSpec, run_trial
+from tuner.model.capacity import Capacity
+from tuner.policy.policy import Resource, ScalingPolicy
 
 ENDPOINT = "trial-endpoint"
 RESOURCE = Resource.for_variant(ENDPOINT)
@@ -229,8 +229,8 @@ def test_calibrate_finds_the_emulated_capacity_and_restores(
     leaves room for that jitter (a real millisecond is 60 virtual ones; p99 is 400 ms up to 5
     rps) and still marks the knee: 5.6 rps after 5.2 builds a queue to a p99 over 5 s.
     """
-    from tuner.calibrate import CalibrationSpec, calibrate
     from tuner.emulator import EmulatorConfig, LocalAws
+    from tuner.live.calibration import CalibrationSpec, calibrate
 
     truth = Capacity.from_dict(
         {

@@ -14,8 +14,8 @@ import pytest
 
 from tests.conftest import REGION, REPO, create_endpoint
 from tuner.cli import main
-from tuner.policy import ScalingPolicy
-from tuner.resource import Resource
+from tuner.policy.policy import ScalingPolicy
+from tuner.policy.resource import Resource
 
 PROFILES = REPO / "locustfiles" / "profiles"
 TIMELINE_COLUMNS = [
@@ -453,8 +453,8 @@ def test_out_is_never_overwritten_without_force(
 
 @pytest.fixture
 def local_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
-    from tuner.capacity import Capacity
     from tuner.emulator import EmulatorConfig, LocalAws
+    from tuner.model.capacity import Capacity
 
     capacity = Capacity.from_dict(
         {
@@ -543,11 +543,11 @@ def test_live_tune_trials_the_top_candidate_and_reports_it(
 @pytest.mark.benchmark
 def test_bench_tune_speed(tmp_path: Path) -> None:
     """How long `tuner tune` takes, split into simulation and report (printed, never asserted)."""
-    from tuner.capacity import Capacity
-    from tuner.profiles import load_profile
-    from tuner.recommend import recommend, score
+    from tuner.model.capacity import Capacity
+    from tuner.profiles.profile import load_profile
     from tuner.report.render import write_report
-    from tuner.search import Grid, Objective, Settings, evaluate
+    from tuner.tune.recommend import recommend, score
+    from tuner.tune.search import Grid, Objective, Settings, evaluate
 
     objective = Objective(slo_p99_ms=300, max_error_rate=0.001)
     for names in (

@@ -1,8 +1,8 @@
 """Load-test a SageMaker endpoint, simulate and tune its target-tracking policy, report why."""
 
 from tuner.errors import TunerError
-from tuner.policy import MetricType, ScalingPolicy
-from tuner.resource import Resource, ResourceKind
+from tuner.policy.policy import MetricType, ScalingPolicy
+from tuner.policy.resource import Resource, ResourceKind
 
 __all__ = ["MetricType", "Resource", "ResourceKind", "ScalingPolicy", "TunerError"]
 __version__ = "0.1.0"

@@ -14,8 +14,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from tuner.aws.clients import ClientAdapter, translate_client_error
 from tuner.errors import PolicyError, TargetNotRegistered, TunerError, read_json_file
-from tuner.policy import SERVICE_NAMESPACE, ScalingPolicy
-from tuner.resource import Resource
+from tuner.policy.policy import SERVICE_NAMESPACE, ScalingPolicy
+from tuner.policy.resource import Resource
 
 SNAPSHOT_VERSION = 1
 # Fields of DescribeScalingPolicies / DescribeScheduledActions entries that AWS computes; they are

@@ -52,9 +52,9 @@ def add_resource_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def resource_from(args: argparse.Namespace):  # -> tuner.resource.Resource
+def resource_from(args: argparse.Namespace):  # -> tuner.policy.resource.Resource
     from tuner.errors import ValidationError
-    from tuner.resource import Resource
+    from tuner.policy.resource import Resource
 
     if getattr(args, "inference_component", None):
         if getattr(args, "endpoint", None):
@@ -71,7 +71,7 @@ PROFILES_DIR = Path(__file__).resolve().parents[2] / "locustfiles" / "profiles"
 def resolve_profile(spec: str) -> tuple[Any, Path]:
     """--profile: a TOML file, a replay CSV, or a ready profile's name -> (Profile, its file)."""
     from tuner.errors import ValidationError
-    from tuner.profiles import load_profile, parse_profile
+    from tuner.profiles.profile import load_profile, parse_profile
 
     path = Path(spec)
     if not path.exists() and (PROFILES_DIR / f"{spec}.toml").is_file():

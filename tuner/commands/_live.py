@@ -31,8 +31,8 @@ def add_guardrail_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def guardrails_from(args: argparse.Namespace):  # -> tuner.trial.Guardrails
-    from tuner.trial import Guardrails
+def guardrails_from(args: argparse.Namespace):  # -> tuner.live.trial.Guardrails
+    from tuner.live.trial import Guardrails
 
     return Guardrails(
         allow_production=args.allow_production,

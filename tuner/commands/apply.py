@@ -40,8 +40,8 @@ def register(sub: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from tuner.aws import AutoScaling, Endpoints
-    from tuner.diff import format_diff
-    from tuner.policy import ScalingPolicy
+    from tuner.policy.diff import format_diff
+    from tuner.policy.policy import ScalingPolicy
 
     policy = ScalingPolicy.load(args.policy)
     resource = resource_from(args)

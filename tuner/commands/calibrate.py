@@ -82,7 +82,7 @@ def register(sub: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tuner.calibrate import CalibrationSpec, calibrate
+    from tuner.live.calibration import CalibrationSpec, calibrate
 
     spec = CalibrationSpec(
         endpoint=args.endpoint,

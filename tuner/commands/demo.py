@@ -92,9 +92,9 @@ def _call(argv: list[str]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tuner.capacity import Capacity
     from tuner.emulator import EmulatorConfig, LocalAws
     from tuner.errors import ValidationError
+    from tuner.model.capacity import Capacity
 
     if not 1 <= args.speed <= 120:
         raise ValidationError(f"--speed must be in 1..120, got {args.speed:g}")

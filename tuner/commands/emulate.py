@@ -87,8 +87,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tuner.capacity import Capacity
     from tuner.emulator import EmulatorConfig, LocalAws
+    from tuner.model.capacity import Capacity
 
     capacity = Capacity.load(args.capacity) if args.capacity else Capacity.default()
     config = EmulatorConfig(

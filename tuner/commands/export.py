@@ -16,7 +16,7 @@ examples:
 
 
 def register(sub: Any) -> argparse.ArgumentParser:
-    from tuner.export import FORMATS
+    from tuner.policy.export import FORMATS
 
     p = sub.add_parser(
         "export",
@@ -34,8 +34,8 @@ def register(sub: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tuner.export import export_policy
-    from tuner.policy import ScalingPolicy
+    from tuner.policy.export import export_policy
+    from tuner.policy.policy import ScalingPolicy
 
     policy = ScalingPolicy.load(args.policy)
     print(export_policy(policy, resource_from(args), args.format), end="")

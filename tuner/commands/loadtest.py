@@ -68,7 +68,7 @@ def register(sub: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tuner.loadgen import LoadTestConfig, run_loadtest
+    from tuner.live.loadgen import LoadTestConfig, run_loadtest
 
     config = LoadTestConfig(
         profile_path=Path(args.profile),

@@ -136,8 +136,8 @@ def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
 
 def parse_scheduled(text: str) -> Any:
     """``AT:MIN:MAX`` -> ScheduledAction; AT a duration from the profile start, MIN/MAX optional."""
-    from tuner.replay import parse_duration
-    from tuner.scaling import ScheduledAction
+    from tuner.model.scaling import ScheduledAction
+    from tuner.profiles.replay import parse_duration
 
     parts = text.split(":")
     if len(parts) != 3:
@@ -164,9 +164,9 @@ def parse_scheduled(text: str) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tuner.capacity import Capacity
-    from tuner.policy import ScalingPolicy
-    from tuner.simulate import simulate
+    from tuner.model.capacity import Capacity
+    from tuner.model.simulator import simulate
+    from tuner.policy.policy import ScalingPolicy
 
     groups = [
         [ScalingPolicy.load(path) for path in ([arg] if Path(arg).is_file() else arg.split("+"))]

@@ -67,9 +67,9 @@ def register(sub: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tuner.policy import ScalingPolicy
-    from tuner.profiles import load_profile
-    from tuner.trial import run_trials
+    from tuner.live.trial import run_trials
+    from tuner.policy.policy import ScalingPolicy
+    from tuner.profiles.profile import load_profile
 
     policy = ScalingPolicy.load(args.policy)
     profiles = [Path(p) for p in args.profile]

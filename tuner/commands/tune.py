@@ -204,11 +204,11 @@ def _versions() -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tuner.capacity import Capacity
-    from tuner.policy import DEFAULT_POLICY_NAME, ScalingPolicy
-    from tuner.recommend import recommend, score
-    from tuner.resource import Resource
-    from tuner.search import Grid, Objective, Settings, evaluate
+    from tuner.model.capacity import Capacity
+    from tuner.policy.policy import DEFAULT_POLICY_NAME, ScalingPolicy
+    from tuner.policy.resource import Resource
+    from tuner.tune.recommend import recommend, score
+    from tuner.tune.search import Grid, Objective, Settings, evaluate
 
     now = datetime.now(UTC).replace(microsecond=0)
     objective = Objective(
@@ -310,7 +310,7 @@ def run(args: argparse.Namespace) -> int:
         current_note=current_note,
     )
     from tuner.report.render import write_report, write_run
-    from tuner.report.run import Run
+    from tuner.tune.run import Run
 
     run_data = Run(
         path=out,
@@ -324,7 +324,7 @@ def run(args: argparse.Namespace) -> int:
     write_run(run_data)
     try:
         if args.live:
-            from tuner.trial import run_trials
+            from tuner.live.trial import run_trials
 
             _progress(f"live trials of {', '.join(top)} on {args.endpoint}")
             run_trials(
@@ -423,7 +423,7 @@ def _manifest(
 def _unmodelled(policy: Any, profile: Any, capacity: Any) -> str:
     """Why the simulator cannot model ``policy`` (e.g. a customized metric), or ""."""
     from tuner.errors import PolicyError
-    from tuner.simulate import simulate
+    from tuner.model.simulator import simulate
 
     try:
         simulate(profile, [policy], capacity)
@@ -442,7 +442,7 @@ def _toml_for(path: Path, out: Path) -> Path:
 
 
 def _folder(name: str) -> str:
-    from tuner.report.run import folder_name
+    from tuner.tune.run import folder_name
 
     return folder_name(name)
 
@@ -460,7 +460,7 @@ def _timelines(
     Only the shown candidates are simulated again: a candidate's result does not depend on the
     others simulated beside it (boot jitter is shared per period), so these match results.csv.
     """
-    from tuner.search import simulate_candidates
+    from tuner.tune.search import simulate_candidates
 
     by_label = {p.label: p for p in policies}
     chosen = [by_label[label] for label in shown]

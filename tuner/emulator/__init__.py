@@ -4,7 +4,7 @@ and an autoscaler that enforces the registered policy with the simulator's contr
 Importing this package starts nothing; :class:`LocalAws` does, and only on ``start()``.
 """
 
-from tuner.emulator.clock import VirtualClock
+from tuner.clock import VirtualClock
 from tuner.emulator.local import EmulatorConfig, EmulatorError, LocalAws
 
 __all__ = ["EmulatorConfig", "EmulatorError", "LocalAws", "VirtualClock"]

@@ -14,11 +14,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from tuner.clock import VirtualClock
 from tuner.emulator.autoscaler import Autoscaler
-from tuner.emulator.clock import VirtualClock
 from tuner.emulator.control import HttpRequest, HttpResponse, MotoPlane
 from tuner.errors import TunerError
-from tuner.policy import ScalingPolicy
+from tuner.policy.policy import ScalingPolicy
 
 _AAS = "AnyScaleFrontendService."
 _SM = "SageMaker."

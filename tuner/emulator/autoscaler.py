@@ -1,5 +1,5 @@
 """The autoscaler: every 10 virtual seconds it reads the scalable target and the policies from the
-control plane and steps the same :class:`tuner.controller.TargetTracking` the simulator uses.
+control plane and steps the same :class:`tuner.model.controller.TargetTracking` the simulator uses.
 
 The controller runs with 10-s steps (it sums 60-s datapoints itself), so boots and decisions land
 on a 10-s grid of virtual time. Things the controller has no notion of are expressed through its
@@ -20,9 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tuner.controller import ModelChoices, ScalingCause, ScalingEvent, TargetTracking
+from tuner.clock import VirtualClock
 from tuner.emulator.activities import ActivityLog
-from tuner.emulator.clock import VirtualClock
 from tuner.emulator.control import MotoPlane
 from tuner.emulator.endpoint import EmulatedEndpoint
 from tuner.emulator.metrics import (
@@ -33,7 +32,8 @@ from tuner.emulator.metrics import (
     minute_datums,
 )
 from tuner.errors import TunerError, ValidationError
-from tuner.policy import MetricType, Resource, ScalingPolicy
+from tuner.model.controller import ModelChoices, ScalingCause, ScalingEvent, TargetTracking
+from tuner.policy.policy import MetricType, Resource, ScalingPolicy
 
 STEP_S = BUCKET_S
 _PLACEHOLDER_TARGET = 1e300

@@ -13,7 +13,7 @@ import math
 from collections import deque
 from collections.abc import Callable
 
-from tuner.emulator.clock import VirtualClock
+from tuner.clock import VirtualClock
 from tuner.emulator.metrics import MetricBuckets
 from tuner.emulator.service import InstanceModel, ServiceTimes
 

@@ -15,15 +15,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from tuner.capacity import Capacity
+from tuner.clock import VirtualClock
 from tuner.emulator.api import ControlApi
 from tuner.emulator.autoscaler import Autoscaler
-from tuner.emulator.clock import VirtualClock
 from tuner.emulator.control import DUMMY_ACCESS_KEY, DUMMY_SECRET_KEY, MotoPlane
 from tuner.emulator.endpoint import MAX_QUEUE, EmulatedEndpoint
 from tuner.emulator.server import HttpConnection, Router
 from tuner.emulator.service import InstanceModel
 from tuner.errors import TunerError, ValidationError
+from tuner.model.capacity import Capacity
 
 HOST = "127.0.0.1"
 # moto keeps its state in module-level backends: two emulators in one process would share it.

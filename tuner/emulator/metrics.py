@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from tuner.emulator.clock import VirtualClock
+from tuner.clock import VirtualClock
 
 NAMESPACE = "AWS/SageMaker"
 BUCKET_S = 10

@@ -18,7 +18,7 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote
 
-from tuner.emulator.clock import VirtualClock
+from tuner.clock import VirtualClock
 from tuner.emulator.control import ACCOUNT_ID, HttpRequest, HttpResponse
 from tuner.emulator.endpoint import EmulatedEndpoint, Outcome
 

@@ -1,6 +1,6 @@
 """What one emulated instance is, derived from the capacity file.
 
-The same serving model as the simulator's (``tuner.capacity``), played request by request:
+The same serving model as the simulator's (``tuner.model.capacity``), played request by request:
 - an instance starts at most ``max_rps_per_instance`` requests per second (a token bucket, burst
   5 virtual seconds of starts and at least ``slots``: see ``endpoint.START_BURST_S``), so n
   instances saturate at exactly n x max_rps, as in the simulator;
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tuner.capacity import Capacity
 from tuner.errors import CapacityError
+from tuner.model.capacity import Capacity
 
 # [MODEL] Utilisation of the slots at max_rps_per_instance: headroom so the start rate binds first.
 UTILIZATION_AT_MAX = 0.8

@@ -13,9 +13,9 @@ from collections.abc import Callable
 
 import pandas as pd
 
+from tuner.policy.resource import Resource
 from tuner.report import tables
-from tuner.report.run import Run
-from tuner.resource import Resource
+from tuner.tune.run import Run
 
 _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 _STYLE = """
@@ -81,7 +81,7 @@ def policy_values(run: Run) -> pd.DataFrame:
 
 def apply_snippets(run: Run) -> list[tuple[str, str]]:
     """(title, text) of every way to apply the recommendation."""
-    from tuner.export import FORMATS, export_policy
+    from tuner.policy.export import FORMATS, export_policy
 
     endpoint = run.manifest.get("endpoint") or "ENDPOINT_NAME"
     variant = run.manifest.get("variant") or "AllTraffic"

@@ -1,6 +1,6 @@
 """The only writer of a run directory: the saved data, then the report rendered from it.
 
-``write_run`` saves what ``tuner tune`` computed (layout in :mod:`tuner.report.run`);
+``write_run`` saves what ``tuner tune`` computed (layout in :mod:`tuner.tune.run`);
 ``write_report`` reads the directory back and writes ``report.html`` and ``report.md``, so
 ``tuner tune`` and ``tuner report RUN_DIR`` produce the same bytes from the same files.
 """
@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tuner.recommend import pareto_mask
 from tuner.report import document, plots, tables
-from tuner.report.run import (
+from tuner.tune.recommend import pareto_mask
+from tuner.tune.run import (
     CANDIDATES,
     MANIFEST,
     RECOMMENDATION,

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tuner.report.run import Run
+from tuner.tune.run import Run
 
 # Colour-blind-safe (Okabe-Ito, then Tableau) so a candidate keeps one colour in every plot.
 PALETTE = (

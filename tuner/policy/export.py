@@ -8,8 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 from tuner.errors import ValidationError
-from tuner.policy import ScalingPolicy
-from tuner.resource import Resource
+from tuner.policy.policy import ScalingPolicy
+from tuner.policy.resource import Resource
 
 FORMATS = ("aws-cli", "cloudformation", "terraform")
 

@@ -1,7 +1,7 @@
 """Simulating candidates against an objective: one row per candidate, profile and seed.
 
-``evaluate`` simulates every candidate on every profile and seed; :mod:`tuner.recommend` scores
-and ranks the rows. The candidate grid is :mod:`tuner.grid` (``Grid`` is re-exported here).
+``evaluate`` simulates every candidate on every profile and seed; :mod:`tuner.tune.recommend` scores
+and ranks the rows. The candidate grid is :mod:`tuner.tune.grid` (``Grid`` is re-exported here).
 
 Monthly cost of one run is the run's mean billed instance count x 730 h x hourly price: a month
 that repeats the profile's mix of quiet and busy time.
@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 
 from tuner.errors import ValidationError
-from tuner.grid import Grid
-from tuner.policy import ScalingPolicy
+from tuner.policy.policy import ScalingPolicy
+from tuner.tune.grid import Grid
 
 __all__ = ["Grid", "Objective", "Settings", "evaluate"]
 HOURS_PER_MONTH = 730.0
@@ -79,7 +79,7 @@ def simulate_candidates(
     seed: int,
 ) -> Any:
     """One simulation of every candidate on ``profile`` with ``seed`` (a SimulationResult)."""
-    from tuner.simulate import simulate
+    from tuner.model.simulator import simulate
 
     # [MODEL] Warm start: the endpoint served the profile's opening rate before t = 0, so each
     # candidate starts where its own policy settles for that rate (a live trial starts there

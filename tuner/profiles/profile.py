@@ -35,7 +35,8 @@ number is seconds)::
     gaps = "interpolate"     # missing intervals: "interpolate" (default) or "zero"
 
 Each replayed count is spread evenly over its interval; off-grid rows go to the nearest interval
-(:mod:`tuner.replay` reads the CSV). Everything here is pure numpy: the simulator, the emulator
+(:mod:`tuner.profiles.replay` reads the CSV). Everything here is pure numpy: the simulator, the
+emulator
 and the load generator share it.
 """
 
@@ -52,7 +53,7 @@ from typing import Any
 import numpy as np
 
 from tuner.errors import ProfileError
-from tuner.replay import _LINEAR, _SINE, _fmt, _rate, _replay, parse_duration
+from tuner.profiles.replay import _LINEAR, _SINE, _fmt, _rate, _replay, parse_duration
 
 # Poisson noise is drawn per block of this many profile seconds, so arrivals() in any window and
 # counts() for any period that is a multiple of it come from one realisation (10 s is the

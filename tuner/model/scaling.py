@@ -2,7 +2,8 @@
 
 :class:`ModelChoices` holds each choice ``reference/target-tracking.md`` leaves to the model: its
 fields, and the rounding and multi-policy rules written down in its body. The rest are the words
-:class:`tuner.controller.TargetTracking` speaks: alarm states, scaling activities and their causes,
+:class:`tuner.model.controller.TargetTracking` speaks: alarm states, scaling activities and
+their causes,
 scheduled actions, the result of a step, and the policy checks and step length shared by the
 simulator and the emulator.
 """
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tuner.errors import PolicyError, ValidationError
-from tuner.policy import MetricType, ScalingPolicy
+from tuner.policy.policy import MetricType, ScalingPolicy
 
 _CONCURRENCY_TYPES = {
     MetricType.CONCURRENT_REQUESTS_PER_MODEL,

@@ -1,6 +1,6 @@
 """Ranking simulated candidates: the Pareto front, the score table and the recommendation.
 
-``score`` aggregates :func:`tuner.search.evaluate`'s rows per candidate and ranks them;
+``score`` aggregates :func:`tuner.tune.search.evaluate`'s rows per candidate and ranks them;
 ``recommend`` picks rank 1 and says why in sentences. A candidate's monthly cost is the mean over
 profiles (each weighted equally) of its mean over seeds; SLO violation, error rate, latency and
 recovery are the worst profile and seed.
@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tuner.policy import ScalingPolicy
-from tuner.search import Objective
+from tuner.policy.policy import ScalingPolicy
+from tuner.tune.search import Objective
 
 __all__ = [
     "Recommendation",

@@ -41,9 +41,9 @@ import numpy as np
 import pandas as pd
 
 from tuner.errors import LoadTestError, ValidationError
-from tuner.profiles import Profile, load_profile
+from tuner.profiles.profile import Profile, load_profile
 
-LOCUSTFILE = Path(__file__).resolve().parents[1] / "locustfiles" / "sagemaker_endpoint.py"
+LOCUSTFILE = Path(__file__).resolve().parents[2] / "locustfiles" / "sagemaker_endpoint.py"
 ERROR_KINDS = (
     "throttled",
     "model_error",
@@ -183,7 +183,7 @@ def run_loadtest(config: LoadTestConfig, *, progress: TextIO | None = sys.stderr
     if config.aws_profile:
         env["AWS_PROFILE"] = config.aws_profile
     # The locustfile imports tuner.profiles: make this checkout importable even if not installed.
-    root = str(Path(__file__).resolve().parents[1])
+    root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     log_path = out / "locust.log"
     budget_s = profile.duration_s / config.speed + config.request_timeout_s + 90

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from tuner.aws import AwsSession, Runtime
-from tuner.emulator.clock import VirtualClock
+from tuner.clock import VirtualClock
 from tuner.errors import TunerError
 
 # The locustfile's default body: what every step sends, so a probe costs the model what they do.

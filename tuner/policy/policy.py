@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from tuner.errors import PolicyError, read_json_file
-from tuner.resource import Resource, ResourceKind
+from tuner.policy.resource import Resource, ResourceKind
 
 SERVICE_NAMESPACE = "sagemaker"
 DEFAULT_POLICY_NAME = "tuner-target-tracking"

@@ -27,11 +27,9 @@ import numpy as np
 import pandas as pd
 
 from tuner.aws import AutoScaling, AwsSession, Endpoints
-from tuner.capacity import Capacity, LatencyPoint
-from tuner.emulator.clock import VirtualClock
+from tuner.clock import VirtualClock
 from tuner.errors import TrialError, TunerError, ValidationError
-from tuner.policy import Resource, ScalingPolicy
-from tuner.steps import (
+from tuner.live.calibration_steps import (
     BASELINE_PROBES,
     LATE_S,
     Probe,
@@ -46,7 +44,7 @@ from tuner.steps import (
     sustained,
     wait_until_idle,
 )
-from tuner.trial import (
+from tuner.live.trial import (
     JOURNAL_NAME,
     Guardrails,
     LoadDriver,
@@ -56,6 +54,8 @@ from tuner.trial import (
     session_endpoint_url,
     steady_heap,
 )
+from tuner.model.capacity import Capacity, LatencyPoint
+from tuner.policy.policy import Resource, ScalingPolicy
 
 # Without a baseline (the unloaded probes failed), the pause after a failing step.
 FALLBACK_PAUSE_S = 90.0

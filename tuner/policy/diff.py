@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tuner.policy import ScalingPolicy
+from tuner.policy.policy import ScalingPolicy
 
 
 def _flat_fields(policy: ScalingPolicy | None) -> dict[str, Any]:

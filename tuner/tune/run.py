@@ -5,12 +5,12 @@ Layout of ``reports/<run-id>/`` (written only by :mod:`tuner.report.render`)::
     manifest.json              inputs (paths + sha256), grid, seeds, objective, simulation
                                settings, capacity, versions, command line, created time
     candidates.csv             one row per candidate: role, rank, policy fields, aggregates over
-                               profiles x seeds, pareto, meets_objective (see tuner.recommend.score)
+                               profiles x seeds, pareto, meets_objective (see recommend.score)
     results.csv                one row per candidate x profile x seed (simulation summaries)
     recommendation.json        label, meets_objective, alternatives, reasons (sentences)
     recommended.policy.json    the policy file, ready for ``tuner apply``
     timelines/<profile>/<candidate>.csv   simulated timelines of the plotted candidates
-    trials/<candidate>__<profile>/timeline.csv   measured live by tuner.trial: t_s (profile
+    trials/<candidate>__<profile>/timeline.csv   measured live by tuner.live.trial: t_s (profile
                                    seconds), instances_in_service, desired_capacity, invocations,
                                    errors, p99_latency_ms
     trials/<candidate>__<profile>/summary.json   trial facts; ``candidate`` and ``profile`` say
@@ -29,8 +29,8 @@ from typing import Any
 import pandas as pd
 
 from tuner.errors import ValidationError
-from tuner.policy import ScalingPolicy
-from tuner.recommend import Recommendation
+from tuner.policy.policy import ScalingPolicy
+from tuner.tune.recommend import Recommendation
 
 MANIFEST = "manifest.json"
 CANDIDATES = "candidates.csv"

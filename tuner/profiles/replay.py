@@ -1,11 +1,12 @@
 """Replay segments: a recorded ``timestamp,invocations`` trace played as profile pieces.
 
 ``read_replay_csv`` reads the trace; ``_replay`` turns a ``replay`` segment (keys in
-:mod:`tuner.profiles`) into linear pieces: the interval inferred from the rows unless given, gaps
+:mod:`tuner.profiles.profile`) into linear pieces: the interval inferred from the rows unless
+given, gaps
 filled, the ``start``/``limit`` window cut, rate and time scaled.
 
 The value parsers every segment kind shares (durations, rates) live here too, so that
-:mod:`tuner.profiles` imports this module and never the other way round.
+:mod:`tuner.profiles.profile` imports this module and never the other way round.
 """
 
 from __future__ import annotations

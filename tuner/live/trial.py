@@ -40,11 +40,11 @@ import numpy as np
 import pandas as pd
 
 from tuner.aws import AutoScaling, AwsSession, Endpoints, fetch_variant_metrics
-from tuner.emulator.clock import VirtualClock
+from tuner.clock import VirtualClock
 from tuner.errors import Terminated, TrialError, TunerError, ValidationError
-from tuner.loadgen import LoadTestConfig, run_loadtest, start_epoch
-from tuner.policy import Resource, ScalingPolicy
-from tuner.profiles import Profile, load_profile
+from tuner.live.loadgen import LoadTestConfig, run_loadtest, start_epoch
+from tuner.policy.policy import Resource, ScalingPolicy
+from tuner.profiles.profile import Profile, load_profile
 
 JOURNAL_NAME = "restore-journal.json"
 # What a trial reads from CloudWatch. No percentiles: latency percentiles come from the load
@@ -230,7 +230,7 @@ def default_driver(
     log: Callable[[str], None],
     start_at_epoch_s: float | None = None,
 ) -> pd.DataFrame:
-    """Play the profile with Locust (tuner.loadgen) and return its per-request records."""
+    """Play the profile with Locust (tuner.live.loadgen) and return its per-request records."""
     config = LoadTestConfig(
         profile_path=Path(profile_path),
         endpoint=endpoint,

@@ -1,7 +1,8 @@
 """Replay a traffic profile against many candidate policies at once, fast.
 
-A Python loop over metric periods drives one :class:`tuner.controller.TargetTracking` whose state
-is numpy arrays across candidates; the serving model of :mod:`tuner.capacity` turns demand and
+A Python loop over metric periods drives one :class:`tuner.model.controller.TargetTracking`
+whose state
+is numpy arrays across candidates; the serving model of :mod:`tuner.model.capacity` turns demand and
 instances in service into served, failed and latency. Inside the loop only what the controller
 needs is computed (the metric, the queue when the endpoint is overloaded); latency, SLO
 violations and the summary are computed afterwards over whole blocks of periods.
@@ -38,10 +39,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tuner.capacity import Capacity, concurrency_per_instance, serve_period, slow_share
-from tuner.controller import ModelChoices, ScheduledAction, TargetTracking, step_s_for
 from tuner.errors import ValidationError
-from tuner.policy import ScalingPolicy
+from tuner.model.capacity import Capacity, concurrency_per_instance, serve_period, slow_share
+from tuner.model.controller import ModelChoices, ScheduledAction, TargetTracking, step_s_for
+from tuner.policy.policy import ScalingPolicy
 
 TIMELINE_COLUMNS = (
     "t_s",

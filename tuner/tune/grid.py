@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from tuner.errors import ValidationError
-from tuner.policy import ScalingPolicy
+from tuner.policy.policy import ScalingPolicy
 
 
 @dataclass(frozen=True, kw_only=True)

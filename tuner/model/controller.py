@@ -20,8 +20,9 @@ boot completions, scheduled actions, newly visible datapoints -> alarms, scale-o
 
 Arrays are per candidate (C,) or per candidate and policy slot (C, J): a candidate may carry
 several policies on one target; shorter lists are padded with slots that never act.
-Every choice the reference leaves to the model is named in :class:`tuner.scaling.ModelChoices`;
-the states, events and results a step speaks in are in :mod:`tuner.scaling` too.
+Every choice the reference leaves to the model is named in
+:class:`tuner.model.scaling.ModelChoices`;
+the states, events and results a step speaks in are in :mod:`tuner.model.scaling` too.
 """
 
 from __future__ import annotations
@@ -33,8 +34,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from tuner.errors import ValidationError
-from tuner.policy import ScalingPolicy
-from tuner.scaling import (
+from tuner.model.scaling import (
     _CONCURRENCY_TYPES,
     AlarmState,
     ModelChoices,
@@ -46,8 +46,9 @@ from tuner.scaling import (
     _normalise,
     step_s_for,
 )
+from tuner.policy.policy import ScalingPolicy
 
-# tuner.simulate and tuner.emulator.autoscaler import these from here.
+# tuner.model.simulator and tuner.emulator.autoscaler import these from here.
 __all__ = [
     "ModelChoices",
     "ScalingCause",
