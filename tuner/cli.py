@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from tuner import __version__
+from tuner.commands._checks import check_args
 from tuner.errors import Terminated, TunerError
 
 # Order in --help: the workflow first, then the tools around it. Modules not named here follow.
@@ -78,12 +79,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(args_in)
     args.debug = debug
     try:
+        check_args(args.command, args)
         return int(args._run(args) or 0)
     except TunerError as e:
         if debug:
             raise
-        print(f"tuner {args.command}: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(args.command, str(e))
     except KeyboardInterrupt:
         if debug:
             raise
@@ -94,3 +95,53 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"tuner {args.command}: terminated", file=sys.stderr)
         return 143
+    except (OSError, MemoryError) as e:
+        # The edge of last resort: commands name the path where they can; this still keeps a
+        # full disk or a vanished directory to one line.
+        if debug:
+            raise
+        return _fail(args.command, _describe_os_error(e))
+    except Exception as e:
+        if _is_botocore_error(e):
+            if debug:
+                raise
+            from tuner.aws.clients import translate_client_error
+
+            return _fail(args.command, str(translate_client_error(e, "AWS call")))
+        if debug:
+            raise
+        print(
+            f"tuner {args.command}: internal error (a bug, please report it): "
+            f"{type(e).__name__}: {_one_line(str(e))}; rerun with --debug for the traceback",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
+
+
+EXIT_INTERNAL = 1
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _fail(command: str, message: str) -> int:
+    print(f"tuner {command}: error: {_one_line(message)}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _describe_os_error(e: BaseException) -> str:
+    if isinstance(e, MemoryError):
+        return "out of memory: the input is too large for this machine"
+    assert isinstance(e, OSError)
+    names = " -> ".join(str(f) for f in (e.filename, e.filename2) if f is not None)
+    reason = e.strerror or str(e)
+    return f"{names}: {reason}" if names else reason
+
+
+def _is_botocore_error(e: BaseException) -> bool:
+    """Without importing botocore (heavy) unless it was already imported."""
+    exceptions = sys.modules.get("botocore.exceptions")
+    if exceptions is None:
+        return False
+    return isinstance(e, (exceptions.BotoCoreError, exceptions.ClientError))

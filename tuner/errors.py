@@ -63,6 +63,15 @@ class Terminated(BaseException):  # noqa: N818 - a signal, like KeyboardInterrup
     """SIGTERM, raised so that ``finally`` blocks restore what a command changed."""
 
 
+def plain(value: Any) -> Any:
+    """A numpy scalar as the Python number it holds, for messages ("got -10", not
+    "got np.int64(-10)"); anything else unchanged."""
+    item = getattr(value, "item", None)
+    if callable(item) and getattr(value, "shape", None) == ():
+        return item()
+    return value
+
+
 def read_json_file(path: str | Path, error: type[TunerError], what: str) -> Any:
     """Parse a JSON file; an unreadable or malformed one raises ``error`` naming the file."""
     path = Path(path)

@@ -58,6 +58,8 @@ class AwsSession:
             raise AwsError("no AWS region: pass --region or set AWS_REGION (e.g. us-east-1)") from e
         except BotoCoreError as e:
             raise AwsError(f"cannot create the {service} client: {e}") from e
+        except ValueError as e:  # botocore: "Invalid endpoint: not-a-url", a bad region name
+            raise AwsError(f"cannot create the {service} client: {e}") from e
 
 
 def translate_client_error(e: Exception, what: str) -> AwsError:

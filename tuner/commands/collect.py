@@ -69,6 +69,12 @@ def run(args: argparse.Namespace) -> int:
     period_s = args.period_s or history_period_s(args.days)
     if period_s not in (60, 300, 3600):
         raise ValidationError(f"--period-s must be 60, 300 or 3600, got {period_s}")
+    now = dt.datetime.now(dt.UTC)
+    if end > now + dt.timedelta(seconds=period_s):
+        raise ValidationError(
+            f"--end {end:%Y-%m-%dT%H:%M:%SZ} is in the future: CloudWatch has no data after now "
+            f"({now:%Y-%m-%dT%H:%M:%SZ})"
+        )
     end = dt.datetime.fromtimestamp(int(end.timestamp()) // period_s * period_s, dt.UTC)
     start = end - dt.timedelta(days=args.days)
     session: AwsSession = aws_session(args)

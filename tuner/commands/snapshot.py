@@ -35,9 +35,13 @@ def register(sub: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from tuner.aws import AutoScaling
+    from tuner.aws.endpoint import Endpoints
 
     resource = resource_from(args)
-    snap = AutoScaling(session=aws_session(args)).snapshot(resource)
+    session = aws_session(args)
+    if args.endpoint:  # a snapshot of an endpoint that does not exist would restore nothing
+        Endpoints(session=session).describe(args.endpoint).variant(args.variant)
+    snap = AutoScaling(session=session).snapshot(resource)
     snap.save(args.out)
     if snap.target is None:
         print(f"{resource.resource_id}: no scalable target registered; saved that to {args.out}")

@@ -252,9 +252,12 @@ def run(args: argparse.Namespace) -> int:
     current_note = ""
     if args.endpoint:
         from tuner.aws import AutoScaling
+        from tuner.aws.endpoint import Endpoints
 
         resource = Resource.for_variant(args.endpoint, args.variant)
-        current = AutoScaling(session=aws_session(args)).read_policy(resource)
+        session = aws_session(args)
+        Endpoints(session=session).describe(args.endpoint).variant(args.variant)  # exists?
+        current = AutoScaling(session=session).read_policy(resource)
         _progress(f"current policy of {resource}: {current.label if current else 'none'}")
         if current is not None:
             current_note = _unmodelled(current, profiles[0], capacity)

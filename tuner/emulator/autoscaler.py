@@ -33,10 +33,10 @@ from tuner.emulator.metrics import (
 )
 from tuner.errors import TunerError, ValidationError
 from tuner.model.controller import ModelChoices, ScalingCause, ScalingEvent, TargetTracking
-from tuner.policy.policy import MetricType, Resource, ScalingPolicy
+from tuner.policy.policy import MAX_TARGET_VALUE, MetricType, Resource, ScalingPolicy
 
 STEP_S = BUCKET_S
-_PLACEHOLDER_TARGET = 1e300
+_PLACEHOLDER_TARGET = MAX_TARGET_VALUE  # never reached: the placeholder never scales
 # Real seconds to wait past a boundary so requests stamped just before it are counted.
 _GRACE_S = 0.01
 # Steps kept in the timeline: 11.5 virtual days of 10-s steps.

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from tuner.errors import CapacityError, read_json_file
+from tuner.errors import CapacityError, plain, read_json_file
 
 _KEYS = {
     "instance_type",
@@ -51,14 +51,27 @@ class LatencyPoint:
     p99_ms: float
 
 
+# Upper bounds: what an instance can mean. A day to boot, an hour's timeout (SageMaker's
+# asynchronous limit; real-time invocations time out at 60 s), a million requests a second.
+_AT_MOST = {
+    "boot_s": (86_400.0, "a day"),
+    "timeout_ms": (3_600_000.0, "an hour"),
+    "max_rps_per_instance": (1e6, "a million requests a second"),
+    "hourly_usd": (1e6, "a million dollars an hour"),
+}
+
+
 def _number(value: Any, where: str, *, positive: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise CapacityError(f"{where} must be a number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        raise CapacityError(f"{where} must be a number, got {plain(value)!r}")
+    number = float(value)
+    if not math.isfinite(number) or number < 0 or (positive and number == 0):
         rule = "> 0" if positive else ">= 0"
-        raise CapacityError(f"{where} {rule} must hold, got {value:g}")
-    return value
+        raise CapacityError(f"{where} {rule} must hold, got {number:g}")
+    top, words = _AT_MOST.get(where, (math.inf, ""))
+    if number > top:
+        raise CapacityError(f"{where} <= {top:g} ({words}) must hold, got {number:g}")
+    return number
 
 
 @dataclass(frozen=True, kw_only=True)

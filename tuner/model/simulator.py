@@ -79,6 +79,11 @@ SUMMARY_COLUMNS = (
     "max_instances",
 )
 _BLOCK = 2048
+MAX_INSTANCES = 1_000
+"""Most instances a candidate may reach: the serving tables hold (block rows x instances)."""
+MAX_CANDIDATE_PERIODS = 50_000_000
+"""Most candidates x periods in one run: the timelines of every candidate stay in memory
+(about 2.5 times the 1,000 candidates x 14 days of minutes that `make bench` times)."""
 _CODE_SHIFT = 10
 _BIN_MASK = (1 << _CODE_SHIFT) - 1
 _EXACT_CHUNK = 16384
@@ -177,6 +182,32 @@ def simulate(
     )
 
 
+def check_size(
+    periods: int,
+    policies: Sequence[ScalingPolicy] | Sequence[Sequence[ScalingPolicy]],
+    initial_capacity: int | np.ndarray | None,
+    scheduled: Sequence[ScheduledAction],
+) -> None:
+    """Refuse a run that would not fit in memory, naming the limit."""
+    flat = [p for g in policies for p in ([g] if isinstance(g, ScalingPolicy) else g)]
+    tops = [p.max_capacity for p in flat] + [a.max_capacity or 0 for a in scheduled]
+    tops += [a.min_capacity or 0 for a in scheduled]
+    if initial_capacity is not None:
+        tops.append(int(np.max(initial_capacity)))
+    top = max(tops, default=0)
+    if top > MAX_INSTANCES:
+        raise ValidationError(
+            f"the simulator models at most {MAX_INSTANCES:,} instances (MaxCapacity, scheduled "
+            f"and initial capacity), got {top:,}"
+        )
+    cells = periods * len(policies)
+    if cells > MAX_CANDIDATE_PERIODS:
+        raise ValidationError(
+            f"candidates x periods must be at most {MAX_CANDIDATE_PERIODS:,} to fit in memory, "
+            f"got {len(policies):,} x {periods:,} = {cells:,}; shorten the profile or the grid"
+        )
+
+
 def simulate_demand(
     demand: np.ndarray,
     period_s: int,
@@ -211,6 +242,7 @@ def simulate_demand(
     finest = step_s_for(policies)
     if period_s != finest:
         raise ValidationError(f"period_s must be {finest} s for these policies, got {period_s}")
+    check_size(len(demand), policies, initial_capacity, scheduled)
     tt = TargetTracking(
         policies,
         choices=ModelChoices(metric_lag_s=metric_lag_s, boot_s=boot),

@@ -26,13 +26,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tuner.errors import PolicyError, read_json_file
+from tuner.errors import PolicyError, plain, read_json_file
 from tuner.policy.resource import Resource, ResourceKind
 
 SERVICE_NAMESPACE = "sagemaker"
 DEFAULT_POLICY_NAME = "tuner-target-tracking"
 # AWS caps both cooldowns at one day (Application Auto Scaling API reference).
 MAX_COOLDOWN_S = 86_400
+# TargetValue range Application Auto Scaling accepts (API reference: 8.515920e-109 to
+# 1.174271e+108, i.e. 2^-360 to 2^360); MinCapacity/MaxCapacity are 32-bit integers in its model.
+MIN_TARGET_VALUE = 8.515920e-109
+MAX_TARGET_VALUE = 1.174271e108
+MAX_RESOURCE_CAPACITY = 2**31 - 1
 # Default cooldown for SageMaker variants (target-tracking.md §1).
 DEFAULT_COOLDOWN_S = 300
 
@@ -91,7 +96,7 @@ _METRIC_TABLE: dict[MetricType, tuple[str, int, ResourceKind]] = {
 
 def _integer(value: Any, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise PolicyError(f"{where} must be an integer, got {value!r}")
+        raise PolicyError(f"{where} must be an integer, got {plain(value)!r}")
     return int(value)
 
 
@@ -153,11 +158,23 @@ class ScalingPolicy:
             )
         if self.max_capacity < 1:
             raise PolicyError(f"ScalableTarget.MaxCapacity >= 1 must hold, got {self.max_capacity}")
+        if self.max_capacity > MAX_RESOURCE_CAPACITY:
+            raise PolicyError(
+                f"ScalableTarget.MaxCapacity <= {MAX_RESOURCE_CAPACITY} must hold (Application "
+                f"Auto Scaling's 32-bit capacity), got {self.max_capacity}"
+            )
         if isinstance(self.target_value, bool) or not isinstance(self.target_value, numbers.Real):
-            raise PolicyError(f"{tt}.TargetValue must be a number, got {self.target_value!r}")
+            raise PolicyError(
+                f"{tt}.TargetValue must be a number, got {plain(self.target_value)!r}"
+            )
         set_(self, "target_value", float(self.target_value))
         if not (math.isfinite(self.target_value) and self.target_value > 0):
             raise PolicyError(f"{tt}.TargetValue > 0 must hold, got {self.target_value:g}")
+        if not MIN_TARGET_VALUE <= self.target_value <= MAX_TARGET_VALUE:
+            raise PolicyError(
+                f"{tt}.TargetValue must be in {MIN_TARGET_VALUE:g}..{MAX_TARGET_VALUE:g} "
+                f"(Application Auto Scaling's range), got {self.target_value:g}"
+            )
         for attr, key in (
             ("scale_out_cooldown_s", "ScaleOutCooldown"),
             ("scale_in_cooldown_s", "ScaleInCooldown"),

@@ -53,7 +53,15 @@ from typing import Any
 import numpy as np
 
 from tuner.errors import ProfileError
-from tuner.profiles.replay import _LINEAR, _SINE, _fmt, _rate, _replay, parse_duration
+from tuner.profiles.replay import (
+    _LINEAR,
+    _SINE,
+    MAX_PROFILE_S,
+    _fmt,
+    _rate,
+    _replay,
+    parse_duration,
+)
 
 # Poisson noise is drawn per block of this many profile seconds, so arrivals() in any window and
 # counts() for any period that is a multiple of it come from one realisation (10 s is the
@@ -244,6 +252,11 @@ def build_profile(
     kind = np.array([pc[0] for pc in pieces], dtype=int)
     dur = np.array([pc[1] for pc in pieces], dtype=float)
     params = np.array([pc[2] for pc in pieces], dtype=float)
+    if not dur.sum() <= MAX_PROFILE_S:
+        raise ProfileError(
+            f"{name}: a profile lasts at most 455 days (CloudWatch's longest retention), "
+            f"got {dur.sum() / 86400:,.0f} days"
+        )
     start = np.concatenate([[0.0], np.cumsum(dur)[:-1]])
     cum = np.concatenate([[0.0], np.cumsum(_piece_integral(kind, params, dur, dur))])
     return Profile(
@@ -260,6 +273,18 @@ def build_profile(
     )
 
 
+def _toml_problem(path: Path, error: Exception) -> str:
+    """Why a profile file failed to parse; a replay CSV given in its place says what to do."""
+    first = path.read_text(encoding="utf-8").lstrip().partition("\n")[0].lower()
+    if "," in first and "timestamp" in first:
+        return (
+            "this is a replay CSV (timestamp,invocations), not a profile TOML: name the file "
+            "*.csv and pass it to --profile directly, or write a TOML with "
+            f'[[segment]] replay = "{path.name}"'
+        )
+    return f"not valid TOML: {error}"
+
+
 def load_profile(path: str | Path) -> Profile:
     """Read a profile TOML file; replay CSV paths are relative to the file."""
     path = Path(path)
@@ -267,8 +292,10 @@ def load_profile(path: str | Path) -> Profile:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as e:
         raise ProfileError(f"{path}: cannot read the profile: {e.strerror or e}") from e
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ProfileError(f"{path}: not valid TOML: {e}") from e
+    except UnicodeDecodeError as e:
+        raise ProfileError(f"{path}: not a text file (UTF-8): cannot be a profile TOML") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ProfileError(f"{path}: {_toml_problem(path, e)}") from e
     data.setdefault("name", path.name.removesuffix(".toml"))
     return parse_profile(data, base_dir=path.parent, source=str(path))
 

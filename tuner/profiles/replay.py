@@ -19,16 +19,23 @@ from typing import Any
 
 import numpy as np
 
-from tuner.errors import ProfileError
+from tuner.errors import ProfileError, plain
 
 # Piece kinds of a Profile: rate linear r0 -> r1, or diurnal sine (see profiles.build_profile).
 _LINEAR, _SINE = 0, 1
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h|d)")
+MAX_RPS = 1e6
+"""Highest rate a profile may ask for: a million requests a second, far beyond any endpoint."""
+MAX_PROFILE_S = 455 * 86400.0
+"""Longest a profile (or one segment, or a replayed trace) may be: 455 days, as long as
+CloudWatch keeps any metric history (15 months of 1-hour data), so longer traffic was never
+observed; the simulator holds every period of it in memory."""
 
 
-def parse_duration(value: Any, where: str) -> float:
-    """Seconds from ``"90s"``, ``"15m"``, ``"1h30m"`` or a number of seconds; must be > 0."""
+def parse_duration(value: Any, where: str, *, allow_zero: bool = False) -> float:
+    """Seconds from ``"90s"``, ``"15m"``, ``"1h30m"`` or a number of seconds; must be > 0
+    (or >= 0 with ``allow_zero``) and at most ``MAX_PROFILE_S``."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ProfileError(f'{where}: must be a duration such as "90s" or "15m", got {value!r}')
     if isinstance(value, str):
@@ -41,8 +48,14 @@ def parse_duration(value: Any, where: str) -> float:
         seconds = sum(float(n) * _UNITS[u] for n, u in parts)
     else:
         seconds = float(value)
-    if not (math.isfinite(seconds) and seconds > 0):
-        raise ProfileError(f"{where}: duration must be > 0, got {value!r}")
+    if not (math.isfinite(seconds) and (seconds >= 0 if allow_zero else seconds > 0)):
+        rule = ">= 0" if allow_zero else "> 0"
+        raise ProfileError(f"{where}: duration must be {rule}, got {value!r}")
+    if seconds > MAX_PROFILE_S:
+        raise ProfileError(
+            f"{where}: duration must be at most 455 days (CloudWatch's longest retention), "
+            f"got {value!r}"
+        )
     return seconds
 
 
@@ -53,6 +66,12 @@ def _replay(seg: Mapping[str, Any], where: str, base_dir: Path):
     csv = (base_dir / path).expanduser()
     times, counts = read_replay_csv(csv)
     step = _interval(times, seg, where, csv)
+    span_s = float(times[-1] - times[0])
+    if span_s > MAX_PROFILE_S:
+        raise ProfileError(
+            f"{csv}: the trace spans {span_s / 86400:,.0f} days from its first to its last row; "
+            "at most 455 days (CloudWatch's longest retention) can be replayed"
+        )
     bins = np.rint((times - times[0]) / step).astype(np.int64)
     filled: np.ndarray = np.bincount(bins, weights=counts).astype(float)
     seen = np.bincount(bins) > 0
@@ -80,6 +99,11 @@ def _replay(seg: Mapping[str, Any], where: str, base_dir: Path):
     else:
         scale = _positive(seg.get("rate_scale", 1.0), f"{where}.rate_scale")
     rates = rates * scale
+    if rates.size and rates.max() > MAX_RPS:
+        raise ProfileError(
+            f"{where}: the replay peaks at {rates.max():g} rps after scaling; "
+            f"at most {MAX_RPS:g} rps"
+        )
     durs = (b[keep] - a[keep]) * time_scale
     new = [
         (_LINEAR, float(s), (float(r), float(r), 0, 0)) for s, r in zip(durs, rates, strict=True)
@@ -109,13 +133,20 @@ def read_replay_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
     numeric = pd.to_numeric(ts, errors="coerce")
     if numeric.notna().all():
         secs = numeric.to_numpy(dtype=float)
+        bad_ts = ~np.isfinite(secs)
+        if bad_ts.any():
+            row = int(bad_ts.argmax())
+            raise ProfileError(
+                f"{path}: line {row + 2}: timestamp must be a finite epoch second or ISO-8601, "
+                f"got {plain(ts.iloc[row])!r}"
+            )
     else:
         parsed = pd.to_datetime(ts, errors="coerce", utc=True, format="ISO8601")
         if parsed.isna().any():
             row = int(parsed.isna().to_numpy().argmax())
             raise ProfileError(
                 f"{path}: line {row + 2}: timestamp must be ISO-8601 or epoch seconds, "
-                f"got {ts.iloc[row]!r}"
+                f"got {plain(ts.iloc[row])!r}"
             )
         secs = (parsed - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy()
     inv = pd.to_numeric(df["invocations"], errors="coerce").to_numpy(dtype=float)
@@ -124,7 +155,7 @@ def read_replay_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
         row = int(bad.argmax())
         raise ProfileError(
             f"{path}: line {row + 2}: invocations must be a number >= 0, "
-            f"got {df['invocations'].iloc[row]!r}"
+            f"got {plain(df['invocations'].iloc[row])!r}"
         )
     order = np.argsort(secs, kind="stable")
     return secs[order], inv[order]
@@ -154,9 +185,7 @@ def _replay_start(value: Any, first_epoch_s: float, where: str) -> float:
             raise ProfileError(f"{where}: must be an ISO timestamp, got {value!r}") from None
         epoch = epoch.tz_localize("UTC") if epoch.tzinfo is None else epoch
         return max((epoch - pd.Timestamp(0, tz="UTC")).total_seconds() - first_epoch_s, 0.0)
-    if value in (0, "0", "0s"):
-        return 0.0
-    return parse_duration(value, where)
+    return parse_duration(value, where, allow_zero=True)
 
 
 def _rate(value: Any, where: str) -> float:
@@ -164,12 +193,18 @@ def _rate(value: Any, where: str) -> float:
         raise ProfileError(f"{where}: must be a number of requests per second, got {value!r}")
     if value < 0:
         raise ProfileError(f"{where}: rate must be >= 0, got {value!r}")
+    if value > MAX_RPS:
+        raise ProfileError(f"{where}: rate must be at most {MAX_RPS:g} rps, got {value!r}")
     return float(value)
 
 
 def _positive(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ProfileError(f"{where}: must be a number > 0, got {value!r}")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not (math.isfinite(value) and value > 0)
+    ):
+        raise ProfileError(f"{where}: must be a finite number > 0, got {value!r}")
     return float(value)
 
 
