@@ -53,6 +53,7 @@ def test_apply_dry_run_then_apply_and_verify(
 def test_snapshot_and_restore_commands(
     aws: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    create_endpoint(boto3.client("sagemaker", region_name=REGION))  # snapshot checks it exists
     scaling = AutoScaling(boto3.client("application-autoscaling", region_name=REGION))
     scaling.apply(POLICY, RESOURCE)
     snap = tmp_path / "snap.json"

@@ -399,7 +399,7 @@ def test_a_current_policy_the_simulator_cannot_model_is_left_out_and_said(
     ("extra", "message"),
     [
         (["--margin", "1.5"], "--margin must be in (0, 1], got 1.5"),
-        (["--seeds", "0"], "--seeds must be in 1..100, got 0"),
+        (["--seeds", "0"], "--seeds >= 1 must hold, got 0"),
         (["--live"], "--live needs --endpoint"),
         (["--profile", "no-such-profile"], "--profile must be a TOML file, a replay CSV or one of"),
     ],

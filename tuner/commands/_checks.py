@@ -33,14 +33,19 @@ class Bound:
     why: str = ""
 
     def check(self, flag: str, value: float) -> None:
-        low_ok = self.lo is None or (value > self.lo if self.lo_open else value >= self.lo)
-        high_ok = self.hi is None or value <= self.hi
-        if low_ok and high_ok:
-            return
-        lo = "" if self.lo is None else f"{_num(self.lo)} {'<' if self.lo_open else '<='} "
-        hi = "" if self.hi is None else f" <= {_num(self.hi)}"
         why = f" ({self.why})" if self.why else ""
-        raise ValidationError(f"{flag}: {lo}value{hi} must hold{why}, got {_num(value)}")
+        if self.lo is not None and not (value > self.lo if self.lo_open else value >= self.lo):
+            rule = f"{'>' if self.lo_open else '>='} {_num(self.lo)} must hold"
+        elif self.hi is not None and value > self.hi:
+            low = "" if self.lo is None else _num(self.lo)
+            rule = (
+                f"must be in ({low}, {_num(self.hi)}]"
+                if self.lo_open
+                else f"must be in {low}..{_num(self.hi)}"
+            )
+        else:
+            return
+        raise ValidationError(f"{flag} {rule}, got {_num(value)}{why}")
 
 
 def _num(value: float) -> str:

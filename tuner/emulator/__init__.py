@@ -6,5 +6,6 @@ Importing this package starts nothing; :class:`LocalAws` does, and only on ``sta
 
 from tuner.clock import VirtualClock
 from tuner.emulator.local import EmulatorConfig, EmulatorError, LocalAws
+from tuner.emulator.server import HttpLimits
 
-__all__ = ["EmulatorConfig", "EmulatorError", "LocalAws", "VirtualClock"]
+__all__ = ["EmulatorConfig", "EmulatorError", "HttpLimits", "LocalAws", "VirtualClock"]

@@ -20,7 +20,7 @@ from tuner.emulator.api import ControlApi
 from tuner.emulator.autoscaler import Autoscaler
 from tuner.emulator.control import DUMMY_ACCESS_KEY, DUMMY_SECRET_KEY, MotoPlane
 from tuner.emulator.endpoint import MAX_QUEUE, EmulatedEndpoint
-from tuner.emulator.server import HttpConnection, Router
+from tuner.emulator.server import HttpConnection, HttpLimits, Router
 from tuner.emulator.service import InstanceModel
 from tuner.errors import TunerError, ValidationError
 from tuner.model.capacity import Capacity
@@ -54,6 +54,8 @@ class EmulatorConfig:
     """Seed of the service-time draws."""
     queue_cap: int = MAX_QUEUE
     """Hard cap on queued requests (memory bound under overload)."""
+    http_limits: HttpLimits = field(default_factory=HttpLimits)
+    """Body size, timeouts and connections a client may hold (malformed HTTP never harms)."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -165,7 +167,14 @@ class LocalAws:
         api = ControlApi(plane, self.autoscaler, self.clock)
         documents = {"status": self.status, "timeline": self.timeline}
         router = self._router = Router(
-            self.endpoint, self.clock, api, documents, loop, self._executor
+            self.endpoint,
+            self.clock,
+            api,
+            documents,
+            loop,
+            self._executor,
+            region=cfg.region,
+            limits=cfg.http_limits,
         )
         self._server = asyncio.run_coroutine_threadsafe(
             loop.create_server(lambda: HttpConnection(router), sock=sock), loop

@@ -14,6 +14,7 @@ import json
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote
@@ -22,9 +23,12 @@ from tuner.clock import VirtualClock
 from tuner.emulator.control import ACCOUNT_ID, HttpRequest, HttpResponse
 from tuner.emulator.endpoint import EmulatedEndpoint, Outcome
 
-_MAX_HEAD = 64 * 1024
 _MAX_BODY = 8 * 1024 * 1024  # SageMaker's synchronous payload limit is 6 MB
 _INVOKE = re.compile(r"^/endpoints/([^/]+)/invocations$")
+_SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/([^/,\s]+)/([^/,\s]+)/aws4_request")
+_SWEEP_S = 1.0
+CONTROL_SERVICES = frozenset({"application-autoscaling", "monitoring", "sagemaker"})
+"""The services the control plane answers (by SigV4 scope); any other is refused."""
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
 _TIMEOUT_MESSAGE = (
     'Received server error (0) from primary with message "Your invocation timed out while '
@@ -57,7 +61,13 @@ class Router:
         documents: dict[str, Callable[[], dict[str, Any]]],
         loop: asyncio.AbstractEventLoop,
         executor: ThreadPoolExecutor,
+        *,
+        region: str = "us-east-1",
+        limits: HttpLimits | None = None,
     ) -> None:
+        self.limits = limits or HttpLimits()
+        self.region = region
+        self.loop_time = loop.time
         self._endpoint = endpoint
         self._clock = clock
         self._control = control
@@ -73,6 +83,14 @@ class Router:
             ("x-Amzn-Invoked-Production-Variant", ep.variant),
         ]
         self._ok_body = json.dumps({"endpoint": ep.name, "variant": ep.variant}).encode()
+        loop.call_soon_threadsafe(self._sweep)
+
+    def _sweep(self) -> None:
+        """Once a second: close connections whose deadline passed (see HttpLimits)."""
+        now = self._loop.time()
+        for conn in [c for c in self.connections if 0 < c.deadline < now]:
+            conn.expire()
+        self._loop.call_later(_SWEEP_S, self._sweep)
 
     def handle(self, req: HttpRequest, reply: Reply) -> None:
         m = _INVOKE.match(req.path) if req.method == "POST" else None
@@ -83,8 +101,42 @@ class Router:
         elif req.path.startswith("/_tuner/") and req.path[8:] in self._documents:
             reply(HttpResponse.json(200, self._documents[req.path[8:]]()))
         else:
+            refusal = self._unauthorised(req)
+            if refusal is not None:
+                reply(refusal)
+                return
             fut = self._loop.run_in_executor(self._executor, self._control_safe, req)
             fut.add_done_callback(lambda f: reply(f.result()))
+
+    def _unauthorised(self, req: HttpRequest) -> HttpResponse | None:
+        """AWS's answer to a control-plane call this local AWS must not route, or None.
+
+        moto picks the service from the SigV4 credential scope and, without one, falls back to
+        S3; AWS answers an unsigned call 403 MissingAuthenticationTokenException and a scope
+        for another region or service 403 InvalidSignatureException, and so does this server.
+        """
+        auth = req.headers.get("authorization", "")
+        m = _SCOPE.search(auth) or _SCOPE.search(unquote(req.query))
+        if m is None:
+            return HttpResponse.aws_error(
+                403, "MissingAuthenticationTokenException", "Missing Authentication Token"
+            )
+        region, service = m.group(1), m.group(2)
+        if region != self.region:
+            return HttpResponse.aws_error(
+                403,
+                "InvalidSignatureException",
+                f"Credential should be scoped to a valid region, not '{region}' "
+                f"(this local AWS serves {self.region})",
+            )
+        if service not in CONTROL_SERVICES:
+            return HttpResponse.aws_error(
+                403,
+                "InvalidSignatureException",
+                f"Credential should be scoped to correct service: this local AWS serves "
+                f"{', '.join(sorted(CONTROL_SERVICES))}, not '{service}'",
+            )
+        return None
 
     def _control_safe(self, req: HttpRequest) -> HttpResponse:
         try:
@@ -134,21 +186,154 @@ class Router:
         return HttpResponse(status, headers, body)
 
 
+@dataclass(frozen=True, kw_only=True)
+class HttpLimits:
+    """What one client may hold of the server: bytes, time (real seconds) and connections."""
+
+    max_head_bytes: int = 64 * 1024
+    max_body_bytes: int = _MAX_BODY
+    header_timeout_s: float = 10.0
+    """From the first byte of a request to the end of its head (slow-header clients)."""
+    body_timeout_s: float = 60.0
+    """From the first byte of a request to the end of its body."""
+    idle_timeout_s: float = 60.0
+    """A keep-alive connection with no request in it is closed after this long."""
+    max_connections: int = 1024
+    """Open connections; one more is answered 503 and closed."""
+
+
+class _BadRequest(Exception):
+    """Malformed framing: answered with this status and closed."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+_HEX = re.compile(rb"^[0-9A-Fa-f]{1,16}$")
+_DIGITS = re.compile(r"^[0-9]{1,19}$")
+_MAX_CHUNK_LINE = 4096
+
+
+class _Chunked:
+    """An incremental chunked-body decoder: each byte of the buffer is looked at once."""
+
+    def __init__(self, limit: int) -> None:
+        self.body = bytearray()
+        self._limit = limit
+        self._left = -1  # chunk data still to come; 0: its CRLF; -1: a size line next
+        self._trailer = False
+        self._trailer_bytes = 0
+
+    def feed(self, buf: bytearray) -> bool:
+        """Consume what it can from the front of ``buf``; True once the body is complete."""
+        pos, n = 0, len(buf)
+        try:
+            while pos < n:
+                if self._trailer:
+                    eol = buf.find(b"\r\n", pos)
+                    if eol < 0:
+                        self._trailer_bytes += n - pos
+                        if self._trailer_bytes > _MAX_CHUNK_LINE:
+                            raise _BadRequest(400, "BadRequest", "chunked trailer too long")
+                        return False
+                    line_empty = eol == pos
+                    pos = eol + 2
+                    if line_empty:
+                        del buf[:pos]
+                        pos = n = 0
+                        return True
+                elif self._left < 0:
+                    eol = buf.find(b"\r\n", pos, pos + _MAX_CHUNK_LINE)
+                    if eol < 0:
+                        if n - pos >= _MAX_CHUNK_LINE:
+                            raise _BadRequest(400, "BadRequest", "chunk size line too long")
+                        return False
+                    size_text = bytes(buf[pos:eol]).split(b";", 1)[0].strip()
+                    if not _HEX.match(size_text):
+                        raise _BadRequest(
+                            400, "BadRequest", f"malformed chunk size {size_text[:32]!r}"
+                        )
+                    size = int(size_text, 16)
+                    pos = eol + 2
+                    if size == 0:
+                        self._trailer = True
+                        continue
+                    if len(self.body) + size > self._limit:
+                        raise _BadRequest(
+                            413,
+                            "RequestEntityTooLarge",
+                            f"request body larger than {self._limit} bytes",
+                        )
+                    self._left = size
+                elif self._left > 0:
+                    take = min(self._left, n - pos)
+                    self.body += buf[pos : pos + take]
+                    self._left -= take
+                    pos += take
+                else:  # the chunk's data is in: its CRLF must follow
+                    if n - pos < 2:
+                        return False
+                    if buf[pos : pos + 2] != b"\r\n":
+                        raise _BadRequest(400, "BadRequest", "chunk data not followed by CRLF")
+                    pos += 2
+                    self._left = -1
+            return False
+        finally:
+            if pos:
+                del buf[:pos]
+
+
+@dataclass
+class _Pending:
+    """A request whose head has arrived, waiting for its body."""
+
+    method: str
+    target: str
+    version: str
+    headers: dict[str, str]
+    length: int = 0
+    chunked: _Chunked | None = None
+
+
 class HttpConnection(asyncio.Protocol):
-    """One client connection: parse, route, answer; keep-alive; requests answered in order."""
+    """One client connection: parse, route, answer; keep-alive; requests answered in order.
+
+    Framing is checked as a strict server does: a malformed request line, header, chunk size or
+    Content-Length is answered 400 and the connection closed; a body over the limit 413, in any
+    transfer encoding, before it is read. Deadlines (see HttpLimits) are kept as a time per
+    connection and enforced by the router's sweep once a second, so a request costs no timer.
+    """
 
     def __init__(self, router: Router) -> None:
         self._router = router
+        self._limits = router.limits
         self._buf = bytearray()
         self._transport: asyncio.Transport | None = None
         self._waiting = False
         self._keep_alive = True
         self._in_parse = False
         self._continue_sent = False
+        self._pending: _Pending | None = None
+        self._scanned = 0  # bytes of the buffer already searched for the end of the head
+        self.deadline = 0.0
+        """Loop time by which the connection must make progress (0: none while answering)."""
+        self.deadline_kind = "idle"
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
+        if len(self._router.connections) >= self._limits.max_connections:
+            self._keep_alive = False
+            self._reply(
+                HttpResponse(
+                    503,
+                    [*_error_headers("ServiceUnavailable"), ("Retry-After", "1")],
+                    _error_body("ServiceUnavailable", "too many open connections"),
+                )
+            )
+            return
         self._router.connections.add(self)
+        self._set_idle()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
@@ -158,7 +343,28 @@ class HttpConnection(asyncio.Protocol):
         if self._transport is not None:
             self._transport.close()
 
+    def _now(self) -> float:
+        return self._router.loop_time()
+
+    def _set_idle(self) -> None:
+        self.deadline_kind = "idle"
+        self.deadline = self._now() + self._limits.idle_timeout_s
+
+    def expire(self) -> None:
+        """Called by the sweep when the deadline passed: 408 for a half-sent request."""
+        if self.deadline_kind == "idle":
+            self.close()
+        else:
+            self._fail(
+                408,
+                "RequestTimeout",
+                f"request not received within the {self.deadline_kind} timeout",
+            )
+
     def data_received(self, data: bytes) -> None:
+        if not self._buf and not self._waiting and self._pending is None:
+            self.deadline_kind = "header"
+            self.deadline = self._now() + self._limits.header_timeout_s
         self._buf += data
         if not self._waiting:
             self._parse()
@@ -171,86 +377,121 @@ class HttpConnection(asyncio.Protocol):
         self._waiting = False
         if not self._keep_alive:
             t.close()
-        elif self._buf and not self._in_parse:
+            return
+        self._set_idle()
+        if self._buf and not self._in_parse:
+            self.deadline_kind = "header"
+            self.deadline = self._now() + self._limits.header_timeout_s
             self._parse()
 
-    def _fail(self, status: int, message: str) -> None:
+    def _fail(self, status: int, code: str, message: str) -> None:
         self._keep_alive = False
-        self._reply(HttpResponse.json(status, {"message": message}))
+        self._buf.clear()
+        self._pending = None
+        self._waiting = False
+        self._reply(HttpResponse(status, _error_headers(code), _error_body(code, message)))
 
     def _parse(self) -> None:
         self._in_parse = True
         try:
-            while not self._waiting and self._buf and self._transport is not None:
+            while not self._waiting and self._transport is not None:
+                if self._pending is None and not self._buf:
+                    return
                 if not self._parse_one():
                     return
+        except _BadRequest as e:
+            self._fail(e.status, e.code, e.message)
         finally:
             self._in_parse = False
 
-    def _parse_one(self) -> bool:
+    def _parse_head(self) -> _Pending | None:
         buf = self._buf
-        end = buf.find(b"\r\n\r\n")
+        end = buf.find(b"\r\n\r\n", max(0, self._scanned - 3), self._limits.max_head_bytes + 4)
         if end < 0:
-            if len(buf) > _MAX_HEAD:
-                self._fail(431, "request header too large")
-            return False
+            if len(buf) > self._limits.max_head_bytes:
+                raise _BadRequest(431, "RequestHeaderFieldsTooLarge", "request header too large")
+            self._scanned = len(buf)
+            return None
+        self._scanned = 0
         head = bytes(buf[:end]).decode("latin-1").split("\r\n")
-        try:
-            method, target, version = head[0].split(" ", 2)
-        except ValueError:
-            self._fail(400, "malformed request line")
-            return False
+        del buf[: end + 4]
+        parts = head[0].split(" ")
+        if len(parts) != 3 or not parts[0].isalpha() or not parts[2].startswith("HTTP/1."):
+            raise _BadRequest(400, "BadRequest", "malformed request line")
+        method, target, version = parts
         headers: dict[str, str] = {}
         for line in head[1:]:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        start = end + 4
-        if headers.get("transfer-encoding", "").lower() == "chunked":
-            parsed = _dechunk(buf, start)
-            if parsed is None:
-                return False
-            body, stop = parsed
+            name, colon, value = line.partition(":")
+            name = name.strip().lower()
+            if not colon or not name or " " in name:
+                raise _BadRequest(400, "BadRequest", "malformed header line")
+            value = value.strip()
+            framing = name in ("content-length", "transfer-encoding")
+            if framing and name in headers and headers[name] != value:
+                raise _BadRequest(400, "BadRequest", f"conflicting {name} headers")
+            headers[name] = value
+        pending = _Pending(method, target, version, headers)
+        te = headers.get("transfer-encoding")
+        if te is not None:
+            if "content-length" in headers:
+                raise _BadRequest(
+                    400, "BadRequest", "both Transfer-Encoding and Content-Length given"
+                )
+            if te.lower() != "chunked":
+                raise _BadRequest(501, "NotImplemented", f"Transfer-Encoding {te!r} not supported")
+            pending.chunked = _Chunked(self._limits.max_body_bytes)
         else:
-            try:
-                length = int(headers.get("content-length", "0"))
-            except ValueError:
-                self._fail(400, "malformed Content-Length")
+            text = headers.get("content-length", "0")
+            if not _DIGITS.match(text):
+                raise _BadRequest(400, "BadRequest", f"malformed Content-Length {text[:32]!r}")
+            pending.length = int(text)
+            if pending.length > self._limits.max_body_bytes:
+                raise _BadRequest(
+                    413,
+                    "RequestEntityTooLarge",
+                    f"request body larger than {self._limits.max_body_bytes} bytes",
+                )
+        self.deadline_kind = "body"
+        self.deadline += self._limits.body_timeout_s - self._limits.header_timeout_s
+        return pending
+
+    def _parse_one(self) -> bool:
+        if self._pending is None:
+            self._pending = self._parse_head()
+            if self._pending is None:
                 return False
-            if length > _MAX_BODY:
-                self._fail(413, f"body larger than {_MAX_BODY} bytes")
+        req = self._pending
+        buf = self._buf
+        if req.chunked is not None:
+            if not req.chunked.feed(buf):
                 return False
-            if len(buf) - start < length:
-                if headers.get("expect", "").lower() == "100-continue" and not self._continue_sent:
+            body = bytes(req.chunked.body)
+        else:
+            if len(buf) < req.length:
+                if (
+                    req.headers.get("expect", "").lower() == "100-continue"
+                    and not self._continue_sent
+                ):
                     self._continue_sent = True
                     assert self._transport is not None
                     self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
                 return False
-            body, stop = bytes(buf[start : start + length]), start + length
-        del buf[:stop]
+            body = bytes(buf[: req.length])
+            del buf[: req.length]
+        self._pending = None
         self._continue_sent = False
-        conn = headers.get("connection", "").lower()
-        self._keep_alive = conn != "close" and (version == "HTTP/1.1" or conn == "keep-alive")
-        path, _, query = target.partition("?")
+        conn = req.headers.get("connection", "").lower()
+        self._keep_alive = conn != "close" and (req.version == "HTTP/1.1" or conn == "keep-alive")
+        path, _, query = req.target.partition("?")
         self._waiting = True
-        self._router.handle(HttpRequest(method, path, query, headers, body), self._reply)
+        self.deadline = 0.0
+        self._router.handle(HttpRequest(req.method, path, query, req.headers, body), self._reply)
         return True
 
 
-def _dechunk(buf: bytearray, pos: int) -> tuple[bytes, int] | None:
-    """A complete chunked body starting at ``pos``: (body, end), or None if more is needed."""
-    out = bytearray()
-    while True:
-        eol = buf.find(b"\r\n", pos)
-        if eol < 0:
-            return None
-        size = int(bytes(buf[pos:eol]).split(b";")[0] or b"0", 16)
-        pos = eol + 2
-        if size == 0:
-            trailer_end = buf.find(b"\r\n", pos)
-            if trailer_end < 0:
-                return None
-            return bytes(out), trailer_end + 2
-        if len(buf) < pos + size + 2:
-            return None
-        out += buf[pos : pos + size]
-        pos += size + 2
+def _error_headers(code: str) -> list[tuple[str, str]]:
+    return [("Content-Type", "application/x-amz-json-1.1"), ("x-amzn-ErrorType", code)]
+
+
+def _error_body(code: str, message: str) -> bytes:
+    return json.dumps({"__type": code, "message": message, "Message": message}).encode()

@@ -204,7 +204,7 @@ def _positive(value: Any, where: str) -> float:
         or not isinstance(value, (int, float))
         or not (math.isfinite(value) and value > 0)
     ):
-        raise ProfileError(f"{where}: must be a finite number > 0, got {value!r}")
+        raise ProfileError(f"{where}: must be a number > 0, got {value!r}")
     return float(value)
 
 
