@@ -10,7 +10,10 @@ list that must exit 0.
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -70,6 +73,19 @@ def _segment(**fields: str) -> str:
 
 def _csv(rows: list[tuple[str, str]]) -> str:
     return "timestamp,invocations\n" + "".join(f"{t},{c}\n" for t, c in rows)
+
+
+def _snapshot(**changes: Any) -> str:
+    doc: dict[str, Any] = {
+        "version": 1,
+        "resource_id": f"endpoint/{ENDPOINT}/variant/AllTraffic",
+        "taken_at": "2026-01-01T00:00:00Z",
+        "target": {"MinCapacity": 1, "MaxCapacity": 4},
+        "policies": [],
+        "scheduled_actions": [],
+    }
+    doc.update(changes)
+    return json.dumps(doc)
 
 
 MINUTES = [(f"2025-01-01T00:{m:02d}:00Z", "60") for m in range(20)]
@@ -166,23 +182,20 @@ FILES: dict[str, str] = {
     "grid-huge.toml": "min_capacities = [1000000000]\n",
     "grid-nan.toml": "target_values = [nan]\n",
     "grid-str.toml": 'scale_in_cooldowns_s = ["300"]\n',
-    "snap-no-max.json": json.dumps(
-        {
-            "resource": {
-                "service_namespace": "sagemaker",
-                "resource_id": f"endpoint/{ENDPOINT}/variant/AllTraffic",
-                "scalable_dimension": "sagemaker:variant:DesiredInstanceCount",
-            },
-            "taken_at": "2026-01-01T00:00:00Z",
-            "target": {"MinCapacity": 1},
-            "policies": [],
-            "scheduled_actions": [],
-        }
-    ),
+    "snap-no-max.json": _snapshot(target={"MinCapacity": 1}),
+    "snap-max-str.json": _snapshot(target={"MinCapacity": 1, "MaxCapacity": "8"}),
+    "snap-policy-bad.json": _snapshot(policies=[42]),
+    "snap-no-version.json": json.dumps({"resource_id": "endpoint/x/variant/y"}),
     "snap-not-json.json": "{oops",
     "snap-array.json": "[]",
     "snap-empty.json": "",
     "a-file": "just a file\n",
+    "ok-zero.toml": _segment(hold='"30m"', rps="0"),
+    "ok-aws-max.policy.json": _policy(TargetValue=1.174271e108, MaxCapacity=2**31 - 1),
+    "ok-aws-min.policy.json": _policy(TargetValue=8.6e-109, ScaleOutCooldown=0),
+    "ok-min-1e9.policy.json": _policy(MinCapacity=10**9, MaxCapacity=10**9),
+    "ok-grid-tiny.toml": "target_fractions = [0.5]\nscale_out_cooldowns_s = [60]\n"
+    "scale_in_cooldowns_s = [300]\nmin_capacities = [1]\nmax_capacities = [4]\n",
     "payload.jsonl": '{"x": 1}\n',
 }
 
@@ -250,7 +263,9 @@ def _sim_capacity(name: str) -> list[str]:
     return [*SIM, "--capacity", "{d}/" + name, *SIM_OUT]
 
 
-PROFILE_FILES = [n for n in FILES if n.endswith(".toml") and not n.startswith(("good", "grid"))]
+PROFILE_FILES = [
+    n for n in FILES if n.endswith(".toml") and not n.startswith(("good", "grid", "ok-"))
+]
 PROFILE_FILES += ["bad-columns.csv", "one-row.csv", "missing.toml", "a-dir"]
 PROFILE_FILES.remove("replay-start-zero.toml")
 PROFILE_FILES.remove("poisson.toml")
@@ -472,7 +487,7 @@ CASES += [
     ),
 ]
 CASES += [
-    (f"export-{n}", ["export", "{d}/" + n, "--format", "cli", "--endpoint", ENDPOINT])
+    (f"export-{n}", ["export", "{d}/" + n, "--format", "aws-cli", "--endpoint", ENDPOINT])
     for n in ("missing.json", "policy-tv-inf.policy.json", "policy-out-neg.policy.json", "a-dir")
 ]
 CASES += [("export-format-bad", ["export", "{d}/good.policy.json", "--format", "yaml"])]
@@ -546,3 +561,81 @@ def test_corpus_is_large_and_covers_every_subcommand() -> None:
     assert len({name for name, _ in CASES}) == len(CASES)
     covered = {argv[0] for _, argv in CASES if argv}
     assert covered >= set(_command_modules())
+
+
+VALID: list[tuple[str, list[str]]] = [
+    ("simulate-replay-start-0d", _sim_profile("replay-start-zero.toml")),
+    ("simulate-poisson-seed-0", [*_sim_profile("poisson.toml"), "--seed", "0"]),
+    ("simulate-seed-max", [*SIM, "--seed", str(2**32 - 1), *SIM_OUT]),
+    ("simulate-zero-lag-boot-jitter", [*SIM, "--metric-lag-s", "0", "--boot-s", "0", *SIM_OUT]),
+    ("simulate-zero-traffic", _sim_profile("ok-zero.toml")),
+    ("simulate-target-at-aws-min", _sim_policy("ok-aws-min.policy.json")),
+    ("simulate-out-existing-dir", [*SIM, "--out", "{d}/a-dir"]),
+    ("simulate-scheduled-at-0", [*SIM, "--scheduled", "0:1:4", *SIM_OUT]),
+    ("simulate-csv-profile", _sim_profile("good.csv")),
+    (
+        "export-aws-limits",
+        ["export", "{d}/ok-aws-max.policy.json", "--format", "aws-cli", "--endpoint", ENDPOINT],
+    ),
+    (
+        "apply-dry-run-capacity-1e9",
+        ["apply", "{d}/ok-min-1e9.policy.json", "--endpoint", ENDPOINT, "--dry-run", *AWS],
+    ),
+    ("restore-dir-without-journal", ["restore", "{d}/a-dir", *AWS]),
+    ("snapshot-new-nested-path", [*SNAP, "--out", "{d}/out/new/dir/s.json", *AWS]),
+    (
+        "collect-past-day-hourly",
+        [*COLLECT, "--days", "1", "--period-s", "3600", "--out", "{d}/out/hist.csv", *AWS],
+    ),
+    (
+        "tune-tiny-grid",
+        [*TUNE, "--grid", "{d}/ok-grid-tiny.toml", "--seeds", "1", "--out", "{d}/out/tune-ok"],
+    ),
+    ("trial-dry-run", [*TRIAL, *TRIAL_REST]),
+    ("calibrate-dry-run", [*CAL, "--out", "{d}/out/capacity.json", *AWS]),
+]
+
+
+@pytest.mark.parametrize("argv", [c[1] for c in VALID], ids=[c[0] for c in VALID])
+def test_valid_edge_case_exits_0(
+    argv: list[str],
+    corpus_dir: Path,
+    local_aws: str,
+    busy_port: int,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, err, _ = _run(_fill(argv, corpus_dir, local_aws, busy_port), capsys)
+    assert code == 0, err[-2000:]
+    assert "Traceback" not in err and "error" not in err.lower()
+    assert not list(corpus_dir.rglob("*.tmp"))
+
+
+SUBPROCESS_CASES = [
+    ("csv-as-toml", _sim_profile("csv-as.toml"), "replay CSV"),
+    (
+        "endpoint-url",
+        ["snapshot", "--endpoint", "x", "--out", "{d}/s.json", "--endpoint-url", "not-a-url"],
+        "--endpoint-url must be an http(s) URL",
+    ),
+    ("port", ["emulate", "--port", "70000"], "--port must be in 0..65535"),
+]
+
+
+@pytest.mark.parametrize(
+    "argv,needle", [c[1:] for c in SUBPROCESS_CASES], ids=[c[0] for c in SUBPROCESS_CASES]
+)
+def test_console_entry_point_gives_one_line(
+    argv: list[str], needle: str, corpus_dir: Path, busy_port: int
+) -> None:
+    """The installed `tuner` script, as a user runs it: exit 2, one line, no traceback."""
+    tuner = Path(sys.executable).with_name("tuner")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    proc = subprocess.run(
+        [str(tuner), *_fill(argv, corpus_dir, "http://127.0.0.1:1", busy_port)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and needle in lines[0], proc.stderr

@@ -65,8 +65,13 @@ class ScalingSnapshot:
         """Write atomically (a torn snapshot would make restore impossible)."""
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
-        tmp.replace(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+            tmp.replace(path)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)  # never leave NAME.tmp behind
+            raise TunerError(f"{path}: cannot write the snapshot ({e.strerror or e})") from e
         return path
 
     @classmethod
@@ -76,7 +81,7 @@ class ScalingSnapshot:
         if not isinstance(data, dict) or data.get("version") != SNAPSHOT_VERSION:
             raise TunerError(f"{path}: not a tuner scaling snapshot (version {SNAPSHOT_VERSION})")
         try:
-            return cls(
+            snap = cls(
                 resource=Resource.parse(data["resource_id"]),
                 target=data["target"],
                 policies=tuple(data["policies"]),
@@ -85,6 +90,16 @@ class ScalingSnapshot:
             )
         except (KeyError, TypeError) as e:
             raise TunerError(f"{path}: snapshot field {e} is missing or malformed") from e
+        target = snap.target
+        if target is not None:
+            for key in ("MinCapacity", "MaxCapacity"):
+                value = target.get(key) if isinstance(target, dict) else None
+                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                    raise TunerError(f"{path}: target.{key} must be an integer >= 0, got {value!r}")
+        for i, policy in enumerate(snap.policies):
+            if not isinstance(policy, dict) or not isinstance(policy.get("PolicyName"), str):
+                raise TunerError(f"{path}: policies[{i}] must be an object with a PolicyName")
+        return snap
 
 
 class AutoScaling(ClientAdapter):

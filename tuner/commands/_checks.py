@@ -49,7 +49,7 @@ class Bound:
 
 
 def _num(value: float) -> str:
-    return f"{value:,}" if isinstance(value, int) else f"{value:g}"
+    return str(value) if isinstance(value, int) else f"{value:g}"
 
 
 _DAY_S = 86_400.0
