@@ -96,6 +96,11 @@ def run(args: argparse.Namespace) -> int:
         encoding="utf-8",
     )
     total = history["invocations"].sum()
+    if total == 0:
+        print(
+            f"note: CloudWatch holds no Invocations for {args.endpoint}/{args.variant} in this "
+            "window: every row is zero (an idle endpoint, or the wrong window or region)"
+        )
     print(
         f"wrote {out} ({len(history)} rows, {total:,.0f} invocations) and replay profile "
         f"{profile_out}"
