@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuner.commands._common import add_aws_options, add_resource_options, aws_session, resource_from
+
+if TYPE_CHECKING:
+    from tuner.aws import AwsSession
+    from tuner.policy import Resource, ScalingPolicy
 
 EPILOG = """\
 examples:
@@ -21,7 +25,7 @@ puts the target-tracking policy, reads both back and checks they equal the file.
 
 
 def register(sub: Any) -> argparse.ArgumentParser:
-    p = sub.add_parser(
+    p: argparse.ArgumentParser = sub.add_parser(
         "apply",
         help="apply a policy file to an endpoint (diff, dry run, verify)",
         description="Apply a *.policy.json to a SageMaker endpoint variant through Application "
@@ -39,14 +43,22 @@ def register(sub: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tuner.aws import AutoScaling, Endpoints
-    from tuner.policy.diff import format_diff
-    from tuner.policy.policy import ScalingPolicy
+    from tuner.policy import ScalingPolicy
 
     policy = ScalingPolicy.load(args.policy)
     resource = resource_from(args)
     policy.check_resource(resource)
-    session = aws_session(args)
+    apply_policy(policy, resource, aws_session(args), dry_run=args.dry_run)
+    return 0
+
+
+def apply_policy(
+    policy: ScalingPolicy, resource: Resource, session: AwsSession, *, dry_run: bool
+) -> None:
+    """Show the diff against the live configuration, then apply (or, dry, print the calls)."""
+    from tuner.aws import AutoScaling, Endpoints
+    from tuner.policy import format_diff
+
     if resource.kind.value == "variant":
         # Fails with EndpointNotFound (exit 2) before anything is changed.
         Endpoints(session=session).describe(resource.endpoint).variant(resource.variant or "")
@@ -63,15 +75,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"  note: other policies on this target stay as they are: {', '.join(others)}")
     if live == policy:
         print("nothing to change: the live configuration already equals the file")
-        return 0
-    if args.dry_run:
+        return
+    if dry_run:
         print("dry run: would call")
         for name, payload in (
             ("RegisterScalableTarget", policy.register_scalable_target_args(resource)),
             ("PutScalingPolicy", policy.put_scaling_policy_args(resource)),
         ):
             print(f"  application-autoscaling {name} {json.dumps(payload)}")
-        return 0
+        return
     scaling.apply(policy, resource)
     print(f"applied and verified: {resource.resource_id} now runs {policy.label}")
-    return 0

@@ -43,8 +43,9 @@ from tuner.aws import AutoScaling, AwsSession, Endpoints, fetch_variant_metrics
 from tuner.clock import VirtualClock
 from tuner.errors import Terminated, TrialError, TunerError, ValidationError
 from tuner.live.loadgen import LoadTestConfig, run_loadtest, start_epoch
-from tuner.policy.policy import Resource, ScalingPolicy
+from tuner.policy import Resource, ScalingPolicy
 from tuner.profiles.profile import Profile, load_profile
+from tuner.tune.run import trial_folder
 
 JOURNAL_NAME = "restore-journal.json"
 # What a trial reads from CloudWatch. No percentiles: latency percentiles come from the load
@@ -265,11 +266,7 @@ class TrialSpec:
 
 
 def trial_dir(run_dir: Path, policy: ScalingPolicy, profile: Profile) -> Path:
-    return Path(run_dir) / "trials" / f"{policy.label}__{_slug(profile.name)}"
-
-
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "-" for c in text) or "profile"
+    return trial_folder(run_dir, policy.label, profile.name)
 
 
 def _atomic_write(path: Path, text: str) -> None:
