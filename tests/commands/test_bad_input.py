@@ -191,6 +191,7 @@ FILES: dict[str, str] = {
     "snap-empty.json": "",
     "a-file": "just a file\n",
     "ok-zero.toml": _segment(hold='"30m"', rps="0"),
+    "ok-long.toml": _segment(hold='"300d"', rps="10"),
     "ok-aws-max.policy.json": _policy(TargetValue=1.174271e108, MaxCapacity=2**31 - 1),
     "ok-aws-min.policy.json": _policy(TargetValue=8.6e-109, ScaleOutCooldown=0),
     "ok-min-1e9.policy.json": _policy(MinCapacity=10**9, MaxCapacity=10**9),
@@ -350,6 +351,7 @@ CASES += [
     ("tune-max-error-rate-neg", [*TUNE[:-1], "-0.1", *TUNE_OUT]),
     ("tune-max-error-rate-nan", [*TUNE[:-1], "nan", *TUNE_OUT]),
     ("tune-slo-zero", [*TUNE[:4], "0", *TUNE[5:], *TUNE_OUT]),
+    ("tune-grid-too-large-for-memory", [*TUNE[:2], "{d}/ok-long.toml", *TUNE[3:], *TUNE_OUT]),
     ("tune-live-without-endpoint", [*TUNE, "--live", *TUNE_OUT]),
     ("tune-endpoint-unknown", [*TUNE, "--endpoint", "no-such-endpoint", *AWS, *TUNE_OUT]),
     (
@@ -449,6 +451,10 @@ CASES += [
     (
         "snapshot-endpoint-unknown",
         ["snapshot", "--endpoint", "nope", "--out", "{d}/out/s.json", *AWS],
+    ),
+    (
+        "snapshot-region-not-served",
+        [*SNAP, "--out", "{d}/out/s.json", "--region", "eu-west-1", *AWS],
     ),
     ("snapshot-no-endpoint", ["snapshot", "--out", "{d}/out/s.json", *AWS]),
     (

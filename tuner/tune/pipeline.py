@@ -16,6 +16,7 @@ boot jitter ±60 s, 60-s metric delay, warm start) and the default :class:`Grid`
 from __future__ import annotations
 
 import hashlib
+import math
 import platform
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,8 +29,9 @@ import pandas as pd
 
 from tuner.errors import PolicyError, ValidationError
 from tuner.model.capacity import Capacity
+from tuner.model.scaling import step_s_for
 from tuner.model.settings import SimulationSettings
-from tuner.model.simulator import simulate
+from tuner.model.simulator import check_size, simulate
 from tuner.policy.policy import DEFAULT_POLICY_NAME, ScalingPolicy
 from tuner.profiles.profile import Profile
 from tuner.tune.grid import Grid
@@ -136,6 +138,8 @@ def tune(
         if extra is not None:
             by_label.setdefault(extra.label, extra)
     policies = list(by_label.values())
+    for profile in profiles:  # refuse a run that cannot fit before any work or output
+        check_size(math.ceil(profile.duration_s / step_s_for(policies)), policies, None, ())
     progress(
         f"{len(policies)} candidates x {len(profiles)} profiles x {len(settings.seeds)} seeds "
         f"(Min {'/'.join(map(str, mins))}, Max {'/'.join(map(str, maxes))})"
