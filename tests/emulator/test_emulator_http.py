@@ -323,7 +323,11 @@ def test_emulator_answers_malformed_http_and_keeps_serving(emulate: tuple[str, i
 @pytest.fixture
 def strict_aws() -> Iterator[tuple[str, int]]:
     limits = HttpLimits(
-        header_timeout_s=0.5, body_timeout_s=1.0, idle_timeout_s=1.0, max_connections=20
+        header_timeout_s=0.5,
+        body_timeout_s=1.0,
+        idle_timeout_s=1.0,
+        max_connections=20,
+        max_buffered_bytes=1_000_000,
     )
     aws = LocalAws(EmulatorConfig(port=0, speed=20.0, endpoint=ENDPOINT, http_limits=limits))
     aws.start()
@@ -360,6 +364,13 @@ def test_half_sent_requests_time_out_and_connections_are_bounded(
     finally:
         for s in held:
             s.close()
+    time.sleep(0.2)
+    # Bodies sent slowly by many clients: the one that passes the bytes-in-flight bound gets 503.
+    with socket.create_connection(addr, timeout=5) as first:
+        first.sendall(_post(INVOKE, {"Content-Length": "900000"}, b"x" * 600_000))
+        time.sleep(0.1)
+        second = _exchange(addr, _post(INVOKE, {"Content-Length": "900000"}, b"x" * 600_000))
+        assert _status_and_type(second) == (503, "ServiceUnavailable")
     time.sleep(0.2)
     ok = _exchange(addr, _post(INVOKE, {"Content-Length": "2"}, b"{}"))
     assert _status_and_type(ok)[0] == 200

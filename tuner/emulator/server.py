@@ -66,6 +66,8 @@ class Router:
         limits: HttpLimits | None = None,
     ) -> None:
         self.limits = limits or HttpLimits()
+        self.buffered = 0
+        """Request bytes held by all connections (see HttpLimits.max_buffered_bytes)."""
         self.region = region
         self.loop_time = loop.time
         self._endpoint = endpoint
@@ -200,6 +202,10 @@ class HttpLimits:
     """A keep-alive connection with no request in it is closed after this long."""
     max_connections: int = 1024
     """Open connections; one more is answered 503 and closed."""
+    max_buffered_bytes: int = 256 * 1024 * 1024
+    """Request bytes held across all connections (heads and bodies not yet answered); the
+    connection whose bytes would pass it is answered 503, so memory stays bounded however many
+    clients send large bodies slowly at once."""
 
 
 class _BadRequest(Exception):
@@ -316,6 +322,7 @@ class HttpConnection(asyncio.Protocol):
         self._continue_sent = False
         self._pending: _Pending | None = None
         self._scanned = 0  # bytes of the buffer already searched for the end of the head
+        self._held = 0  # bytes this connection counts in router.buffered
         self.deadline = 0.0
         """Loop time by which the connection must make progress (0: none while answering)."""
         self.deadline_kind = "idle"
@@ -338,6 +345,16 @@ class HttpConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
         self._router.connections.discard(self)
+        self._router.buffered -= self._held
+        self._held = 0
+
+    def _account(self) -> None:
+        pending = self._pending
+        held = len(self._buf)
+        if pending is not None and pending.chunked is not None:
+            held += len(pending.chunked.body)
+        self._router.buffered += held - self._held
+        self._held = held
 
     def close(self) -> None:
         if self._transport is not None:
@@ -366,7 +383,10 @@ class HttpConnection(asyncio.Protocol):
             self.deadline_kind = "header"
             self.deadline = self._now() + self._limits.header_timeout_s
         self._buf += data
-        if not self._waiting:
+        self._account()
+        if self._router.buffered > self._limits.max_buffered_bytes:
+            self._fail(503, "ServiceUnavailable", "too many request bytes in flight; retry")
+        elif not self._waiting:
             self._parse()
 
     def _reply(self, resp: HttpResponse) -> None:
@@ -389,6 +409,7 @@ class HttpConnection(asyncio.Protocol):
         self._buf.clear()
         self._pending = None
         self._waiting = False
+        self._account()
         self._reply(HttpResponse(status, _error_headers(code), _error_body(code, message)))
 
     def _parse(self) -> None:
@@ -403,6 +424,7 @@ class HttpConnection(asyncio.Protocol):
             self._fail(e.status, e.code, e.message)
         finally:
             self._in_parse = False
+            self._account()
 
     def _parse_head(self) -> _Pending | None:
         buf = self._buf
