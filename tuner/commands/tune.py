@@ -119,9 +119,9 @@ def register(sub: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--metric-lag-s",
         type=float,
-        default=60.0,
         metavar="S",
-        help="CloudWatch publishing delay of each datapoint (default: 60)",
+        help="CloudWatch publishing delay of each datapoint (default: the capacity file's "
+        "metric_lag_s, else 60)",
     )
     p.add_argument("--endpoint", help="evaluate this endpoint's current policy too (reads AWS)")
     p.add_argument(

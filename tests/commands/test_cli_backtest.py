@@ -1,0 +1,195 @@
+"""`tuner backtest` end to end on the local AWS, whose boot time and metric delay it is not told.
+
+The emulator runs with ``metric_lag_s=90`` and a capacity with ``boot_s=420``; three virtual hours
+of a real load balancer's request count (``elb_request_count_8c0756.csv``, six hours played at
+double speed) are sent to its endpoint over real HTTP at 240x, then `tuner backtest --endpoint`
+reads CloudWatch, the scaling activities, the policy and the alarms back through boto3 and must
+recover both values and reproduce the recorded desired capacity minute by minute.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.client
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import boto3
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import TRACES
+from tuner.emulator import EmulatorConfig, LocalAws
+from tuner.model.capacity import Capacity
+from tuner.policy.policy import ScalingPolicy
+from tuner.policy.resource import Resource
+from tuner.profiles.profile import parse_profile
+
+SPEED = 240.0
+ENDPOINT = "bt-endpoint"
+TRUE_BOOT_S = 420
+TRUE_LAG_S = 90
+HIDDEN = Capacity.from_dict(
+    {
+        "instance_type": "ml.m5.large",
+        "hourly_usd": 0.115,
+        "boot_s": TRUE_BOOT_S,
+        "max_rps_per_instance": 5.0,
+        "timeout_ms": 20000,
+        "latency_ms": [{"rps": 1, "p50": 40, "p99": 90}, {"rps": 5, "p50": 50, "p99": 120}],
+    }
+)
+POLICY = ScalingPolicy(
+    min_capacity=1,
+    max_capacity=8,
+    target_value=15.0,
+    scale_out_cooldown_s=60,
+    scale_in_cooldown_s=120,
+    name="bt-target-tracking",
+)
+TRACE = TRACES / "elb_request_count_8c0756.csv"
+
+
+def _send(port: int, times_real: np.ndarray, errors: list[str]) -> None:
+    """POST one InvokeEndpoint per due time (real epoch seconds), on one kept-alive connection."""
+    import time
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    path = f"/endpoints/{ENDPOINT}/invocations"
+    try:
+        for due in times_real:
+            wait = due - time.time()
+            if wait > 0:
+                time.sleep(wait)
+            conn.request("POST", path, body=b"{}", headers={"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            resp.read()
+            if resp.status != 200:
+                errors.append(f"HTTP {resp.status}")
+    except OSError as e:
+        errors.append(repr(e))
+    finally:
+        conn.close()
+
+
+def _drive(aws: LocalAws, arrivals_v: np.ndarray, start_v: float, threads: int = 6) -> list[str]:
+    times_real = np.array([aws.clock.to_real(start_v + a) for a in arrivals_v])
+    errors: list[str] = []
+    workers = [
+        threading.Thread(target=_send, args=(aws.port, times_real[i::threads], errors))
+        for i in range(threads)
+    ]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return errors
+
+
+@pytest.fixture(scope="module")
+def backtested(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    if not TRACE.is_file():
+        pytest.skip(f"the shared traces are not beside the checkout: {TRACE}")
+    tmp = tmp_path_factory.mktemp("backtest")
+    profile = parse_profile(
+        {
+            "name": "elb",
+            "segment": [
+                {
+                    "replay": str(TRACE),
+                    "start": "6h",
+                    "limit": "6h",
+                    "time_scale": 0.5,
+                    "peak_rps": 1.5,
+                }
+            ],
+        }
+    )
+    config = EmulatorConfig(
+        speed=SPEED, endpoint=ENDPOINT, capacity=HIDDEN, metric_lag_s=float(TRUE_LAG_S)
+    )
+    with LocalAws(config) as aws:
+        creds = {"region_name": "us-east-1", "aws_access_key_id": "testing",
+                 "aws_secret_access_key": "testing"}  # fmt: skip
+        aas = boto3.client("application-autoscaling", endpoint_url=aws.url, **creds)
+        aas.register_scalable_target(**POLICY.register_scalable_target_args(
+            Resource.for_variant(ENDPOINT, "AllTraffic")))  # fmt: skip
+        aas.put_scaling_policy(**POLICY.put_scaling_policy_args(
+            Resource.for_variant(ENDPOINT, "AllTraffic")))  # fmt: skip
+        start_v = (aws.clock.now() // 60 + 2) * 60  # a whole virtual minute, a moment away
+        errors = _drive(aws, profile.arrivals(0, profile.duration_s), start_v)
+        end_v = start_v + profile.duration_s
+        aws.clock.wait_until(end_v + 90, threading.Event())  # the last datapoint published
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env.update(aws.env)
+        env["AWS_CONFIG_FILE"] = env["AWS_SHARED_CREDENTIALS_FILE"] = str(tmp / "none")
+        end_iso = dt.datetime.fromtimestamp(end_v, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        out = tmp / "bt"
+        done = subprocess.run(
+            [sys.executable, "-m", "tuner", "backtest", "--endpoint", ENDPOINT,
+             "--hours", f"{profile.duration_s / 3600:g}", "--end", end_iso,
+             "--write-capacity", str(tmp / "fitted.json"), "--out", str(out)],
+            env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        activities = len(aws.autoscaler.activities)
+    assert done.returncode == 0, done.stderr
+    return {
+        "out": out,
+        "stdout": done.stdout,
+        "doc": json.loads((out / "backtest.json").read_text()),
+        "minutes": pd.read_csv(out / "backtest.csv"),
+        "fitted": Capacity.load(tmp / "fitted.json"),
+        "errors": errors,
+        "activities": activities,
+    }
+
+
+def test_the_replayed_trace_scaled_out_and_in_several_times(backtested: dict[str, Any]) -> None:
+    assert backtested["errors"] == []
+    rec = backtested["doc"]["recorded"]
+    assert rec["scale_outs"] >= 4 and rec["scale_ins"] >= 3, rec
+    assert backtested["doc"]["window"]["minutes"] == 180
+
+
+def test_boot_time_and_metric_delay_are_recovered(backtested: dict[str, Any]) -> None:
+    fitted = backtested["doc"]["fitted"]
+    assert abs(fitted["boot_s"] - TRUE_BOOT_S) <= 30, fitted
+    assert abs(fitted["metric_lag_s"] - TRUE_LAG_S) <= 30, fitted
+    assert fitted["boot_uncertainty_s"] is not None and fitted["boot_uncertainty_s"] < 30
+    assert fitted["metric_lag_uncertainty_s"] is not None
+    assert fitted["metric_lag_uncertainty_s"] < 30
+    # the fitted values land in the capacity file that simulate and tune read
+    assert backtested["fitted"].boot_s == round(fitted["boot_s"])
+    assert backtested["fitted"].metric_lag_s == fitted["metric_lag_s"]
+
+
+def test_fitted_model_agrees_minute_by_minute_and_defaults_do_worse(
+    backtested: dict[str, Any],
+) -> None:
+    doc, minutes = backtested["doc"], backtested["minutes"]
+    fitted, default = doc["fitted_score"], doc["default_score"]
+    assert fitted["agreement"] >= 0.95, fitted
+    # recomputed from the per-minute file, not taken on trust
+    share = float((minutes["recorded_desired"] == minutes["simulated_desired"]).mean())
+    assert share == pytest.approx(fitted["agreement"])
+    assert default["agreement"] <= fitted["agreement"] - 0.05, (fitted, default)
+    assert abs(default["mean_scale_out_error_s"]) > abs(fitted["mean_scale_out_error_s"]) + 20
+    # the defaults compared with are the model's own (the backtest was told nothing)
+    assert doc["defaults"] == {"boot_s": 300.0, "metric_lag_s": 60.0}
+
+
+def test_report_section_and_alarm_note(backtested: dict[str, Any]) -> None:
+    out: Path = backtested["out"]
+    md = (out / "backtest.md").read_text()
+    assert "minutes agreeing" in md and "fitted" in md
+    page = (out / "backtest.html").read_text()
+    assert page.count("data:image/png;base64,") == 1
+    # the emulator creates no CloudWatch alarms: the report says the defaults were used
+    assert any("no AlarmHigh alarm" in n for n in backtested["doc"]["notes"])
+    assert (out / "history.csv").is_file() and (out / "history.scaling.json").is_file()
