@@ -138,7 +138,19 @@ def backtested(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             env=env, capture_output=True, text=True, timeout=120,
         )  # fmt: skip
         activities = len(aws.autoscaler.activities)
-    assert done.returncode == 0, done.stderr
+        assert done.returncode == 0, done.stderr
+        grid = tmp / "grid.toml"
+        grid.write_text(
+            "target_values = [10.0, 15.0, 30.0]\nscale_out_cooldowns_s = [60]\n"
+            "scale_in_cooldowns_s = [300]\nmin_capacities = [1, 2]\nmax_capacities = [8]\n"
+        )
+        tuned = subprocess.run(
+            [sys.executable, "-m", "tuner", "tune", "--profile", str(out / "history.csv"),
+             "--slo-p99-ms", "500", "--max-error-rate", "0.01", "--seeds", "1",
+             "--grid", str(grid), "--endpoint", ENDPOINT, "--backtest", "--backtest-days", "0.15",
+             "--out", str(tmp / "tuned")],
+            env=env, capture_output=True, text=True, timeout=180,
+        )  # fmt: skip
     return {
         "out": out,
         "stdout": done.stdout,
@@ -147,6 +159,8 @@ def backtested(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "fitted": Capacity.load(tmp / "fitted.json"),
         "errors": errors,
         "activities": activities,
+        "tuned": tuned,
+        "tuned_dir": tmp / "tuned",
     }
 
 
@@ -193,3 +207,22 @@ def test_report_section_and_alarm_note(backtested: dict[str, Any]) -> None:
     # the emulator creates no CloudWatch alarms: the report says the defaults were used
     assert any("no AlarmHigh alarm" in n for n in backtested["doc"]["notes"])
     assert (out / "history.csv").is_file() and (out / "history.scaling.json").is_file()
+
+
+def test_tune_with_backtest_uses_the_fitted_values(backtested: dict[str, Any]) -> None:
+    tuned = backtested["tuned"]
+    assert tuned.returncode == 0, tuned.stderr
+    run = backtested["tuned_dir"]
+    doc = json.loads((run / "backtest" / "backtest.json").read_text())
+    settings = json.loads((run / "manifest.json").read_text())["simulation"]
+    assert settings["boot_s"] == doc["fitted"]["boot_s"]
+    assert settings["metric_lag_s"] == doc["fitted"]["metric_lag_s"]
+    robust = pd.read_csv(run / "backtest" / "robustness.csv")
+    # 3 boot times x 3 delays (each value -u, value, +u) when both uncertainties are known
+    assert len(robust) == 9 and set(robust["boot_s"]) == {
+        doc["fitted"]["boot_s"] - doc["fitted"]["boot_uncertainty_s"],
+        doc["fitted"]["boot_s"],
+        doc["fitted"]["boot_s"] + doc["fitted"]["boot_uncertainty_s"],
+    }
+    assert "Backtest: the model against" in (run / "report.md").read_text()
+    assert "Robustness:" in (run / "report.html").read_text()

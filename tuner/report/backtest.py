@@ -24,6 +24,8 @@ from tuner.report import plots
 
 BACKTEST_JSON = "backtest.json"
 BACKTEST_CSV = "backtest.csv"
+ROBUSTNESS_CSV = "robustness.csv"
+"""``tune --backtest``: the recommendation at the corners of the fitted values' uncertainty."""
 
 
 def _num(x: float) -> float | None:
@@ -195,6 +197,13 @@ def section_markdown(out: str | Path, *, level: int = 2) -> str:
         "",
     ]
     lines += [f"- {n}" for n in doc["notes"]]
+    if (Path(out) / ROBUSTNESS_CSV).is_file():
+        frame = pd.read_csv(Path(out) / ROBUSTNESS_CSV)
+        lines += ["", _robust_text(frame), "", "| " + " | ".join(frame.columns) + " |"]
+        lines.append("|" + "---|" * len(frame.columns))
+        lines += [
+            "| " + " | ".join(str(v) for v in r) + " |" for r in frame.itertuples(index=False)
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -215,11 +224,34 @@ def section_html(out: str | Path) -> str:
     uri = "data:image/png;base64," + base64.b64encode(plots.png(fig)).decode("ascii")
     spans = "; ".join(f"from {s['from']}: {', '.join(s['policies'])}" for s in doc["policy_spans"])
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in doc["notes"])
+    robust = ""
+    if (out / ROBUSTNESS_CSV).is_file():
+        frame = pd.read_csv(out / ROBUSTNESS_CSV)
+        robust = f"<p>{html.escape(_robust_text(frame))}</p>" + _html_table(frame)
     return (
         "<section><h2>Backtest: the model against the endpoint's own history</h2>"
         f"<p>{html.escape(_reading(doc))}</p>"
         f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
         f"<p>Policies in force: {html.escape(spans)}</p>"
         f"{'<ul>' + notes + '</ul>' if notes else ''}"
-        f'<img src="{uri}" alt="recorded against simulated desired capacity"></section>'
+        f'<img src="{uri}" alt="recorded against simulated desired capacity">{robust}</section>'
+    )
+
+
+def _html_table(frame: pd.DataFrame) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
+        for row in frame.itertuples(index=False)
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _robust_text(frame: pd.DataFrame) -> str:
+    held = int(frame["meets_objective"].sum())
+    verdict = "holds" if held == len(frame) else "does NOT hold"
+    return (
+        f"Robustness: the recommended policy was simulated at every combination of the fitted "
+        f"boot time and metric delay minus, at and plus their uncertainty; the objective "
+        f"{verdict} at {held} of {len(frame)} combinations."
     )
