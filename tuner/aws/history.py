@@ -117,8 +117,13 @@ def read_scaling_history(
     *,
     autoscaling_client: Any | None = None,
     cloudwatch_client: Any | None = None,
+    require_activities: bool = True,
 ) -> dict[str, Any]:
-    """The scaling history document of ``resource`` over [start, end)."""
+    """The scaling history document of ``resource`` over [start, end).
+
+    Without ``require_activities`` a backend that lacks DescribeScalingActivities (moto) gives
+    no activities and the reason in ``activities_unavailable``; a backtest refuses such a file.
+    """
     aas = autoscaling_client or session.client("application-autoscaling")
     cw = cloudwatch_client or session.client("cloudwatch")
     adapter = AutoScaling(aas)
@@ -134,6 +139,13 @@ def read_scaling_history(
         if target is not None and policies
         else []
     )  # fmt: skip
+    missing = None
+    try:
+        activities = read_activities(aas, resource, start, end)
+    except AwsError as e:
+        if require_activities:
+            raise
+        activities, missing = [], str(e)
     return {
         "version": HISTORY_VERSION,
         "resource_id": resource.resource_id,
@@ -142,7 +154,8 @@ def read_scaling_history(
         "target": target,
         "policies": policies,
         "policy_spans": spans,
-        "activities": read_activities(aas, resource, start, end),
+        "activities": activities,
+        "activities_unavailable": missing,
         "alarms": read_alarms(cw, resource),
     }
 

@@ -72,11 +72,17 @@ def spans_from(doc: Mapping[str, Any]) -> tuple[PolicySpan, ...]:
     spans = []
     for i, span in enumerate(doc.get("policy_spans", [])):
         target = span.get("target") or {}
-        policies = tuple(
-            ScalingPolicy.from_aws(target, p)
-            for p in span.get("policies", [])
-            if p.get("PolicyType") == "TargetTrackingScaling"
-        )
+        try:
+            policies = tuple(
+                ScalingPolicy.from_aws(target, p)
+                for p in span.get("policies", [])
+                if p.get("PolicyType") == "TargetTrackingScaling"
+            )
+        except (KeyError, TypeError, AttributeError) as e:
+            raise ValidationError(
+                f"policy_spans[{i}]: field {e} is missing or malformed (as DescribeScalableTargets"
+                " and DescribeScalingPolicies give them)"
+            ) from e
         if policies:
             spans.append(PolicySpan(_epoch(span["from"], f"policy_spans[{i}].from"), policies))
     if not spans:
@@ -165,6 +171,11 @@ def recording_from(
     idx = np.rint((stamps - start) / MINUTE_S).astype(int)
     invocations = np.zeros(minutes)
     np.add.at(invocations, idx, pd.to_numeric(history["invocations"]).fillna(0.0).to_numpy())
+    if doc.get("activities_unavailable"):
+        raise ValidationError(
+            "the scaling history has no scaling activities (the backend could not list them: "
+            f"{doc['activities_unavailable']}): nothing to compare the model with"
+        )
     activities = activities_from(doc)
     spans = spans_from(doc)
     initial = None
