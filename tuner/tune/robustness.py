@@ -30,10 +30,11 @@ ROBUSTNESS_COLUMNS = (
 
 
 def corners(value: float, uncertainty: float) -> tuple[float, ...]:
-    """value - u, value, value + u (floored at 0; just the value when u is unknown)."""
+    """value - u, value, value + u to 0.1 s (floored at 0; just the value when u is unknown)."""
     if not math.isfinite(uncertainty) or uncertainty <= 0:
         return (value,)
-    return tuple(sorted({max(0.0, value - uncertainty), value, value + uncertainty}))
+    u = round(uncertainty, 1)
+    return tuple(sorted({round(max(0.0, value - u), 1), value, round(value + u, 1)}))
 
 
 def robustness(
