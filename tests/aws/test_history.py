@@ -101,6 +101,9 @@ def test_activities_policies_and_alarms_are_read_and_merged(
     assert starts == [base + 60 * i for i in range(20, 100)]
     assert doc["activities"][0]["Description"] == "Setting desired instance count to 1."
     assert doc["activities"][0]["EndTime"].endswith("Z")
+    # the newest one before the window: the capacity the window starts with
+    before = dt.datetime.fromisoformat(doc["activity_before"]["StartTime"]).timestamp()
+    assert before == base + 60 * 19
     assert sorted(a["AlarmName"].split("-")[-2] for a in doc["alarms"]) == ["AlarmHigh", "AlarmLow"]
     choices, notes = choices_from_alarms(doc["alarms"], POLICY, ModelChoices())
     assert choices.high_datapoints == 2 and choices.low_datapoints == 15

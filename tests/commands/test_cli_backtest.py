@@ -104,7 +104,7 @@ def _tune(tmp: Path, out: Path, env: dict[str, str]) -> subprocess.CompletedProc
     return subprocess.run(
         [sys.executable, "-m", "tuner", "tune", "--profile", str(out / "history.csv"),
          "--slo-p99-ms", "500", "--max-error-rate", "0.01", "--seeds", "1",
-         "--grid", str(grid), "--endpoint", ENDPOINT, "--backtest", "--backtest-days", "0.15",
+         "--grid", str(grid), "--endpoint", ENDPOINT, "--backtest", "--backtest-days", "0.25",
          "--out", str(tmp / "tuned")],
         env=env, capture_output=True, text=True, timeout=180,
     )  # fmt: skip
@@ -206,10 +206,12 @@ def test_fitted_model_agrees_minute_by_minute_and_defaults_do_worse(
     fitted, default = doc["fitted_score"], doc["default_score"]
     assert fitted["agreement"] >= 0.95, fitted
     # recomputed from the per-minute file, not taken on trust
-    share = float((minutes["recorded_desired"] == minutes["simulated_desired"]).mean())
+    scored = minutes[minutes["scored"]]
+    assert len(scored) >= len(minutes) - 16  # at most the alarms' warm-up left out
+    share = float((scored["recorded_desired"] == scored["simulated_desired"]).mean())
     assert share == pytest.approx(fitted["agreement"])
     assert default["agreement"] <= fitted["agreement"] - 0.05, (fitted, default)
-    assert abs(default["mean_scale_out_error_s"]) > abs(fitted["mean_scale_out_error_s"]) + 20
+    assert default["mean_abs_error_s"] >= fitted["mean_abs_error_s"] + 20, (fitted, default)
     # the defaults compared with are the model's own (the backtest was told nothing)
     assert doc["defaults"] == {"boot_s": 300.0, "metric_lag_s": 60.0}
 

@@ -155,7 +155,7 @@ def test_recording_from_collected_files() -> None:
     doc: dict[str, Any] = {
         "policy_spans": [
             {
-                "from": "2020-01-01T00:00:00Z",
+                "from": "2027-01-15T08:00:00Z",  # put at the window's start: alarms fresh
                 "target": target,
                 "policies": [
                     {
@@ -191,7 +191,22 @@ def test_recording_from_collected_files() -> None:
     assert rec.minutes == 30 and rec.initial_capacity == 1
     assert [(a.start_s - T0, a.to_capacity) for a in rec.activities] == [(780.0, 4)]
     assert len(rec.alarm_notes) == 2  # neither alarm found
+    assert rec.warmup_s == 0.0
     assert backtest(rec, defaults=DEFAULTS).fitted.metric_lag_s == 0.0
+    # a policy put long before the window: AWS's alarms had history the replay lacks, so the
+    # first 16 minutes (15 AlarmLow datapoints + 1) are not scored, and the report says so
+    old = dict(doc, policy_spans=[dict(doc["policy_spans"][0], **{"from": "2020-01-01T00:00Z"})])
+    warm = recording_from(history, old, defaults=DEFAULTS)
+    assert warm.warmup_s == 960.0
+    result = backtest(warm, defaults=DEFAULTS)
+    assert any("first 16 minutes" in n for n in result.notes)
+    assert result.minutes_table(T0)["scored"].tolist() == [False] * 16 + [True] * 14
+    assert result.fitted_score.scale_out_errors_s == ()  # the only decision is at 780 s
+    # the newest activity before the window gives the capacity it starts with
+    before = {"StartTime": "2027-01-15T07:00:00Z", "Description": "Setting desired instance "
+              "count to 3.", "StatusCode": "Successful"}  # fmt: skip
+    assert recording_from(history, dict(doc, activity_before=before), defaults=DEFAULTS)\
+        .initial_capacity == 3  # fmt: skip
     with pytest.raises(ValidationError, match="per-minute"):
         recording_from(history.iloc[::5], doc, defaults=DEFAULTS)
     broken = dict(doc, policy_spans=[dict(doc["policy_spans"][0], target={"MinCapacity": 1})])

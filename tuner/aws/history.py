@@ -69,9 +69,17 @@ def _pages(client: Any, operation: str, key: str, **kwargs: Any) -> Iterator[dic
 
 
 def read_activities(
-    client: Any, resource: Resource, start: dt.datetime, end: dt.datetime
+    client: Any,
+    resource: Resource,
+    start: dt.datetime,
+    end: dt.datetime,
+    before: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Scaling activities started in [start, end), oldest first, read across every page."""
+    """Scaling activities started in [start, end), oldest first, read across every page.
+
+    ``before`` receives the newest activity started before ``start`` (the capacity the window
+    starts with), if there is one.
+    """
     t0, t1 = start.timestamp(), end.timestamp()
     out: list[dict[str, Any]] = []
     try:
@@ -85,6 +93,8 @@ def read_activities(
         ):
             started = parse_time(a["StartTime"], "ScalingActivities[].StartTime")
             if started < t0:
+                if before is not None:
+                    before.append(_iso(a))
                 break  # newest first [DOC]: the rest are older still
             if started < t1 and a.get("ResourceId", resource.resource_id) == resource.resource_id:
                 out.append(_iso(a))
@@ -140,8 +150,9 @@ def read_scaling_history(
         else []
     )  # fmt: skip
     missing = None
+    prior: list[dict[str, Any]] = []
     try:
-        activities = read_activities(aas, resource, start, end)
+        activities = read_activities(aas, resource, start, end, prior)
     except AwsError as e:
         if require_activities:
             raise
@@ -155,6 +166,7 @@ def read_scaling_history(
         "policies": policies,
         "policy_spans": spans,
         "activities": activities,
+        "activity_before": prior[0] if prior else None,
         "activities_unavailable": missing,
         "alarms": read_alarms(cw, resource),
     }

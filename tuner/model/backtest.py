@@ -74,6 +74,9 @@ class Recording:
     """Alarm shape read from the alarms AWS created; None: the model's defaults."""
     alarm_notes: tuple[str, ...] = ()
     """Where the alarms as created differ from the model's defaults, one sentence each."""
+    warmup_s: float = 0.0
+    """Left out of the scores: the model's alarms start empty at ``start_s`` while AWS's had
+    history, so the first decisions of a window cut from a longer history cannot agree."""
 
     def __post_init__(self) -> None:
         if not self.spans:
@@ -200,6 +203,12 @@ class Score:
     def mean_scale_out_error_s(self) -> float:
         return float(np.mean(self.scale_out_errors_s)) if self.scale_out_errors_s else math.nan
 
+    @property
+    def mean_abs_error_s(self) -> float:
+        """Mean absolute decision-time error of the matched scale-outs and scale-ins."""
+        errors = self.scale_out_errors_s + self.scale_in_errors_s
+        return float(np.mean(np.abs(errors))) if errors else math.nan
+
 
 def _match(
     recorded: Sequence[Decision], simulated: Sequence[Decision]
@@ -222,22 +231,30 @@ def _match(
     return errors, missed, len(simulated) - len(used)
 
 
+def scored_minutes(rec: Recording) -> np.ndarray:
+    """(minutes,) bool: the minutes the scores count (those that end after the warm-up)."""
+    return (np.arange(rec.minutes) + 1) * MINUTE_S > rec.warmup_s
+
+
 def compare(rec: Recording, *, metric_lag_s: float, boot_s: float) -> Score:
-    """Replay with these values and score the replay against the record."""
+    """Replay with these values and score the replay against the record (after the warm-up)."""
     recorded = recorded_decisions(rec)
     simulated = replay(rec, metric_lag_s=metric_lag_s, boot_s=boot_s)
     want = desired_per_minute(rec.initial_capacity, recorded, rec.minutes)
     got = desired_per_minute(rec.initial_capacity, simulated, rec.minutes)
-    outs = [d for d in recorded if d.kind is ScalingKind.OUT]
-    ins = [d for d in recorded if d.kind is ScalingKind.IN]
+    scored = scored_minutes(rec)
+    late = [d for d in recorded if d.t_s >= rec.warmup_s]
+    sim_late = [d for d in simulated if d.t_s >= rec.warmup_s]
+    outs = [d for d in late if d.kind is ScalingKind.OUT]
+    ins = [d for d in late if d.kind is ScalingKind.IN]
     out_err, out_missed, out_extra = _match(
-        outs, [d for d in simulated if d.kind is ScalingKind.OUT]
+        outs, [d for d in sim_late if d.kind is ScalingKind.OUT]
     )
-    in_err, in_missed, in_extra = _match(ins, [d for d in simulated if d.kind is ScalingKind.IN])
+    in_err, in_missed, in_extra = _match(ins, [d for d in sim_late if d.kind is ScalingKind.IN])
     return Score(
         metric_lag_s=metric_lag_s,
         boot_s=boot_s,
-        agreement=float(np.mean(want == got)),
+        agreement=float(np.mean(want[scored] == got[scored])),
         scale_out_errors_s=tuple(e for e in out_err if not math.isnan(e)),
         scale_in_errors_s=tuple(e for e in in_err if not math.isnan(e)),
         missed=out_missed + in_missed,
@@ -278,6 +295,7 @@ class BacktestResult:
     lag_scan: tuple[Score, ...]
     """One replay per candidate delay (the fitted boot time), in the order scanned."""
     notes: tuple[str, ...]
+    warmup_s: float = 0.0
 
     def minutes_table(self, start_s: float) -> pd.DataFrame:
         """Per minute: recorded and simulated (fitted, default) desired capacity."""
@@ -290,6 +308,7 @@ class BacktestResult:
                 "recorded_desired": self.recorded_desired.astype(int),
                 "simulated_desired": self.fitted_score.simulated_desired.astype(int),
                 "default_desired": self.default_score.simulated_desired.astype(int),
+                "scored": (np.arange(n) + 1) * MINUTE_S > self.warmup_s,
             }
         )
 
@@ -316,6 +335,11 @@ def backtest(
     if not lags_s:
         raise ValidationError("lags_s must hold at least one delay to try")
     notes = list(rec.alarm_notes)
+    if rec.warmup_s > 0:
+        notes.append(
+            f"the first {rec.warmup_s / 60:g} minutes are left out of the scores: the policy was "
+            "in force before the window, and the model's alarms start without its history"
+        )
     boot, spread, boot_se, n_boot = fit_boot(rec, defaults.boot_s)
     if n_boot == 0:
         notes.append(
@@ -361,4 +385,5 @@ def backtest(
         recorded_desired=desired_per_minute(rec.initial_capacity, recorded, rec.minutes),
         lag_scan=scan,
         notes=tuple(notes),
+        warmup_s=rec.warmup_s,
     )

@@ -179,7 +179,10 @@ def recording_from(
     activities = activities_from(doc)
     spans = spans_from(doc)
     initial = None
-    if "instances" in history.columns:
+    before = doc.get("activity_before")
+    if isinstance(before, Mapping) and to_capacity(before) is not None:
+        initial = to_capacity(before)  # the desired count the window starts with
+    if initial is None and "instances" in history.columns:
         known = pd.to_numeric(history["instances"], errors="coerce").dropna()
         if len(known) and known.index[0] == history.index[0]:
             initial = int(round(float(known.iloc[0])))
@@ -187,6 +190,10 @@ def recording_from(
         first = spans[0].policies[0]
         initial = first.min_capacity
     choices, notes = choices_from_alarms(doc.get("alarms", []), spans[-1].policies[0], defaults)
+    # Policies put before the window have alarms with history the replay lacks: leave out the
+    # time its alarms need to fill (AlarmLow's datapoints), plus a minute for the delay.
+    fresh = spans[0].from_s >= start
+    warmup = 0.0 if fresh else float((choices.low_datapoints + 1) * MINUTE_S)
     return Recording(
         start_s=start,
         invocations=invocations,
@@ -195,4 +202,5 @@ def recording_from(
         initial_capacity=initial,
         choices=choices,
         alarm_notes=notes,
+        warmup_s=warmup,
     )

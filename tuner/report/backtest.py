@@ -40,6 +40,7 @@ def _score(s: Score) -> dict[str, Any]:
         "scale_out_errors_s": list(s.scale_out_errors_s),
         "scale_in_errors_s": list(s.scale_in_errors_s),
         "mean_scale_out_error_s": _num(s.mean_scale_out_error_s),
+        "mean_abs_error_s": _num(s.mean_abs_error_s),
         "missed": s.missed,
         "extra": s.extra,
         "simulated_events": len(s.simulated),
@@ -54,7 +55,7 @@ def to_doc(rec: Recording, result: BacktestResult) -> dict[str, Any]:
     f = result.fitted
     choices = rec.choices
     return {
-        "window": {"start": _iso(rec.start_s), "minutes": rec.minutes},
+        "window": {"start": _iso(rec.start_s), "minutes": rec.minutes, "warmup_s": rec.warmup_s},
         "fitted": {
             "boot_s": f.boot_s,
             "boot_spread_s": _num(f.boot_spread_s),
@@ -138,6 +139,10 @@ def summary_table(doc: dict[str, Any]) -> pd.DataFrame:
         v = s["mean_scale_out_error_s"]
         return "n/a" if v is None else f"{v:+.0f} s"
 
+    def absolute(s: dict[str, Any]) -> str:
+        v = s["mean_abs_error_s"]
+        return "n/a" if v is None else f"{v:.0f} s"
+
     spread = "" if f["boot_spread_s"] is None else f", IQR {f['boot_spread_s']:.0f} s"
     rows = [
         (
@@ -154,6 +159,7 @@ def summary_table(doc: dict[str, Any]) -> pd.DataFrame:
         ),
         ("minutes agreeing", f"{fs['agreement']:.1%}", f"{ds['agreement']:.1%}"),
         ("mean scale-out time error", err(fs), err(ds)),
+        ("mean absolute decision-time error", absolute(fs), absolute(ds)),
         (
             "missed / extra events",
             f"{fs['missed']} / {fs['extra']}",
