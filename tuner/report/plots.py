@@ -282,7 +282,7 @@ def trial_figure(
 def backtest_figure(minutes: pd.DataFrame, invocations: np.ndarray, title: str) -> Figure:
     """Recorded against simulated desired capacity per minute, the demand beneath."""
     fig = Figure(figsize=(11, 5.5), layout="constrained")
-    ax_n, ax_d = fig.subplots(2, 1, sharex=True, height_ratios=(2, 1))
+    ax_n, ax_d = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": (2, 1)})
     scale, unit = _time_axis(float(minutes["t_s"].max()) + 60)
     x = minutes["t_s"] / scale
     for col, colour, style, label in (
