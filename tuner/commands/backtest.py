@@ -151,7 +151,7 @@ def load_recording(history: Path, scaling: Path, capacity: Capacity, lag_s: floa
     import pandas as pd
 
     from tuner.aws.history import load_history
-    from tuner.errors import ValidationError
+    from tuner.errors import TunerError, ValidationError
     from tuner.model import ModelChoices
     from tuner.model.recording import recording_from
 
@@ -161,9 +161,16 @@ def load_recording(history: Path, scaling: Path, capacity: Capacity, lag_s: floa
         raise ValidationError(
             f"--scaling: file not found: {scaling} (`tuner collect` writes it beside the CSV)"
         )
-    frame = pd.read_csv(history)
     defaults = ModelChoices(metric_lag_s=lag_s, boot_s=capacity.boot_s)
-    return recording_from(frame, load_history(scaling), defaults=defaults)
+    doc = load_history(scaling)
+    try:
+        frame = pd.read_csv(history)
+        return recording_from(frame, doc, defaults=defaults)
+    except (ValueError, TypeError, pd.errors.ParserError, TunerError) as e:
+        if isinstance(e, ValidationError):
+            raise
+        raise ValidationError(f"{history}: not a per-minute history as `tuner collect` writes "
+                              f"it (timestamp,invocations[,instances]): {e}") from e  # fmt: skip
 
 
 def run_backtest(
