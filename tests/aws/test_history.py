@@ -3,7 +3,8 @@
 
 moto has no DescribeScalingActivities, so the control plane here is the local AWS: moto answers
 every call but that one, which the emulator's activity log answers (50 per page, newest first,
-as AWS). The alarms are put into its (moto) CloudWatch with the names AWS gives them.
+as AWS). The emulator also creates the two alarms AWS creates for a target-tracking policy, in
+its (moto) CloudWatch, with the names AWS gives them.
 """
 
 from __future__ import annotations
@@ -48,7 +49,9 @@ def _client(aws: LocalAws, service: str) -> Any:
     )
 
 
-def _put_alarm(cw: Any, name: str, n: int, threshold: float, op: str) -> None:
+def _put_alarm(
+    cw: Any, name: str, n: int, threshold: float, op: str, actions: tuple[str, ...] = ()
+) -> None:
     cw.put_metric_alarm(
         AlarmName=name,
         Namespace="AWS/SageMaker",
@@ -63,6 +66,7 @@ def _put_alarm(cw: Any, name: str, n: int, threshold: float, op: str) -> None:
         DatapointsToAlarm=n,
         Threshold=threshold,
         ComparisonOperator=op,
+        AlarmActions=list(actions),
     )
 
 
@@ -84,9 +88,16 @@ def test_activities_policies_and_alarms_are_read_and_merged(
             base + 60 * i + 300,
             1 + i % 5,
         )
-    prefix = f"TargetTracking-{RESOURCE.resource_id}"
-    _put_alarm(cw, f"{prefix}-AlarmHigh-0a1b", 2, 100.0, "GreaterThanThreshold")
-    _put_alarm(cw, f"{prefix}-AlarmLow-2c3d", 15, 90.0, "LessThanThreshold")
+    prefix = f"TargetTracking-{RESOURCE.resource_id}-"
+    created = {
+        a["AlarmName"]: a for a in cw.describe_alarms(AlarmNamePrefix=prefix)["MetricAlarms"]
+    }
+    assert sorted(
+        (n.split("-")[-6], a["Threshold"], a["DatapointsToAlarm"]) for n, a in created.items()
+    ) == [("AlarmHigh", 100.0, 3), ("AlarmLow", 90.0, 15)]
+    # an AlarmHigh shaped unlike the model's default (2 of 2), as another AWS might create it
+    high = next(n for n in created if "-AlarmHigh-" in n)
+    _put_alarm(cw, high, 2, 100.0, "GreaterThanThreshold", tuple(created[high]["AlarmActions"]))
     _put_alarm(cw, "TargetTracking-endpoint/other/variant/AllTraffic-AlarmHigh-9", 3, 1.0,
                "GreaterThanThreshold")  # fmt: skip
     start = dt.datetime.fromtimestamp(base + 60 * 20, dt.UTC)
@@ -104,7 +115,7 @@ def test_activities_policies_and_alarms_are_read_and_merged(
     # the newest one before the window: the capacity the window starts with
     before = dt.datetime.fromisoformat(doc["activity_before"]["StartTime"]).timestamp()
     assert before == base + 60 * 19
-    assert sorted(a["AlarmName"].split("-")[-2] for a in doc["alarms"]) == ["AlarmHigh", "AlarmLow"]
+    assert sorted(a["AlarmName"] for a in doc["alarms"]) == sorted(created)
     choices, notes = choices_from_alarms(doc["alarms"], POLICY, ModelChoices())
     assert choices.high_datapoints == 2 and choices.low_datapoints == 15
     assert len(notes) == 1 and "AlarmHigh" in notes[0]
@@ -122,6 +133,8 @@ def test_activities_policies_and_alarms_are_read_and_merged(
     assert [s.policies[0].target_value for s in spans] == [100.0, 250.0]
     assert spans[0].from_s < spans[1].from_s
     assert len(merged["activities"]) == 80
+    # the changed policy's alarms replaced the old ones (threshold = the new target)
+    assert sorted(a["Threshold"] for a in merged["alarms"]) == [225.0, 250.0]
 
 
 def test_a_backend_without_activities_is_an_error_unless_optional(tmp_path: Path) -> None:

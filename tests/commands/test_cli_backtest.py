@@ -223,8 +223,12 @@ def test_report_section_and_alarm_note(backtested: dict[str, Any]) -> None:
     assert "minutes agreeing" in md and "fitted" in md
     page = (out / "backtest.html").read_text()
     assert page.count("data:image/png;base64,") == 1
-    # the emulator creates no CloudWatch alarms: the report says the defaults were used
-    assert any("no AlarmHigh alarm" in n for n in backtested["doc"]["notes"])
+    # the alarms the local AWS created for the policy were read back; their shape is the model's
+    # default one (3 of 3 above the target, 15 of 15 below 0.9 x), so nothing is overridden
+    doc = backtested["doc"]
+    shape = {"high_datapoints": 3, "low_datapoints": 15, "low_datapoints_high_resolution": 90}
+    assert doc["alarm_shape"] == dict(shape, low_ratio=0.9)
+    assert not any("Alarm" in n for n in doc["notes"]), doc["notes"]
     assert (out / "history.csv").is_file() and (out / "history.scaling.json").is_file()
 
 
