@@ -18,7 +18,10 @@ examples:
 Writes `timestamp,invocations,instances` (ISO-8601 UTC): Invocations per period, and the
 instances in service derived as Invocations / InvocationsPerInstance (empty when idle). The period
 is the finest CloudWatch keeps for that age: 1 minute up to 15 days, 5 minutes up to 63 days,
-1 hour beyond. A replay profile next to the CSV is written too (`--profile-out`).
+1 hour beyond. A replay profile next to the CSV is written too (`--profile-out`), and OUT with
+.scaling.json: the scaling activities of the window, the policies in force (merged with an earlier
+file at that path, so a policy changed between collections keeps both spans) and the alarms
+target tracking created, which `tuner backtest --history OUT` reads.
 """
 
 
@@ -51,7 +54,9 @@ def run(args: argparse.Namespace) -> int:
     from tuner.aws import AwsSession
     from tuner.aws.cloudwatch import collect_history, history_period_s
     from tuner.aws.endpoint import Endpoints
+    from tuner.aws.history import SUFFIX, read_scaling_history, save_history
     from tuner.errors import ValidationError
+    from tuner.policy import Resource
 
     if not 0 < args.days <= 455:
         raise ValidationError(
@@ -105,4 +110,19 @@ def run(args: argparse.Namespace) -> int:
         f"wrote {out} ({len(history)} rows, {total:,.0f} invocations) and replay profile "
         f"{profile_out}"
     )
+    # What `tuner backtest --history` needs besides the demand: activities, policies, alarms.
+    doc = read_scaling_history(
+        session,
+        Resource.for_variant(args.endpoint, args.variant),
+        start,
+        end,
+        require_activities=False,
+    )
+    scaling = save_history(doc, out.with_name(out.stem + SUFFIX))
+    print(
+        f"wrote {scaling} ({len(doc['activities'])} scaling activities, "
+        f"{len(doc['policy_spans'])} policy span(s), {len(doc['alarms'])} alarms)"
+    )
+    if doc["activities_unavailable"]:
+        print(f"note: scaling activities unavailable: {doc['activities_unavailable']}")
     return 0

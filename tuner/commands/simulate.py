@@ -95,10 +95,10 @@ def register(sub: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--metric-lag-s",
         type=float,
-        default=60.0,
         metavar="S",
-        help="CloudWatch publishing and evaluation delay of each datapoint "
-        "(default: 60; 0 gives the reference's exact hand-checked timings)",
+        help="CloudWatch publishing and evaluation delay of each datapoint (default: the "
+        "capacity file's metric_lag_s from `tuner backtest`, else 60; 0 gives the reference's "
+        "exact hand-checked timings)",
     )
     p.add_argument(
         "--seed",
@@ -175,6 +175,8 @@ def run(args: argparse.Namespace) -> int:
     ]
     scheduled = [parse_scheduled(text) for text in args.scheduled]
     capacity = Capacity.load(args.capacity) if args.capacity else Capacity.default()
+    if args.metric_lag_s is None:
+        args.metric_lag_s = 60.0 if capacity.metric_lag_s is None else capacity.metric_lag_s
     profile, _ = resolve_profile(args.profile)
     if args.initial_capacity is not None and args.initial_capacity < 0:
         raise ValidationError(f"--initial-capacity >= 0 must hold, got {args.initial_capacity}")

@@ -7,6 +7,7 @@ import shlex
 import shutil
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,7 @@ from tuner.errors import ValidationError
 if TYPE_CHECKING:
     from tuner.aws import AwsSession
     from tuner.model import Capacity, SimulationSettings
+    from tuner.model.backtest import Fitted
     from tuner.profiles import Profile
     from tuner.tune import Grid, Objective
 
@@ -119,11 +121,25 @@ def register(sub: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--metric-lag-s",
         type=float,
-        default=60.0,
         metavar="S",
-        help="CloudWatch publishing delay of each datapoint (default: 60)",
+        help="CloudWatch publishing delay of each datapoint (default: the capacity file's "
+        "metric_lag_s, else 60)",
     )
     p.add_argument("--endpoint", help="evaluate this endpoint's current policy too (reads AWS)")
+    p.add_argument(
+        "--backtest",
+        action="store_true",
+        help="with --endpoint: first run `tuner backtest` on its last --backtest-days, tune "
+        "with the fitted boot_s and metric delay, and check the recommendation across their "
+        "uncertainty (DIR/backtest/, a section of the report)",
+    )
+    p.add_argument(
+        "--backtest-days",
+        type=float,
+        default=3.0,
+        metavar="D",
+        help="window of the backtest (default: 3)",
+    )
     p.add_argument(
         "--variant", default="AllTraffic", help="production variant (default: AllTraffic)"
     )
@@ -188,6 +204,8 @@ def _command_line(args: argparse.Namespace) -> str:
                 f"--{flag.replace('_', '-')}",
                 f"{value:g}" if isinstance(value, float) else str(value),
             ]
+    if args.backtest:
+        words += ["--backtest", "--backtest-days", f"{args.backtest_days:g}"]
     return shlex.join(words + (["--live"] if args.live else []))
 
 
@@ -209,19 +227,26 @@ def run(args: argparse.Namespace) -> int:
             raise ValidationError("--live needs --endpoint: the endpoint to trial on")
         if args.top < 1:
             raise ValidationError(f"--top >= 1 must hold, got {args.top}")
+    capacity = Capacity.load(args.capacity) if args.capacity else Capacity.default()
+    if args.metric_lag_s is None:
+        args.metric_lag_s = 60.0 if capacity.metric_lag_s is None else capacity.metric_lag_s
     settings = SimulationSettings(
         seeds=tuple(range(args.seeds)),
         boot_s=args.boot_s,
         metric_lag_s=args.metric_lag_s,
         boot_jitter_s=args.boot_jitter_s,
     )
+    if args.backtest and not args.endpoint:
+        raise ValidationError("--backtest needs --endpoint: the endpoint whose history to replay")
     loaded = [resolve_profile(spec) for spec in args.profile]
     names = [p.name for p, _ in loaded]
     if len(set(names)) != len(names):
         raise ValidationError(f"--profile names must be unique, got {names}")
-    capacity = Capacity.load(args.capacity) if args.capacity else Capacity.default()
     grid = Grid.load(args.grid) if args.grid else Grid()
     out = _out_dir(args, now)
+    fitted = _backtest(args, out) if args.backtest else None
+    if fitted is not None:
+        settings = replace(settings, boot_s=fitted.boot_s, metric_lag_s=fitted.metric_lag_s)
     run_tuning(
         loaded,
         objective,
@@ -237,8 +262,26 @@ def run(args: argparse.Namespace) -> int:
         session=aws_session(args) if args.endpoint else None,
         command=_command_line(args),
         created=now,
+        fitted=fitted,
     )
     return 0
+
+
+def _backtest(args: argparse.Namespace, out: Path) -> Fitted:
+    """``tuner backtest`` on the endpoint into DIR/backtest; the fitted values."""
+    from tuner.commands.backtest import run_backtest
+    from tuner.report.render import BACKTEST_DIR
+
+    bt = argparse.Namespace(**vars(args))
+    bt.history, bt.hours, bt.end, bt.days = None, None, None, args.backtest_days
+    _, result, _ = run_backtest(bt, aws_session(args), out / BACKTEST_DIR)
+    f = result.fitted
+    _progress(
+        f"backtest: boot_s {f.boot_s:.0f} s (+-{f.boot_uncertainty_s:.0f}), metric delay "
+        f"{f.metric_lag_s:.0f} s (+-{f.metric_lag_uncertainty_s:.0f}); per-minute agreement "
+        f"{result.fitted_score.agreement:.1%} (defaults {result.default_score.agreement:.1%})"
+    )
+    return f
 
 
 def run_tuning(
@@ -257,6 +300,7 @@ def run_tuning(
     session: AwsSession | None,
     command: str,
     created: datetime,
+    fitted: Fitted | None = None,
 ) -> Path:
     """The workflow of ``tuner tune`` with its progress and output: read the current policy,
     tune, write the run, trial the ``live_top`` best on ``endpoint``, render; the report's path."""
@@ -303,6 +347,8 @@ def run_tuning(
         created=created,
     )
     write_run(tuning.to_run(out, meta))
+    if fitted is not None:
+        _check_robustness(tuning, profiles, capacity, objective, settings, fitted, out)
     try:
         if live_top and endpoint and session is not None:
             from tuner.live import run_trials
@@ -332,6 +378,34 @@ def run_tuning(
     print(f"policy:      {out / 'recommended.policy.json'}")
     print(f"report:      {html_path}")
     return html_path
+
+
+def _check_robustness(
+    tuning: Any,
+    profiles: Sequence[Profile],
+    capacity: Capacity,
+    objective: Objective,
+    settings: SimulationSettings,
+    fitted: Fitted,
+    out: Path,
+) -> None:
+    from tuner.report.backtest import ROBUSTNESS_CSV
+    from tuner.report.render import BACKTEST_DIR
+    from tuner.tune import robustness
+
+    table = robustness(
+        profiles,
+        tuning.recommended,
+        capacity,
+        objective,
+        settings,
+        boot_s=(fitted.boot_s, fitted.boot_uncertainty_s),
+        metric_lag_s=(fitted.metric_lag_s, fitted.metric_lag_uncertainty_s),
+    )
+    table.to_csv(out / BACKTEST_DIR / ROBUSTNESS_CSV, index=False)
+    held = int(table["meets_objective"].sum())
+    _progress(f"robustness: the recommendation meets the objective at {held} of {len(table)} "
+              "combinations of boot time and metric delay within their uncertainty")  # fmt: skip
 
 
 def _toml_for(path: Path, out: Path) -> Path:

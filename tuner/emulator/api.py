@@ -6,12 +6,17 @@ Intercepted operations (by ``X-Amz-Target``):
 - ``PutScalingPolicy`` (validated), ``DeleteScalingPolicy``, ``DeregisterScalableTarget``: the
   autoscaler re-reads at once;
 - sagemaker ``DescribeEndpoint``: status and instance counts from the emulator, not moto's store;
-- ``UpdateEndpointWeightsAndCapacities``: DesiredInstanceCount by hand (boots for boot_s).
+- ``UpdateEndpointWeightsAndCapacities``: DesiredInstanceCount by hand (boots for boot_s);
+- a target-tracking ``PutScalingPolicy`` also creates the two CloudWatch alarms AWS creates and
+  owns (``TargetTracking-<resource id>-AlarmHigh-<uuid>`` / ``-AlarmLow-``), in the shape the
+  autoscaler's model evaluates; ``DeleteScalingPolicy`` deletes them. moto creates none.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import uuid
 from typing import Any
 
 from tuner.clock import VirtualClock
@@ -78,6 +83,10 @@ class ControlApi:
         resp = self.plane.forward(req)
         if resp.status >= 300:
             return resp
+        if target in (_AAS + "PutScalingPolicy", _AAS + "DeleteScalingPolicy") and ours:
+            # the policy is stored and enforced either way; its alarms are only for reading back
+            with contextlib.suppress(TunerError):
+                self._replace_alarms(params, resp, create=target.endswith("PutScalingPolicy"))
         if target in _REFRESH and ours:
             self.autoscaler.refresh()
         elif target == _SM + "DescribeEndpoint" and params.get("EndpointName") == self._endpoint:
@@ -110,6 +119,56 @@ class ControlApi:
         except TunerError as e:
             return str(e)
         return None
+
+    def _replace_alarms(self, params: dict[str, Any], resp: HttpResponse, *, create: bool) -> None:
+        """The alarms target tracking owns for this policy: the old ones go, new ones come."""
+        prefix = f"TargetTracking-{self._resource_id}-"
+        name = params.get("PolicyName")
+        listed = self.plane.call("monitoring", "DescribeAlarms", {"AlarmNamePrefix": prefix})
+        owned = [
+            a["AlarmName"]
+            for a in listed.get("MetricAlarms", [])
+            if any(str(x).endswith(f":policyName/{name}") for x in a.get("AlarmActions", []))
+        ]
+        if owned:
+            self.plane.call("monitoring", "DeleteAlarms", {"AlarmNames": owned})
+        target = self._existing_target()
+        if not create or target is None or params.get("PolicyType") != "TargetTrackingScaling":
+            return
+        policy = ScalingPolicy.from_aws(target, params)
+        arn = resp.json_body().get("PolicyARN", f"policyName/{name}")
+        choices = self.autoscaler.tt.choices
+        conc = policy.metric_period_s == 10
+        dims = [
+            {"Name": "EndpointName", "Value": self._endpoint},
+            {"Name": "VariantName", "Value": self._variant},
+        ]
+        low_n = choices.low_datapoints_high_resolution if conc else choices.low_datapoints
+        for kind, n, threshold, op in (
+            ("AlarmHigh", choices.high_datapoints, policy.target_value, "GreaterThanThreshold"),
+            ("AlarmLow", low_n, policy.target_value * choices.low_ratio, "LessThanThreshold"),
+        ):
+            self.plane.call(
+                "monitoring",
+                "PutMetricAlarm",
+                {
+                    "AlarmName": f"{prefix}{kind}-{uuid.uuid4()}",
+                    "AlarmDescription": f"DO NOT EDIT OR DELETE. For TargetTrackingScaling policy "
+                    f"{arn}.",
+                    "Namespace": "AWS/SageMaker",
+                    "MetricName": policy.metric_type.cloudwatch_metric
+                    if policy.metric_type
+                    else "InvocationsPerInstance",
+                    "Dimensions": dims,
+                    "Statistic": "Maximum" if conc else "Sum",
+                    "Period": policy.metric_period_s,
+                    "EvaluationPeriods": n,
+                    "DatapointsToAlarm": n,
+                    "Threshold": threshold,
+                    "ComparisonOperator": op,
+                    "AlarmActions": [arn],
+                },
+            )
 
     def _update_capacity(self, params: dict[str, Any], req: HttpRequest) -> HttpResponse:
         wanted = [

@@ -35,6 +35,7 @@ _KEYS = {
     "max_rps_per_instance",
     "timeout_ms",
     "latency_ms",
+    "metric_lag_s",
 }
 _POINT_KEYS = {"rps", "p50", "p99"}
 # z of the 99th percentile of a standard normal: the latency of a period is taken as log-normal
@@ -89,6 +90,8 @@ class Capacity:
     """A request still queued after this long fails (SageMaker's invocation timeout)."""
     latency: tuple[LatencyPoint, ...]
     """Latency by load per instance, sorted by rps, at least one point."""
+    metric_lag_s: float | None = None
+    """CloudWatch delay of each datapoint as ``tuner backtest`` fitted it; None: the default."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.instance_type, str) or not self.instance_type:
@@ -97,6 +100,8 @@ class Capacity:
             )
         for name in ("hourly_usd", "boot_s"):
             object.__setattr__(self, name, _number(getattr(self, name), name))
+        if self.metric_lag_s is not None:
+            object.__setattr__(self, "metric_lag_s", _number(self.metric_lag_s, "metric_lag_s"))
         for name in ("max_rps_per_instance", "timeout_ms"):
             object.__setattr__(self, name, _number(getattr(self, name), name, positive=True))
         points = tuple(self.latency)
@@ -160,7 +165,7 @@ class Capacity:
         return cls(latency=tuple(points), **kwargs)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "instance_type": self.instance_type,
             "hourly_usd": self.hourly_usd,
             "boot_s": self.boot_s,
@@ -168,6 +173,9 @@ class Capacity:
             "timeout_ms": self.timeout_ms,
             "latency_ms": [{"rps": p.rps, "p50": p.p50_ms, "p99": p.p99_ms} for p in self.latency],
         }
+        if self.metric_lag_s is not None:
+            out["metric_lag_s"] = self.metric_lag_s
+        return out
 
     @classmethod
     def load(cls, path: str | Path) -> Capacity:

@@ -277,3 +277,27 @@ def trial_figure(
     for ax in (ax_n, ax_lat):
         ax.grid(alpha=0.3)
     return fig
+
+
+def backtest_figure(minutes: pd.DataFrame, invocations: np.ndarray, title: str) -> Figure:
+    """Recorded against simulated desired capacity per minute, the demand beneath."""
+    fig = Figure(figsize=(11, 5.5), layout="constrained")
+    ax_n, ax_d = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": (2, 1)})
+    scale, unit = _time_axis(float(minutes["t_s"].max()) + 60)
+    x = minutes["t_s"] / scale
+    for col, colour, style, label in (
+        ("recorded_desired", "#000000", "-", "recorded (scaling activities)"),
+        ("simulated_desired", "#009E73", "--", "model, fitted boot and delay"),
+        ("default_desired", "#D55E00", ":", "model, defaults"),
+    ):
+        ax_n.step(x, minutes[col], where="post", color=colour, ls=style, lw=1.5, label=label)
+    ax_n.set_title(title)
+    ax_n.set_ylabel("desired instances")
+    ax_n.yaxis.get_major_locator().set_params(integer=True)
+    ax_n.legend(fontsize=8, loc="upper left")
+    ax_d.step(x, invocations, where="post", color="#0072B2", lw=1.0)
+    ax_d.set_ylabel("invocations / min")
+    ax_d.set_xlabel(f"time since the window's start ({unit})")
+    for ax in (ax_n, ax_d):
+        ax.grid(alpha=0.3)
+    return fig

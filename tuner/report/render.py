@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tuner.report import document, plots, tables
+from tuner.report.backtest import BACKTEST_JSON, section_html, section_markdown
 from tuner.tune.recommend import pareto_mask
 from tuner.tune.run import (
     Run,
@@ -16,6 +17,8 @@ from tuner.tune.run import (
 
 REPORT_HTML = "report.html"
 REPORT_MD = "report.md"
+BACKTEST_DIR = "backtest"
+"""Where ``tune --backtest`` writes the backtest inside the run directory."""
 
 
 def figures(run: Run) -> dict[str, list[tuple[str, bytes]]]:
@@ -80,6 +83,11 @@ def write_report(path: str | Path) -> tuple[Path, Path]:
     """Render ``report.html`` and ``report.md`` from the saved files of a run directory."""
     run = Run.load(path)
     html_path, md_path = run.path / REPORT_HTML, run.path / REPORT_MD
-    html_path.write_text(document.render_html(run, figures(run)), encoding="utf-8")
-    md_path.write_text(document.render_markdown(run), encoding="utf-8")
+    page, text = document.render_html(run, figures(run)), document.render_markdown(run)
+    folder = run.path / BACKTEST_DIR
+    if (folder / BACKTEST_JSON).is_file():  # tune --backtest: the model checked first
+        page = page.replace("</body>", section_html(folder) + "</body>", 1)
+        text += "\n" + section_markdown(folder)
+    html_path.write_text(page, encoding="utf-8")
+    md_path.write_text(text, encoding="utf-8")
     return html_path, md_path

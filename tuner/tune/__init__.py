@@ -19,6 +19,9 @@ from tuner.tune.recommend import (
     recommend,
     score,
 )
+from tuner.tune.robustness import (
+    robustness,
+)
 from tuner.tune.run import (
     CANDIDATES,
     MANIFEST,
@@ -63,6 +66,7 @@ __all__ = [
     "nearest_alternatives",
     "pareto_mask",
     "recommend",
+    "robustness",
     "score",
     "simulate_candidates",
     "trial_folder",
