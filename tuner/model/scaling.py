@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tuner.errors import PolicyError, ValidationError
+from tuner.model.stepping import stream_of
 from tuner.policy.policy import MetricType, ScalingPolicy
 
 CONCURRENCY_TYPES = {
@@ -91,6 +92,7 @@ class ScalingCause(enum.Enum):
     ALARM_LOW = "AlarmLow"
     SCHEDULED = "scheduled action"
     REGISTERED = "scalable target registered"
+    STEP_ALARM = "step-scaling alarm"
 
 
 @dataclass(frozen=True)
@@ -159,6 +161,8 @@ def normalise_candidates(
                     f"PredefinedMetricType must be one of {', '.join(SUPPORTED_METRICS)} to be "
                     f"modelled, got {metric}"
                 )
+            for s in p.step_policies:
+                stream_of(s)  # PolicyError unless the step policy's alarm is modelled
             if (p.min_capacity, p.max_capacity) != (group[0].min_capacity, group[0].max_capacity):
                 raise PolicyError(
                     f"policies on one target share its MinCapacity/MaxCapacity, got "
@@ -169,5 +173,11 @@ def normalise_candidates(
 
 
 def step_s_for(policies: Sequence[ScalingPolicy] | Sequence[Sequence[ScalingPolicy]]) -> int:
-    """The finest metric period among the policies: 10 s if any is high-resolution, else 60 s."""
-    return min(p.metric_period_s for g in normalise_candidates(policies) for p in g)
+    """The finest metric period among the policies and their step alarms: 10 s or 60 s."""
+    return min(finest_period_s(p) for g in normalise_candidates(policies) for p in g)
+
+
+def finest_period_s(policy: ScalingPolicy) -> int:
+    """10 s if the policy or one of its step alarms reads a 10-s metric, else 60 s."""
+    periods = [policy.metric_period_s, *(s.alarm.period_s for s in policy.step_policies)]
+    return 10 if min(periods) < 60 else 60
