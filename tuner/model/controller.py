@@ -287,6 +287,8 @@ class TargetTracking:
             self.in_service = np.minimum(self.in_service, self.desired)
             done = down & (self.in_service >= self.desired)
             self._set_complete_at(np.where(done, np.inf, self.complete_at))
+            if self._steps is not None:  # the boot it cut short starts no step cooldown
+                self._steps.cancel_pending(done)
         if up.any():
             finish = t + self._boot_delay()
             self._record(up, ScalingKind.OUT, new, cause, None, finish)

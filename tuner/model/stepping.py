@@ -220,8 +220,11 @@ class StepPolicies:
         pct = np.sign(adj) * np.maximum(np.abs(pct), self.min_mag)
         new = np.choose(self.adj_type, [base + adj, base + pct, np.broadcast_to(adj, base.shape)])
         new = np.clip(new, min_capacity[:, None], max_capacity[:, None])
-        out = has & (new > d)
-        in_ = has & (new < d) & (self.in_cd_end <= t)
+        # a positive adjustment only adds and a negative one only removes (from a cooldown's
+        # base, +50% may come to less than D: no change); ExactCapacity goes either way
+        exact = self.adj_type == _ADJ[AdjustmentType.EXACT_CAPACITY]
+        out = has & (new > d) & ((adj > 0) | exact)
+        in_ = has & (new < d) & ((adj < 0) | exact) & (self.in_cd_end <= t)
         return new, out, in_
 
     def started_out(
@@ -240,6 +243,9 @@ class StepPolicies:
         self.out_cd_end = np.where(start, t + self.cooldown, self.out_cd_end)
         self.out_base = np.where(start, self._pending_base, self.out_base)
         self._pending = self._pending & ~done[:, None]
+
+    def cancel_pending(self, mask: np.ndarray) -> None:
+        self._pending = self._pending & ~mask[:, None]
 
     def started_in(self, scale_in: np.ndarray, in_: np.ndarray, t: float) -> None:
         asked = in_ & scale_in[:, None]
