@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tuner.errors import PolicyError
+from tuner.policy.resource import Resource, ResourceKind
 
 # Step scaling's default Cooldown (API StepScalingPolicyConfiguration: "If not specified, the
 # default value is 300").
@@ -67,6 +68,16 @@ class Comparison(enum.StrEnum):
             Comparison.LESS: value < threshold,
             Comparison.LESS_OR_EQUAL: value <= threshold,
         }[self]
+
+
+def resource_dimensions(resource: Resource) -> list[dict[str, str]]:
+    """The AWS/SageMaker dimensions of the resource's metrics."""
+    if resource.kind is ResourceKind.VARIANT:
+        return [
+            {"Name": "EndpointName", "Value": resource.endpoint},
+            {"Name": "VariantName", "Value": resource.variant or ""},
+        ]
+    return [{"Name": "InferenceComponentName", "Value": resource.name}]
 
 
 def _number(value: Any, where: str) -> float:
@@ -311,17 +322,25 @@ class StepScalingPolicy:
             "Alarm": self.alarm_dict(),
         }
 
-    def put_metric_alarm_args(self, endpoint: str, variant: str, policy_arn: str) -> dict[str, Any]:
+    def put_scaling_policy_args(self, resource: Resource) -> dict[str, Any]:
+        """Keyword arguments of ``application-autoscaling.put_scaling_policy``."""
+        return {
+            "PolicyName": self.name,
+            "ServiceNamespace": "sagemaker",
+            "ResourceId": resource.resource_id,
+            "ScalableDimension": resource.scalable_dimension,
+            "PolicyType": "StepScaling",
+            "StepScalingPolicyConfiguration": self.configuration(),
+        }
+
+    def put_metric_alarm_args(self, resource: Resource, policy_arn: str) -> dict[str, Any]:
         """Keyword arguments of ``cloudwatch.put_metric_alarm``: the alarm acts on the policy."""
         a = self.alarm
         return {
             "AlarmName": self.alarm_name,
             "Namespace": NAMESPACE,
             "MetricName": a.metric_name,
-            "Dimensions": [
-                {"Name": "EndpointName", "Value": endpoint},
-                {"Name": "VariantName", "Value": variant},
-            ],
+            "Dimensions": resource_dimensions(resource),
             "Statistic": a.statistic,
             "Period": a.period_s,
             "EvaluationPeriods": a.evaluation_periods,
@@ -418,6 +437,30 @@ class StepScalingPolicy:
             metric_aggregation=cfg.get("MetricAggregationType", "Average"),
             cooldown_s=cfg.get("Cooldown", DEFAULT_STEP_COOLDOWN_S),
         )
+
+
+def step_from_aws(policy: Mapping[str, Any], alarm: Mapping[str, Any]) -> StepScalingPolicy:
+    """A StepScalingPolicy from a DescribeScalingPolicies entry and its DescribeAlarms entry."""
+    keys = (
+        "AlarmName",
+        "MetricName",
+        "Namespace",
+        "Statistic",
+        "Period",
+        "EvaluationPeriods",
+        "DatapointsToAlarm",
+        "Threshold",
+        "ComparisonOperator",
+    )
+    alarm_fields = {k: alarm[k] for k in keys if k in alarm}
+    if alarm_fields.get("AlarmName") == f"{policy['PolicyName']}-alarm":
+        del alarm_fields["AlarmName"]  # the default name: the file said nothing
+    data = {
+        "PolicyName": policy["PolicyName"],
+        "StepScalingPolicyConfiguration": dict(policy["StepScalingPolicyConfiguration"]),
+        "Alarm": alarm_fields,
+    }
+    return StepScalingPolicy.from_dict(data)
 
 
 def _bound(value: float | None) -> str:
