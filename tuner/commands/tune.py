@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from tuner.aws import AwsSession
     from tuner.model import Capacity, SimulationSettings
     from tuner.profiles import Profile
-    from tuner.tune import Grid, Objective
+    from tuner.tune import CompanionGrid, Grid, Objective
 
 EPILOG = """\
 examples:
@@ -123,6 +123,12 @@ def register(sub: Any) -> argparse.ArgumentParser:
         metavar="S",
         help="CloudWatch publishing delay of each datapoint (default: 60)",
     )
+    p.add_argument(
+        "--step-companion",
+        action="store_true",
+        help="also try target tracking plus a step scale-out companion (threshold and step "
+        "size searched); recommended only when cheaper at the same objective",
+    )
     p.add_argument("--endpoint", help="evaluate this endpoint's current policy too (reads AWS)")
     p.add_argument(
         "--variant", default="AllTraffic", help="production variant (default: AllTraffic)"
@@ -193,7 +199,7 @@ def _command_line(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from tuner.model import Capacity, SimulationSettings
-    from tuner.tune import Grid, Objective
+    from tuner.tune import CompanionGrid, Grid, Objective
 
     now = datetime.now(UTC).replace(microsecond=0)
     objective = Objective(
@@ -237,6 +243,7 @@ def run(args: argparse.Namespace) -> int:
         session=aws_session(args) if args.endpoint else None,
         command=_command_line(args),
         created=now,
+        companions=CompanionGrid() if args.step_companion else None,
     )
     return 0
 
@@ -257,6 +264,7 @@ def run_tuning(
     session: AwsSession | None,
     command: str,
     created: datetime,
+    companions: CompanionGrid | None = None,
 ) -> Path:
     """The workflow of ``tuner tune`` with its progress and output: read the current policy,
     tune, write the run, trial the ``live_top`` best on ``endpoint``, render; the report's path."""
@@ -287,6 +295,7 @@ def run_tuning(
         current=current,
         timelines_top=live_top,
         progress=_progress,
+        companions=companions,
     )
     meta = manifest(
         tuning,

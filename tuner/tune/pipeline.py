@@ -32,6 +32,7 @@ from tuner.model.settings import SimulationSettings
 from tuner.model.simulator import simulate
 from tuner.policy.policy import DEFAULT_POLICY_NAME, ScalingPolicy
 from tuner.profiles.profile import Profile
+from tuner.tune.companion import CompanionGrid, companion_candidates
 from tuner.tune.grid import Grid
 from tuner.tune.recommend import Recommendation, recommend, score
 from tuner.tune.run import Run, folder_name
@@ -105,6 +106,7 @@ def tune(
     current: ScalingPolicy | None = None,
     timelines_top: int = 0,
     progress: Progress = _quiet,
+    companions: CompanionGrid | None = None,
 ) -> Tuning:
     """Simulate the grid (plus AWS's rule of thumb and ``current``) and recommend one policy.
 
@@ -112,6 +114,8 @@ def tune(
     cannot model is left out (say so with :func:`unmodelled` first). Timelines are kept for the
     recommendation, its alternatives, the rule of thumb, the current policy and the
     ``timelines_top`` best-ranked candidates (those a live trial will compare against).
+    ``companions`` adds the family "target tracking plus a step scale-out companion"
+    (:mod:`tuner.tune.companion`), simulated after the grid and ranked with it.
     """
     capacity = capacity or Capacity.default()
     settings = settings or SimulationSettings()
@@ -148,6 +152,23 @@ def tune(
         rule_of_thumb=rule.label,
         current=current.label if current else None,
     )
+    if companions is not None:
+        family = [
+            p for p in companion_candidates(table, by_label, companions) if p.label not in by_label
+        ]
+        if family:
+            progress(f"{len(family)} candidates with a step scale-out companion")
+            extra = evaluate(profiles, family, capacity, objective, settings, progress)
+            results = pd.concat([results, extra], ignore_index=True)
+            by_label.update((p.label, p) for p in family)
+            policies = list(by_label.values())
+            table = score(
+                results,
+                policies,
+                objective,
+                rule_of_thumb=rule.label,
+                current=current.label if current else None,
+            )
     recommendation = recommend(table, results, objective)
     shown = [
         recommendation.label,
