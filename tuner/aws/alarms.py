@@ -14,6 +14,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from tuner.aws.clients import ClientAdapter, translate_client_error
 from tuner.policy.resource import Resource
+from tuner.policy.step import policy_arn_tail
 
 # put-metric-alarm's own fields, the ones a snapshot keeps to put an alarm back
 _ALARM_PUT_KEYS = (
@@ -36,17 +37,6 @@ _ALARM_PUT_KEYS = (
     "ComparisonOperator",
     "TreatMissingData",
 )
-
-
-def policy_arn_tail(resource: Resource, name: str) -> str:
-    """The end of a scaling policy's ARN that names its resource and policy."""
-    return f"resource/sagemaker/{resource.resource_id}:policyName/{name}"
-
-
-def policy_name_of(action: str) -> str | None:
-    """The policy name an alarm action names, if it is a scaling policy's ARN."""
-    head, sep, name = action.rpartition(":policyName/")
-    return name if sep and ":scalingPolicy:" in head else None
 
 
 def alarm_put_args(described: dict[str, Any]) -> dict[str, Any]:

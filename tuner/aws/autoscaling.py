@@ -12,12 +12,12 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tuner.aws.alarms import Alarms, policy_name_of
+from tuner.aws.alarms import Alarms
 from tuner.aws.clients import AwsSession, ClientAdapter, translate_client_error
 from tuner.errors import PolicyError, TargetNotRegistered, TunerError, read_json_file
 from tuner.policy.policy import SERVICE_NAMESPACE, ScalingPolicy
 from tuner.policy.resource import Resource
-from tuner.policy.step import step_from_aws
+from tuner.policy.step import policy_name_of, step_from_aws
 
 SNAPSHOT_VERSION = 1
 # Fields of DescribeScalingPolicies / DescribeScheduledActions entries that AWS computes; they are

@@ -9,7 +9,10 @@ public ``set_policies`` (the effective range), never by a second model:
 - SuspendedState: DynamicScalingOutSuspended caps MaxCapacity at the current desired count,
   DynamicScalingInSuspended raises MinCapacity to it;
 - UpdateEndpointWeightsAndCapacities: a momentary range [n, n] (instances boot like a range change,
-  no cooldown), then the registered range again; it is not a scaling activity.
+  no cooldown), then the registered range again; it is not a scaling activity;
+- step-scaling policies: each with the CloudWatch metric alarm whose AlarmActions name it (read
+  from the control plane's CloudWatch), handed to the controller, which evaluates the alarm on
+  the same datapoints this loop publishes; a step policy no alarm acts on never acts (as on AWS).
 """
 
 from __future__ import annotations
@@ -35,7 +38,9 @@ from tuner.errors import TunerError, ValidationError
 from tuner.model.capacity import Capacity
 from tuner.model.controller import ScalingCause, ScalingEvent, TargetTracking
 from tuner.model.settings import SimulationSettings
+from tuner.model.stepping import stream_of
 from tuner.policy.policy import MetricType, Resource, ScalingPolicy
+from tuner.policy.step import StepScalingPolicy, policy_name_of, step_from_aws
 
 STEP_S = BUCKET_S
 _PLACEHOLDER_TARGET = 1e300
@@ -82,6 +87,7 @@ class Autoscaler:
         self._registered: tuple[int, int] | None = None
         self._suspended = (False, False)
         self._base: list[ScalingPolicy] = []
+        self._steps: tuple[StepScalingPolicy, ...] = ()
         self._skipped: set[str] = set()
         self._effective: list[ScalingPolicy] | None = None
         self._step_in_service = instances
@@ -211,6 +217,7 @@ class Autoscaler:
             self._registered = None
             self._suspended = (False, False)
             self._base = []
+            self._steps = ()
             return
         lo, hi = int(target["MinCapacity"]), int(target["MaxCapacity"])
         self._registered = (lo, hi)
@@ -220,8 +227,13 @@ class Autoscaler:
             bool(sus.get("DynamicScalingInSuspended")),
         )
         base = []
+        self._steps = self._read_steps(
+            [p for p in policies if p.get("PolicyType") == "StepScaling"]
+        )
         for p in policies:
             name = p.get("PolicyName", "?")
+            if p.get("PolicyType") == "StepScaling":
+                continue
             if p.get("PolicyType") != "TargetTrackingScaling":
                 self._skip(name, f"policy {name}: {p.get('PolicyType')} is not emulated; ignored")
                 continue
@@ -238,6 +250,32 @@ class Autoscaler:
             base.append(sp)
         self._base = base
 
+    def _read_steps(self, entries: list[dict[str, Any]]) -> tuple[StepScalingPolicy, ...]:
+        if not entries:
+            return ()
+        tail = f"resource/sagemaker/{self.resource.resource_id}:policyName/"
+        by_policy: dict[str, dict[str, Any]] = {}
+        for alarm in self.plane.metric_alarms():
+            for action in alarm.get("AlarmActions", []):
+                name = policy_name_of(action)
+                if name is not None and action.endswith(tail + name):
+                    by_policy.setdefault(name, alarm)
+        steps = []
+        for p in entries:
+            name = p.get("PolicyName", "?")
+            found = by_policy.get(name)
+            if found is None:
+                self._skip(name, f"step policy {name}: no CloudWatch alarm acts on it; idle")
+                continue
+            try:
+                step = step_from_aws(p, found)
+                stream_of(step)
+            except TunerError as e:
+                self._skip(name, f"step policy {name} ignored: {e}")
+                continue
+            steps.append(step)
+        return tuple(steps)
+
     def _skip(self, name: str, message: str) -> None:
         if name not in self._skipped:
             self._skipped.add(name)
@@ -251,9 +289,12 @@ class Autoscaler:
             hi = max(lo, min(hi, d))
         if in_suspended:
             lo = min(hi, max(lo, d))
-        if not self._base:
-            return [self._placeholder(lo, hi)]
-        return [p.replace(min_capacity=lo, max_capacity=hi) for p in self._base]
+        policies = [p.replace(min_capacity=lo, max_capacity=hi) for p in self._base] or [
+            self._placeholder(lo, hi)
+        ]
+        if self._steps:  # step policies ride on the first policy: the same target
+            policies[0] = policies[0].replace(step_policies=self._steps)
+        return policies
 
     def _apply(self, policies: list[ScalingPolicy], *, record: bool) -> None:
         if policies == self._effective:
@@ -271,11 +312,13 @@ class Autoscaler:
                 lo, hi = self._registered or (ev.to_capacity, ev.to_capacity)
                 cause = f"scalable target range set to {lo}..{hi}"
             else:
-                alarm = (
-                    f"TargetTracking-{self.resource.resource_id}-{ev.cause.value}"
-                    if ev.cause in (ScalingCause.ALARM_HIGH, ScalingCause.ALARM_LOW)
-                    else ev.cause.value
-                )
+                steps = {s.name: s.alarm_name for s in self._steps}
+                if ev.cause in (ScalingCause.ALARM_HIGH, ScalingCause.ALARM_LOW):
+                    alarm = f"TargetTracking-{self.resource.resource_id}-{ev.cause.value}"
+                elif ev.cause is ScalingCause.STEP_ALARM:
+                    alarm = steps.get(ev.policy or "", ev.cause.value)
+                else:
+                    alarm = ev.cause.value
                 cause = f"monitor alarm {alarm} in state ALARM triggered policy {ev.policy}"
             self.activities.add(ev.description, cause, start_v, end_v, ev.to_capacity)
             self._log(

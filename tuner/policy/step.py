@@ -439,6 +439,17 @@ class StepScalingPolicy:
         )
 
 
+def policy_arn_tail(resource: Resource, name: str) -> str:
+    """The end of a scaling policy's ARN that names its resource and policy."""
+    return f"resource/sagemaker/{resource.resource_id}:policyName/{name}"
+
+
+def policy_name_of(action: str) -> str | None:
+    """The policy name an alarm action names, if it is a scaling policy's ARN."""
+    head, sep, name = action.rpartition(":policyName/")
+    return name if sep and ":scalingPolicy:" in head else None
+
+
 def step_from_aws(policy: Mapping[str, Any], alarm: Mapping[str, Any]) -> StepScalingPolicy:
     """A StepScalingPolicy from a DescribeScalingPolicies entry and its DescribeAlarms entry."""
     keys = (
