@@ -26,7 +26,7 @@ alarm's action is the step policy), reads all back and checks they equal the fil
 
 
 def register(sub: Any) -> argparse.ArgumentParser:
-    p = sub.add_parser(
+    p: argparse.ArgumentParser = sub.add_parser(
         "apply",
         help="apply a policy file to an endpoint (diff, dry run, verify)",
         description="Apply a *.policy.json to a SageMaker endpoint variant through Application "

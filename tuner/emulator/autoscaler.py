@@ -39,7 +39,7 @@ from tuner.model.capacity import Capacity
 from tuner.model.controller import ScalingCause, ScalingEvent, TargetTracking
 from tuner.model.settings import SimulationSettings
 from tuner.model.stepping import stream_of
-from tuner.policy.policy import MetricType, Resource, ScalingPolicy
+from tuner.policy import MetricType, Resource, ScalingPolicy
 from tuner.policy.step import StepScalingPolicy, policy_name_of, step_from_aws
 
 STEP_S = BUCKET_S
