@@ -463,3 +463,42 @@ def test_step_scenarios_exercise_every_path():
                 seen["m_of_n"] += s.alarm.datapoints_to_alarm < s.alarm.evaluation_periods
             seen["with_tt"] += bool(p.step_policies)
     assert min(seen.values()) >= 10, seen
+
+
+def test_a_step_policy_scales_an_inference_component_out_of_zero():
+    # The pattern AWS documents for MinCopyCount 0: target tracking cannot leave zero
+    # (R = ceil(0 x M / T) = 0), a step policy can. Here on InvocationsPerCopy (requests per copy,
+    # divided by 1 with no copy), ExactCapacity 2 when any request arrives; the model does not
+    # have NoCapacityInvocationFailures, the metric AWS's pattern uses.
+    from tuner.policy.policy import ResourceKind
+
+    wake = step(
+        1,
+        StepAdjustment(2, 0, None),
+        adjustment_type=AdjustmentType.EXACT_CAPACITY,
+        metric_name="InvocationsPerCopy",
+        name="wake-from-zero",
+    )
+    p = ScalingPolicy(
+        min_capacity=0,
+        max_capacity=4,
+        target_value=600.0,
+        metric_type=MetricType.INVOCATIONS_PER_COPY,
+        kind=ResourceKind.INFERENCE_COMPONENT,
+        step_policies=(wake,),
+    )
+    demand = np.array([0.0] * 20 + [600.0] * 10)
+    r = simulate_demand(
+        demand,
+        60,
+        [p],
+        CAPACITY,
+        initial_capacity=2,
+        settings=SimulationSettings(metric_lag_s=0, boot_jitter_s=0.0, boot_s=120),
+    )
+    tl = r.timeline(0)
+    # 15 idle minutes -> 0 copies at 900 s; traffic from 1200 s: minute 20 is visible at 1260,
+    # ExactCapacity 2 -> copies serve from 1380 (periods from 1380 on have 2 in service)
+    assert tl.desired_capacity.tolist() == [2] * 15 + [0] * 6 + [2] * 9
+    assert tl.instances_in_service.tolist() == [2] * 15 + [0] * 8 + [2] * 7
+    assert tl.errors[tl.instances_in_service == 2].sum() < 600  # served once the copies are up
