@@ -273,6 +273,7 @@ class Autoscaler:
             except TunerError as e:
                 self._skip(name, f"step policy {name} ignored: {e}")
                 continue
+            self._skipped.discard(name)  # running now: say so again if it stops
             steps.append(step)
         return tuple(steps)
 
