@@ -12,7 +12,7 @@ from tuner.model.settings import SimulationSettings
 from tuner.model.simulator import simulate
 from tuner.policy.policy import ScalingPolicy
 from tuner.profiles import load_profile
-from tuner.tune import CompanionGrid, Objective, companion_candidates, score, tune
+from tuner.tune import CompanionGrid, Objective, companion_candidates, manifest, score, tune
 
 PROFILES = REPO / "locustfiles" / "profiles"
 
@@ -126,3 +126,7 @@ def test_tune_with_the_family_on_flash_spike_keeps_target_tracking(tmp_path: Pat
     assert not rows.loc[family, "meets_objective"].any()
     assert both.recommendation.label == plain.recommendation.label
     assert not both.recommended.step_policies
+    meta = manifest(both, tmp_path, profile_paths=[PROFILES / "flash-spike.toml"])
+    assert meta["grid"]["step_companions"]["bases"] == 5
+    paths = [PROFILES / "flash-spike.toml"]
+    assert manifest(plain, tmp_path, profile_paths=paths)["grid"]["step_companions"] is None

@@ -13,7 +13,8 @@ same objective (ties go to target tracking alone, the simpler policy).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import pandas as pd
 
@@ -52,6 +53,9 @@ class CompanionGrid:
             raise ValidationError("companion adjustments >= 1 must hold")
         if self.bases < 1:
             raise ValidationError(f"companion bases >= 1 must hold, got {self.bases}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     def companions(self, base: ScalingPolicy) -> list[ScalingPolicy]:
         """``base`` with each companion of the grid beside it."""

@@ -69,6 +69,8 @@ class Tuning:
     """The recommended policy, named so that ``tuner apply`` replaces the current one."""
     timelines: dict[str, dict[str, pd.DataFrame]] = field(default_factory=dict)
     """profile name -> candidate label -> simulated timeline (first seed) of shown candidates."""
+    companions: CompanionGrid | None = None
+    """The step scale-out companion family's grid, if it was searched."""
 
     def ranked(self, top: int) -> list[ScalingPolicy]:
         """The ``top`` best candidates, best first."""
@@ -200,6 +202,7 @@ def tune(
         recommendation=recommendation,
         recommended=recommended,
         timelines=timelines,
+        companions=companions,
     )
 
 
@@ -284,6 +287,7 @@ def manifest(
             "min_capacities_used": list(tuning.min_capacities),
             "max_capacities_used": list(tuning.max_capacities),
             **tuning.grid.to_dict(),
+            "step_companions": tuning.companions.to_dict() if tuning.companions else None,
         },
         "objective": {
             "slo_p99_ms": objective.slo_p99_ms,
