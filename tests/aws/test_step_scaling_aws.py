@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import boto3
+import pytest
 
 from tests.conftest import REGION
 from tuner.aws import AutoScaling, ScalingSnapshot
@@ -99,3 +101,34 @@ def test_restore_to_unregistered_deletes_the_step_alarms(aws: None) -> None:
     scaling.restore(empty)
     assert _alarms() == []
     assert scaling.describe_target(RESOURCE) is None
+
+
+def test_cli_apply_shows_the_step_policy_then_finds_nothing_to_change(
+    aws: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.conftest import create_endpoint
+    from tuner.cli import main
+
+    create_endpoint(boto3.client("sagemaker", region_name=REGION))
+    path = POLICY.save(tmp_path / "p.policy.json")
+    assert main(["apply", str(path), "--endpoint", "my-endpoint", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "StepScaling fast-scale-out  (none) -> " in out
+    assert "cloudwatch PutMetricAlarm" in out and '"Threshold": 1800.0' in out
+    assert _alarms() == []  # a dry run changes nothing
+    assert main(["apply", str(path), "--endpoint", "my-endpoint"]) == 0
+    assert "applied and verified" in capsys.readouterr().out
+    assert main(["apply", str(path), "--endpoint", "my-endpoint"]) == 0
+    assert "nothing to change" in capsys.readouterr().out
+    # a bad step policy file: one line, exit 2
+    data = POLICY.to_dict()
+    data["StepScalingPolicies"][0]["StepScalingPolicyConfiguration"]["StepAdjustments"] = [
+        {"MetricIntervalLowerBound": 0, "MetricIntervalUpperBound": 100, "ScalingAdjustment": 1},
+        {"MetricIntervalLowerBound": 200, "ScalingAdjustment": 2},
+    ]
+    bad = tmp_path / "bad.policy.json"
+    bad.write_text(json.dumps(data))
+    assert main(["apply", str(bad), "--endpoint", "my-endpoint"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "intervals must neither overlap nor leave a gap, got [0, 100) then [200, null)" in err
