@@ -8,6 +8,7 @@ import math
 import os
 import subprocess
 import sys
+import threading
 import time
 from typing import Any
 
@@ -76,6 +77,16 @@ def _client(aws: LocalAws, service: str) -> Any:
     )
 
 
+def _watch_alarm(aws: LocalAws, stop: threading.Event, states: list[str]) -> None:
+    cw = _client(aws, "cloudwatch")
+    while not stop.wait(0.25):
+        (alarm,) = cw.describe_alarms(AlarmNames=["fast-scale-out-alarm"])["MetricAlarms"] or [
+            {"StateValue": "missing"}
+        ]
+        if not states or states[-1] != alarm["StateValue"]:
+            states.append(alarm["StateValue"])
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Any:
     tmp_path = tmp_path_factory.mktemp("step")
@@ -95,6 +106,10 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Any:
         # Profile time 0 on one of the emulator's minute boundaries (its 60-s datapoints start
         # at its clock's epoch), as the simulator's minutes start at profile time 0: a 1-of-1
         # alarm is judged on the same minutes on both sides. 10 real seconds for Locust to start.
+        states: list[str] = []
+        stop = threading.Event()
+        watcher = threading.Thread(target=_watch_alarm, args=(aws, stop, states))
+        watcher.start()
         clock = aws.clock
         start_v = clock.v0 + 60 * math.ceil((clock.now() - clock.v0 + 10 * SPEED) / 60)
         result = run_loadtest(
@@ -110,11 +125,13 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Any:
             progress=None,
         )
         time.sleep(aws.clock.real_duration(75))
-        yield aws, result, profile_path, capacity
+        stop.set()
+        watcher.join()
+        yield aws, result, profile_path, capacity, states
 
 
 def test_the_local_aws_runs_the_step_companion_as_the_simulator_does(run: Any) -> None:
-    aws, result, profile_path, capacity = run
+    aws, result, profile_path, capacity, states = run
     sim = simulate(
         load_profile(profile_path),
         [POLICY],
@@ -146,3 +163,5 @@ def test_the_local_aws_runs_the_step_companion_as_the_simulator_does(run: Any) -
         in (oldest["Cause"])
     )
     assert oldest["StatusCode"] == "Successful"
+    # CloudWatch showed the alarm go to ALARM with the spike and back to OK after it
+    assert states[-2:] == ["ALARM", "OK"], states

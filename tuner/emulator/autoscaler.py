@@ -88,6 +88,8 @@ class Autoscaler:
         self._suspended = (False, False)
         self._base: list[ScalingPolicy] = []
         self._steps: tuple[StepScalingPolicy, ...] = ()
+        self._alarm_states: dict[str, bool] = {}
+        """Step alarms' last state as set in the control plane's CloudWatch (True: ALARM)."""
         self._skipped: set[str] = set()
         self._effective: list[ScalingPolicy] | None = None
         self._step_in_service = instances
@@ -192,7 +194,45 @@ class Autoscaler:
                 )
             self._push_in_service()
             self._schedule_completion()
+            changed = self._step_alarm_changes()
         self._publish(boundary_v, step)
+        for name, on, reason in changed:
+            # CloudWatch shows the state the controller evaluated, as AWS's alarm would
+            try:
+                self.plane.call(
+                    "monitoring",
+                    "SetAlarmState",
+                    {
+                        "AlarmName": name,
+                        "StateValue": "ALARM" if on else "OK",
+                        "StateReason": reason,
+                    },
+                )
+            except TunerError as e:
+                self._log(f"autoscaler: cannot set alarm {name}: {e}")
+
+    def _step_alarm_changes(self) -> list[tuple[str, bool, str]]:
+        """(alarm name, in ALARM, reason) of step alarms whose state changed at this step."""
+        if not self._steps:
+            return []
+        on = self.tt.step_alarm_on[0]
+        out = []
+        for step, state in zip(self._steps, on, strict=False):
+            name, now = step.alarm_name, bool(state)
+            before = self._alarm_states.setdefault(name, False)  # new: as moto created it (OK)
+            if before is not now:
+                a = step.alarm
+                m_of_n = f"{a.datapoints_to_alarm} of the last {a.evaluation_periods}"
+                reason = (
+                    f"Threshold Crossed: at least {m_of_n} datapoints {a.comparison.value} "
+                    f"{a.threshold:g} (tuner emulator)"
+                    if now
+                    else f"Threshold not crossed: fewer than {m_of_n} datapoints "
+                    f"{a.comparison.value} {a.threshold:g} (tuner emulator)"
+                )
+                self._alarm_states[name] = now
+                out.append((name, now, reason))
+        return out
 
     def _publish(self, boundary_v: float, step: Any) -> None:
         ep = self.endpoint
