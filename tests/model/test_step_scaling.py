@@ -404,7 +404,7 @@ def _simulated(seed: int):
     return sc, result
 
 
-@pytest.mark.parametrize("seed", range(120))
+@pytest.mark.parametrize("seed", range(80))
 def test_vectorised_simulator_matches_the_scalar_model_with_step_policies(seed):
     sc, result = _simulated(seed)
     serving = scalar_model.Serving(20.0, 60.0, [(5, 40.0), (20, 60.0)])
