@@ -1,4 +1,5 @@
-"""Exports of a policy file with a step companion: cfn-lint, the real AWS CLI, Terraform."""
+"""Exports of a policy file with step policies: cfn-lint, the real AWS CLI against the local
+AWS (read back equal), Terraform."""
 
 from __future__ import annotations
 
@@ -63,24 +64,6 @@ def test_cloudformation_with_step_policies_passes_cfn_lint(tmp_path: Path) -> No
     assert "MinAdjustmentMagnitude: 1" in text and 'AlarmName: "my-idle-alarm"' in text
 
 
-def test_aws_cli_script_runs_and_reads_back_equal(
-    moto_server: str, subprocess_env: dict[str, str], tmp_path: Path
-) -> None:
-    script = tmp_path / "apply.sh"
-    script.write_text("set -euo pipefail\n" + export_policy(POLICY, RESOURCE, "aws-cli"))
-    env = dict(subprocess_env, AWS_ENDPOINT_URL=moto_server)
-    result = subprocess.run(
-        ["bash", str(script)], capture_output=True, text=True, env=env, timeout=300
-    )
-    assert result.returncode == 0, result.stderr
-    scaling = AutoScaling(
-        boto3.client("application-autoscaling", endpoint_url=moto_server),
-        alarms=Alarms(boto3.client("cloudwatch", endpoint_url=moto_server)),
-    )
-    live = scaling.read_policy(RESOURCE, steps=["fast-scale-out", "idle-scale-in"])
-    assert live == POLICY
-
-
 def test_terraform_step_policy_and_alarm() -> None:
     text = export_policy(POLICY, RESOURCE, "terraform")
     assert text.count("{") == text.count("}")
@@ -104,3 +87,35 @@ def test_terraform_step_policy_and_alarm() -> None:
         'dimensions          = { EndpointName = "my-endpoint", VariantName = "AllTraffic" }' in text
     )
     assert 'comparison_operator = "LessThanThreshold"' in text
+
+
+def test_aws_cli_script_runs_against_the_local_aws_and_reads_back_equal(
+    subprocess_env: dict[str, str], tmp_path: Path
+) -> None:
+    from tuner.emulator import EmulatorConfig, LocalAws
+
+    resource = Resource.for_variant("export-endpoint", "AllTraffic")
+    script = tmp_path / "apply.sh"
+    script.write_text("set -euo pipefail\n" + export_policy(POLICY, resource, "aws-cli"))
+    with LocalAws(EmulatorConfig(speed=60, endpoint="export-endpoint")) as aws:
+        env = dict(subprocess_env, **aws.env)
+        env["AWS_CONFIG_FILE"] = env["AWS_SHARED_CREDENTIALS_FILE"] = str(tmp_path / "none")
+        result = subprocess.run(
+            ["bash", str(script)], capture_output=True, text=True, env=env, timeout=300
+        )
+        assert result.returncode == 0, result.stderr
+
+        def client(service: str) -> object:
+            return boto3.client(
+                service,
+                endpoint_url=aws.url,
+                region_name=aws.config.region,
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",
+            )
+
+        scaling = AutoScaling(
+            client("application-autoscaling"), alarms=Alarms(client("cloudwatch"))
+        )
+        live = scaling.read_policy(resource, steps=["fast-scale-out", "idle-scale-in"])
+        assert live == POLICY
