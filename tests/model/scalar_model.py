@@ -13,7 +13,19 @@ It follows the model choices the package documents (tuner.model.scaling.ModelCho
   that asked, when it completes; a scale-in the longest ScaleInCooldown of the enabled policies;
 - InvocationsPerInstance of a step = requests / max(instances in service, 1), summed to 60 s;
   ConcurrentRequestsPerModel = served rate x p50 latency + peak queue, per instance;
-- the queue: what the instances cannot serve waits; beyond max rate x timeout it fails.
+- the queue: what the instances cannot serve waits; beyond max rate x timeout it fails;
+- step policies (reference §8): each has its own alarm, M of the newest N visible datapoints
+  breaching (60-s InvocationsPerInstance, 10-s ConcurrentRequestsPerModel, or its peak per
+  minute), called when it enters ALARM and every 60 s while there; the step is picked by
+  value - threshold (lower bound inclusive above the threshold, upper bound inclusive below),
+  value = the aggregation (Average, Minimum, Maximum) of the window; ChangeInCapacity adds,
+  ExactCapacity sets, PercentChangeInCapacity adds the percentage rounded toward zero past 1 and
+  away from zero under 1, at least MinAdjustmentMagnitude; its cooldown starts when its
+  scale-out completes, and while it runs the policy adjusts the capacity from before that
+  scale-out; scale-ins wait for its own scale-in cooldown; any scale-out ends scale-in cooldowns;
+- target tracking and step policies together: the largest capacity asked for above the desired
+  one scales out; failing that, the largest below it scales in (target tracking's share needing
+  all its enabled policies to agree, as above).
 
 ``summarise`` then serves each period of the timeline again and totals the run as the summary
 row of tuner.model.simulator is documented (cost, failures, SLO violations, surges, the run's
@@ -37,6 +49,56 @@ class Rule:
     in_cooldown_s: float = 300
     disable_scale_in: bool = False
     high_resolution: bool = False  # ConcurrentRequestsPerModel (10 s) instead of Invocations
+
+
+@dataclass
+class StepRule:
+    """One step-scaling policy and its alarm, as the scalar model needs them."""
+
+    threshold: float
+    steps: list[tuple[float | None, float | None, int]]
+    """(lower, upper, adjustment) relative to the threshold; None is unbounded."""
+    comparison: str = ">="
+    evaluation_periods: int = 1
+    datapoints_to_alarm: int = 1
+    stream: str = "inv"  # "inv" (60 s), "conc" (10 s) or "conc60" (10-s peaks per minute)
+    aggregation: str = "Average"
+    adjustment_type: str = "ChangeInCapacity"
+    min_magnitude: int = 0
+    cooldown_s: float = 300
+
+
+def _breaches(rule: StepRule, v: float) -> bool:
+    t = rule.threshold
+    return {">=": v >= t, ">": v > t, "<": v < t, "<=": v <= t}[rule.comparison]
+
+
+def _step_for(rule: StepRule, value: float) -> int | None:
+    delta = value - rule.threshold
+    for lower, upper, adjustment in rule.steps:
+        lo = -math.inf if lower is None else lower
+        hi = math.inf if upper is None else upper
+        above = rule.comparison in (">=", ">")
+        inside = lo <= delta < hi if above else lo < delta <= hi
+        if inside:
+            return adjustment
+    return None
+
+
+def _adjusted(rule: StepRule, base: int, adjustment: int) -> int:
+    if rule.adjustment_type == "ExactCapacity":
+        return adjustment
+    if rule.adjustment_type == "ChangeInCapacity":
+        return base + adjustment
+    raw = base * adjustment / 100.0
+    if abs(raw) > 1:
+        change = int(abs(raw))  # toward zero
+    elif raw != 0:
+        change = 1
+    else:
+        change = 0
+    change = max(change, rule.min_magnitude) if adjustment != 0 else 0
+    return base + (change if adjustment > 0 else -change)
 
 
 @dataclass
@@ -89,6 +151,7 @@ def run(
     initial: int | None = None,
     scheduled: list[tuple[float, int | None, int | None]] = (),  # type: ignore[assignment]
     serving: Serving | None = None,
+    step_rules: list[StepRule] = (),  # type: ignore[assignment]
 ) -> Timeline:
     """Simulate one candidate; ``boot_s`` may be a list: the boot time drawn at each step."""
     serving = serving or Serving()
@@ -115,6 +178,12 @@ def run(
     low_since: list[float | None] = [None] * len(rules)
     queue = 0.0
     out = Timeline()
+    step_since: list[float | None] = [None] * len(step_rules)
+    step_out_end = [-math.inf] * len(step_rules)
+    step_out_base = [0] * len(step_rules)
+    step_pending: list[int | None] = [None] * len(step_rules)  # base of the scale-out it asked
+    step_in_end = [-math.inf] * len(step_rules)
+    minute_peaks: list[float] = []
 
     def boot_at(k: int) -> float:
         return boot_s[k] if isinstance(boot_s, list) else boot_s
@@ -155,6 +224,11 @@ def run(
                 out_cooldown_end = t + pending_cooldown
                 out_base = pending_base
                 pending_cooldown = None
+            for s, rule in enumerate(step_rules):
+                if step_pending[s] is not None:
+                    step_out_end[s] = t + rule.cooldown_s
+                    step_out_base[s] = step_pending[s]  # type: ignore[assignment]
+                    step_pending[s] = None
         # 2. scheduled actions
         while schedule and schedule[0][0] <= t:
             _, new_lo, new_hi = schedule.pop(0)
@@ -167,6 +241,7 @@ def run(
                 in_service = min(in_service, desired)
                 if updating and in_service >= desired:
                     updating, complete_at, pending_cooldown = False, math.inf, None
+                    step_pending = [None] * len(step_rules)
             elif moved > desired:
                 out.scale_outs += 1
                 if not updating:
@@ -201,6 +276,53 @@ def run(
             low_now.append(is_low)
             high_call.append(is_high and (t - high_since[j]) % 60 == 0)
             low_call.append(is_low and (t - low_since[j]) % 60 == 0)
+        # 3b. step alarms
+        peaks_before = len(minute_peaks)
+        whole = len(seen[True]) // 6
+        while len(minute_peaks) < whole:
+            i = len(minute_peaks) * 6
+            minute_peaks.append(max(seen[True][i : i + 6]))
+        streams = {"inv": seen[False], "conc": seen[True], "conc60": minute_peaks}
+        fresh = {"inv": new_data[False], "conc": new_data[True], "conc60": whole > peaks_before}
+        step_value: list[float | None] = []
+        for s, rule in enumerate(step_rules):
+            window = streams[rule.stream][-rule.evaluation_periods :]
+            if fresh[rule.stream]:
+                breaching = sum(_breaches(rule, v) for v in window)
+                if breaching >= rule.datapoints_to_alarm:
+                    if step_since[s] is None:
+                        step_since[s] = t
+                else:
+                    step_since[s] = None
+            since = step_since[s]
+            if since is None or (t - since) % 60 != 0:
+                step_value.append(None)
+                continue
+            agg = {"Average": sum(window) / len(window), "Minimum": min(window)}
+            agg["Maximum"] = max(window)
+            step_value.append(agg[rule.aggregation])
+        step_new: list[int | None] = []
+        step_adj: list[int | None] = []
+        for s, rule in enumerate(step_rules):
+            value = step_value[s]
+            adjustment = None if value is None else _step_for(rule, value)
+            step_adj.append(adjustment)
+            if adjustment is None:
+                step_new.append(None)
+                continue
+            cooling = t < step_out_end[s] and adjustment > 0
+            base_s = step_out_base[s] if cooling else desired
+            step_new.append(min(max(_adjusted(rule, base_s, adjustment), lo), hi))
+        step_out, step_in = [], []
+        for s, rule in enumerate(step_rules):
+            v, adj = step_new[s], step_adj[s]
+            exact = rule.adjustment_type == "ExactCapacity"
+            if v is None or adj is None:
+                continue
+            if v > desired and (adj > 0 or exact):
+                step_out.append(s)
+            if v < desired and (adj < 0 or exact) and t >= step_in_end[s]:
+                step_in.append(s)
         # 4. required capacity per policy
         base = out_base if t < out_cooldown_end else desired
         required = []
@@ -217,26 +339,47 @@ def run(
             for j in range(len(rules))
             if high_call[j] and required[j] is not None and required[j] > desired
         ]
-        if asking and not updating:
-            pending_base = base
-            pending_cooldown = max(rules[j].out_cooldown_s for j in asking)
-            desired = max(required[j] for j in asking)
+        wants_out = bool(asking or step_out)
+        if wants_out and not updating:
+            if asking:
+                pending_base = base
+                pending_cooldown = max(rules[j].out_cooldown_s for j in asking)
+            else:
+                pending_cooldown = None
+            for s in range(len(step_rules)):
+                cooling = t < step_out_end[s]
+                step_pending[s] = (
+                    (step_out_base[s] if cooling else desired) if s in step_out else None
+                )
+            desired = max([required[j] for j in asking] + [step_new[s] for s in step_out])  # type: ignore[type-var]
             updating = True
             complete_at = t + max(1, math.ceil(boot_at(k) / step_s - 1e-9)) * step_s
             in_cooldown_end = -math.inf
+            step_in_end = [-math.inf] * len(step_rules)
             out.scale_outs += 1
-        # 6. scale in
+            continue
+        if wants_out or updating:
+            continue
+        # 6. scale in: the largest of target tracking's (if all its enabled policies agree) and
+        # the step policies' that ask
         enabled = [j for j, rule in enumerate(rules) if not rule.disable_scale_in]
-        if (
+        offers: list[int] = []
+        tt_in = (
             enabled
-            and not updating
             and t >= in_cooldown_end
             and any(low_call[j] for j in enabled)
             and all(low_now[j] and required[j] < desired for j in enabled)
-        ):
-            desired = max(required[j] for j in enabled)
+        )
+        if tt_in:
+            offers.append(max(required[j] for j in enabled))  # type: ignore[type-var]
+        offers += [step_new[s] for s in step_in]  # type: ignore[misc]
+        if offers:
+            desired = max(offers)
             in_service = desired
-            in_cooldown_end = t + max(rules[j].in_cooldown_s for j in enabled)
+            if tt_in:
+                in_cooldown_end = t + max(rules[j].in_cooldown_s for j in enabled)
+            for s in step_in:
+                step_in_end[s] = t + step_rules[s].cooldown_s
             out.scale_ins += 1
     return out
 

@@ -4,6 +4,7 @@ Clients come from :class:`AwsSession` (standard credential chain, ``AWS_ENDPOINT
 or are injected; none is created at import, so moto intercepts them in tests.
 """
 
+from tuner.aws.alarms import Alarms
 from tuner.aws.autoscaling import AutoScaling, ScalingSnapshot
 from tuner.aws.clients import AwsSession, translate_client_error
 from tuner.aws.cloudwatch import SAGEMAKER_METRICS, fetch_variant_metrics
@@ -11,6 +12,7 @@ from tuner.aws.endpoint import Endpoints
 from tuner.aws.runtime import Runtime
 
 __all__ = [
+    "Alarms",
     "SAGEMAKER_METRICS",
     "AutoScaling",
     "AwsSession",

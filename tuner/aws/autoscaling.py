@@ -5,17 +5,19 @@ from __future__ import annotations
 import datetime as dt
 import json
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tuner.aws.clients import ClientAdapter, translate_client_error
+from tuner.aws.alarms import Alarms
+from tuner.aws.clients import AwsSession, ClientAdapter, translate_client_error
 from tuner.errors import PolicyError, TargetNotRegistered, TunerError, read_json_file
 from tuner.policy.policy import SERVICE_NAMESPACE, ScalingPolicy
 from tuner.policy.resource import Resource
+from tuner.policy.step import policy_name_of, step_from_aws
 
 SNAPSHOT_VERSION = 1
 # Fields of DescribeScalingPolicies / DescribeScheduledActions entries that AWS computes; they are
@@ -49,6 +51,8 @@ class ScalingSnapshot:
     """The DescribeScalableTargets entry (None: nothing was registered)."""
     policies: tuple[dict[str, Any], ...] = ()
     scheduled_actions: tuple[dict[str, Any], ...] = ()
+    alarms: tuple[dict[str, Any], ...] = ()
+    """put-metric-alarm arguments of the CloudWatch alarms acting on the step policies."""
     taken_at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat())
 
     def to_dict(self) -> dict[str, Any]:
@@ -59,6 +63,7 @@ class ScalingSnapshot:
             "target": self.target,
             "policies": list(self.policies),
             "scheduled_actions": list(self.scheduled_actions),
+            "alarms": list(self.alarms),
         }
 
     def save(self, path: str | Path) -> Path:
@@ -86,6 +91,7 @@ class ScalingSnapshot:
                 target=data["target"],
                 policies=tuple(data["policies"]),
                 scheduled_actions=tuple(data["scheduled_actions"]),
+                alarms=tuple(data.get("alarms", ())),  # absent from snapshots before step scaling
                 taken_at=data["taken_at"],
             )
         except (KeyError, TypeError) as e:
@@ -106,6 +112,23 @@ class AutoScaling(ClientAdapter):
     """Application Auto Scaling calls for SageMaker resources, errors translated."""
 
     service = "application-autoscaling"
+
+    def __init__(
+        self,
+        client: Any | None = None,
+        *,
+        session: AwsSession | None = None,
+        alarms: Alarms | None = None,
+    ) -> None:
+        super().__init__(client, session=session)
+        self._alarms = alarms
+
+    @property
+    def alarms(self) -> Alarms:
+        """CloudWatch, for step policies' alarms (created on first use, from the same session)."""
+        if self._alarms is None:
+            self._alarms = Alarms(session=self._session)
+        return self._alarms
 
     def _call(self, what: str, fn: Callable[..., Any], **kwargs: Any) -> Any:
         try:
@@ -155,20 +178,44 @@ class AutoScaling(ClientAdapter):
     def describe_scheduled_actions(self, resource: Resource) -> list[dict[str, Any]]:
         return self._of_resource("describe_scheduled_actions", "ScheduledActions", resource)
 
-    def read_policy(self, resource: Resource, name: str | None = None) -> ScalingPolicy | None:
-        """The live target-tracking policy (by name, else the first one), or None."""
+    def read_policy(
+        self, resource: Resource, name: str | None = None, *, steps: Iterable[str] = ()
+    ) -> ScalingPolicy | None:
+        """The live target-tracking policy (by name, else the first one), or None.
+
+        ``steps`` names step policies to read with it, each with the alarm acting on it (one
+        without an alarm is left out: it could never act).
+        """
         target = self.describe_target(resource)
         if target is None:
             return None
+        live = self.describe_policies(resource)
         tracking = [
             p
-            for p in self.describe_policies(resource)
+            for p in live
             if p.get("PolicyType") == "TargetTrackingScaling"
             and (name is None or p["PolicyName"] == name)
         ]
         if not tracking:
             return None
-        return ScalingPolicy.from_aws(target, sorted(tracking, key=lambda p: p["PolicyName"])[0])
+        policy = ScalingPolicy.from_aws(target, sorted(tracking, key=lambda p: p["PolicyName"])[0])
+        wanted = [
+            p
+            for p in live
+            if p.get("PolicyType") == "StepScaling" and p["PolicyName"] in set(steps)
+        ]
+        if not wanted:
+            return policy
+        by_policy: dict[str, dict[str, Any]] = {}
+        for alarm in self.alarms.acting_on(resource, [p["PolicyName"] for p in wanted]):
+            for action in alarm.get("AlarmActions", []):
+                by_policy.setdefault(policy_name_of(action) or "", alarm)
+        found = tuple(
+            step_from_aws(p, by_policy[p["PolicyName"]])
+            for p in sorted(wanted, key=lambda p: list(steps).index(p["PolicyName"]))
+            if p["PolicyName"] in by_policy
+        )
+        return policy.replace(step_policies=found)
 
     def describe_activities(self, resource: Resource) -> list[dict[str, Any]]:
         """Scaling activities, newest first; [] with a warning where the backend lacks the call."""
@@ -202,7 +249,15 @@ class AutoScaling(ClientAdapter):
             self.client.put_scaling_policy,
             **policy.put_scaling_policy_args(resource),
         )
-        live = self.read_policy(resource, policy.name)
+        for step in policy.step_policies:
+            # the policy first: the alarm's action is its ARN (user guide, step scaling)
+            put = self._call(
+                "PutScalingPolicy",
+                self.client.put_scaling_policy,
+                **step.put_scaling_policy_args(resource),
+            )
+            self.alarms.put(step.put_metric_alarm_args(resource, put["PolicyARN"]))
+        live = self.read_policy(resource, policy.name, steps=[s.name for s in policy.step_policies])
         if live != policy:
             raise PolicyError(
                 f"read-back of {resource.resource_id} differs from what was applied: "
@@ -246,11 +301,14 @@ class AutoScaling(ClientAdapter):
         target = self.describe_target(resource)
         if target is None:
             return ScalingSnapshot(resource=resource, target=None)
+        policies = tuple(self.describe_policies(resource))
+        steps = [p["PolicyName"] for p in policies if p.get("PolicyType") == "StepScaling"]
         return ScalingSnapshot(
             resource=resource,
             target=target,
-            policies=tuple(self.describe_policies(resource)),
+            policies=policies,
             scheduled_actions=tuple(self.describe_scheduled_actions(resource)),
+            alarms=tuple(self.alarms.acting_on(resource, steps)) if steps else (),
         )
 
     def restore(self, snap: ScalingSnapshot) -> None:
@@ -283,13 +341,23 @@ class AutoScaling(ClientAdapter):
         }
         self._call("RegisterScalableTarget", self.client.register_scalable_target, **register)
         wanted = {p["PolicyName"] for p in snap.policies}
-        for live in self.describe_policies(resource):
+        live_policies = self.describe_policies(resource)
+        self._delete_step_alarms(
+            resource, live_policies, keep={a["AlarmName"] for a in snap.alarms}
+        )
+        for live in live_policies:
             if live["PolicyName"] not in wanted:
                 self.delete_policy(resource, live["PolicyName"])
+        arns: dict[str, str] = {}
         for p in snap.policies:
             # Only configuration goes back: Alarms, PolicyARN and CreationTime are AWS's state.
             args = {k: p[k] for k in _POLICY_PUT_KEYS if k in p}
-            self._call("PutScalingPolicy", self.client.put_scaling_policy, **base, **args)
+            put = self._call("PutScalingPolicy", self.client.put_scaling_policy, **base, **args)
+            arns[p["PolicyName"]] = put["PolicyARN"]
+        for alarm in snap.alarms:
+            # a step policy put again may have a new ARN: point the alarm's actions at it
+            actions = [arns.get(policy_name_of(a) or "", a) for a in alarm.get("AlarmActions", [])]
+            self.alarms.put({**alarm, "AlarmActions": actions})
         wanted_actions = {a["ScheduledActionName"] for a in snap.scheduled_actions}
         for live in self.describe_scheduled_actions(resource):
             if live["ScheduledActionName"] not in wanted_actions:
@@ -308,9 +376,24 @@ class AutoScaling(ClientAdapter):
                 args["ScalableTargetAction"] = a["ScalableTargetAction"]
             self._call("PutScheduledAction", self.client.put_scheduled_action, **base, **args)
 
+    def _delete_step_alarms(
+        self,
+        resource: Resource,
+        live: list[dict[str, Any]],
+        *,
+        keep: frozenset[str] | set[str] = frozenset(),
+    ) -> None:
+        """Delete the alarms acting on the resource's step policies (but those in ``keep``)."""
+        steps = [p["PolicyName"] for p in live if p.get("PolicyType") == "StepScaling"]
+        if steps:
+            names = [a["AlarmName"] for a in self.alarms.acting_on(resource, steps)]
+            self.alarms.delete(n for n in names if n not in keep)
+
     def _delete_all(self, resource: Resource, base: dict[str, str]) -> None:
-        for live in self.describe_policies(resource):
-            self.delete_policy(resource, live["PolicyName"])
+        live = self.describe_policies(resource)
+        self._delete_step_alarms(resource, live)
+        for live_policy in live:
+            self.delete_policy(resource, live_policy["PolicyName"])
         for action in self.describe_scheduled_actions(resource):
             self._call(
                 "DeleteScheduledAction",

@@ -19,7 +19,8 @@ examples:
   AWS_ENDPOINT_URL=http://127.0.0.1:4566 tuner apply my.policy.json --endpoint demo-endpoint
 
 Prints the live configuration against the file field by field, registers the scalable target,
-puts the target-tracking policy, reads both back and checks they equal the file. Take a
+puts the target-tracking policy and any step policies with their CloudWatch alarms (the
+alarm's action is the step policy), reads all back and checks they equal the file. Take a
 `tuner snapshot` first if you may want the old configuration back.
 """
 
@@ -63,11 +64,10 @@ def apply_policy(
         # Fails with EndpointNotFound (exit 2) before anything is changed.
         Endpoints(session=session).describe(resource.endpoint).variant(resource.variant or "")
     scaling = AutoScaling(session=session)
-    live = scaling.read_policy(resource, policy.name)
+    live = scaling.read_policy(resource, policy.name, steps=[s.name for s in policy.step_policies])
+    mine = {policy.name, *(s.name for s in policy.step_policies)}
     others = [
-        p["PolicyName"]
-        for p in scaling.describe_policies(resource)
-        if p["PolicyName"] != policy.name
+        p["PolicyName"] for p in scaling.describe_policies(resource) if p["PolicyName"] not in mine
     ]
     print(f"{resource.resource_id}  policy {policy.name}")
     print(format_diff(live, policy))
@@ -81,8 +81,15 @@ def apply_policy(
         for name, payload in (
             ("RegisterScalableTarget", policy.register_scalable_target_args(resource)),
             ("PutScalingPolicy", policy.put_scaling_policy_args(resource)),
+            *(
+                ("PutScalingPolicy", s.put_scaling_policy_args(resource))
+                for s in policy.step_policies
+            ),
         ):
             print(f"  application-autoscaling {name} {json.dumps(payload)}")
+        for step in policy.step_policies:
+            alarm = step.put_metric_alarm_args(resource, f"<PolicyARN of {step.name}>")
+            print(f"  cloudwatch PutMetricAlarm {json.dumps(alarm)}")
         return
     scaling.apply(policy, resource)
     print(f"applied and verified: {resource.resource_id} now runs {policy.label}")

@@ -35,6 +35,8 @@ AWS_CALLS = (
     "application-autoscaling DescribeScalingActivities; cloudwatch GetMetricData",
     "application-autoscaling RegisterScalableTarget, DeleteScalingPolicy, PutScalingPolicy, "
     "DeleteScheduledAction, PutScheduledAction (restore)",
+    "cloudwatch DescribeAlarms, PutMetricAlarm, DeleteAlarms (only with step-scaling policies: "
+    "their alarms, put with the candidate and deleted or put back on restore)",
 )
 
 

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from tuner.model import Capacity, SimulationSettings
     from tuner.model.backtest import Fitted
     from tuner.profiles import Profile
-    from tuner.tune import Grid, Objective
+    from tuner.tune import CompanionGrid, Grid, Objective
 
 EPILOG = """\
 examples:
@@ -125,6 +125,12 @@ def register(sub: Any) -> argparse.ArgumentParser:
         help="CloudWatch publishing delay of each datapoint (default: the capacity file's "
         "metric_lag_s, else 60)",
     )
+    p.add_argument(
+        "--step-companion",
+        action="store_true",
+        help="also try target tracking plus a step scale-out companion (threshold and step "
+        "size searched); recommended only when cheaper at the same objective",
+    )
     p.add_argument("--endpoint", help="evaluate this endpoint's current policy too (reads AWS)")
     p.add_argument(
         "--backtest",
@@ -211,7 +217,7 @@ def _command_line(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from tuner.model import Capacity, SimulationSettings
-    from tuner.tune import Grid, Objective
+    from tuner.tune import CompanionGrid, Grid, Objective
 
     now = datetime.now(UTC).replace(microsecond=0)
     objective = Objective(
@@ -263,6 +269,7 @@ def run(args: argparse.Namespace) -> int:
         command=_command_line(args),
         created=now,
         fitted=fitted,
+        companions=CompanionGrid() if args.step_companion else None,
     )
     return 0
 
@@ -301,6 +308,7 @@ def run_tuning(
     command: str,
     created: datetime,
     fitted: Fitted | None = None,
+    companions: CompanionGrid | None = None,
 ) -> Path:
     """The workflow of ``tuner tune`` with its progress and output: read the current policy,
     tune, write the run, trial the ``live_top`` best on ``endpoint``, render; the report's path."""
@@ -333,6 +341,7 @@ def run_tuning(
         current=current,
         timelines_top=live_top,
         progress=_progress,
+        companions=companions,
     )
     meta = manifest(
         tuning,

@@ -9,7 +9,10 @@ public ``set_policies`` (the effective range), never by a second model:
 - SuspendedState: DynamicScalingOutSuspended caps MaxCapacity at the current desired count,
   DynamicScalingInSuspended raises MinCapacity to it;
 - UpdateEndpointWeightsAndCapacities: a momentary range [n, n] (instances boot like a range change,
-  no cooldown), then the registered range again; it is not a scaling activity.
+  no cooldown), then the registered range again; it is not a scaling activity;
+- step-scaling policies: each with the CloudWatch metric alarm whose AlarmActions name it (read
+  from the control plane's CloudWatch), handed to the controller, which evaluates the alarm on
+  the same datapoints this loop publishes; a step policy no alarm acts on never acts (as on AWS).
 """
 
 from __future__ import annotations
@@ -35,8 +38,10 @@ from tuner.errors import TunerError, ValidationError
 from tuner.model.capacity import Capacity
 from tuner.model.controller import ScalingCause, ScalingEvent, TargetTracking
 from tuner.model.settings import SimulationSettings
+from tuner.model.stepping import stream_of
 from tuner.policy import MetricType, Resource, ScalingPolicy
 from tuner.policy.policy import MAX_TARGET_VALUE
+from tuner.policy.step import StepScalingPolicy, policy_name_of, step_from_aws
 
 STEP_S = BUCKET_S
 _PLACEHOLDER_TARGET = MAX_TARGET_VALUE  # never reached: the placeholder never scales
@@ -83,6 +88,9 @@ class Autoscaler:
         self._registered: tuple[int, int] | None = None
         self._suspended = (False, False)
         self._base: list[ScalingPolicy] = []
+        self._steps: tuple[StepScalingPolicy, ...] = ()
+        self._alarm_states: dict[str, bool] = {}
+        """Step alarms' last state as set in the control plane's CloudWatch (True: ALARM)."""
         self._skipped: set[str] = set()
         self._effective: list[ScalingPolicy] | None = None
         self._step_in_service = instances
@@ -187,7 +195,45 @@ class Autoscaler:
                 )
             self._push_in_service()
             self._schedule_completion()
+            changed = self._step_alarm_changes()
         self._publish(boundary_v, step)
+        for name, on, reason in changed:
+            # CloudWatch shows the state the controller evaluated, as AWS's alarm would
+            try:
+                self.plane.call(
+                    "monitoring",
+                    "SetAlarmState",
+                    {
+                        "AlarmName": name,
+                        "StateValue": "ALARM" if on else "OK",
+                        "StateReason": reason,
+                    },
+                )
+            except TunerError as e:
+                self._log(f"autoscaler: cannot set alarm {name}: {e}")
+
+    def _step_alarm_changes(self) -> list[tuple[str, bool, str]]:
+        """(alarm name, in ALARM, reason) of step alarms whose state changed at this step."""
+        if not self._steps:
+            return []
+        on = self.tt.step_alarm_on[0]
+        out = []
+        for step, state in zip(self._steps, on, strict=False):
+            name, now = step.alarm_name, bool(state)
+            before = self._alarm_states.setdefault(name, False)  # new: as moto created it (OK)
+            if before is not now:
+                a = step.alarm
+                m_of_n = f"{a.datapoints_to_alarm} of the last {a.evaluation_periods}"
+                reason = (
+                    f"Threshold Crossed: at least {m_of_n} datapoints {a.comparison.value} "
+                    f"{a.threshold:g} (tuner emulator)"
+                    if now
+                    else f"Threshold not crossed: fewer than {m_of_n} datapoints "
+                    f"{a.comparison.value} {a.threshold:g} (tuner emulator)"
+                )
+                self._alarm_states[name] = now
+                out.append((name, now, reason))
+        return out
 
     def _publish(self, boundary_v: float, step: Any) -> None:
         ep = self.endpoint
@@ -212,6 +258,7 @@ class Autoscaler:
             self._registered = None
             self._suspended = (False, False)
             self._base = []
+            self._steps = ()
             return
         lo, hi = int(target["MinCapacity"]), int(target["MaxCapacity"])
         self._registered = (lo, hi)
@@ -221,8 +268,13 @@ class Autoscaler:
             bool(sus.get("DynamicScalingInSuspended")),
         )
         base = []
+        self._steps = self._read_steps(
+            [p for p in policies if p.get("PolicyType") == "StepScaling"]
+        )
         for p in policies:
             name = p.get("PolicyName", "?")
+            if p.get("PolicyType") == "StepScaling":
+                continue
             if p.get("PolicyType") != "TargetTrackingScaling":
                 self._skip(name, f"policy {name}: {p.get('PolicyType')} is not emulated; ignored")
                 continue
@@ -239,6 +291,33 @@ class Autoscaler:
             base.append(sp)
         self._base = base
 
+    def _read_steps(self, entries: list[dict[str, Any]]) -> tuple[StepScalingPolicy, ...]:
+        if not entries:
+            return ()
+        tail = f"resource/sagemaker/{self.resource.resource_id}:policyName/"
+        by_policy: dict[str, dict[str, Any]] = {}
+        for alarm in self.plane.metric_alarms():
+            for action in alarm.get("AlarmActions", []):
+                name = policy_name_of(action)
+                if name is not None and action.endswith(tail + name):
+                    by_policy.setdefault(name, alarm)
+        steps = []
+        for p in entries:
+            name = p.get("PolicyName", "?")
+            found = by_policy.get(name)
+            if found is None:
+                self._skip(name, f"step policy {name}: no CloudWatch alarm acts on it; idle")
+                continue
+            try:
+                step = step_from_aws(p, found)
+                stream_of(step)
+            except TunerError as e:
+                self._skip(name, f"step policy {name} ignored: {e}")
+                continue
+            self._skipped.discard(name)  # running now: say so again if it stops
+            steps.append(step)
+        return tuple(steps)
+
     def _skip(self, name: str, message: str) -> None:
         if name not in self._skipped:
             self._skipped.add(name)
@@ -252,9 +331,12 @@ class Autoscaler:
             hi = max(lo, min(hi, d))
         if in_suspended:
             lo = min(hi, max(lo, d))
-        if not self._base:
-            return [self._placeholder(lo, hi)]
-        return [p.replace(min_capacity=lo, max_capacity=hi) for p in self._base]
+        policies = [p.replace(min_capacity=lo, max_capacity=hi) for p in self._base] or [
+            self._placeholder(lo, hi)
+        ]
+        if self._steps:  # step policies ride on the first policy: the same target
+            policies[0] = policies[0].replace(step_policies=self._steps)
+        return policies
 
     def _apply(self, policies: list[ScalingPolicy], *, record: bool) -> None:
         if policies == self._effective:
@@ -272,11 +354,13 @@ class Autoscaler:
                 lo, hi = self._registered or (ev.to_capacity, ev.to_capacity)
                 cause = f"scalable target range set to {lo}..{hi}"
             else:
-                alarm = (
-                    f"TargetTracking-{self.resource.resource_id}-{ev.cause.value}"
-                    if ev.cause in (ScalingCause.ALARM_HIGH, ScalingCause.ALARM_LOW)
-                    else ev.cause.value
-                )
+                steps = {s.name: s.alarm_name for s in self._steps}
+                if ev.cause in (ScalingCause.ALARM_HIGH, ScalingCause.ALARM_LOW):
+                    alarm = f"TargetTracking-{self.resource.resource_id}-{ev.cause.value}"
+                elif ev.cause is ScalingCause.STEP_ALARM:
+                    alarm = steps.get(ev.policy or "", ev.cause.value)
+                else:
+                    alarm = ev.cause.value
                 cause = f"monitor alarm {alarm} in state ALARM triggered policy {ev.policy}"
             self.activities.add(ev.description, cause, start_v, end_v, ev.to_capacity)
             self._log(

@@ -255,6 +255,20 @@ class MotoPlane:
             if not token:
                 return out
 
+    def metric_alarms(self) -> list[dict[str, Any]]:
+        """Every CloudWatch metric alarm (step policies act through them)."""
+        out: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            params: dict[str, Any] = {"AlarmTypes": ["MetricAlarm"]}
+            if token:
+                params["NextToken"] = token
+            doc = self.call("monitoring", "DescribeAlarms", params)
+            out.extend(doc.get("MetricAlarms", []))
+            token = doc.get("NextToken")
+            if not token:
+                return out
+
 
 FALLBACK_INSTANCE_TYPE = "ml.m5.xlarge"
 

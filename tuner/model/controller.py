@@ -43,10 +43,13 @@ from tuner.model.scaling import (
     ScalingKind,
     ScheduledAction,
     StepResult,
+    finest_period_s,
     normalise_candidates,
     step_s_for,
 )
+from tuner.model.stepping import StepPolicies
 from tuner.policy.policy import ScalingPolicy
+from tuner.policy.step import StepScalingPolicy
 
 # tuner.model.simulator and tuner.emulator.autoscaler import these from here.
 __all__ = [
@@ -82,7 +85,7 @@ class TargetTracking:
         self.choices = choices or ModelChoices()
         groups = normalise_candidates(policies)
         self.C = len(groups)
-        finest = min(p.metric_period_s for g in groups for p in g)
+        finest = min(finest_period_s(p) for g in groups for p in g)
         self.step_s = int(step_s or finest)
         if self.step_s not in (10, 60) or self.step_s > finest:
             raise ValidationError(f"step_s must be 10 or 60 and <= {finest}, got {self.step_s}")
@@ -106,6 +109,7 @@ class TargetTracking:
         self._acc = {"inv": np.zeros(self.C), "conc": np.zeros(self.C)}
         self._count = {"inv": 0, "conc": 0}
         self._set_slots(groups, reset_all=True)
+        self._steps: StepPolicies | None = self._make_steps(groups)
         self.min_capacity = np.array([g[0].min_capacity for g in groups], dtype=float)
         self.max_capacity = np.array([g[0].max_capacity for g in groups], dtype=float)
         while self._scheduled and self._scheduled[0].at_s <= 0:
@@ -214,6 +218,10 @@ class TargetTracking:
         if len(groups) != self.C:
             raise ValidationError(f"set_policies needs {self.C} candidates, got {len(groups)}")
         self._set_slots(groups, reset_all=False)
+        old_steps = self._steps
+        if old_steps is None or old_steps.policies != [_steps_of(g) for g in groups]:
+            # a changed step policy's alarm restarts in INSUFFICIENT_DATA, as a new alarm does
+            self._steps = self._make_steps(groups)
         self.min_capacity = np.array([g[0].min_capacity for g in groups], dtype=float)
         self.max_capacity = np.array([g[0].max_capacity for g in groups], dtype=float)
         mark = len(self._events)
@@ -223,7 +231,22 @@ class TargetTracking:
     @property
     def tracks_concurrency(self) -> bool:
         """Whether some policy tracks a concurrency metric (step() then needs ``concurrency``)."""
-        return "conc" in self._streams
+        return "conc" in self._streams or (
+            self._steps is not None and self._steps.needs_concurrency
+        )
+
+    def _make_steps(self, groups: list[list[ScalingPolicy]]) -> StepPolicies | None:
+        steps = [_steps_of(g) for g in groups]
+        if not any(steps):
+            return None
+        return StepPolicies(steps, step_s=self.step_s, reinvoke_steps=self._reinvoke_steps)
+
+    @property
+    def step_alarm_on(self) -> np.ndarray:
+        """(C, S) bool: step-policy alarms in ALARM after the last evaluation ((C, 0): none)."""
+        if self._steps is None:
+            return np.zeros((self.C, 0), dtype=bool)
+        return self._steps.alarm_on & self._steps.active
 
     # -- capacity changes ----------------------------------------------------------------------
 
@@ -264,6 +287,8 @@ class TargetTracking:
             self.in_service = np.minimum(self.in_service, self.desired)
             done = down & (self.in_service >= self.desired)
             self._set_complete_at(np.where(done, np.inf, self.complete_at))
+            if self._steps is not None:  # the boot it cut short starts no step cooldown
+                self._steps.cancel_pending(done)
         if up.any():
             finish = t + self._boot_delay()
             self._record(up, ScalingKind.OUT, new, cause, None, finish)
@@ -381,6 +406,8 @@ class TargetTracking:
             self.out_base = np.where(by_policy, self._pending_base, self.out_base)
             self._out_cd_last = float(self.out_cd_end.max())
             self._set_complete_at(np.where(done, np.inf, self.complete_at))
+            if self._steps is not None:
+                self._steps.completed(done, self.t_s)
         # 3. scheduled actions
         while self._scheduled and self._scheduled[0].at_s <= t:
             self._set_range(self._scheduled.pop(0))
@@ -392,7 +419,12 @@ class TargetTracking:
                 self._count[stream] += 1
                 if stream in self._streams:
                     self._observe(stream, value, k)
+                if self._steps is not None:
+                    self._steps.observe(stream, value, k)
         # 5. decisions
+        if self._steps is not None:
+            self._decide_with_steps(k, self.t_s)
+            return completed
         high, low = self.alarm_high_on, self.alarm_low_on
         high_any, low_any = np.count_nonzero(high) > 0, np.count_nonzero(low) > 0
         if high_any or low_any:
@@ -533,3 +565,116 @@ class TargetTracking:
         self.desired = np.where(scale_out, new, self.desired)
         self.in_cd_end = np.where(scale_out, -np.inf, self.in_cd_end)
         self._set_complete_at(np.where(scale_out, finish, self.complete_at))
+
+    def _decide_with_steps(self, k: int, t: float) -> None:
+        """Target tracking and step policies on one target: the largest capacity wins (§8).
+
+        Target tracking proposes as in :meth:`_decide` (its several-policy form); each step
+        policy whose alarm calls it proposes its adjusted capacity. A scale-out takes the
+        largest proposal above D; without one, a scale-in takes the largest proposal below D
+        (target tracking's needing all its scale-in-enabled policies to agree).
+        """
+        st = self._steps
+        assert st is not None
+        d = self.desired
+        dcol = d[:, None]
+        hi, lo = self.max_capacity[:, None], self.min_capacity[:, None]
+        high, low, low_invoked = self.alarm_high_on, self.alarm_low_on, self.alarm_low_on
+        reinvoke = self._reinvoke_steps
+        if reinvoke > 1:
+            high = high & ((k - self.high_since) % reinvoke == 0)
+            low_invoked = low & ((k - self.low_since) % reinvoke == 0)
+        base = np.where(t < self.out_cd_end, self.out_base, d)
+        x = base[:, None] * self.metric / self.target - self.choices.ceil_epsilon
+        ask = high & (x > dcol) & (dcol < hi)  # NaN (no datapoint yet) compares False
+        required = np.where(ask, np.minimum(np.ceil(x), hi), -np.inf)
+        tt_out = required.max(axis=1)
+        new_s, out_s, in_s = st.propose(k, t, d, self.min_capacity, self.max_capacity)
+        step_out = np.where(out_s, new_s, -np.inf).max(axis=1)
+        out_new = np.maximum(tt_out, step_out)
+        wants_out = out_new > d
+        scale_out = wants_out & self._idle
+        if scale_out.any():
+            finish = t + self._boot_delay()
+            tt_asked = ask.any(axis=1)
+            if self.record_events:
+                self._record_winner(
+                    scale_out, ScalingKind.OUT, out_new, required, new_s, out_s, finish
+                )
+            self.scale_out_count += scale_out
+            cd = np.where(ask, self._out_cd, -np.inf).max(axis=1)
+            # target tracking's cooldown starts only when one of its policies asked (§4.4)
+            self._pending_base = np.where(scale_out & tt_asked, base, self._pending_base)
+            self._pending_out_cd = np.where(
+                scale_out, np.where(tt_asked, cd, np.nan), self._pending_out_cd
+            )
+            st.started_out(scale_out, out_s, d, t)
+            self.desired = np.where(scale_out, out_new, d)
+            self.in_cd_end = np.where(scale_out, -np.inf, self.in_cd_end)
+            self._set_complete_at(np.where(scale_out, finish, self.complete_at))
+        enabled = self.scale_in_enabled
+        required_in = np.clip(np.ceil(x), lo, hi)
+        agree = (low & (required_in < dcol)) | ~enabled
+        tt_in = (
+            agree.all(axis=1)
+            & (low_invoked & enabled).any(axis=1)
+            & self._any_enabled
+            & (self.in_cd_end <= t)
+        )
+        tt_new = np.where(enabled, required_in, -np.inf).max(axis=1)
+        in_new = np.maximum(
+            np.where(tt_in, tt_new, -np.inf), np.where(in_s, new_s, -np.inf).max(axis=1)
+        )
+        scale_in = self._idle & ~wants_out & (in_new > -np.inf) & (in_new < d)
+        if not scale_in.any():
+            return
+        if self.record_events:
+            tt_required = np.where(enabled & tt_in[:, None], required_in, -np.inf)
+            self._record_winner(scale_in, ScalingKind.IN, in_new, tt_required, new_s, in_s, t)
+        self.scale_in_count += scale_in
+        self.in_cd_end = np.where(scale_in & tt_in, t + self._in_cd_len, self.in_cd_end)
+        self._in_cd_last = float(self.in_cd_end.max())
+        st.started_in(scale_in, in_s, t)
+        self.desired = np.where(scale_in, in_new, self.desired)
+        self.in_service = np.where(scale_in, in_new, self.in_service)
+
+    def _record_winner(
+        self,
+        mask: np.ndarray,
+        kind: ScalingKind,
+        to: np.ndarray,
+        tt_values: np.ndarray,
+        step_values: np.ndarray,
+        step_asked: np.ndarray,
+        finish: float | np.ndarray,
+    ) -> None:
+        """Record one activity per candidate, naming the policy whose capacity won."""
+        st = self._steps
+        assert st is not None
+        finish = np.broadcast_to(finish, (self.C,))
+        for i in np.flatnonzero(mask):
+            tt_hit = np.flatnonzero(tt_values[i] == to[i])
+            if tt_hit.size:
+                cause = (
+                    ScalingCause.ALARM_HIGH if kind is ScalingKind.OUT else ScalingCause.ALARM_LOW
+                )
+                name = str(self._names[i, int(tt_hit[0])])
+            else:
+                hit = np.flatnonzero(step_asked[i] & (step_values[i] == to[i]))
+                cause, name = ScalingCause.STEP_ALARM, str(st.names[i, int(hit[0])])
+            self._events.append(
+                ScalingEvent(
+                    int(i),
+                    self.t_s,
+                    kind,
+                    int(self.desired[i]),
+                    int(to[i]),
+                    cause,
+                    name,
+                    float(finish[i]),
+                )
+            )
+
+
+def _steps_of(group: Sequence[ScalingPolicy]) -> list[StepScalingPolicy]:
+    return [s for p in group for s in p.step_policies]

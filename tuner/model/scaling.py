@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tuner.errors import PolicyError, ValidationError
+from tuner.model.stepping import stream_of
 from tuner.policy.policy import MetricType, ScalingPolicy
 
 CONCURRENCY_TYPES = {
@@ -59,7 +60,37 @@ class ModelChoices:
     # but starts no cooldown (§4.7); one that lowers it removes instances at once.
     # With no instance in service (inference components at 0) per-instance metrics divide by 1;
     # R = ceil(0 x M / T) = 0 then, so target tracking alone never scales out from zero (AWS
-    # scales components out of zero with a separate step-scaling policy, not modelled here).
+    # scales components out of zero with a step-scaling policy; an ExactCapacity or
+    # ChangeInCapacity step does that here, on the invocation metric: NoCapacityInvocationFailures
+    # is not modelled).
+    #
+    # Step scaling (tuner.model.stepping; reference §8 and the API reference of
+    # StepScalingPolicyConfiguration and StepAdjustment are [DOC]; the rest is [MODEL]):
+    # - the step alarm reads the controller's own datapoints with the same metric lag:
+    #   InvocationsPerInstance with Period 60 (SageMaker publishes it once a minute, so Sum,
+    #   Average, Minimum and Maximum of a 60-s period are one value), ConcurrentRequestsPerModel
+    #   with Statistic Maximum and Period 10 or 60 (the peak of six 10-s datapoints);
+    # - ALARM when DatapointsToAlarm of the newest EvaluationPeriods datapoints breach; before N
+    #   datapoints exist it judges the ones it has (missing data is not breaching); it calls its
+    #   policy when it enters ALARM and every reinvoke_s while it stays there, like AlarmHigh;
+    # - MetricAggregationType aggregates the datapoints of that window into the value whose
+    #   distance to the threshold picks the step; no step containing it: no action;
+    # - PercentChangeInCapacity rounds as EC2 Auto Scaling documents for its step policies (a
+    #   change above 1 rounds toward zero, between 0 and 1 to 1, mirrored for negatives), then
+    #   takes at least MinAdjustmentMagnitude;
+    # - a positive adjustment only adds capacity and a negative one only removes it;
+    #   ExactCapacity goes either way;
+    # - Cooldown belongs to each step policy: its scale-out cooldown starts when a scale-out it
+    #   asked for completes (as §4.4 for target tracking), and meanwhile it adjusts the capacity
+    #   from before that scale-out and acts only if that gives more than D; its scale-in cooldown
+    #   starts at its scale-in; any scale-out ends every scale-in cooldown; a step scale-out does
+    #   not start target tracking's cooldown and a target-tracking scale-out does not start a
+    #   step policy's;
+    # - with target tracking on the same target, every policy whose alarm calls it proposes a
+    #   capacity; the largest above D scales out (while no capacity change is in progress);
+    #   failing any such proposal, the largest below D scales in, target tracking's share
+    #   proposed only if all its enabled policies agree (§4.6) while a step policy proposes
+    #   alone (AWS warns a step scale-in can fire before target tracking would scale in).
 
     def __post_init__(self) -> None:
         for name in ("metric_lag_s", "boot_s"):
@@ -91,6 +122,7 @@ class ScalingCause(enum.Enum):
     ALARM_LOW = "AlarmLow"
     SCHEDULED = "scheduled action"
     REGISTERED = "scalable target registered"
+    STEP_ALARM = "step-scaling alarm"
 
 
 @dataclass(frozen=True)
@@ -159,6 +191,8 @@ def normalise_candidates(
                     f"PredefinedMetricType must be one of {', '.join(SUPPORTED_METRICS)} to be "
                     f"modelled, got {metric}"
                 )
+            for s in p.step_policies:
+                stream_of(s)  # PolicyError unless the step policy's alarm is modelled
             if (p.min_capacity, p.max_capacity) != (group[0].min_capacity, group[0].max_capacity):
                 raise PolicyError(
                     f"policies on one target share its MinCapacity/MaxCapacity, got "
@@ -169,5 +203,11 @@ def normalise_candidates(
 
 
 def step_s_for(policies: Sequence[ScalingPolicy] | Sequence[Sequence[ScalingPolicy]]) -> int:
-    """The finest metric period among the policies: 10 s if any is high-resolution, else 60 s."""
-    return min(p.metric_period_s for g in normalise_candidates(policies) for p in g)
+    """The finest metric period among the policies and their step alarms: 10 s or 60 s."""
+    return min(finest_period_s(p) for g in normalise_candidates(policies) for p in g)
+
+
+def finest_period_s(policy: ScalingPolicy) -> int:
+    """10 s if the policy or one of its step alarms reads a 10-s metric, else 60 s."""
+    periods = [policy.metric_period_s, *(s.alarm.period_s for s in policy.step_policies)]
+    return 10 if min(periods) < 60 else 60

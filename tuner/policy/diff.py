@@ -17,7 +17,7 @@ def _flat_fields(policy: ScalingPolicy | None) -> dict[str, Any]:
         if policy.metric_type is not None
         else json.dumps(policy.customized_metric, sort_keys=True)
     )
-    return {
+    fields = {
         "MinCapacity": policy.min_capacity,
         "MaxCapacity": policy.max_capacity,
         "TargetValue": policy.target_value,
@@ -26,6 +26,12 @@ def _flat_fields(policy: ScalingPolicy | None) -> dict[str, Any]:
         "ScaleInCooldown": config["ScaleInCooldown"],
         "DisableScaleIn": policy.disable_scale_in,
     }
+    for step in policy.step_policies:
+        # one line per step policy: its configuration and alarm as the policy file writes them
+        fields[f"StepScaling {step.name}"] = json.dumps(
+            {**step.configuration(), "Alarm": step.alarm_dict()}, sort_keys=True
+        )
+    return fields
 
 
 def policy_diff(

@@ -10,6 +10,7 @@ from typing import Any
 from tuner.errors import ValidationError
 from tuner.policy.policy import ScalingPolicy
 from tuner.policy.resource import Resource
+from tuner.policy.step import StepScalingPolicy
 
 FORMATS = ("aws-cli", "cloudformation", "terraform")
 
@@ -30,12 +31,31 @@ def to_aws_cli(policy: ScalingPolicy, resource: Resource) -> str:
     """The two ``aws application-autoscaling`` commands with their --cli-input-json payloads."""
     register = json.dumps(policy.register_scalable_target_args(resource), indent=2)
     put = json.dumps(policy.put_scaling_policy_args(resource), indent=2)
-    return (
+    text = (
         "aws application-autoscaling register-scalable-target --cli-input-json "
         f"{shlex.quote(register)}\n\n"
         "aws application-autoscaling put-scaling-policy --cli-input-json "
         f"{shlex.quote(put)}\n"
     )
+    for step in policy.step_policies:
+        # The alarm's action is the step policy's ARN, which put-scaling-policy returns; options
+        # given beside --cli-input-json take precedence over its fields (AWS CLI user guide).
+        var = _shell_name(step.name) + "_ARN"
+        step_put = json.dumps(step.put_scaling_policy_args(resource), indent=2)
+        alarm = step.put_metric_alarm_args(resource, "")
+        del alarm["AlarmActions"]
+        text += (
+            f"\n{var}=$(aws application-autoscaling put-scaling-policy --cli-input-json "
+            f"{shlex.quote(step_put)} --query PolicyARN --output text)\n\n"
+            "aws cloudwatch put-metric-alarm --cli-input-json "
+            f'{shlex.quote(json.dumps(alarm, indent=2))} --alarm-actions "${var}"\n'
+        )
+    return text
+
+
+def _shell_name(text: str) -> str:
+    out = "".join(c if c.isalnum() else "_" for c in text).upper()
+    return out if out and not out[0].isdigit() else f"P_{out}"
 
 
 def _yaml(value: Any, indent: int = 0) -> list[str]:
@@ -91,6 +111,24 @@ def to_cloudformation(policy: ScalingPolicy, resource: Resource) -> str:
             },
         },
     }
+    resources: dict[str, Any] = template["Resources"]  # type: ignore[assignment]
+    for i, step in enumerate(policy.step_policies, start=1):
+        alarm = step.put_metric_alarm_args(resource, "")
+        del alarm["AlarmActions"]
+        resources[f"StepScalingPolicy{i}"] = {
+            "Type": "AWS::ApplicationAutoScaling::ScalingPolicy",
+            "Properties": {
+                "PolicyName": step.name,
+                "PolicyType": "StepScaling",
+                "ScalingTargetId": {"Ref": "ScalableTarget"},
+                "StepScalingPolicyConfiguration": step.configuration(),
+            },
+        }
+        # Ref of a ScalingPolicy is its ARN: the alarm acts on the policy
+        resources[f"StepScalingAlarm{i}"] = {
+            "Type": "AWS::CloudWatch::Alarm",
+            "Properties": {**alarm, "AlarmActions": [{"Ref": f"StepScalingPolicy{i}"}]},
+        }
     return "\n".join(_yaml(template)) + "\n"
 
 
@@ -133,7 +171,55 @@ def to_terraform(policy: ScalingPolicy, resource: Resource) -> str:
         f"{metric}"
         "  }\n"
         "}\n"
-    )
+    ) + "".join(_terraform_step(step, name, ref, resource) for step in policy.step_policies)
+
+
+def _terraform_step(step: StepScalingPolicy, name: str, ref: str, resource: Resource) -> str:
+    """aws_appautoscaling_policy (StepScaling) + the aws_cloudwatch_metric_alarm acting on it."""
+    res = f"{name}_{_hcl_name(step.name)}"
+    cfg = step.configuration()
+    lines = [
+        f'\nresource "aws_appautoscaling_policy" "{res}" {{',
+        f"  name               = {json.dumps(step.name)}",
+        '  policy_type        = "StepScaling"',
+        f"  service_namespace  = {ref}.service_namespace",
+        f"  resource_id        = {ref}.resource_id",
+        f"  scalable_dimension = {ref}.scalable_dimension",
+        "",
+        "  step_scaling_policy_configuration {",
+        f"    adjustment_type         = {json.dumps(cfg['AdjustmentType'])}",
+        f"    cooldown                = {cfg['Cooldown']}",
+        f"    metric_aggregation_type = {json.dumps(cfg['MetricAggregationType'])}",
+    ]
+    if "MinAdjustmentMagnitude" in cfg:
+        lines.append(f"    min_adjustment_magnitude = {cfg['MinAdjustmentMagnitude']}")
+    for adj in step.steps:
+        lines.append("    step_adjustment {")
+        if adj.lower is not None:
+            lines.append(f"      metric_interval_lower_bound = {adj.lower:g}")
+        if adj.upper is not None:
+            lines.append(f"      metric_interval_upper_bound = {adj.upper:g}")
+        lines.append(f"      scaling_adjustment          = {adj.scaling_adjustment}")
+        lines.append("    }")
+    lines += ["  }", "}", ""]
+    alarm = step.put_metric_alarm_args(resource, "")
+    dims = ", ".join(f"{d['Name']} = {json.dumps(d['Value'])}" for d in alarm["Dimensions"])
+    lines += [
+        f'resource "aws_cloudwatch_metric_alarm" "{res}" {{',
+        f"  alarm_name          = {json.dumps(alarm['AlarmName'])}",
+        f"  namespace           = {json.dumps(alarm['Namespace'])}",
+        f"  metric_name         = {json.dumps(alarm['MetricName'])}",
+        f"  dimensions          = {{ {dims} }}",
+        f"  statistic           = {json.dumps(alarm['Statistic'])}",
+        f"  period              = {alarm['Period']}",
+        f"  evaluation_periods  = {alarm['EvaluationPeriods']}",
+        f"  datapoints_to_alarm = {alarm['DatapointsToAlarm']}",
+        f"  threshold           = {alarm['Threshold']:g}",
+        f"  comparison_operator = {json.dumps(alarm['ComparisonOperator'])}",
+        f"  alarm_actions       = [aws_appautoscaling_policy.{res}.arn]",
+        "}",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def _terraform_custom_metric(spec: dict[str, Any]) -> str:

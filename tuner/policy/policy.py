@@ -28,6 +28,7 @@ from typing import Any
 
 from tuner.errors import PolicyError, plain, read_json_file
 from tuner.policy.resource import Resource, ResourceKind
+from tuner.policy.step import StepScalingPolicy
 
 SERVICE_NAMESPACE = "sagemaker"
 DEFAULT_POLICY_NAME = "tuner-target-tracking"
@@ -139,9 +140,19 @@ class ScalingPolicy:
     """Whether the policy scales a variant's instances or an inference component's copies."""
     name: str = DEFAULT_POLICY_NAME
     """PolicyName used when the policy is put."""
+    step_policies: tuple[StepScalingPolicy, ...] = ()
+    """Step-scaling policies (each with its alarm) on the same scalable target."""
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
+        steps = tuple(self.step_policies)
+        for s in steps:
+            if not isinstance(s, StepScalingPolicy):
+                raise PolicyError(f"StepScalingPolicies must hold step policies, got {s!r}")
+        names = [self.name, *(s.name for s in steps)]
+        if len(set(names)) != len(names):
+            raise PolicyError(f"PolicyName must differ between the policies, got {names}")
+        set_(self, "step_policies", steps)
         tt = "TargetTrackingScalingPolicyConfiguration"
         set_(self, "min_capacity", _integer(self.min_capacity, "ScalableTarget.MinCapacity"))
         set_(self, "max_capacity", _integer(self.max_capacity, "ScalableTarget.MaxCapacity"))
@@ -230,7 +241,8 @@ class ScalingPolicy:
             text = "crpm-" + text
         elif self.metric_type is None:
             text = "custom-" + text
-        return text + ("-noscalein" if self.disable_scale_in else "")
+        text += "-noscalein" if self.disable_scale_in else ""
+        return "".join([text, *(f"-{s.label}" for s in self.step_policies)])
 
     def steady_capacity(self, rate_rps: float) -> int:
         """Instances this policy settles at under a steady ``rate_rps`` (Min for other metrics).
@@ -292,6 +304,8 @@ class ScalingPolicy:
             out["PolicyName"] = self.name
         if self.kind is not ResourceKind.VARIANT:
             out["ScalableDimension"] = self.kind.scalable_dimension
+        if self.step_policies:
+            out["StepScalingPolicies"] = [s.to_dict() for s in self.step_policies]
         return out
 
     @classmethod
@@ -304,8 +318,16 @@ class ScalingPolicy:
                 "TargetTrackingScalingPolicyConfiguration",
                 "PolicyName",
                 "ScalableDimension",
+                "StepScalingPolicies",
             },
             {"ScalableTarget", "TargetTrackingScalingPolicyConfiguration"},
+        )
+        raw_steps = top.get("StepScalingPolicies", [])
+        if not isinstance(raw_steps, list):
+            raise PolicyError("StepScalingPolicies must be a list")
+        steps = tuple(
+            StepScalingPolicy.from_dict(s, f"StepScalingPolicies[{i}]")
+            for i, s in enumerate(raw_steps)
         )
         target = _check_keys(
             top["ScalableTarget"],
@@ -359,6 +381,7 @@ class ScalingPolicy:
             disable_scale_in=config.get("DisableScaleIn", False),
             kind=kind,
             name=name,
+            step_policies=steps,
         )
 
     @classmethod

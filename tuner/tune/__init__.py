@@ -1,6 +1,10 @@
 """Tuning: candidate grids, search, scoring and recommendation, the run directory and the
 pipeline that ties them together (the Python API under ``tuner tune``)."""
 
+from tuner.tune.companion import (
+    CompanionGrid,
+    companion_candidates,
+)
 from tuner.tune.grid import (
     Grid,
 )
@@ -45,6 +49,8 @@ from tuner.tune.search import (
 )
 
 __all__ = [
+    "CompanionGrid",
+    "companion_candidates",
     "CANDIDATES",
     "Grid",
     "HOURS_PER_MONTH",

@@ -34,6 +34,7 @@ from tuner.model.settings import SimulationSettings
 from tuner.model.simulator import check_size, simulate
 from tuner.policy.policy import DEFAULT_POLICY_NAME, ScalingPolicy
 from tuner.profiles.profile import Profile
+from tuner.tune.companion import CompanionGrid, companion_candidates
 from tuner.tune.grid import Grid
 from tuner.tune.recommend import Recommendation, recommend, score
 from tuner.tune.run import Run, folder_name
@@ -70,6 +71,8 @@ class Tuning:
     """The recommended policy, named so that ``tuner apply`` replaces the current one."""
     timelines: dict[str, dict[str, pd.DataFrame]] = field(default_factory=dict)
     """profile name -> candidate label -> simulated timeline (first seed) of shown candidates."""
+    companions: CompanionGrid | None = None
+    """The step scale-out companion family's grid, if it was searched."""
 
     def ranked(self, top: int) -> list[ScalingPolicy]:
         """The ``top`` best candidates, best first."""
@@ -107,6 +110,7 @@ def tune(
     current: ScalingPolicy | None = None,
     timelines_top: int = 0,
     progress: Progress = _quiet,
+    companions: CompanionGrid | None = None,
 ) -> Tuning:
     """Simulate the grid (plus AWS's rule of thumb and ``current``) and recommend one policy.
 
@@ -114,6 +118,8 @@ def tune(
     cannot model is left out (say so with :func:`unmodelled` first). Timelines are kept for the
     recommendation, its alternatives, the rule of thumb, the current policy and the
     ``timelines_top`` best-ranked candidates (those a live trial will compare against).
+    ``companions`` adds the family "target tracking plus a step scale-out companion"
+    (:mod:`tuner.tune.companion`), simulated after the grid and ranked with it.
     """
     capacity = capacity or Capacity.default()
     settings = settings or SimulationSettings()
@@ -152,6 +158,23 @@ def tune(
         rule_of_thumb=rule.label,
         current=current.label if current else None,
     )
+    if companions is not None:
+        family = [
+            p for p in companion_candidates(table, by_label, companions) if p.label not in by_label
+        ]
+        if family:
+            progress(f"{len(family)} candidates with a step scale-out companion")
+            extra = evaluate(profiles, family, capacity, objective, settings, progress)
+            results = pd.concat([results, extra], ignore_index=True)
+            by_label.update((p.label, p) for p in family)
+            policies = list(by_label.values())
+            table = score(
+                results,
+                policies,
+                objective,
+                rule_of_thumb=rule.label,
+                current=current.label if current else None,
+            )
     recommendation = recommend(table, results, objective)
     shown = [
         recommendation.label,
@@ -183,6 +206,7 @@ def tune(
         recommendation=recommendation,
         recommended=recommended,
         timelines=timelines,
+        companions=companions,
     )
 
 
@@ -267,6 +291,7 @@ def manifest(
             "min_capacities_used": list(tuning.min_capacities),
             "max_capacities_used": list(tuning.max_capacities),
             **tuning.grid.to_dict(),
+            "step_companions": tuning.companions.to_dict() if tuning.companions else None,
         },
         "objective": {
             "slo_p99_ms": objective.slo_p99_ms,

@@ -95,12 +95,14 @@ def score(
             "miss": ~table["meets_objective"],
             "excess": np.where(table["meets_objective"], 0.0, excess),
             "cost": table["monthly_cost_usd"].round(6),
+            # at the same cost target tracking alone ranks first: a step companion must be cheaper
+            "steps": [len(by_label[label].step_policies) for label in table.index],
             "violation": table["slo_violation_rate"],
             "churn": table["scale_out_events"] + table["scale_in_events"],
             "label": table.index,
         },
         index=table.index,
-    ).sort_values(["miss", "excess", "cost", "violation", "churn", "label"])
+    ).sort_values(["miss", "excess", "cost", "steps", "violation", "churn", "label"])
     table = table.loc[order.index]
     table["rank"] = np.arange(1, len(table) + 1)
     table["role"] = np.select(
