@@ -16,6 +16,7 @@ from tuner.aws.clients import ClientAdapter, translate_client_error
 from tuner.errors import PolicyError, TargetNotRegistered, TunerError, read_json_file
 from tuner.policy.policy import SERVICE_NAMESPACE, ScalingPolicy
 from tuner.policy.resource import Resource
+from tuner.policy.schedule import ScheduledScalingAction
 
 SNAPSHOT_VERSION = 1
 # Fields of DescribeScalingPolicies / DescribeScheduledActions entries that AWS computes; they are
@@ -140,8 +141,20 @@ class AutoScaling(ClientAdapter):
     def describe_scheduled_actions(self, resource: Resource) -> list[dict[str, Any]]:
         return self._of_resource("describe_scheduled_actions", "ScheduledActions", resource)
 
-    def read_policy(self, resource: Resource, name: str | None = None) -> ScalingPolicy | None:
-        """The live target-tracking policy (by name, else the first one), or None."""
+    def read_scheduled_actions(self, resource: Resource) -> tuple[ScheduledScalingAction, ...]:
+        """The target's scheduled actions as policy-file entries (PolicyError if one is not
+        an expression tuner reads)."""
+        return tuple(
+            ScheduledScalingAction.from_aws(a) for a in self.describe_scheduled_actions(resource)
+        )
+
+    def read_policy(
+        self, resource: Resource, name: str | None = None, *, with_schedules: bool = False
+    ) -> ScalingPolicy | None:
+        """The live target-tracking policy (by name, else the first one), or None.
+
+        ``with_schedules``: with the target's scheduled actions (else ScheduledActions is None).
+        """
         target = self.describe_target(resource)
         if target is None:
             return None
@@ -153,7 +166,10 @@ class AutoScaling(ClientAdapter):
         ]
         if not tracking:
             return None
-        return ScalingPolicy.from_aws(target, sorted(tracking, key=lambda p: p["PolicyName"])[0])
+        policy = ScalingPolicy.from_aws(target, sorted(tracking, key=lambda p: p["PolicyName"])[0])
+        if with_schedules:
+            policy = policy.replace(scheduled_actions=self.read_scheduled_actions(resource))
+        return policy
 
     def describe_activities(self, resource: Resource) -> list[dict[str, Any]]:
         """Scaling activities, newest first; [] with a warning where the backend lacks the call."""
@@ -176,7 +192,11 @@ class AutoScaling(ClientAdapter):
     # -- writing -------------------------------------------------------------------------------
 
     def apply(self, policy: ScalingPolicy, resource: Resource) -> ScalingPolicy:
-        """Register the target, put the policy, read it back and check it is what was asked."""
+        """Register the target, put the policy, read it back and check it is what was asked.
+
+        When the policy carries ScheduledActions they become the target's scheduled actions:
+        live ones the file does not name are deleted, changed ones replaced, new ones put.
+        """
         self._call(
             "RegisterScalableTarget",
             self.client.register_scalable_target,
@@ -187,13 +207,44 @@ class AutoScaling(ClientAdapter):
             self.client.put_scaling_policy,
             **policy.put_scaling_policy_args(resource),
         )
-        live = self.read_policy(resource, policy.name)
+        manage = policy.scheduled_actions is not None
+        if manage:
+            self._put_scheduled_actions(policy, resource)
+        live = self.read_policy(resource, policy.name, with_schedules=manage)
         if live != policy:
             raise PolicyError(
                 f"read-back of {resource.resource_id} differs from what was applied: "
                 f"{live.to_dict() if live else None} != {policy.to_dict()}"
             )
         return live
+
+    def _put_scheduled_actions(self, policy: ScalingPolicy, resource: Resource) -> None:
+        wanted = {a.name: a for a in policy.scheduled_actions or ()}
+        for entry in self.describe_scheduled_actions(resource):
+            name = entry["ScheduledActionName"]
+            try:
+                same = ScheduledScalingAction.from_aws(entry) == wanted.get(name)
+            except PolicyError:
+                same = False
+            if name not in wanted or not same:
+                # Replaced by delete + put: a put over an existing action keeps fields it does
+                # not name on moto (Timezone), so the result would not equal the file.
+                self.delete_scheduled_action(resource, name)
+            else:
+                wanted.pop(name)
+        for args in policy.put_scheduled_action_args(resource):
+            if args["ScheduledActionName"] in wanted:
+                self._call("PutScheduledAction", self.client.put_scheduled_action, **args)
+
+    def delete_scheduled_action(self, resource: Resource, name: str) -> None:
+        self._call(
+            "DeleteScheduledAction",
+            self.client.delete_scheduled_action,
+            ScheduledActionName=name,
+            ServiceNamespace=SERVICE_NAMESPACE,
+            ResourceId=resource.resource_id,
+            ScalableDimension=resource.scalable_dimension,
+        )
 
     def delete_policy(self, resource: Resource, name: str) -> None:
         self._call(

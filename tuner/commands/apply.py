@@ -19,13 +19,16 @@ examples:
   AWS_ENDPOINT_URL=http://127.0.0.1:4566 tuner apply my.policy.json --endpoint demo-endpoint
 
 Prints the live configuration against the file field by field, registers the scalable target,
-puts the target-tracking policy, reads both back and checks they equal the file. Take a
-`tuner snapshot` first if you may want the old configuration back.
+puts the target-tracking policy, reads both back and checks they equal the file. When the file
+has "ScheduledActions", they become the target's scheduled actions: live ones it does not name
+are deleted (the diff lists them), changed ones replaced, new ones put. Without the key, live
+scheduled actions stay as they are. Take a `tuner snapshot` first if you may want the old
+configuration back.
 """
 
 
 def register(sub: Any) -> argparse.ArgumentParser:
-    p = sub.add_parser(
+    p: argparse.ArgumentParser = sub.add_parser(
         "apply",
         help="apply a policy file to an endpoint (diff, dry run, verify)",
         description="Apply a *.policy.json to a SageMaker endpoint variant through Application "
@@ -63,7 +66,9 @@ def apply_policy(
         # Fails with EndpointNotFound (exit 2) before anything is changed.
         Endpoints(session=session).describe(resource.endpoint).variant(resource.variant or "")
     scaling = AutoScaling(session=session)
-    live = scaling.read_policy(resource, policy.name)
+    manage = policy.scheduled_actions is not None
+    live = scaling.read_policy(resource, policy.name, with_schedules=manage)
+    live_actions = [a["ScheduledActionName"] for a in scaling.describe_scheduled_actions(resource)]
     others = [
         p["PolicyName"]
         for p in scaling.describe_policies(resource)
@@ -73,15 +78,35 @@ def apply_policy(
     print(format_diff(live, policy))
     if others:
         print(f"  note: other policies on this target stay as they are: {', '.join(others)}")
+    if live_actions and not manage:
+        print(
+            "  note: the file has no ScheduledActions, so the target's scheduled actions stay: "
+            + ", ".join(live_actions)
+        )
     if live == policy:
         print("nothing to change: the live configuration already equals the file")
         return
     if dry_run:
         print("dry run: would call")
-        for name, payload in (
+        calls: list[tuple[str, dict[str, Any]]] = [
             ("RegisterScalableTarget", policy.register_scalable_target_args(resource)),
             ("PutScalingPolicy", policy.put_scaling_policy_args(resource)),
-        ):
+        ]
+        if manage:
+            old = {a.name: a for a in ((live.scheduled_actions or ()) if live else ())}
+            new = {a.name: a for a in policy.scheduled_actions or ()}
+            base = {
+                "ServiceNamespace": "sagemaker",
+                "ResourceId": resource.resource_id,
+                "ScalableDimension": resource.scalable_dimension,
+            }
+            for name in live_actions:
+                if name not in new or old.get(name) != new[name]:
+                    calls.append(("DeleteScheduledAction", {**base, "ScheduledActionName": name}))
+            for name, action in new.items():
+                if old.get(name) != action:
+                    calls.append(("PutScheduledAction", {**base, **action.to_dict()}))
+        for name, payload in calls:
             print(f"  application-autoscaling {name} {json.dumps(payload)}")
         return
     scaling.apply(policy, resource)
