@@ -46,7 +46,7 @@ for `tuner apply`), timelines/, manifest.json.
 
 
 def register(sub: Any) -> argparse.ArgumentParser:
-    p = sub.add_parser(
+    p: argparse.ArgumentParser = sub.add_parser(
         "tune",
         help="simulate candidate policies on profiles, recommend one, write the report",
         description="Build a grid of target-tracking policies, simulate each on every profile "
@@ -96,6 +96,20 @@ def register(sub: Any) -> argparse.ArgumentParser:
         help="the worst seed must meet each bound x this factor (default: 0.8)",
     )
     p.add_argument("--grid", metavar="TOML", help="override the candidate grid's lists")
+    p.add_argument(
+        "--no-schedules",
+        dest="schedules",
+        action="store_false",
+        help="do not search scheduled floors (by default, where the longest profile has a daily "
+        "or weekly rhythm, a raised MinCapacity over its busy hours is tried with the best "
+        "policies and recommended only when cheaper at the same objective)",
+    )
+    p.add_argument(
+        "--schedule-timezone",
+        metavar="ZONE",
+        help="IANA time zone of the scheduled floors' cron expressions and of the busy hours "
+        "found (default: UTC)",
+    )
     p.add_argument(
         "--seeds",
         type=int,
@@ -173,6 +187,7 @@ def _command_line(args: argparse.Namespace) -> str:
         "max_slo_violation",
         "margin",
         "grid",
+        "schedule_timezone",
         "seeds",
         "boot_s",
         "boot_jitter_s",
@@ -188,6 +203,7 @@ def _command_line(args: argparse.Namespace) -> str:
                 f"--{flag.replace('_', '-')}",
                 f"{value:g}" if isinstance(value, float) else str(value),
             ]
+    words += [] if args.schedules else ["--no-schedules"]
     return shlex.join(words + (["--live"] if args.live else []))
 
 
@@ -202,6 +218,10 @@ def run(args: argparse.Namespace) -> int:
         max_slo_violation=args.max_slo_violation,
         margin=args.margin,
     )
+    if args.schedule_timezone is not None:
+        from tuner.policy.cron import timezone
+
+        timezone(args.schedule_timezone, "--schedule-timezone")
     if not 1 <= args.seeds <= 100:
         raise ValidationError(f"--seeds must be in 1..100, got {args.seeds}")
     if args.live:
@@ -237,6 +257,8 @@ def run(args: argparse.Namespace) -> int:
         session=aws_session(args) if args.endpoint else None,
         command=_command_line(args),
         created=now,
+        schedules=args.schedules,
+        schedule_timezone=args.schedule_timezone,
     )
     return 0
 
@@ -257,6 +279,8 @@ def run_tuning(
     session: AwsSession | None,
     command: str,
     created: datetime,
+    schedules: bool = True,
+    schedule_timezone: str | None = None,
 ) -> Path:
     """The workflow of ``tuner tune`` with its progress and output: read the current policy,
     tune, write the run, trial the ``live_top`` best on ``endpoint``, render; the report's path."""
@@ -286,6 +310,8 @@ def run_tuning(
         grid=grid,
         current=current,
         timelines_top=live_top,
+        schedules=schedules,
+        schedule_timezone=schedule_timezone,
         progress=_progress,
     )
     meta = manifest(

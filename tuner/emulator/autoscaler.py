@@ -9,7 +9,12 @@ public ``set_policies`` (the effective range), never by a second model:
 - SuspendedState: DynamicScalingOutSuspended caps MaxCapacity at the current desired count,
   DynamicScalingInSuspended raises MinCapacity to it;
 - UpdateEndpointWeightsAndCapacities: a momentary range [n, n] (instances boot like a range change,
-  no cooldown), then the registered range again; it is not a scaling activity.
+  no cooldown), then the registered range again; it is not a scaling activity;
+- scheduled actions (PutScheduledAction, stored by moto): each step the ones whose cron/at/rate
+  expression runs in (boundary - 10 s, boundary] of virtual time, in their Timezone, set the
+  registered MinCapacity/MaxCapacity (RegisterScalableTarget, as AWS changes the target) and the
+  capacity moves into the new range at that boundary, as a scaling activity naming the action;
+  ``SuspendedState.ScheduledScalingSuspended`` stops them.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import asyncio
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tuner.clock import VirtualClock
@@ -35,7 +41,10 @@ from tuner.errors import TunerError, ValidationError
 from tuner.model.capacity import Capacity
 from tuner.model.controller import ScalingCause, ScalingEvent, TargetTracking
 from tuner.model.settings import SimulationSettings
-from tuner.policy.policy import MetricType, Resource, ScalingPolicy
+from tuner.policy.cron import fire_times
+from tuner.policy.policy import MetricType, ScalingPolicy
+from tuner.policy.resource import Resource
+from tuner.policy.schedule import ScheduledScalingAction
 
 STEP_S = BUCKET_S
 _PLACEHOLDER_TARGET = 1e300
@@ -81,6 +90,9 @@ class Autoscaler:
         self._k = -1
         self._registered: tuple[int, int] | None = None
         self._suspended = (False, False)
+        self._scheduled_suspended = False
+        self._fired: list[str] = []
+        """Names of the scheduled actions that set the range being applied (for the activity)."""
         self._base: list[ScalingPolicy] = []
         self._skipped: set[str] = set()
         self._effective: list[ScalingPolicy] | None = None
@@ -179,6 +191,8 @@ class Autoscaler:
                 concurrency=step.concurrent_per_model,
             )
             self._record(result.events)
+            if policies is not None and target is not None:
+                self._run_scheduled(boundary_v, target, policies)
             self._step_in_service = int(self.tt.in_service[0])
             if len(self.history) < _MAX_HISTORY:
                 self.history.append(
@@ -187,6 +201,67 @@ class Autoscaler:
             self._push_in_service()
             self._schedule_completion()
         self._publish(boundary_v, step)
+
+    def _run_scheduled(
+        self, boundary_v: float, target: dict[str, Any], policies: list[dict[str, Any]]
+    ) -> None:
+        """Run the scheduled actions due in (boundary - STEP_S, boundary] (lock held)."""
+        if self._scheduled_suspended:
+            return
+        rid, dim = self.resource.resource_id, self.resource.scalable_dimension
+        try:
+            entries = self.plane.scheduled_actions(rid, dim)
+        except TunerError as e:
+            self._log(f"autoscaler: cannot read scheduled actions: {e}")
+            return
+        end = datetime.fromtimestamp(boundary_v, tz=UTC) + timedelta(microseconds=1)
+        start = end - timedelta(seconds=STEP_S)
+        due: list[tuple[datetime, ScheduledScalingAction]] = []
+        for entry in entries:
+            name = str(entry.get("ScheduledActionName", "?"))
+            try:
+                action = ScheduledScalingAction.from_aws(entry)
+            except TunerError as e:
+                self._skip(f"scheduled:{name}", f"scheduled action {name} ignored: {e}")
+                continue
+            origin = action.start_time
+            if action.parsed.rate_s is not None and origin is None:
+                # a rate counts from the action's creation (AAS runs it every N from then)
+                origin = datetime.fromtimestamp(float(entry.get("CreationTime", 0)), tz=UTC)
+            runs = fire_times(
+                action.parsed,
+                start,
+                end,
+                zone=action.zone,
+                start_time=origin,
+                end_time=action.end_time,
+            )
+            due += [(t, action) for t in runs]
+        if not due:
+            return
+        lo, hi = int(target["MinCapacity"]), int(target["MaxCapacity"])
+        names = []
+        for _, action in sorted(due, key=lambda pair: (pair[0], pair[1].name)):
+            new_lo = lo if action.min_capacity is None else action.min_capacity
+            new_hi = hi if action.max_capacity is None else action.max_capacity
+            if new_lo > new_hi:
+                self._log(
+                    f"autoscaler: scheduled action {action.name} skipped: MinCapacity <= "
+                    f"MaxCapacity must hold, got {new_lo} > {new_hi}"
+                )
+                continue
+            lo, hi = new_lo, new_hi
+            names.append(action.name)
+        if not names:
+            return
+        self.plane.set_range(rid, dim, lo, hi)
+        self._log(f"scheduled action {', '.join(names)}: range set to {lo}..{hi}")
+        self._read(dict(target, MinCapacity=lo, MaxCapacity=hi), policies)
+        self._fired = names
+        try:
+            self._apply(self._effective_policies(), record=True, cause=ScalingCause.SCHEDULED)
+        finally:
+            self._fired = []
 
     def _publish(self, boundary_v: float, step: Any) -> None:
         ep = self.endpoint
@@ -219,6 +294,7 @@ class Autoscaler:
             bool(sus.get("DynamicScalingOutSuspended")),
             bool(sus.get("DynamicScalingInSuspended")),
         )
+        self._scheduled_suspended = bool(sus.get("ScheduledScalingSuspended"))
         base = []
         for p in policies:
             name = p.get("PolicyName", "?")
@@ -255,10 +331,16 @@ class Autoscaler:
             return [self._placeholder(lo, hi)]
         return [p.replace(min_capacity=lo, max_capacity=hi) for p in self._base]
 
-    def _apply(self, policies: list[ScalingPolicy], *, record: bool) -> None:
+    def _apply(
+        self,
+        policies: list[ScalingPolicy],
+        *,
+        record: bool,
+        cause: ScalingCause = ScalingCause.REGISTERED,
+    ) -> None:
         if policies == self._effective:
             return
-        events = self.tt.set_policies([policies])
+        events = self.tt.set_policies([policies], cause=cause)
         self._effective = policies
         if record:
             self._record(events)
@@ -270,6 +352,11 @@ class Autoscaler:
             if ev.cause is ScalingCause.REGISTERED:
                 lo, hi = self._registered or (ev.to_capacity, ev.to_capacity)
                 cause = f"scalable target range set to {lo}..{hi}"
+            elif ev.cause is ScalingCause.SCHEDULED:
+                lo, hi = self._registered or (ev.to_capacity, ev.to_capacity)
+                cause = (
+                    f"scheduled action {', '.join(self._fired) or '?'} set the range to {lo}..{hi}"
+                )
             else:
                 alarm = (
                     f"TargetTracking-{self.resource.resource_id}-{ev.cause.value}"

@@ -204,11 +204,15 @@ class TargetTracking:
         self.alarm_low_on = self.low_run >= self.need_low
 
     def set_policies(
-        self, policies: Sequence[ScalingPolicy] | Sequence[Sequence[ScalingPolicy]]
+        self,
+        policies: Sequence[ScalingPolicy] | Sequence[Sequence[ScalingPolicy]],
+        *,
+        cause: ScalingCause = ScalingCause.REGISTERED,
     ) -> list[ScalingEvent]:
         """Replace the policies at the last boundary stepped: the range applies at once (§1).
 
-        Alarms of a changed policy (metric or target) restart in INSUFFICIENT_DATA.
+        Alarms of a changed policy (metric or target) restart in INSUFFICIENT_DATA. ``cause``
+        names what changed the range (the emulator's scheduled actions re-register the target).
         """
         groups = normalise_candidates(policies)
         if len(groups) != self.C:
@@ -217,7 +221,7 @@ class TargetTracking:
         self.min_capacity = np.array([g[0].min_capacity for g in groups], dtype=float)
         self.max_capacity = np.array([g[0].max_capacity for g in groups], dtype=float)
         mark = len(self._events)
-        self._move_into_range(ScalingCause.REGISTERED)
+        self._move_into_range(cause)
         return self._events[mark:]
 
     @property

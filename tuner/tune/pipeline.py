@@ -15,6 +15,7 @@ boot jitter ±60 s, 60-s metric delay, warm start) and the default :class:`Grid`
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import platform
 from collections.abc import Callable, Sequence
@@ -35,6 +36,7 @@ from tuner.profiles.profile import Profile
 from tuner.tune.grid import Grid
 from tuner.tune.recommend import Recommendation, recommend, score
 from tuner.tune.run import Run, folder_name
+from tuner.tune.schedules import FLOOR_OFF, FLOOR_ON, Rhythm, search_schedules
 from tuner.tune.search import Objective, evaluate, simulate_candidates
 
 Progress = Callable[[str], None]
@@ -68,6 +70,8 @@ class Tuning:
     """The recommended policy, named so that ``tuner apply`` replaces the current one."""
     timelines: dict[str, dict[str, pd.DataFrame]] = field(default_factory=dict)
     """profile name -> candidate label -> simulated timeline (first seed) of shown candidates."""
+    rhythm: Rhythm | None = None
+    """The daily or weekly rhythm the scheduled-floor search found (None: none, or not run)."""
 
     def ranked(self, top: int) -> list[ScalingPolicy]:
         """The ``top`` best candidates, best first."""
@@ -104,6 +108,8 @@ def tune(
     grid: Grid | None = None,
     current: ScalingPolicy | None = None,
     timelines_top: int = 0,
+    schedules: bool = True,
+    schedule_timezone: str | None = None,
     progress: Progress = _quiet,
 ) -> Tuning:
     """Simulate the grid (plus AWS's rule of thumb and ``current``) and recommend one policy.
@@ -112,6 +118,8 @@ def tune(
     cannot model is left out (say so with :func:`unmodelled` first). Timelines are kept for the
     recommendation, its alternatives, the rule of thumb, the current policy and the
     ``timelines_top`` best-ranked candidates (those a live trial will compare against).
+    ``schedules``: search scheduled floors where the longest profile has a daily or weekly
+    rhythm (:mod:`tuner.tune.schedules`, cron in ``schedule_timezone``, default UTC).
     """
     capacity = capacity or Capacity.default()
     settings = settings or SimulationSettings()
@@ -141,6 +149,23 @@ def tune(
         f"(Min {'/'.join(map(str, mins))}, Max {'/'.join(map(str, maxes))})"
     )
     results = evaluate(profiles, policies, capacity, objective, settings, progress)
+    rhythm = None
+    if schedules:
+        ranked = score(results, policies, objective)["candidate"]
+        rhythm, found, rows = search_schedules(
+            profiles,
+            [by_label[label] for label in ranked],
+            results,
+            min_levels=mins,
+            max_rps_per_instance=capacity.max_rps_per_instance,
+            evaluate=lambda ps: evaluate(profiles, ps, capacity, objective, settings, progress),
+            zone_name=schedule_timezone,
+            progress=progress,
+        )
+        for sp in found:
+            by_label.setdefault(sp.label, sp)
+        policies += found
+        results = pd.concat([results, rows], ignore_index=True)
     table = score(
         results,
         policies,
@@ -149,6 +174,27 @@ def tune(
         current=current.label if current else None,
     )
     recommendation = recommend(table, results, objective)
+    chosen = by_label[recommendation.label]
+    if rhythm is not None and chosen.scheduled_actions:
+        on = next(a for a in chosen.scheduled_actions if a.name == FLOOR_ON)
+        plain = table[~table["candidate"].map(lambda c: bool(by_label[c].scheduled_actions))]
+        plain = plain[plain["meets_objective"]]
+        versus = (
+            f"the best policy without one ({plain.iloc[0]['candidate']}, "
+            f"${plain.iloc[0]['monthly_cost_usd']:,.0f}/month)"
+            if len(plain)
+            else "every policy without one, none of which meets the objective"
+        )
+        recommendation = dataclasses.replace(
+            recommendation,
+            reasons=(
+                *recommendation.reasons,
+                f"It carries a scheduled floor: MinCapacity {on.min_capacity} over "
+                f"{rhythm.description} (the busy hours of the history, one hour early), "
+                f"{chosen.min_capacity} otherwise (scheduled actions {FLOOR_ON} and "
+                f"{FLOOR_OFF}); cheaper than {versus} at the same objective.",
+            ),
+        )
     shown = [
         recommendation.label,
         *recommendation.alternatives,
@@ -179,6 +225,7 @@ def tune(
         recommendation=recommendation,
         recommended=recommended,
         timelines=timelines,
+        rhythm=rhythm,
     )
 
 
@@ -278,6 +325,13 @@ def manifest(
             "timeline_seed": settings.seeds[0],
             "monthly_cost": "mean billed instances over the profile x 730 h x "
             "hourly_usd; mean over profiles",
+        },
+        "scheduled_floors": None
+        if tuning.rhythm is None
+        else {
+            "busy_window": tuning.rhythm.description,
+            "daily_autocorrelation": round(tuning.rhythm.daily_autocorrelation, 4),
+            "weekly_autocorrelation": round(tuning.rhythm.weekly_autocorrelation, 4),
         },
         "endpoint": endpoint,
         "variant": variant if endpoint else None,

@@ -19,9 +19,12 @@ import pandas as pd
 
 from tuner.errors import ValidationError
 from tuner.model.capacity import Capacity
+from tuner.model.scaling import ScheduledAction
 from tuner.model.settings import SimulationSettings
 from tuner.model.simulator import SimulationResult, simulate
+from tuner.model.timetable import profile_start, timeline_actions
 from tuner.policy.policy import ScalingPolicy
+from tuner.policy.schedule import ScheduledScalingAction
 from tuner.profiles.profile import TrafficProfile
 
 HOURS_PER_MONTH = 730.0
@@ -68,7 +71,44 @@ def simulate_candidates(
     settings: SimulationSettings,
     seed: int,
 ) -> SimulationResult:
-    """One simulation of every candidate on ``profile`` with ``seed`` (a SimulationResult)."""
+    """One simulation of every candidate on ``profile`` with ``seed`` (a SimulationResult).
+
+    Candidates with scheduled actions are simulated in groups that share them (the actions run
+    on the profile's clock, :mod:`tuner.model.timetable`) and the results put back in order.
+    """
+    groups: dict[tuple[ScheduledScalingAction, ...], list[int]] = {}
+    for i, p in enumerate(policies):
+        groups.setdefault(p.scheduled_actions or (), []).append(i)
+    if len(groups) == 1:
+        return _simulate_group(profile, policies, capacity, objective, settings, seed)
+    start = profile_start(profile)
+    parts = []
+    for actions, members in groups.items():
+        result = _simulate_group(
+            profile,
+            [policies[i] for i in members],
+            capacity,
+            objective,
+            settings,
+            seed,
+            timeline_actions(actions, start, profile.duration_s),
+        )
+        parts.append((members, result))
+    return _merge(parts, len(policies))
+
+
+def _simulate_group(
+    profile: TrafficProfile,
+    policies: Sequence[ScalingPolicy],
+    capacity: Capacity,
+    objective: Objective,
+    settings: SimulationSettings,
+    seed: int,
+    scheduled: Sequence[ScheduledAction] | None = None,
+) -> SimulationResult:
+    if scheduled is None:
+        actions = policies[0].scheduled_actions or ()
+        scheduled = timeline_actions(actions, profile_start(profile), profile.duration_s)
     # [MODEL] Warm start: the endpoint served the profile's opening rate before t = 0, so each
     # candidate starts where its own policy settles for that rate (a live trial starts there
     # too), not at MinCapacity with the opening traffic already overloading it.
@@ -83,6 +123,52 @@ def simulate_candidates(
         replace(settings, slo_p99_ms=objective.slo_p99_ms),
         seed=seed,
         initial_capacity=initial,
+        scheduled=scheduled,
+    )
+
+
+def _merge(parts: list[tuple[list[int], SimulationResult]], count: int) -> SimulationResult:
+    """One SimulationResult from results of candidate groups (``members`` index the whole)."""
+    first = parts[0][1]
+    T = len(first.demand)
+    order = np.empty(count, dtype=np.intp)
+    col = 0
+    for members, _ in parts:
+        order[members] = np.arange(col, col + len(members))
+        col += len(members)
+
+    def stack(name: str) -> np.ndarray:
+        return np.concatenate([getattr(r, name) for _, r in parts], axis=1)[:, order]
+
+    rows = np.unique(np.concatenate([r.queue_rows for _, r in parts] + [np.zeros(0, np.intp)]))
+    values = np.zeros((len(rows), count))
+    for members, r in parts:
+        at = np.searchsorted(rows, r.queue_rows)
+        for j, m in enumerate(members):
+            values[at, m] = r.queue_values[:, j]
+    policies: list[ScalingPolicy | None] = [None] * count
+    frames = []
+    for members, r in parts:
+        for j, m in enumerate(members):
+            policies[m] = r.policies[j]
+        frame = r.summary.reset_index(drop=True).copy()
+        frame.index = members
+        frames.append(frame)
+    summary = pd.concat(frames).sort_index().reset_index(drop=True)
+    assert stack("desired").shape[0] == T
+    return SimulationResult(
+        tuple(p for p in policies if p is not None),
+        first.period_s,
+        first.capacity,
+        first.slo_p99_ms,
+        first.demand,
+        stack("desired"),
+        stack("in_service"),
+        stack("alarm_high"),
+        stack("alarm_low"),
+        rows.astype(np.intp),
+        values,
+        summary,
     )
 
 
