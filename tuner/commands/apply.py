@@ -69,13 +69,14 @@ def apply_policy(
     manage = policy.scheduled_actions is not None
     live = scaling.read_policy(resource, policy.name, with_schedules=manage)
     live_actions = [a["ScheduledActionName"] for a in scaling.describe_scheduled_actions(resource)]
+    current = scaling.read_scheduled_actions(resource) if manage else None
     others = [
         p["PolicyName"]
         for p in scaling.describe_policies(resource)
         if p["PolicyName"] != policy.name
     ]
     print(f"{resource.resource_id}  policy {policy.name}")
-    print(format_diff(live, policy))
+    print(format_diff(live, policy, live_actions=current))
     if others:
         print(f"  note: other policies on this target stay as they are: {', '.join(others)}")
     if live_actions and not manage:
@@ -93,7 +94,7 @@ def apply_policy(
             ("PutScalingPolicy", policy.put_scaling_policy_args(resource)),
         ]
         if manage:
-            old = {a.name: a for a in ((live.scheduled_actions or ()) if live else ())}
+            old = {a.name: a for a in current or ()}
             new = {a.name: a for a in policy.scheduled_actions or ()}
             base = {
                 "ServiceNamespace": "sagemaker",

@@ -45,21 +45,33 @@ def _flat_fields(policy: ScalingPolicy | None, *, schedules: bool = True) -> dic
 
 
 def policy_diff(
-    live: ScalingPolicy | None, wanted: ScalingPolicy
+    live: ScalingPolicy | None,
+    wanted: ScalingPolicy,
+    *,
+    live_actions: tuple[ScheduledScalingAction, ...] | None = None,
 ) -> list[tuple[str, Any | None, Any]]:
     """(field, live value or None, wanted value) for every field, in the policy file's order.
 
     Scheduled actions are compared only when the wanted file manages them
     (``ScheduledActions`` present); a live one the file drops is listed with wanted None.
+    ``live_actions``: the target's scheduled actions when they are not on ``live`` (e.g. a
+    target with actions but no policy yet).
     """
     manage = wanted.scheduled_actions is not None
     old, new = _flat_fields(live, schedules=manage), _flat_fields(wanted)
+    if manage and live_actions is not None and (live is None or live.scheduled_actions is None):
+        old.update((f"ScheduledAction {a.name}", _action_summary(a)) for a in live_actions)
     rows = [(key, old.get(key), value) for key, value in new.items()]
     rows += [(key, value, None) for key, value in old.items() if key not in new]
     return rows
 
 
-def format_diff(live: ScalingPolicy | None, wanted: ScalingPolicy) -> str:
+def format_diff(
+    live: ScalingPolicy | None,
+    wanted: ScalingPolicy,
+    *,
+    live_actions: tuple[ScheduledScalingAction, ...] | None = None,
+) -> str:
     """A readable field-by-field diff: ``TargetValue  240 -> 300``."""
 
     def show(v: Any) -> str:
@@ -71,7 +83,7 @@ def format_diff(live: ScalingPolicy | None, wanted: ScalingPolicy) -> str:
             return f"{v:g}"
         return str(v)
 
-    rows = policy_diff(live, wanted)
+    rows = policy_diff(live, wanted, live_actions=live_actions)
     width = max(len(k) for k, _, _ in rows)
     lines = []
     for key, old, new in rows:
