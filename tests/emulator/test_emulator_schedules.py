@@ -106,8 +106,8 @@ def test_tuned_floor_is_applied_fired_at_its_virtual_time_and_restored(
         endpoint=ENDPOINT,
         capacity=CAPACITY,
         instances=1,
-        # 4 virtual minutes (4 s) for the CLI calls below before the floor's time
-        virtual_start_s=(floor_at - timedelta(minutes=4)).timestamp(),
+        # 10 virtual minutes (10 s) for the CLI calls below before the floor's time
+        virtual_start_s=(floor_at - timedelta(minutes=10)).timestamp(),
     )
     with LocalAws(config) as aws:
         for key, value in aws.env.items():
