@@ -31,6 +31,12 @@ _POLICY_PUT_KEYS = (
 _SCHEDULED_PUT_KEYS = ("ScheduledActionName", "Schedule", "Timezone", "StartTime", "EndTime")
 
 
+def _put_fields(action: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a scheduled action that PutScheduledAction sets (None ones dropped)."""
+    keys = (*_SCHEDULED_PUT_KEYS, "ScalableTargetAction")
+    return {k: action[k] for k in keys if action.get(k) is not None}
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, dt.datetime):
         return value.isoformat()
@@ -326,9 +332,12 @@ class AutoScaling(ClientAdapter):
             # Only configuration goes back: Alarms, PolicyARN and CreationTime are AWS's state.
             args = {k: p[k] for k in _POLICY_PUT_KEYS if k in p}
             self._call("PutScalingPolicy", self.client.put_scaling_policy, **base, **args)
-        wanted_actions = {a["ScheduledActionName"] for a in snap.scheduled_actions}
+        wanted_actions = {a["ScheduledActionName"]: _put_fields(a) for a in snap.scheduled_actions}
         for live in self.describe_scheduled_actions(resource):
-            if live["ScheduledActionName"] not in wanted_actions:
+            name = live["ScheduledActionName"]
+            # A changed action is deleted before it is put back: a put over an existing action
+            # keeps fields it does not name on moto (Timezone), so the result would differ.
+            if wanted_actions.get(name) != _put_fields(live):
                 self._call(
                     "DeleteScheduledAction",
                     self.client.delete_scheduled_action,
@@ -336,7 +345,7 @@ class AutoScaling(ClientAdapter):
                     **base,
                 )
         for a in snap.scheduled_actions:
-            args = {k: a[k] for k in _SCHEDULED_PUT_KEYS if k in a}
+            args = {k: a[k] for k in _SCHEDULED_PUT_KEYS if a.get(k) is not None}
             for key in ("StartTime", "EndTime"):
                 if key in args:
                     args[key] = dt.datetime.fromisoformat(args[key])
