@@ -245,9 +245,11 @@ class TargetTracking:
     def _set_range(self, action: ScheduledAction) -> None:
         lo, hi = self.min_capacity, self.max_capacity
         if action.min_capacity is not None:
-            lo = np.full(self.C, float(action.min_capacity))
+            new = np.broadcast_to(np.asarray(action.min_capacity, dtype=float), (self.C,))
+            lo = np.where(np.isnan(new), lo, new)
         if action.max_capacity is not None:
-            hi = np.full(self.C, float(action.max_capacity))
+            new = np.broadcast_to(np.asarray(action.max_capacity, dtype=float), (self.C,))
+            hi = np.where(np.isnan(new), hi, new)
         if (lo > hi).any():
             i = int(np.argmax(lo > hi))
             raise ValidationError(

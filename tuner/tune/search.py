@@ -73,42 +73,10 @@ def simulate_candidates(
 ) -> SimulationResult:
     """One simulation of every candidate on ``profile`` with ``seed`` (a SimulationResult).
 
-    Candidates with scheduled actions are simulated in groups that share them (the actions run
-    on the profile's clock, :mod:`tuner.model.timetable`) and the results put back in order.
+    A candidate's scheduled actions run on the profile's clock (:mod:`tuner.model.timetable`);
+    candidates with different schedules share the run (per-candidate action values).
     """
-    groups: dict[tuple[ScheduledScalingAction, ...], list[int]] = {}
-    for i, p in enumerate(policies):
-        groups.setdefault(p.scheduled_actions or (), []).append(i)
-    if len(groups) == 1:
-        return _simulate_group(profile, policies, capacity, objective, settings, seed)
-    start = profile_start(profile)
-    parts = []
-    for actions, members in groups.items():
-        result = _simulate_group(
-            profile,
-            [policies[i] for i in members],
-            capacity,
-            objective,
-            settings,
-            seed,
-            timeline_actions(actions, start, profile.duration_s),
-        )
-        parts.append((members, result))
-    return _merge(parts, len(policies))
-
-
-def _simulate_group(
-    profile: TrafficProfile,
-    policies: Sequence[ScalingPolicy],
-    capacity: Capacity,
-    objective: Objective,
-    settings: SimulationSettings,
-    seed: int,
-    scheduled: Sequence[ScheduledAction] | None = None,
-) -> SimulationResult:
-    if scheduled is None:
-        actions = policies[0].scheduled_actions or ()
-        scheduled = timeline_actions(actions, profile_start(profile), profile.duration_s)
+    scheduled = _per_candidate_actions(profile, policies)
     # [MODEL] Warm start: the endpoint served the profile's opening rate before t = 0, so each
     # candidate starts where its own policy settles for that rate (a live trial starts there
     # too), not at MinCapacity with the opening traffic already overloading it.
@@ -127,49 +95,46 @@ def _simulate_group(
     )
 
 
-def _merge(parts: list[tuple[list[int], SimulationResult]], count: int) -> SimulationResult:
-    """One SimulationResult from results of candidate groups (``members`` index the whole)."""
-    first = parts[0][1]
-    T = len(first.demand)
-    order = np.empty(count, dtype=np.intp)
-    col = 0
-    for members, _ in parts:
-        order[members] = np.arange(col, col + len(members))
-        col += len(members)
-
-    def stack(name: str) -> np.ndarray:
-        return np.concatenate([getattr(r, name) for _, r in parts], axis=1)[:, order]
-
-    rows = np.unique(np.concatenate([r.queue_rows for _, r in parts] + [np.zeros(0, np.intp)]))
-    values = np.zeros((len(rows), count))
-    for members, r in parts:
-        at = np.searchsorted(rows, r.queue_rows)
-        for j, m in enumerate(members):
-            values[at, m] = r.queue_values[:, j]
-    policies: list[ScalingPolicy | None] = [None] * count
-    frames = []
-    for members, r in parts:
-        for j, m in enumerate(members):
-            policies[m] = r.policies[j]
-        frame = r.summary.reset_index(drop=True).copy()
-        frame.index = members
-        frames.append(frame)
-    summary = pd.concat(frames).sort_index().reset_index(drop=True)
-    assert stack("desired").shape[0] == T
-    return SimulationResult(
-        tuple(p for p in policies if p is not None),
-        first.period_s,
-        first.capacity,
-        first.slo_p99_ms,
-        first.demand,
-        stack("desired"),
-        stack("in_service"),
-        stack("alarm_high"),
-        stack("alarm_low"),
-        rows.astype(np.intp),
-        values,
-        summary,
-    )
+def _per_candidate_actions(
+    profile: TrafficProfile, policies: Sequence[ScalingPolicy]
+) -> list[ScheduledAction]:
+    """Every candidate's scheduled actions on the profile's clock, as one list of actions whose
+    values are per candidate (NaN: that candidate's bound is left alone), so that candidates with
+    different schedules run in one simulation."""
+    if not any(p.scheduled_actions for p in policies):
+        return []
+    start = profile_start(profile)
+    cache: dict[tuple[ScheduledScalingAction, ...], list[ScheduledAction]] = {}
+    per: list[dict[float, list[ScheduledAction]]] = []
+    for p in policies:
+        key = p.scheduled_actions or ()
+        if key not in cache:
+            cache[key] = timeline_actions(key, start, profile.duration_s)
+        by_time: dict[float, list[ScheduledAction]] = {}
+        for action in cache[key]:
+            by_time.setdefault(action.at_s, []).append(action)
+        per.append(by_time)
+    out: list[ScheduledAction] = []
+    C = len(policies)
+    for t in sorted({t for by_time in per for t in by_time}):
+        depth = max(len(by_time.get(t, ())) for by_time in per)
+        for d in range(depth):
+            lo, hi = np.full(C, np.nan), np.full(C, np.nan)
+            for i, by_time in enumerate(per):
+                here = by_time.get(t, [])
+                if d < len(here):
+                    if here[d].min_capacity is not None:
+                        lo[i] = float(here[d].min_capacity)  # type: ignore[arg-type]
+                    if here[d].max_capacity is not None:
+                        hi[i] = float(here[d].max_capacity)  # type: ignore[arg-type]
+            out.append(
+                ScheduledAction(
+                    t,
+                    min_capacity=None if np.isnan(lo).all() else lo,
+                    max_capacity=None if np.isnan(hi).all() else hi,
+                )
+            )
+    return out
 
 
 def evaluate(
