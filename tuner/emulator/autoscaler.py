@@ -41,9 +41,8 @@ from tuner.errors import TunerError, ValidationError
 from tuner.model.capacity import Capacity
 from tuner.model.controller import ScalingCause, ScalingEvent, TargetTracking
 from tuner.model.settings import SimulationSettings
+from tuner.policy import MetricType, Resource, ScalingPolicy
 from tuner.policy.cron import fire_times
-from tuner.policy.policy import MetricType, ScalingPolicy
-from tuner.policy.resource import Resource
 from tuner.policy.schedule import ScheduledScalingAction
 
 STEP_S = BUCKET_S
