@@ -3,6 +3,7 @@ a scheduled floor simulated against hand-computed capacity and cost."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import numpy as np
@@ -111,3 +112,26 @@ def test_scheduled_floor_simulated_against_hand_computed_capacity() -> None:
         alone.summary.drop(columns="label"),
     )
     assert result.timeline(1)["desired_capacity"].tolist() == desired.tolist()
+
+
+def test_simulate_cli_runs_a_policy_files_scheduled_actions(tmp_path, capsys) -> None:
+    from tuner.cli import main
+
+    (tmp_path / "flat.toml").write_text('name = "flat"\n[[segment]]\nhold = "3h"\nrps = 10\n')
+    floor = ScalingPolicy(
+        min_capacity=1,
+        max_capacity=10,
+        target_value=1e6,
+        disable_scale_in=True,
+        scheduled_actions=(
+            _action("floor-on", "at(2024-01-01T01:00:00)", min_capacity=4),
+            _action("floor-off", "at(2024-01-01T02:00:00)", min_capacity=1, max_capacity=2),
+        ),
+    )
+    floor.save(tmp_path / "floor.policy.json")
+    args = ["simulate", "--profile", str(tmp_path / "flat.toml"), "--metric-lag-s", "0"]
+    args += ["--policy", str(tmp_path / "floor.policy.json"), "--out", str(tmp_path / "out")]
+    assert main(args) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["instance_hours"] == 7.0  # as by hand above: 1 h x 1 + 1 h x 4 + 1 h x 2
+    assert summary["policy"]["ScheduledActions"][0]["ScheduledActionName"] == "floor-off"

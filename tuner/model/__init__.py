@@ -39,11 +39,13 @@ from tuner.model.simulator import (
 )
 from tuner.model.timetable import (
     DEFAULT_START,
+    candidate_actions,
     profile_start,
     timeline_actions,
 )
 
 __all__ = [
+    "candidate_actions",
     "AlarmState",
     "CONCURRENCY_TYPES",
     "Capacity",

@@ -14,8 +14,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
+
 from tuner.model.scaling import ScheduledAction
+from tuner.policy.policy import ScalingPolicy
 from tuner.policy.schedule import ScheduledScalingAction
+from tuner.profiles.profile import TrafficProfile
 
 DEFAULT_START = datetime(2024, 1, 1, tzinfo=UTC)
 """t = 0 of a profile without an absolute start: Monday 2024-01-01 00:00 UTC."""
@@ -60,3 +64,45 @@ def timeline_actions(
         for at_s, _, a in out
     ]
     return result
+
+
+def candidate_actions(
+    profile: TrafficProfile, policies: Sequence[ScalingPolicy]
+) -> list[ScheduledAction]:
+    """Every candidate's scheduled actions on the profile's clock, as one list of actions whose
+    values are per candidate (NaN: that candidate's bound is left alone), so that candidates with
+    different schedules run in one simulation."""
+    if not any(p.scheduled_actions for p in policies):
+        return []
+    start = profile_start(profile)
+    cache: dict[tuple[ScheduledScalingAction, ...], list[ScheduledAction]] = {}
+    per: list[dict[float, list[ScheduledAction]]] = []
+    for p in policies:
+        key = p.scheduled_actions or ()
+        if key not in cache:
+            cache[key] = timeline_actions(key, start, profile.duration_s)
+        by_time: dict[float, list[ScheduledAction]] = {}
+        for action in cache[key]:
+            by_time.setdefault(action.at_s, []).append(action)
+        per.append(by_time)
+    out: list[ScheduledAction] = []
+    C = len(policies)
+    for t in sorted({t for by_time in per for t in by_time}):
+        depth = max(len(by_time.get(t, ())) for by_time in per)
+        for d in range(depth):
+            lo, hi = np.full(C, np.nan), np.full(C, np.nan)
+            for i, by_time in enumerate(per):
+                here = by_time.get(t, [])
+                if d < len(here):
+                    if here[d].min_capacity is not None:
+                        lo[i] = float(here[d].min_capacity)  # type: ignore[arg-type]
+                    if here[d].max_capacity is not None:
+                        hi[i] = float(here[d].max_capacity)  # type: ignore[arg-type]
+            out.append(
+                ScheduledAction(
+                    t,
+                    min_capacity=None if np.isnan(lo).all() else lo,
+                    max_capacity=None if np.isnan(hi).all() else hi,
+                )
+            )
+    return out

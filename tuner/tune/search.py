@@ -19,12 +19,10 @@ import pandas as pd
 
 from tuner.errors import ValidationError
 from tuner.model.capacity import Capacity
-from tuner.model.scaling import ScheduledAction
 from tuner.model.settings import SimulationSettings
 from tuner.model.simulator import SimulationResult, simulate
-from tuner.model.timetable import profile_start, timeline_actions
+from tuner.model.timetable import candidate_actions
 from tuner.policy.policy import ScalingPolicy
-from tuner.policy.schedule import ScheduledScalingAction
 from tuner.profiles.profile import TrafficProfile
 
 HOURS_PER_MONTH = 730.0
@@ -76,7 +74,7 @@ def simulate_candidates(
     A candidate's scheduled actions run on the profile's clock (:mod:`tuner.model.timetable`);
     candidates with different schedules share the run (per-candidate action values).
     """
-    scheduled = _per_candidate_actions(profile, policies)
+    scheduled = candidate_actions(profile, policies)
     # [MODEL] Warm start: the endpoint served the profile's opening rate before t = 0, so each
     # candidate starts where its own policy settles for that rate (a live trial starts there
     # too), not at MinCapacity with the opening traffic already overloading it.
@@ -93,48 +91,6 @@ def simulate_candidates(
         initial_capacity=initial,
         scheduled=scheduled,
     )
-
-
-def _per_candidate_actions(
-    profile: TrafficProfile, policies: Sequence[ScalingPolicy]
-) -> list[ScheduledAction]:
-    """Every candidate's scheduled actions on the profile's clock, as one list of actions whose
-    values are per candidate (NaN: that candidate's bound is left alone), so that candidates with
-    different schedules run in one simulation."""
-    if not any(p.scheduled_actions for p in policies):
-        return []
-    start = profile_start(profile)
-    cache: dict[tuple[ScheduledScalingAction, ...], list[ScheduledAction]] = {}
-    per: list[dict[float, list[ScheduledAction]]] = []
-    for p in policies:
-        key = p.scheduled_actions or ()
-        if key not in cache:
-            cache[key] = timeline_actions(key, start, profile.duration_s)
-        by_time: dict[float, list[ScheduledAction]] = {}
-        for action in cache[key]:
-            by_time.setdefault(action.at_s, []).append(action)
-        per.append(by_time)
-    out: list[ScheduledAction] = []
-    C = len(policies)
-    for t in sorted({t for by_time in per for t in by_time}):
-        depth = max(len(by_time.get(t, ())) for by_time in per)
-        for d in range(depth):
-            lo, hi = np.full(C, np.nan), np.full(C, np.nan)
-            for i, by_time in enumerate(per):
-                here = by_time.get(t, [])
-                if d < len(here):
-                    if here[d].min_capacity is not None:
-                        lo[i] = float(here[d].min_capacity)  # type: ignore[arg-type]
-                    if here[d].max_capacity is not None:
-                        hi[i] = float(here[d].max_capacity)  # type: ignore[arg-type]
-            out.append(
-                ScheduledAction(
-                    t,
-                    min_capacity=None if np.isnan(lo).all() else lo,
-                    max_capacity=None if np.isnan(hi).all() else hi,
-                )
-            )
-    return out
 
 
 def evaluate(
