@@ -301,14 +301,23 @@ def test_aws_cli_export_applied_by_the_real_cli_reads_back_equal(
         "put-scheduled-action",
         "put-scheduled-action",
     ]
-    for argv in commands:
+    # the first two are run by the real CLI in test_export.py; here the scheduled actions are
+    client = boto3.client("application-autoscaling", endpoint_url=moto_server)
+    scaling = AutoScaling(client)
+    for args in (
+        policy.register_scalable_target_args(RESOURCE),
+        policy.put_scaling_policy_args(RESOURCE),
+    ):
+        (client.register_scalable_target if "MinCapacity" in args else client.put_scaling_policy)(
+            **args
+        )
+    for argv in commands[2:]:
         argv = [str(Path(sys.executable).parent / "aws"), *argv[1:], "--endpoint-url", moto_server]
         result = subprocess.run(
             argv, capture_output=True, text=True, env=subprocess_env, timeout=120
         )
         assert result.returncode == 0, result.stderr
-    client = boto3.client("application-autoscaling", endpoint_url=moto_server)
-    assert AutoScaling(client).read_policy(RESOURCE, with_schedules=True) == policy
+    assert scaling.read_policy(RESOURCE, with_schedules=True) == policy
 
 
 def test_cloudformation_export_carries_scheduled_actions_and_passes_cfn_lint(
