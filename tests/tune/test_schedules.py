@@ -53,6 +53,10 @@ def test_rhythm_is_found_with_its_busy_hours_and_not_in_flat_or_short_traffic() 
     assert rhythm.description == "08:00-19:00 UTC, every day"
     # the window's demand: 11 hours a day x 60 minutes x 2 days, peaking at the surges
     assert len(rhythm.busy_rps) == 11 * 60 * 2 and max(rhythm.busy_rps) == pytest.approx(300)
+    # in New York (EST, UTC-5 in January) the same hours are 04:00-14:00, the floor from 03:00
+    local = detect_rhythm(busy_days(), "America/New_York")
+    assert local is not None and (local.start_h, local.end_h) == (3, 14)
+    assert local.description == "03:00-14:00 America/New_York, every day"
     flat = parse_profile({"name": "flat", "segment": [{"hold": "3d", "rps": 20}]})
     assert detect_rhythm(flat) is None
     one_day = busy_days(days=1)  # a rhythm needs two periods to show
