@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -27,7 +28,7 @@ def _action(
     return ScheduledScalingAction(name=name, schedule=schedule, timezone=zone, **capacity)  # type: ignore[arg-type]
 
 
-def test_profile_start_is_the_profile_key_a_replay_or_monday_2024(tmp_path) -> None:
+def test_profile_start_is_the_profile_key_a_replay_or_monday_2024(tmp_path: Path) -> None:
     plain = parse_profile({"name": "p", "segment": [{"hold": "1h", "rps": 1}]})
     assert profile_start(plain) == DEFAULT_START == datetime(2024, 1, 1, tzinfo=UTC)
     assert DEFAULT_START.weekday() == 0  # a Monday
@@ -114,7 +115,7 @@ def test_scheduled_floor_simulated_against_hand_computed_capacity() -> None:
     assert result.timeline(1)["desired_capacity"].tolist() == desired.tolist()
 
 
-def test_simulate_cli_runs_a_policy_files_scheduled_actions(tmp_path, capsys) -> None:
+def test_simulate_cli_runs_a_policy_files_scheduled_actions(tmp_path: Path) -> None:
     from tuner.cli import main
 
     (tmp_path / "flat.toml").write_text('name = "flat"\n[[segment]]\nhold = "3h"\nrps = 10\n')

@@ -18,8 +18,8 @@ from tuner.policy.cron import fire_times, parse_schedule, timezone
 from tuner.policy.schedule import ScheduledScalingAction
 
 
-def _utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def _utc(year: int, month: int, day: int, hour: int = 0) -> datetime:
+    return datetime(year, month, day, hour, tzinfo=UTC)
 
 
 def _fires(
