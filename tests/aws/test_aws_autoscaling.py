@@ -213,3 +213,71 @@ def test_a_probe_client_makes_one_attempt_and_the_others_retry() -> None:
     session = AwsSession(region="us-east-1")
     assert Runtime(session=session).client.meta.config.retries["total_max_attempts"] == 1
     assert Endpoints(session=session).client.meta.config.retries["total_max_attempts"] == 9
+
+
+def _actions(scaling: AutoScaling) -> list[dict[str, object]]:
+    keep = ("ScheduledActionName", "Schedule", "Timezone", "StartTime", "EndTime")
+    return sorted(
+        (
+            {k: a.get(k) for k in (*keep, "ScalableTargetAction")}
+            for a in scaling.describe_scheduled_actions(RESOURCE)
+        ),
+        key=lambda a: str(a["ScheduledActionName"]),
+    )
+
+
+def test_apply_makes_the_files_scheduled_actions_the_targets_and_restore_undoes_it(
+    aws: None, tmp_path: Path
+) -> None:
+    from tuner.policy.schedule import ScheduledScalingAction
+
+    client = boto3.client("application-autoscaling", region_name=REGION)
+    scaling = AutoScaling(client)
+    scaling.apply(POLICY, RESOURCE)
+    _second_policy_and_schedule(client)  # "business-hours", cron in UTC, no Timezone
+    client.put_scheduled_action(
+        ServiceNamespace="sagemaker",
+        ScheduledActionName="launch",
+        ResourceId=RESOURCE.resource_id,
+        ScalableDimension=RESOURCE.scalable_dimension,
+        Schedule="at(2030-05-01T06:00:00)",
+        Timezone="Asia/Tokyo",
+        StartTime=dt.datetime(2030, 1, 1, tzinfo=dt.UTC),
+        ScalableTargetAction={"MinCapacity": 6},
+    )
+    before = _actions(scaling)
+    snap = scaling.snapshot(RESOURCE).save(tmp_path / "snap.json")
+
+    # a file without ScheduledActions leaves the target's alone
+    scaling.apply(POLICY.replace(target_value=400.0), RESOURCE)
+    assert _actions(scaling) == before
+    # a file with them: "launch" loses its Timezone (a put over it would keep it on moto),
+    # "business-hours" is deleted, "night" is new
+    wanted = POLICY.replace(
+        scheduled_actions=(
+            ScheduledScalingAction(
+                name="launch", schedule="at(2030-05-01T06:00:00)", min_capacity=6
+            ),
+            ScheduledScalingAction(name="night", schedule="cron(0 21 * * ? *)", min_capacity=1),
+        )
+    )
+    assert scaling.apply(wanted, RESOURCE) == wanted
+    after = {str(a["ScheduledActionName"]): a for a in _actions(scaling)}
+    assert set(after) == {"launch", "night"}
+    assert after["launch"]["Timezone"] is None and after["launch"]["StartTime"] is None
+    assert scaling.read_policy(RESOURCE, POLICY.name, with_schedules=True) == wanted
+
+    scaling.restore(ScalingSnapshot.load(snap))
+    assert _actions(scaling) == before
+    # an action that gained a Timezone after the snapshot goes back without one
+    client.put_scheduled_action(
+        ServiceNamespace="sagemaker",
+        ScheduledActionName="business-hours",
+        ResourceId=RESOURCE.resource_id,
+        ScalableDimension=RESOURCE.scalable_dimension,
+        Schedule="cron(0 8 ? * MON-FRI *)",
+        Timezone="Europe/Paris",
+        ScalableTargetAction={"MinCapacity": 3, "MaxCapacity": 8},
+    )
+    scaling.restore(ScalingSnapshot.load(snap))
+    assert _actions(scaling) == before

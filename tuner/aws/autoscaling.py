@@ -17,6 +17,7 @@ from tuner.aws.clients import AwsSession, ClientAdapter, translate_client_error
 from tuner.errors import PolicyError, TargetNotRegistered, TunerError, read_json_file
 from tuner.policy.policy import SERVICE_NAMESPACE, ScalingPolicy
 from tuner.policy.resource import Resource
+from tuner.policy.schedule import ScheduledScalingAction
 from tuner.policy.step import policy_name_of, step_from_aws
 
 SNAPSHOT_VERSION = 1
@@ -30,6 +31,12 @@ _POLICY_PUT_KEYS = (
     "PredictiveScalingPolicyConfiguration",
 )
 _SCHEDULED_PUT_KEYS = ("ScheduledActionName", "Schedule", "Timezone", "StartTime", "EndTime")
+
+
+def _put_fields(action: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a scheduled action that PutScheduledAction sets (None ones dropped)."""
+    keys = (*_SCHEDULED_PUT_KEYS, "ScalableTargetAction")
+    return {k: action[k] for k in keys if action.get(k) is not None}
 
 
 def _jsonable(value: Any) -> Any:
@@ -178,13 +185,26 @@ class AutoScaling(ClientAdapter):
     def describe_scheduled_actions(self, resource: Resource) -> list[dict[str, Any]]:
         return self._of_resource("describe_scheduled_actions", "ScheduledActions", resource)
 
+    def read_scheduled_actions(self, resource: Resource) -> tuple[ScheduledScalingAction, ...]:
+        """The target's scheduled actions as policy-file entries (PolicyError if one is not
+        an expression tuner reads)."""
+        return tuple(
+            ScheduledScalingAction.from_aws(a) for a in self.describe_scheduled_actions(resource)
+        )
+
     def read_policy(
-        self, resource: Resource, name: str | None = None, *, steps: Iterable[str] = ()
+        self,
+        resource: Resource,
+        name: str | None = None,
+        *,
+        steps: Iterable[str] = (),
+        with_schedules: bool = False,
     ) -> ScalingPolicy | None:
         """The live target-tracking policy (by name, else the first one), or None.
 
         ``steps`` names step policies to read with it, each with the alarm acting on it (one
-        without an alarm is left out: it could never act).
+        without an alarm is left out: it could never act). ``with_schedules``: with the target's
+        scheduled actions (else ScheduledActions is None).
         """
         target = self.describe_target(resource)
         if target is None:
@@ -199,6 +219,8 @@ class AutoScaling(ClientAdapter):
         if not tracking:
             return None
         policy = ScalingPolicy.from_aws(target, sorted(tracking, key=lambda p: p["PolicyName"])[0])
+        if with_schedules:
+            policy = policy.replace(scheduled_actions=self.read_scheduled_actions(resource))
         wanted = [
             p
             for p in live
@@ -238,7 +260,11 @@ class AutoScaling(ClientAdapter):
     # -- writing -------------------------------------------------------------------------------
 
     def apply(self, policy: ScalingPolicy, resource: Resource) -> ScalingPolicy:
-        """Register the target, put the policy, read it back and check it is what was asked."""
+        """Register the target, put the policy, read it back and check it is what was asked.
+
+        When the policy carries ScheduledActions they become the target's scheduled actions:
+        live ones the file does not name are deleted, changed ones replaced, new ones put.
+        """
         self._call(
             "RegisterScalableTarget",
             self.client.register_scalable_target,
@@ -257,13 +283,49 @@ class AutoScaling(ClientAdapter):
                 **step.put_scaling_policy_args(resource),
             )
             self.alarms.put(step.put_metric_alarm_args(resource, put["PolicyARN"]))
-        live = self.read_policy(resource, policy.name, steps=[s.name for s in policy.step_policies])
+        manage = policy.scheduled_actions is not None
+        if manage:
+            self._put_scheduled_actions(policy, resource)
+        live = self.read_policy(
+            resource,
+            policy.name,
+            steps=[s.name for s in policy.step_policies],
+            with_schedules=manage,
+        )
         if live != policy:
             raise PolicyError(
                 f"read-back of {resource.resource_id} differs from what was applied: "
                 f"{live.to_dict() if live else None} != {policy.to_dict()}"
             )
         return live
+
+    def _put_scheduled_actions(self, policy: ScalingPolicy, resource: Resource) -> None:
+        wanted = {a.name: a for a in policy.scheduled_actions or ()}
+        for entry in self.describe_scheduled_actions(resource):
+            name = entry["ScheduledActionName"]
+            try:
+                same = ScheduledScalingAction.from_aws(entry) == wanted.get(name)
+            except PolicyError:
+                same = False
+            if name not in wanted or not same:
+                # Replaced by delete + put: a put over an existing action keeps fields it does
+                # not name on moto (Timezone), so the result would not equal the file.
+                self.delete_scheduled_action(resource, name)
+            else:
+                wanted.pop(name)
+        for args in policy.put_scheduled_action_args(resource):
+            if args["ScheduledActionName"] in wanted:
+                self._call("PutScheduledAction", self.client.put_scheduled_action, **args)
+
+    def delete_scheduled_action(self, resource: Resource, name: str) -> None:
+        self._call(
+            "DeleteScheduledAction",
+            self.client.delete_scheduled_action,
+            ScheduledActionName=name,
+            ServiceNamespace=SERVICE_NAMESPACE,
+            ResourceId=resource.resource_id,
+            ScalableDimension=resource.scalable_dimension,
+        )
 
     def delete_policy(self, resource: Resource, name: str) -> None:
         self._call(
@@ -358,9 +420,12 @@ class AutoScaling(ClientAdapter):
             # a step policy put again may have a new ARN: point the alarm's actions at it
             actions = [arns.get(policy_name_of(a) or "", a) for a in alarm.get("AlarmActions", [])]
             self.alarms.put({**alarm, "AlarmActions": actions})
-        wanted_actions = {a["ScheduledActionName"] for a in snap.scheduled_actions}
+        wanted_actions = {a["ScheduledActionName"]: _put_fields(a) for a in snap.scheduled_actions}
         for live in self.describe_scheduled_actions(resource):
-            if live["ScheduledActionName"] not in wanted_actions:
+            name = live["ScheduledActionName"]
+            # A changed action is deleted before it is put back: a put over an existing action
+            # keeps fields it does not name on moto (Timezone), so the result would differ.
+            if wanted_actions.get(name) != _put_fields(live):
                 self._call(
                     "DeleteScheduledAction",
                     self.client.delete_scheduled_action,
@@ -368,7 +433,7 @@ class AutoScaling(ClientAdapter):
                     **base,
                 )
         for a in snap.scheduled_actions:
-            args = {k: a[k] for k in _SCHEDULED_PUT_KEYS if k in a}
+            args = {k: a[k] for k in _SCHEDULED_PUT_KEYS if a.get(k) is not None}
             for key in ("StartTime", "EndTime"):
                 if key in args:
                     args[key] = dt.datetime.fromisoformat(args[key])

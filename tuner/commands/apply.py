@@ -20,8 +20,11 @@ examples:
 
 Prints the live configuration against the file field by field, registers the scalable target,
 puts the target-tracking policy and any step policies with their CloudWatch alarms (the
-alarm's action is the step policy), reads all back and checks they equal the file. Take a
-`tuner snapshot` first if you may want the old configuration back.
+alarm's action is the step policy), reads all back and checks they equal the file. When the file
+has "ScheduledActions", they become the target's scheduled actions: live ones it does not name
+are deleted (the diff lists them), changed ones replaced, new ones put. Without the key, live
+scheduled actions stay as they are. Take a `tuner snapshot` first if you may want the old
+configuration back.
 """
 
 
@@ -64,28 +67,56 @@ def apply_policy(
         # Fails with EndpointNotFound (exit 2) before anything is changed.
         Endpoints(session=session).describe(resource.endpoint).variant(resource.variant or "")
     scaling = AutoScaling(session=session)
-    live = scaling.read_policy(resource, policy.name, steps=[s.name for s in policy.step_policies])
+    manage = policy.scheduled_actions is not None
+    live = scaling.read_policy(
+        resource,
+        policy.name,
+        steps=[s.name for s in policy.step_policies],
+        with_schedules=manage,
+    )
     mine = {policy.name, *(s.name for s in policy.step_policies)}
+    live_actions = [a["ScheduledActionName"] for a in scaling.describe_scheduled_actions(resource)]
+    current = scaling.read_scheduled_actions(resource) if manage else None
     others = [
         p["PolicyName"] for p in scaling.describe_policies(resource) if p["PolicyName"] not in mine
     ]
     print(f"{resource.resource_id}  policy {policy.name}")
-    print(format_diff(live, policy))
+    print(format_diff(live, policy, live_actions=current))
     if others:
         print(f"  note: other policies on this target stay as they are: {', '.join(others)}")
+    if live_actions and not manage:
+        print(
+            "  note: the file has no ScheduledActions, so the target's scheduled actions stay: "
+            + ", ".join(live_actions)
+        )
     if live == policy:
         print("nothing to change: the live configuration already equals the file")
         return
     if dry_run:
         print("dry run: would call")
-        for name, payload in (
+        calls: list[tuple[str, dict[str, Any]]] = [
             ("RegisterScalableTarget", policy.register_scalable_target_args(resource)),
             ("PutScalingPolicy", policy.put_scaling_policy_args(resource)),
             *(
                 ("PutScalingPolicy", s.put_scaling_policy_args(resource))
                 for s in policy.step_policies
             ),
-        ):
+        ]
+        if manage:
+            old = {a.name: a for a in current or ()}
+            new = {a.name: a for a in policy.scheduled_actions or ()}
+            base = {
+                "ServiceNamespace": "sagemaker",
+                "ResourceId": resource.resource_id,
+                "ScalableDimension": resource.scalable_dimension,
+            }
+            for name in live_actions:
+                if name not in new or old.get(name) != new[name]:
+                    calls.append(("DeleteScheduledAction", {**base, "ScheduledActionName": name}))
+            for name, action in new.items():
+                if old.get(name) != action:
+                    calls.append(("PutScheduledAction", {**base, **action.to_dict()}))
+        for name, payload in calls:
             print(f"  application-autoscaling {name} {json.dumps(payload)}")
         for step in policy.step_policies:
             alarm = step.put_metric_alarm_args(resource, f"<PolicyARN of {step.name}>")

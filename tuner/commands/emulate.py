@@ -78,6 +78,12 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "--seed", type=int, default=0, help="seed of the service-time draws (default: 0)"
     )
     p.add_argument(
+        "--virtual-start",
+        metavar="ISO",
+        help="virtual time at start, a whole minute such as 2024-01-01T07:58:00Z (default: now); "
+        "scheduled actions run at their virtual time",
+    )
+    p.add_argument(
         "--progress-s",
         type=float,
         default=5.0,
@@ -101,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
         region=args.region,
         metric_lag_s=args.metric_lag_s,
         seed=args.seed,
+        virtual_start_s=_virtual_start(args.virtual_start),
     )
     stop = threading.Event()
 
@@ -118,6 +125,21 @@ def run(args: argparse.Namespace) -> int:
             signal.signal(s, handler)
     _err("stopped")
     return 0
+
+
+def _virtual_start(text: str | None) -> float | None:
+    from tuner.errors import ValidationError
+
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValidationError(
+            f"--virtual-start must be an ISO-8601 time such as 2024-01-01T07:58:00Z, got {text!r}"
+        ) from None
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return moment.timestamp()
 
 
 def _err(line: str) -> None:

@@ -167,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
     from tuner.model.capacity import Capacity
     from tuner.model.settings import SimulationSettings
     from tuner.model.simulator import simulate
+    from tuner.model.timetable import candidate_actions
     from tuner.policy.policy import ScalingPolicy
 
     groups = [
@@ -192,13 +193,16 @@ def run(args: argparse.Namespace) -> int:
         f"{profile.name} ({profile.duration_s / 3600:.2f} h)...",
         file=sys.stderr,
     )
+    # a policy file's ScheduledActions (the target's) run on the profile's clock
+    targets = [next((p for p in g if p.scheduled_actions), g[0]) for g in groups]
+    from_files = candidate_actions(profile, targets)
     result = simulate(
         profile,
         groups,
         capacity,
         seed=args.seed,
         initial_capacity=args.initial_capacity,
-        scheduled=scheduled,
+        scheduled=[*scheduled, *from_files],
         settings=SimulationSettings(
             boot_s=args.boot_s,
             metric_lag_s=args.metric_lag_s,

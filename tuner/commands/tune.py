@@ -99,6 +99,20 @@ def register(sub: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--grid", metavar="TOML", help="override the candidate grid's lists")
     p.add_argument(
+        "--no-schedules",
+        dest="schedules",
+        action="store_false",
+        help="do not search scheduled floors (by default, where the longest profile has a daily "
+        "or weekly rhythm, a raised MinCapacity over its busy hours is tried with the best "
+        "policies and recommended only when cheaper at the same objective)",
+    )
+    p.add_argument(
+        "--schedule-timezone",
+        metavar="ZONE",
+        help="IANA time zone of the scheduled floors' cron expressions and of the busy hours "
+        "found (default: UTC)",
+    )
+    p.add_argument(
         "--seeds",
         type=int,
         default=3,
@@ -195,6 +209,7 @@ def _command_line(args: argparse.Namespace) -> str:
         "max_slo_violation",
         "margin",
         "grid",
+        "schedule_timezone",
         "seeds",
         "boot_s",
         "boot_jitter_s",
@@ -212,6 +227,7 @@ def _command_line(args: argparse.Namespace) -> str:
             ]
     if args.backtest:
         words += ["--backtest", "--backtest-days", f"{args.backtest_days:g}"]
+    words += [] if args.schedules else ["--no-schedules"]
     return shlex.join(words + (["--live"] if args.live else []))
 
 
@@ -226,6 +242,10 @@ def run(args: argparse.Namespace) -> int:
         max_slo_violation=args.max_slo_violation,
         margin=args.margin,
     )
+    if args.schedule_timezone is not None:
+        from tuner.policy.cron import timezone
+
+        timezone(args.schedule_timezone, "--schedule-timezone")
     if not 1 <= args.seeds <= 100:
         raise ValidationError(f"--seeds must be in 1..100, got {args.seeds}")
     if args.live:
@@ -270,6 +290,8 @@ def run(args: argparse.Namespace) -> int:
         created=now,
         fitted=fitted,
         companions=CompanionGrid() if args.step_companion else None,
+        schedules=args.schedules,
+        schedule_timezone=args.schedule_timezone,
     )
     return 0
 
@@ -309,6 +331,8 @@ def run_tuning(
     created: datetime,
     fitted: Fitted | None = None,
     companions: CompanionGrid | None = None,
+    schedules: bool = True,
+    schedule_timezone: str | None = None,
 ) -> Path:
     """The workflow of ``tuner tune`` with its progress and output: read the current policy,
     tune, write the run, trial the ``live_top`` best on ``endpoint``, render; the report's path."""
@@ -340,6 +364,8 @@ def run_tuning(
         grid=grid,
         current=current,
         timelines_top=live_top,
+        schedules=schedules,
+        schedule_timezone=schedule_timezone,
         progress=_progress,
         companions=companions,
     )

@@ -13,6 +13,11 @@ public ``set_policies`` (the effective range), never by a second model:
 - step-scaling policies: each with the CloudWatch metric alarm whose AlarmActions name it (read
   from the control plane's CloudWatch), handed to the controller, which evaluates the alarm on
   the same datapoints this loop publishes; a step policy no alarm acts on never acts (as on AWS).
+- scheduled actions (PutScheduledAction, stored by moto): each step the ones whose cron/at/rate
+  expression runs in (boundary - 10 s, boundary] of virtual time, in their Timezone, set the
+  registered MinCapacity/MaxCapacity (RegisterScalableTarget, as AWS changes the target) and the
+  capacity moves into the new range at that boundary, as a scaling activity naming the action;
+  ``SuspendedState.ScheduledScalingSuspended`` stops them.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import asyncio
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tuner.clock import VirtualClock
@@ -40,7 +46,9 @@ from tuner.model.controller import ScalingCause, ScalingEvent, TargetTracking
 from tuner.model.settings import SimulationSettings
 from tuner.model.stepping import stream_of
 from tuner.policy import MetricType, Resource, ScalingPolicy
+from tuner.policy.cron import fire_times
 from tuner.policy.policy import MAX_TARGET_VALUE
+from tuner.policy.schedule import ScheduledScalingAction
 from tuner.policy.step import StepScalingPolicy, policy_name_of, step_from_aws
 
 STEP_S = BUCKET_S
@@ -87,6 +95,9 @@ class Autoscaler:
         self._k = -1
         self._registered: tuple[int, int] | None = None
         self._suspended = (False, False)
+        self._scheduled_suspended = False
+        self._fired: list[str] = []
+        """Names of the scheduled actions that set the range being applied (for the activity)."""
         self._base: list[ScalingPolicy] = []
         self._steps: tuple[StepScalingPolicy, ...] = ()
         self._alarm_states: dict[str, bool] = {}
@@ -188,6 +199,8 @@ class Autoscaler:
                 concurrency=step.concurrent_per_model,
             )
             self._record(result.events)
+            if policies is not None and target is not None:
+                self._run_scheduled(boundary_v, target, policies)
             self._step_in_service = int(self.tt.in_service[0])
             if len(self.history) < _MAX_HISTORY:
                 self.history.append(
@@ -235,6 +248,67 @@ class Autoscaler:
                 out.append((name, now, reason))
         return out
 
+    def _run_scheduled(
+        self, boundary_v: float, target: dict[str, Any], policies: list[dict[str, Any]]
+    ) -> None:
+        """Run the scheduled actions due in (boundary - STEP_S, boundary] (lock held)."""
+        if self._scheduled_suspended:
+            return
+        rid, dim = self.resource.resource_id, self.resource.scalable_dimension
+        try:
+            entries = self.plane.scheduled_actions(rid, dim)
+        except TunerError as e:
+            self._log(f"autoscaler: cannot read scheduled actions: {e}")
+            return
+        end = datetime.fromtimestamp(boundary_v, tz=UTC) + timedelta(microseconds=1)
+        start = end - timedelta(seconds=STEP_S)
+        due: list[tuple[datetime, ScheduledScalingAction]] = []
+        for entry in entries:
+            name = str(entry.get("ScheduledActionName", "?"))
+            try:
+                action = ScheduledScalingAction.from_aws(entry)
+            except TunerError as e:
+                self._skip(f"scheduled:{name}", f"scheduled action {name} ignored: {e}")
+                continue
+            origin = action.start_time
+            if action.parsed.rate_s is not None and origin is None:
+                # a rate counts from the action's creation (AAS runs it every N from then)
+                origin = datetime.fromtimestamp(float(entry.get("CreationTime", 0)), tz=UTC)
+            runs = fire_times(
+                action.parsed,
+                start,
+                end,
+                zone=action.zone,
+                start_time=origin,
+                end_time=action.end_time,
+            )
+            due += [(t, action) for t in runs]
+        if not due:
+            return
+        lo, hi = int(target["MinCapacity"]), int(target["MaxCapacity"])
+        names = []
+        for _, action in sorted(due, key=lambda pair: (pair[0], pair[1].name)):
+            new_lo = lo if action.min_capacity is None else action.min_capacity
+            new_hi = hi if action.max_capacity is None else action.max_capacity
+            if new_lo > new_hi:
+                self._log(
+                    f"autoscaler: scheduled action {action.name} skipped: MinCapacity <= "
+                    f"MaxCapacity must hold, got {new_lo} > {new_hi}"
+                )
+                continue
+            lo, hi = new_lo, new_hi
+            names.append(action.name)
+        if not names:
+            return
+        self.plane.set_range(rid, dim, lo, hi)
+        self._log(f"scheduled action {', '.join(names)}: range set to {lo}..{hi}")
+        self._read(dict(target, MinCapacity=lo, MaxCapacity=hi), policies)
+        self._fired = names
+        try:
+            self._apply(self._effective_policies(), record=True, cause=ScalingCause.SCHEDULED)
+        finally:
+            self._fired = []
+
     def _publish(self, boundary_v: float, step: Any) -> None:
         ep = self.endpoint
         when = self.clock.datetime_at(boundary_v - STEP_S)
@@ -267,6 +341,7 @@ class Autoscaler:
             bool(sus.get("DynamicScalingOutSuspended")),
             bool(sus.get("DynamicScalingInSuspended")),
         )
+        self._scheduled_suspended = bool(sus.get("ScheduledScalingSuspended"))
         base = []
         self._steps = self._read_steps(
             [p for p in policies if p.get("PolicyType") == "StepScaling"]
@@ -338,10 +413,16 @@ class Autoscaler:
             policies[0] = policies[0].replace(step_policies=self._steps)
         return policies
 
-    def _apply(self, policies: list[ScalingPolicy], *, record: bool) -> None:
+    def _apply(
+        self,
+        policies: list[ScalingPolicy],
+        *,
+        record: bool,
+        cause: ScalingCause = ScalingCause.REGISTERED,
+    ) -> None:
         if policies == self._effective:
             return
-        events = self.tt.set_policies([policies])
+        events = self.tt.set_policies([policies], cause=cause)
         self._effective = policies
         if record:
             self._record(events)
@@ -353,6 +434,11 @@ class Autoscaler:
             if ev.cause is ScalingCause.REGISTERED:
                 lo, hi = self._registered or (ev.to_capacity, ev.to_capacity)
                 cause = f"scalable target range set to {lo}..{hi}"
+            elif ev.cause is ScalingCause.SCHEDULED:
+                lo, hi = self._registered or (ev.to_capacity, ev.to_capacity)
+                cause = (
+                    f"scheduled action {', '.join(self._fired) or '?'} set the range to {lo}..{hi}"
+                )
             else:
                 steps = {s.name: s.alarm_name for s in self._steps}
                 if ev.cause in (ScalingCause.ALARM_HIGH, ScalingCause.ALARM_LOW):

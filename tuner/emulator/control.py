@@ -238,6 +238,37 @@ class MotoPlane:
         targets = doc.get("ScalableTargets", [])
         return targets[0] if targets else None
 
+    def scheduled_actions(self, resource_id: str, dimension: str) -> list[dict[str, Any]]:
+        doc = self.call(
+            "application-autoscaling",
+            "DescribeScheduledActions",
+            {
+                "ServiceNamespace": "sagemaker",
+                "ResourceId": resource_id,
+                "ScalableDimension": dimension,
+            },
+        )
+        return [
+            a
+            for a in doc.get("ScheduledActions", [])
+            if a.get("ResourceId") == resource_id and a.get("ScalableDimension") == dimension
+        ]
+
+    def set_range(self, resource_id: str, dimension: str, low: int, high: int) -> None:
+        """RegisterScalableTarget with a new MinCapacity/MaxCapacity (what a scheduled action
+        does to the target; DescribeScalableTargets shows the new range afterwards)."""
+        self.call(
+            "application-autoscaling",
+            "RegisterScalableTarget",
+            {
+                "ServiceNamespace": "sagemaker",
+                "ResourceId": resource_id,
+                "ScalableDimension": dimension,
+                "MinCapacity": low,
+                "MaxCapacity": high,
+            },
+        )
+
     def scaling_policies(self, resource_id: str, dimension: str) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         token: str | None = None

@@ -57,6 +57,9 @@ class EmulatorConfig:
     """Hard cap on queued requests (memory bound under overload)."""
     http_limits: HttpLimits = field(default_factory=HttpLimits)
     """Body size, timeouts and connections a client may hold (malformed HTTP never harms)."""
+    virtual_start_s: float | None = None
+    """Virtual epoch seconds at start (whole minutes); None: the real start time, rounded down
+    to a minute. Lets scheduled actions at a given time of day run within seconds."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -71,6 +74,10 @@ class EmulatorConfig:
             raise ValidationError(f"variant must be non-empty without '/', got {self.variant!r}")
         if self.queue_cap < 1:
             raise ValidationError(f"queue_cap >= 1 must hold, got {self.queue_cap}")
+        if self.virtual_start_s is not None and self.virtual_start_s % 60:
+            raise ValidationError(
+                f"virtual start must be a whole minute, got {self.virtual_start_s:g} s"
+            )
 
 
 def _listen(port: int) -> socket.socket:
@@ -144,7 +151,7 @@ class LocalAws:
         self._loop_thread.start()
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tuner-emulator-aws")
         plane = MotoPlane(cfg.region)
-        self.clock = VirtualClock(speed=cfg.speed)
+        self.clock = VirtualClock(speed=cfg.speed, virtual_epoch_s=cfg.virtual_start_s)
         self.endpoint = EmulatedEndpoint(
             cfg.endpoint,
             cfg.variant,

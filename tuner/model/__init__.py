@@ -37,11 +37,19 @@ from tuner.model.simulator import (
     simulate,
     simulate_demand,
 )
+from tuner.model.timetable import (
+    DEFAULT_START,
+    candidate_actions,
+    profile_start,
+    timeline_actions,
+)
 
 __all__ = [
+    "candidate_actions",
     "AlarmState",
     "CONCURRENCY_TYPES",
     "Capacity",
+    "DEFAULT_START",
     "EXACT",
     "INVOCATION_TYPES",
     "LatencyPoint",
@@ -60,9 +68,11 @@ __all__ = [
     "TargetTracking",
     "concurrency_per_instance",
     "normalise_candidates",
+    "profile_start",
     "serve_period",
     "simulate",
     "simulate_demand",
     "slow_share",
     "step_s_for",
+    "timeline_actions",
 ]

@@ -208,11 +208,15 @@ class TargetTracking:
         self.alarm_low_on = self.low_run >= self.need_low
 
     def set_policies(
-        self, policies: Sequence[ScalingPolicy] | Sequence[Sequence[ScalingPolicy]]
+        self,
+        policies: Sequence[ScalingPolicy] | Sequence[Sequence[ScalingPolicy]],
+        *,
+        cause: ScalingCause = ScalingCause.REGISTERED,
     ) -> list[ScalingEvent]:
         """Replace the policies at the last boundary stepped: the range applies at once (§1).
 
-        Alarms of a changed policy (metric or target) restart in INSUFFICIENT_DATA.
+        Alarms of a changed policy (metric or target) restart in INSUFFICIENT_DATA. ``cause``
+        names what changed the range (the emulator's scheduled actions re-register the target).
         """
         groups = normalise_candidates(policies)
         if len(groups) != self.C:
@@ -225,7 +229,7 @@ class TargetTracking:
         self.min_capacity = np.array([g[0].min_capacity for g in groups], dtype=float)
         self.max_capacity = np.array([g[0].max_capacity for g in groups], dtype=float)
         mark = len(self._events)
-        self._move_into_range(ScalingCause.REGISTERED)
+        self._move_into_range(cause)
         return self._events[mark:]
 
     @property
@@ -264,9 +268,11 @@ class TargetTracking:
     def _set_range(self, action: ScheduledAction) -> None:
         lo, hi = self.min_capacity, self.max_capacity
         if action.min_capacity is not None:
-            lo = np.full(self.C, float(action.min_capacity))
+            new = np.broadcast_to(np.asarray(action.min_capacity, dtype=float), (self.C,))
+            lo = np.where(np.isnan(new), lo, new)
         if action.max_capacity is not None:
-            hi = np.full(self.C, float(action.max_capacity))
+            new = np.broadcast_to(np.asarray(action.max_capacity, dtype=float), (self.C,))
+            hi = np.where(np.isnan(new), hi, new)
         if (lo > hi).any():
             i = int(np.argmax(lo > hi))
             raise ValidationError(

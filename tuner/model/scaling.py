@@ -127,11 +127,15 @@ class ScalingCause(enum.Enum):
 
 @dataclass(frozen=True)
 class ScheduledAction:
-    """``PutScheduledAction`` with an ``at()`` schedule: new Min/Max from ``at_s`` on."""
+    """``PutScheduledAction`` with an ``at()`` schedule: new Min/Max from ``at_s`` on.
+
+    A value may be an array with one entry per candidate, NaN where the action leaves that
+    candidate's bound alone (candidates with different schedules simulated in one run).
+    """
 
     at_s: float
-    min_capacity: int | None = None
-    max_capacity: int | None = None
+    min_capacity: int | np.ndarray | None = None
+    max_capacity: int | np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.min_capacity is None and self.max_capacity is None:

@@ -1,5 +1,11 @@
 """Scaling policies as AWS shapes: the frozen ScalingPolicy, the resource, diffs and exports."""
 
+from tuner.policy.cron import (
+    Schedule,
+    fire_times,
+    parse_schedule,
+    timezone,
+)
 from tuner.policy.diff import (
     format_diff,
     policy_diff,
@@ -23,6 +29,9 @@ from tuner.policy.resource import (
     Resource,
     ResourceKind,
 )
+from tuner.policy.schedule import (
+    ScheduledScalingAction,
+)
 
 __all__ = [
     "DEFAULT_COOLDOWN_S",
@@ -34,9 +43,14 @@ __all__ = [
     "ResourceKind",
     "SERVICE_NAMESPACE",
     "ScalingPolicy",
+    "Schedule",
+    "ScheduledScalingAction",
     "export_policy",
+    "fire_times",
     "format_diff",
+    "parse_schedule",
     "policy_diff",
+    "timezone",
     "to_aws_cli",
     "to_cloudformation",
     "to_terraform",

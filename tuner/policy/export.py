@@ -10,6 +10,7 @@ from typing import Any
 from tuner.errors import ValidationError
 from tuner.policy.policy import ScalingPolicy
 from tuner.policy.resource import Resource
+from tuner.policy.schedule import ScheduledScalingAction
 from tuner.policy.step import StepScalingPolicy
 
 FORMATS = ("aws-cli", "cloudformation", "terraform")
@@ -29,7 +30,8 @@ def export_policy(policy: ScalingPolicy, resource: Resource, fmt: str) -> str:
 
 def to_aws_cli(policy: ScalingPolicy, resource: Resource) -> str:
     """The two ``aws application-autoscaling`` commands with their --cli-input-json payloads."""
-    register = json.dumps(policy.register_scalable_target_args(resource), indent=2)
+    target = policy.register_scalable_target_args(resource)
+    register = json.dumps(target, indent=2)
     put = json.dumps(policy.put_scaling_policy_args(resource), indent=2)
     text = (
         "aws application-autoscaling register-scalable-target --cli-input-json "
@@ -49,6 +51,17 @@ def to_aws_cli(policy: ScalingPolicy, resource: Resource) -> str:
             f"{shlex.quote(step_put)} --query PolicyARN --output text)\n\n"
             "aws cloudwatch put-metric-alarm --cli-input-json "
             f'{shlex.quote(json.dumps(alarm, indent=2))} --alarm-actions "${var}"\n'
+        )
+    for action in policy.scheduled_actions or ():
+        payload = {
+            "ServiceNamespace": target["ServiceNamespace"],
+            "ResourceId": target["ResourceId"],
+            "ScalableDimension": target["ScalableDimension"],
+            **action.to_dict(),
+        }
+        text += (
+            "\naws application-autoscaling put-scheduled-action --cli-input-json "
+            f"{shlex.quote(json.dumps(payload, indent=2))}\n"
         )
     return text
 
@@ -81,22 +94,25 @@ def _yaml(value: Any, indent: int = 0) -> list[str]:
 
 
 def to_cloudformation(policy: ScalingPolicy, resource: Resource) -> str:
-    """A CloudFormation template (YAML): ScalableTarget + ScalingPolicy."""
+    """CloudFormation (YAML): ScalableTarget (with its ScheduledActions) + ScalingPolicy."""
     register = policy.register_scalable_target_args(resource)
     put = policy.put_scaling_policy_args(resource)
+    target: dict[str, Any] = {
+        "ServiceNamespace": register["ServiceNamespace"],
+        "ResourceId": register["ResourceId"],
+        "ScalableDimension": register["ScalableDimension"],
+        "MinCapacity": register["MinCapacity"],
+        "MaxCapacity": register["MaxCapacity"],
+    }
+    if policy.scheduled_actions:
+        target["ScheduledActions"] = [a.to_dict() for a in policy.scheduled_actions]
     template = {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": f"Target-tracking autoscaling for {resource.resource_id} (tuner)",
         "Resources": {
             "ScalableTarget": {
                 "Type": "AWS::ApplicationAutoScaling::ScalableTarget",
-                "Properties": {
-                    "ServiceNamespace": register["ServiceNamespace"],
-                    "ResourceId": register["ResourceId"],
-                    "ScalableDimension": register["ScalableDimension"],
-                    "MinCapacity": register["MinCapacity"],
-                    "MaxCapacity": register["MaxCapacity"],
-                },
+                "Properties": target,
             },
             "ScalingPolicy": {
                 "Type": "AWS::ApplicationAutoScaling::ScalingPolicy",
@@ -150,28 +166,32 @@ def to_terraform(policy: ScalingPolicy, resource: Resource) -> str:
     else:
         metric = _terraform_custom_metric(policy.customized_metric or {})
     return (
-        f'resource "aws_appautoscaling_target" "{name}" {{\n'
-        '  service_namespace  = "sagemaker"\n'
-        f"  resource_id        = {json.dumps(resource.resource_id)}\n"
-        f"  scalable_dimension = {json.dumps(resource.scalable_dimension)}\n"
-        f"  min_capacity       = {policy.min_capacity}\n"
-        f"  max_capacity       = {policy.max_capacity}\n"
-        "}\n\n"
-        f'resource "aws_appautoscaling_policy" "{name}" {{\n'
-        f"  name               = {json.dumps(policy.name)}\n"
-        '  policy_type        = "TargetTrackingScaling"\n'
-        f"  service_namespace  = {ref}.service_namespace\n"
-        f"  resource_id        = {ref}.resource_id\n"
-        f"  scalable_dimension = {ref}.scalable_dimension\n\n"
-        "  target_tracking_scaling_policy_configuration {\n"
-        f"    target_value       = {policy.target_value:g}\n"
-        f"    scale_out_cooldown = {policy.scale_out_cooldown_s}\n"
-        f"    scale_in_cooldown  = {policy.scale_in_cooldown_s}\n"
-        f"    disable_scale_in   = {str(policy.disable_scale_in).lower()}\n\n"
-        f"{metric}"
-        "  }\n"
-        "}\n"
-    ) + "".join(_terraform_step(step, name, ref, resource) for step in policy.step_policies)
+        (
+            f'resource "aws_appautoscaling_target" "{name}" {{\n'
+            '  service_namespace  = "sagemaker"\n'
+            f"  resource_id        = {json.dumps(resource.resource_id)}\n"
+            f"  scalable_dimension = {json.dumps(resource.scalable_dimension)}\n"
+            f"  min_capacity       = {policy.min_capacity}\n"
+            f"  max_capacity       = {policy.max_capacity}\n"
+            "}\n\n"
+            f'resource "aws_appautoscaling_policy" "{name}" {{\n'
+            f"  name               = {json.dumps(policy.name)}\n"
+            '  policy_type        = "TargetTrackingScaling"\n'
+            f"  service_namespace  = {ref}.service_namespace\n"
+            f"  resource_id        = {ref}.resource_id\n"
+            f"  scalable_dimension = {ref}.scalable_dimension\n\n"
+            "  target_tracking_scaling_policy_configuration {\n"
+            f"    target_value       = {policy.target_value:g}\n"
+            f"    scale_out_cooldown = {policy.scale_out_cooldown_s}\n"
+            f"    scale_in_cooldown  = {policy.scale_in_cooldown_s}\n"
+            f"    disable_scale_in   = {str(policy.disable_scale_in).lower()}\n\n"
+            f"{metric}"
+            "  }\n"
+            "}\n"
+        )
+        + "".join(_terraform_step(step, name, ref, resource) for step in policy.step_policies)
+        + _terraform_scheduled(policy.scheduled_actions or (), name, ref)
+    )
 
 
 def _terraform_step(step: StepScalingPolicy, name: str, ref: str, resource: Resource) -> str:
@@ -220,6 +240,49 @@ def _terraform_step(step: StepScalingPolicy, name: str, ref: str, resource: Reso
         "}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _terraform_scheduled(actions: tuple[ScheduledScalingAction, ...], name: str, ref: str) -> str:
+    """aws_appautoscaling_scheduled_action per scheduled action, created one after another
+    (concurrent puts on one target fail with ConcurrentUpdateException)."""
+    out, previous = "", None
+    for action in actions:
+        address = f"{name}_{_hcl_name(action.name)}"
+        out += _terraform_action(action, address, ref, previous)
+        previous = f"aws_appautoscaling_scheduled_action.{address}"
+    return out
+
+
+def _terraform_action(
+    action: ScheduledScalingAction, address: str, ref: str, previous: str | None
+) -> str:
+    lines = [
+        f'\nresource "aws_appautoscaling_scheduled_action" "{address}" {{',
+        f"  name               = {json.dumps(action.name)}",
+        f"  service_namespace  = {ref}.service_namespace",
+        f"  resource_id        = {ref}.resource_id",
+        f"  scalable_dimension = {ref}.scalable_dimension",
+        f"  schedule           = {json.dumps(action.schedule)}",
+    ]
+    if action.timezone is not None:
+        lines.append(f"  timezone           = {json.dumps(action.timezone)}")
+    for attr, value in (("start_time", action.start_time), ("end_time", action.end_time)):
+        if value is not None:
+            lines.append(f"  {attr:<18} = {json.dumps(action.to_dict()[_CAMEL[attr]])}")
+    lines.append("")
+    lines.append("  scalable_target_action {")
+    if action.min_capacity is not None:
+        lines.append(f"    min_capacity = {action.min_capacity}")
+    if action.max_capacity is not None:
+        lines.append(f"    max_capacity = {action.max_capacity}")
+    lines.append("  }")
+    if previous is not None:
+        lines += ["", f"  depends_on = [{previous}]"]
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+_CAMEL = {"start_time": "StartTime", "end_time": "EndTime"}
 
 
 def _terraform_custom_metric(spec: dict[str, Any]) -> str:

@@ -10,14 +10,17 @@ with the AWS CLI::
          "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"},
        "ScaleOutCooldown": 60, "ScaleInCooldown": 300, "DisableScaleIn": false}}
 
-Optional top-level keys: ``PolicyName`` and ``ScalableDimension`` (which says whether the policy
-is for an endpoint variant or an inference component).
+Optional top-level keys: ``PolicyName``, ``ScalableDimension`` (which says whether the policy
+is for an endpoint variant or an inference component) and ``ScheduledActions`` (scheduled
+MinCapacity/MaxCapacity changes of the target, :mod:`tuner.policy.schedule`; when the key is
+there the file owns the target's scheduled actions, when it is absent they are left alone).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import hashlib
 import json
 import math
 import numbers
@@ -28,6 +31,7 @@ from typing import Any
 
 from tuner.errors import PolicyError, plain, read_json_file
 from tuner.policy.resource import Resource, ResourceKind
+from tuner.policy.schedule import ScheduledScalingAction, check_actions
 from tuner.policy.step import StepScalingPolicy
 
 SERVICE_NAMESPACE = "sagemaker"
@@ -142,6 +146,8 @@ class ScalingPolicy:
     """PolicyName used when the policy is put."""
     step_policies: tuple[StepScalingPolicy, ...] = ()
     """Step-scaling policies (each with its alarm) on the same scalable target."""
+    scheduled_actions: tuple[ScheduledScalingAction, ...] | None = None
+    """The target's scheduled actions, sorted by name; None: the file does not manage them."""
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -222,6 +228,16 @@ class ScalingPolicy:
             raise PolicyError(f"{tt}.CustomizedMetricSpecification must be a non-empty object")
         if not self.name:
             raise PolicyError("PolicyName must be non-empty")
+        if self.scheduled_actions is not None:
+            actions = tuple(sorted(self.scheduled_actions, key=lambda a: a.name))
+            check_actions(actions)
+            for a in actions:
+                if a.min_capacity is not None and a.min_capacity < floor:
+                    raise PolicyError(
+                        f"ScheduledActions[{a.name!r}].ScalableTargetAction.MinCapacity >= "
+                        f"{floor} must hold for an {self.kind.noun}, got {a.min_capacity}"
+                    )
+            set_(self, "scheduled_actions", actions)
 
     # -- derived -------------------------------------------------------------------------------
 
@@ -242,6 +258,9 @@ class ScalingPolicy:
         elif self.metric_type is None:
             text = "custom-" + text
         text += "-noscalein" if self.disable_scale_in else ""
+        if self.scheduled_actions:
+            blob = json.dumps([a.to_dict() for a in self.scheduled_actions], sort_keys=True)
+            text += "-sched" + hashlib.sha256(blob.encode()).hexdigest()[:6]
         return "".join([text, *(f"-{s.label}" for s in self.step_policies)])
 
     def steady_capacity(self, rate_rps: float) -> int:
@@ -306,6 +325,8 @@ class ScalingPolicy:
             out["ScalableDimension"] = self.kind.scalable_dimension
         if self.step_policies:
             out["StepScalingPolicies"] = [s.to_dict() for s in self.step_policies]
+        if self.scheduled_actions is not None:
+            out["ScheduledActions"] = [a.to_dict() for a in self.scheduled_actions]
         return out
 
     @classmethod
@@ -319,6 +340,7 @@ class ScalingPolicy:
                 "PolicyName",
                 "ScalableDimension",
                 "StepScalingPolicies",
+                "ScheduledActions",
             },
             {"ScalableTarget", "TargetTrackingScalingPolicyConfiguration"},
         )
@@ -370,6 +392,17 @@ class ScalingPolicy:
         name = top.get("PolicyName", DEFAULT_POLICY_NAME)
         if not isinstance(name, str):
             raise PolicyError(f"PolicyName must be a string, got {name!r}")
+        scheduled = top.get("ScheduledActions")
+        if scheduled is not None and not isinstance(scheduled, list):
+            raise PolicyError(f"ScheduledActions must be a JSON list, got {scheduled!r}")
+        actions = (
+            None
+            if scheduled is None
+            else tuple(
+                ScheduledScalingAction.from_dict(a, f"ScheduledActions[{i}]")
+                for i, a in enumerate(scheduled)
+            )
+        )
         return cls(
             min_capacity=target["MinCapacity"],
             max_capacity=target["MaxCapacity"],
@@ -382,6 +415,7 @@ class ScalingPolicy:
             kind=kind,
             name=name,
             step_policies=steps,
+            scheduled_actions=actions,
         )
 
     @classmethod
@@ -421,6 +455,19 @@ class ScalingPolicy:
             "MinCapacity": self.min_capacity,
             "MaxCapacity": self.max_capacity,
         }
+
+    def put_scheduled_action_args(self, resource: Resource) -> list[dict[str, Any]]:
+        """Keyword arguments of ``put_scheduled_action``, one per scheduled action."""
+        self.check_resource(resource)
+        return [
+            {
+                "ServiceNamespace": SERVICE_NAMESPACE,
+                "ResourceId": resource.resource_id,
+                "ScalableDimension": resource.scalable_dimension,
+                **a.put_args(),
+            }
+            for a in self.scheduled_actions or ()
+        ]
 
     def put_scaling_policy_args(self, resource: Resource) -> dict[str, Any]:
         """Keyword arguments of ``application-autoscaling.put_scaling_policy``."""

@@ -63,6 +63,7 @@ from tuner.profiles.replay import (
     parse_duration,
     parse_rate,
     replay_pieces,
+    replay_start_epoch,
 )
 
 # Poisson noise is drawn per block of this many profile seconds, so arrivals() in any window and
@@ -110,6 +111,9 @@ class Profile:
     seed: int = 0
     segments: tuple[str, ...] = ()
     """One human-readable line per segment, for listings and reports."""
+    start_epoch_s: float | None = None
+    """Absolute time of t = 0 (epoch s): the top-level ``start``, else a replay's first played
+    instant when the profile opens with one at time_scale 1; None: no absolute start."""
     # Pieces, sorted by start: rate is linear (r0 -> r1) or diurnal sine (lo, hi, period, phase).
     _start: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False, compare=False)
     _dur: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False, compare=False)
@@ -270,6 +274,7 @@ def build_profile(
     noise: Noise = Noise.NONE,
     seed: int = 0,
     segments: tuple[str, ...] = (),
+    start_epoch_s: float | None = None,
 ) -> Profile:
     """A Profile from pieces ``(kind, duration_s, params)`` (kind 0 linear r0,r1; 1 sine)."""
     pieces = [pc for pc in pieces if pc[1] > 0]
@@ -291,6 +296,7 @@ def build_profile(
         noise=noise,
         seed=seed,
         segments=segments,
+        start_epoch_s=start_epoch_s,
         _start=start,
         _dur=dur,
         _kind=kind,
@@ -332,7 +338,7 @@ def parse_profile(
     """A Profile from the parsed TOML mapping (see the module docstring for the keys)."""
     if not isinstance(data, Mapping):
         raise ProfileError(f"{source}: a profile must be a table, got {type(data).__name__}")
-    _no_unknown(data, {"name", "description", "noise", "seed", "segment"}, source, "")
+    _no_unknown(data, {"name", "description", "noise", "seed", "segment", "start"}, source, "")
     name = data.get("name", "profile")
     if not isinstance(name, str) or not name.strip():
         raise ProfileError(f"{source}: name must be a non-empty string, got {name!r}")
@@ -358,7 +364,38 @@ def parse_profile(
         new, line, prev_rps = _segment(seg, where, prev_rps, base_dir or Path("."))
         pieces += new
         lines.append(line)
-    return build_profile(name, pieces, noise=noise, seed=seed, segments=tuple(lines))
+    start_epoch: float | None = None
+    if "start" in data:
+        start_epoch = _absolute(data["start"], f"{source}: start")
+    elif isinstance(segs[0], Mapping) and "replay" in segs[0]:
+        start_epoch = replay_start_epoch(segs[0], f"{source}: segment[1]", base_dir or Path("."))
+    return build_profile(
+        name,
+        pieces,
+        noise=noise,
+        seed=seed,
+        segments=tuple(lines),
+        start_epoch_s=start_epoch,
+    )
+
+
+def _absolute(value: Any, where: str) -> float:
+    """Epoch seconds of an ISO-8601 instant (UTC unless it names an offset)."""
+    from datetime import UTC, datetime
+
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise ProfileError(
+                f'{where}: must be an ISO-8601 instant such as "2024-06-03T08:00:00Z", '
+                f"got {value!r}"
+            ) from None
+    else:
+        raise ProfileError(f'{where}: must be an ISO-8601 instant such as "2024-06-03T08:00:00Z"')
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 _KINDS = {

@@ -121,6 +121,15 @@ def replay_pieces(seg: Mapping[str, Any], where: str, base_dir: Path) -> Pieces:
     return new, line, float(rates[-1])
 
 
+def replay_start_epoch(seg: Mapping[str, Any], where: str, base_dir: Path) -> float | None:
+    """Epoch seconds of the first instant a replay segment plays; None unless time_scale is 1
+    (a compressed replay's profile seconds are not wall-clock seconds)."""
+    if float(seg.get("time_scale", 1.0)) != 1.0:
+        return None
+    times, _ = read_replay_csv((base_dir / str(seg["replay"])).expanduser())
+    return float(times[0]) + _replay_start(seg.get("start"), times[0], f"{where}.start")
+
+
 def read_replay_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """(epoch seconds, invocations) from a ``timestamp,invocations`` CSV, sorted by time."""
     import pandas as pd  # noqa: PLC0415 - only replays need pandas

@@ -15,6 +15,7 @@ boot jitter ±60 s, 60-s metric delay, warm start) and the default :class:`Grid`
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import platform
@@ -38,6 +39,7 @@ from tuner.tune.companion import CompanionGrid, companion_candidates
 from tuner.tune.grid import Grid
 from tuner.tune.recommend import Recommendation, recommend, score
 from tuner.tune.run import Run, folder_name
+from tuner.tune.schedules import FLOOR_OFF, FLOOR_ON, Rhythm, search_schedules
 from tuner.tune.search import Objective, evaluate, simulate_candidates
 
 Progress = Callable[[str], None]
@@ -73,6 +75,8 @@ class Tuning:
     """profile name -> candidate label -> simulated timeline (first seed) of shown candidates."""
     companions: CompanionGrid | None = None
     """The step scale-out companion family's grid, if it was searched."""
+    rhythm: Rhythm | None = None
+    """The daily or weekly rhythm the scheduled-floor search found (None: none, or not run)."""
 
     def ranked(self, top: int) -> list[ScalingPolicy]:
         """The ``top`` best candidates, best first."""
@@ -109,6 +113,8 @@ def tune(
     grid: Grid | None = None,
     current: ScalingPolicy | None = None,
     timelines_top: int = 0,
+    schedules: bool = True,
+    schedule_timezone: str | None = None,
     progress: Progress = _quiet,
     companions: CompanionGrid | None = None,
 ) -> Tuning:
@@ -120,6 +126,8 @@ def tune(
     ``timelines_top`` best-ranked candidates (those a live trial will compare against).
     ``companions`` adds the family "target tracking plus a step scale-out companion"
     (:mod:`tuner.tune.companion`), simulated after the grid and ranked with it.
+    ``schedules``: search scheduled floors where the longest profile has a daily or weekly
+    rhythm (:mod:`tuner.tune.schedules`, cron in ``schedule_timezone``, default UTC).
     """
     capacity = capacity or Capacity.default()
     settings = settings or SimulationSettings()
@@ -151,6 +159,23 @@ def tune(
         f"(Min {'/'.join(map(str, mins))}, Max {'/'.join(map(str, maxes))})"
     )
     results = evaluate(profiles, policies, capacity, objective, settings, progress)
+    rhythm = None
+    if schedules:
+        ranked = score(results, policies, objective)["candidate"]
+        rhythm, found, rows = search_schedules(
+            profiles,
+            [by_label[label] for label in ranked],
+            results,
+            min_levels=mins,
+            max_rps_per_instance=capacity.max_rps_per_instance,
+            evaluate=lambda ps: evaluate(profiles, ps, capacity, objective, settings, progress),
+            zone_name=schedule_timezone,
+            progress=progress,
+        )
+        for sp in found:
+            by_label.setdefault(sp.label, sp)
+        policies += found
+        results = pd.concat([results, rows], ignore_index=True)
     table = score(
         results,
         policies,
@@ -176,6 +201,27 @@ def tune(
                 current=current.label if current else None,
             )
     recommendation = recommend(table, results, objective)
+    chosen = by_label[recommendation.label]
+    if rhythm is not None and chosen.scheduled_actions:
+        on = next(a for a in chosen.scheduled_actions if a.name == FLOOR_ON)
+        plain = table[~table["candidate"].map(lambda c: bool(by_label[c].scheduled_actions))]
+        plain = plain[plain["meets_objective"]]
+        versus = (
+            f"the best policy without one ({plain.iloc[0]['candidate']}, "
+            f"${plain.iloc[0]['monthly_cost_usd']:,.0f}/month)"
+            if len(plain)
+            else "every policy without one, none of which meets the objective"
+        )
+        recommendation = dataclasses.replace(
+            recommendation,
+            reasons=(
+                *recommendation.reasons,
+                f"It carries a scheduled floor: MinCapacity {on.min_capacity} over "
+                f"{rhythm.description} (the busy hours of the history, one hour early), "
+                f"{chosen.min_capacity} otherwise (scheduled actions {FLOOR_ON} and "
+                f"{FLOOR_OFF}); cheaper than {versus} at the same objective.",
+            ),
+        )
     shown = [
         recommendation.label,
         *recommendation.alternatives,
@@ -207,6 +253,7 @@ def tune(
         recommended=recommended,
         timelines=timelines,
         companions=companions,
+        rhythm=rhythm,
     )
 
 
@@ -307,6 +354,13 @@ def manifest(
             "timeline_seed": settings.seeds[0],
             "monthly_cost": "mean billed instances over the profile x 730 h x "
             "hourly_usd; mean over profiles",
+        },
+        "scheduled_floors": None
+        if tuning.rhythm is None
+        else {
+            "busy_window": tuning.rhythm.description,
+            "daily_autocorrelation": round(tuning.rhythm.daily_autocorrelation, 4),
+            "weekly_autocorrelation": round(tuning.rhythm.weekly_autocorrelation, 4),
         },
         "endpoint": endpoint,
         "variant": variant if endpoint else None,

@@ -21,6 +21,7 @@ from tuner.errors import ValidationError
 from tuner.model.capacity import Capacity
 from tuner.model.settings import SimulationSettings
 from tuner.model.simulator import SimulationResult, simulate
+from tuner.model.timetable import candidate_actions
 from tuner.policy.policy import ScalingPolicy
 from tuner.profiles.profile import TrafficProfile
 
@@ -68,7 +69,12 @@ def simulate_candidates(
     settings: SimulationSettings,
     seed: int,
 ) -> SimulationResult:
-    """One simulation of every candidate on ``profile`` with ``seed`` (a SimulationResult)."""
+    """One simulation of every candidate on ``profile`` with ``seed`` (a SimulationResult).
+
+    A candidate's scheduled actions run on the profile's clock (:mod:`tuner.model.timetable`);
+    candidates with different schedules share the run (per-candidate action values).
+    """
+    scheduled = candidate_actions(profile, policies)
     # [MODEL] Warm start: the endpoint served the profile's opening rate before t = 0, so each
     # candidate starts where its own policy settles for that rate (a live trial starts there
     # too), not at MinCapacity with the opening traffic already overloading it.
@@ -83,6 +89,7 @@ def simulate_candidates(
         replace(settings, slo_p99_ms=objective.slo_p99_ms),
         seed=seed,
         initial_capacity=initial,
+        scheduled=scheduled,
     )
 
 
