@@ -184,8 +184,12 @@ def check_size(
 ) -> None:
     """Refuse a run that would not fit in memory, naming the limit."""
     flat = [p for g in policies for p in ([g] if isinstance(g, ScalingPolicy) else g)]
-    tops = [p.max_capacity for p in flat] + [a.max_capacity or 0 for a in scheduled]
-    tops += [a.min_capacity or 0 for a in scheduled]
+    tops = [p.max_capacity for p in flat]
+    for a in scheduled:
+        for bound in (a.min_capacity, a.max_capacity):
+            # a bound is one number, or one per candidate with NaN where the action leaves it
+            values = np.asarray(bound if bound is not None else 0, dtype=float)
+            tops.append(int(np.nanmax(values, initial=0)))
     if initial_capacity is not None:
         tops.append(int(np.max(initial_capacity)))
     top = max(tops, default=0)
