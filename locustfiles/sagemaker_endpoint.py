@@ -550,7 +550,15 @@ class SageMakerEndpointUser(FastHttpUser):
     def _launch(self, run: _Run, seq: int, t: float, worker: int) -> None:
         if self.inflight >= run.opts.max_inflight:
             run.recorder.rows.append(
-                (seq, f"{t:.6f}", f"{time.time() + run.offset_s:.6f}", "", 0, "inflight_cap", worker)
+                (
+                    seq,
+                    f"{t:.6f}",
+                    f"{time.time() + run.offset_s:.6f}",
+                    "",
+                    0,
+                    "inflight_cap",
+                    worker,
+                )
             )
             self.environment.events.request.fire(
                 request_type="POST",

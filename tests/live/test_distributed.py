@@ -70,9 +70,7 @@ def test_master_and_two_workers_in_separate_folders_share_no_file(tmp_path: Path
             assert not any("p.toml" in word or "trace" in word for word in cmd)
             with (logs / f"worker{i}.log").open("wb") as log:
                 procs.append(
-                    subprocess.Popen(
-                        cmd, cwd=d, env=_env(), stdout=log, stderr=subprocess.STDOUT
-                    )
+                    subprocess.Popen(cmd, cwd=d, env=_env(), stdout=log, stderr=subprocess.STDOUT)
                 )
         assert procs[0].wait(timeout=150) == 0, (logs / "master.log").read_text()[-2000:]
         for p in procs[1:]:

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tuner.aws import AwsSession
+    from tuner.clock import VirtualClock
+    from tuner.policy.resource import Resource
 
 
 def add_aws_options(parser: argparse.ArgumentParser) -> None:
@@ -28,7 +34,7 @@ def add_endpoint_options(parser: argparse.ArgumentParser, *, required: bool = Tr
     )
 
 
-def aws_session(args: argparse.Namespace):  # -> tuner.aws.AwsSession (lazy: boto3 is heavy)
+def aws_session(args: argparse.Namespace) -> AwsSession:  # lazy import: boto3 is heavy
     from tuner.aws import AwsSession
 
     return AwsSession(
@@ -52,7 +58,7 @@ def add_resource_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def resource_from(args: argparse.Namespace):  # -> tuner.policy.resource.Resource
+def resource_from(args: argparse.Namespace) -> Resource:
     from tuner.errors import ValidationError
     from tuner.policy.resource import Resource
 
@@ -93,7 +99,7 @@ def resolve_profile(spec: str) -> tuple[Any, Path]:
 SKEW_WARN_S = 5.0
 
 
-def endpoint_clock(session: Any, endpoint: str, log: Any) -> Any:  # -> VirtualClock
+def endpoint_clock(session: AwsSession, endpoint: str, log: Callable[[str], None]) -> VirtualClock:
     """The clock of the AWS that ``session`` talks to: the local AWS's virtual clock (read at
     ``/_tuner/clock``), else real time corrected by the skew measured against AWS's ``Date``."""
     import email.utils

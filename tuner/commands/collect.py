@@ -31,7 +31,7 @@ written with a warning naming where the traffic is.
 
 
 def register(sub: Any) -> argparse.ArgumentParser:
-    p = sub.add_parser(
+    p: argparse.ArgumentParser = sub.add_parser(
         "collect",
         help="download an endpoint's invocation history from CloudWatch (replay format)",
         description="Fetch per-minute Invocations and instance counts of a variant from "

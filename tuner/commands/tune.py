@@ -6,19 +6,36 @@ import argparse
 import shlex
 import shutil
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tuner.commands._common import add_aws_options, aws_session, resolve_profile
+from tuner.commands._common import (
+    PROFILES_DIR,
+    add_aws_options,
+    aws_session,
+    endpoint_clock,
+    resolve_profile,
+)
+from tuner.commands._live import add_guardrail_options, guardrails_from
 from tuner.errors import ValidationError
+from tuner.tune.run import folder_name
 
 if TYPE_CHECKING:
     from tuner.aws import AwsSession
+    from tuner.live import Guardrails
     from tuner.model import Capacity, SimulationSettings
+    from tuner.policy import ScalingPolicy
     from tuner.profiles import Profile
     from tuner.tune import Grid, Objective
+
+# Per trial beyond the profile itself (virtual s): the CloudWatch settle wait (2 periods + lag);
+# bringing the endpoint to its starting count adds up to one boot more.
+SETTLE_S = 180.0
+# Per trial (real s): Locust's start, the snapshot, the restore.
+TRIAL_OVERHEAD_REAL_S = 15.0
 
 EPILOG = """\
 examples:
@@ -27,6 +44,10 @@ examples:
   tuner tune --profile history.csv --capacity capacity.json --slo-p99-ms 300 \\
       --max-error-rate 0.001 --grid grid.toml --endpoint my-endpoint --out reports/retune
   tuner report reports/launch          # re-render the report from the saved files
+  # validate the best two live, on the last 30 minutes of a day of history (same --out: the
+  # simulation already there is reused):
+  tuner tune --profile history.toml --slo-p99-ms 500 --max-error-rate 0.001 \\
+      --endpoint my-endpoint --out reports/retune --live --top 2 --live-window 23h30m,30m
 
 --profile takes a profile TOML, a replay CSV (timestamp,invocations, as `tuner collect` writes),
 or the name of a ready profile in locustfiles/profiles/. The grid: target values at 0.30..0.90 x
@@ -42,11 +63,18 @@ the error rate under --max-error-rate, both scaled by --margin. AWS's rule-of-th
 (target = max rps x 60 x 0.5) and, with --endpoint, the live policy are always evaluated beside it.
 Writes DIR/report.html, report.md, candidates.csv, results.csv, recommended.policy.json (ready
 for `tuner apply`), timelines/, manifest.json.
+
+--live trials the --top K candidates on --endpoint (as `tuner trial`, guardrails included) on
+the tuning's profiles, or on --live-profile, each cut to --live-window START,LENGTH if given.
+Everything is checked before the simulation starts: the endpoint and its tags, the grid's
+MaxCapacity against --max-instances, the live peak rate against --max-rps, and the estimated
+duration of the trials against --live-time-limit. With --out naming an earlier run, --live adds
+the trials to it without simulating again.
 """
 
 
 def register(sub: Any) -> argparse.ArgumentParser:
-    p = sub.add_parser(
+    p: argparse.ArgumentParser = sub.add_parser(
         "tune",
         help="simulate candidate policies on profiles, recommend one, write the report",
         description="Build a grid of target-tracking policies, simulate each on every profile "
@@ -58,9 +86,16 @@ def register(sub: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--profile",
         action="append",
-        required=True,
         metavar="P",
-        help="traffic profile: TOML, replay CSV or ready profile name (repeatable)",
+        help="traffic profile: TOML, replay CSV or ready profile name (repeatable; required "
+        "unless --live adds trials to the run in --out)",
+    )
+    p.add_argument(
+        "--scale-to-capacity",
+        type=float,
+        metavar="N",
+        help="play ready profiles (given by name) at rates whose peak needs N instances of "
+        "--capacity (they are sized for ~20-rps instances); files play as written",
     )
     p.add_argument(
         "--capacity",
@@ -138,9 +173,28 @@ def register(sub: Any) -> argparse.ArgumentParser:
         help="how many candidates --live trials (default: 2)",
     )
     p.add_argument(
+        "--live-profile",
+        action="append",
+        metavar="P",
+        help="what --live plays (repeatable; default: the tuning's profiles)",
+    )
+    p.add_argument(
+        "--live-window",
+        metavar="START,LENGTH",
+        help="play only this window of each live profile, e.g. 6h,30m (profile time)",
+    )
+    p.add_argument(
+        "--live-time-limit",
+        default="2h",
+        metavar="DUR",
+        help="refuse --live trials estimated to take longer (real time), and start none after "
+        "it (default: 2h)",
+    )
+    p.add_argument(
         "--out", metavar="DIR", help="run directory to write (default: reports/tune-<UTC time>)"
     )
     p.add_argument("--force", action="store_true", help="replace DIR if it holds an earlier run")
+    add_guardrail_options(p)
     add_aws_options(p)
     return p
 
@@ -154,7 +208,8 @@ def _out_dir(args: argparse.Namespace, now: datetime) -> Path:
     if out.exists() and any(out.iterdir()):
         if not args.force:
             raise ValidationError(
-                f"--out must be a new or empty folder, got {out} (holds files; --force replaces)"
+                f"--out must be a new or empty folder, got {out} (holds files; --force replaces; "
+                "with --live, trials are added to an earlier run)"
             )
         if not (out / "manifest.json").is_file():
             raise ValidationError(f"--force replaces only an earlier run directory, got {out}")
@@ -164,8 +219,10 @@ def _out_dir(args: argparse.Namespace, now: datetime) -> Path:
 
 def _command_line(args: argparse.Namespace) -> str:
     words = ["tuner", "tune"]
-    for spec in args.profile:
+    for spec in args.profile or []:
         words += ["--profile", spec]
+    for spec in args.live_profile or []:
+        words += ["--live-profile", spec]
     for flag in (
         "capacity",
         "slo_p99_ms",
@@ -180,6 +237,8 @@ def _command_line(args: argparse.Namespace) -> str:
         "endpoint",
         "variant",
         "top",
+        "live_window",
+        "scale_to_capacity",
         "out",
     ):
         value = getattr(args, flag)
@@ -193,6 +252,7 @@ def _command_line(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from tuner.model import Capacity, SimulationSettings
+    from tuner.profiles import parse_duration
     from tuner.tune import Grid, Objective
 
     now = datetime.now(UTC).replace(microsecond=0)
@@ -204,24 +264,59 @@ def run(args: argparse.Namespace) -> int:
     )
     if not 1 <= args.seeds <= 100:
         raise ValidationError(f"--seeds must be in 1..100, got {args.seeds}")
+    limit_s = parse_duration(args.live_time_limit, "--live-time-limit")
+    window = _parse_window(args.live_window) if args.live_window else None
     if args.live:
         if not args.endpoint:
             raise ValidationError("--live needs --endpoint: the endpoint to trial on")
         if args.top < 1:
             raise ValidationError(f"--top >= 1 must hold, got {args.top}")
+    elif args.live_profile or args.live_window:
+        raise ValidationError("--live-profile and --live-window need --live")
+    if args.scale_to_capacity is not None and not args.scale_to_capacity > 0:
+        raise ValidationError(f"--scale-to-capacity must be > 0, got {args.scale_to_capacity:g}")
+    capacity = Capacity.load(args.capacity) if args.capacity else Capacity.default()
+    guardrails = guardrails_from(args)
+    out = Path(args.out or f"reports/tune-{now:%Y%m%d-%H%M%S}")
+    if args.live and not args.force and (out / "manifest.json").is_file():
+        return _add_trials(args, out, capacity, guardrails, window, limit_s)
+    if not args.profile:
+        raise ValidationError("--profile is required (a profile TOML, replay CSV or ready name)")
     settings = SimulationSettings(
         seeds=tuple(range(args.seeds)),
         boot_s=args.boot_s,
         metric_lag_s=args.metric_lag_s,
         boot_jitter_s=args.boot_jitter_s,
     )
-    loaded = [resolve_profile(spec) for spec in args.profile]
+    loaded = [_profile(spec, args, capacity, None) for spec in args.profile]
     names = [p.name for p, _ in loaded]
     if len(set(names)) != len(names):
         raise ValidationError(f"--profile names must be unique, got {names}")
-    capacity = Capacity.load(args.capacity) if args.capacity else Capacity.default()
+    _point_out_mismatch([p for p, _ in loaded], capacity, guardrails.max_instances)
     grid = Grid.load(args.grid) if args.grid else Grid()
+    live_paths: list[Path] = []
+    live_specs = args.live_profile or list(args.profile)
+    session = aws_session(args) if args.endpoint and not args.dry_run else None
+    if args.live:
+        live = [_live_profile(spec, args, capacity, None, window)[0] for spec in live_specs]
+        _, max_capacity = grid.capacity_bounds(
+            [p for p, _ in loaded], capacity.max_rps_per_instance
+        )
+        if grid.max_capacities:
+            max_capacity = max(grid.max_capacities)
+        if max_capacity > guardrails.max_instances:
+            raise ValidationError(
+                f"the grid's MaxCapacity <= --max-instances must hold for --live, got "
+                f"{max_capacity} > {guardrails.max_instances} (peak demand x "
+                f"{grid.peak_headroom:g} / {capacity.max_rps_per_instance:g} rps per instance): "
+                "raise --max-instances, set max_capacities in --grid, or --scale-to-capacity"
+            )
+        _check_live(args, session, live, args.top, guardrails, limit_s)
     out = _out_dir(args, now)
+    # Derived profiles (scaled, windowed) are written into the run directory once it exists.
+    loaded = [_profile(spec, args, capacity, out) for spec in args.profile]
+    if args.live:
+        live_paths = [_live_profile(spec, args, capacity, out, window)[1] for spec in live_specs]
     run_tuning(
         loaded,
         objective,
@@ -233,12 +328,271 @@ def run(args: argparse.Namespace) -> int:
         grid_path=Path(args.grid) if args.grid else None,
         endpoint=args.endpoint,
         variant=args.variant,
-        live_top=args.top if args.live else 0,
-        session=aws_session(args) if args.endpoint else None,
+        live_top=args.top if args.live and not args.dry_run else 0,
+        session=session,
         command=_command_line(args),
         created=now,
+        live_profiles=live_paths,
+        guardrails=guardrails,
+        time_limit_s=limit_s,
     )
+    if args.live and args.dry_run:
+        _print_dry_run(args, live_paths)
     return 0
+
+
+def _parse_window(text: str) -> tuple[float, float]:
+    """--live-window START,LENGTH -> (start_s, length_s); START may be 0."""
+    from tuner.profiles import parse_duration
+
+    start, sep, length = text.partition(",")
+    if not sep:
+        raise ValidationError(f"--live-window must be START,LENGTH such as 6h,30m, got {text!r}")
+    start_s = 0.0 if start.strip() in ("0", "0s", "") else parse_duration(start, "--live-window")
+    return start_s, parse_duration(length, "--live-window LENGTH")
+
+
+def _profile(
+    spec: str, args: argparse.Namespace, capacity: Capacity, out: Path | None
+) -> tuple[Profile, Path]:
+    """(Profile, its file) for --profile: a ready profile scaled by --scale-to-capacity is
+    written to OUT/profiles/ (with out None: checked only, the file named is the original)."""
+    profile, path = resolve_profile(spec)
+    if args.scale_to_capacity is None or path.parent != PROFILES_DIR:
+        return profile, path
+    from tuner.profiles.window import scaled, to_toml
+
+    factor = args.scale_to_capacity * capacity.max_rps_per_instance / profile.peak_rps
+    profile = scaled(profile, factor)
+    if out is None:
+        _progress(
+            f"{profile.name}: rates x{factor:.3g} (peak {profile.peak_rps:.3g} rps = "
+            f"{args.scale_to_capacity:g} instances of {capacity.max_rps_per_instance:g} rps)"
+        )
+        return profile, path
+    scaled_path = out / "profiles" / f"{profile.name}.toml"
+    scaled_path.parent.mkdir(parents=True, exist_ok=True)
+    scaled_path.write_text(to_toml(profile, description=f"{spec} x{factor:.6g}"))
+    return profile, scaled_path
+
+
+def _point_out_mismatch(
+    profiles: Sequence[Profile], capacity: Capacity, max_instances: int
+) -> None:
+    """A profile whose peak needs more instances than a trial may use is likely sized for
+    another endpoint (the ready profiles assume ~20 rps per instance): say so."""
+    for profile in profiles:
+        need = profile.peak_rps / capacity.max_rps_per_instance
+        if need > max_instances:
+            _progress(
+                f"warning: {profile.name} peaks at {profile.peak_rps:.4g} rps, {need:.0f} "
+                f"instances of {capacity.max_rps_per_instance:g} rps (the capacity file); is it "
+                "sized for "
+                "this endpoint? --scale-to-capacity N plays ready profiles at N instances' peak"
+            )
+
+
+def _live_profile(
+    spec: str,
+    args: argparse.Namespace,
+    capacity: Capacity,
+    out: Path | None,
+    window: tuple[float, float] | None,
+) -> tuple[Profile, Path]:
+    """A profile for the trials: the profile (scaled as tuned), cut to --live-window; its file
+    is written to OUT/live-profiles/ (out None: checked only)."""
+    profile, path = _profile(spec, args, capacity, out)
+    if window is not None:
+        from tuner.profiles.window import window as cut
+
+        profile = cut(profile, *window)
+    if out is None:
+        return profile, path
+    if window is None:
+        return profile, _toml_for(path, out)
+    from tuner.profiles.window import to_toml
+
+    target = out / "live-profiles" / f"{folder_name(profile.name)}.toml"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(to_toml(profile, description=f"{spec}, window {args.live_window}"))
+    return profile, target
+
+
+def _check_live(
+    args: argparse.Namespace,
+    session: AwsSession | None,
+    live: Sequence[Profile],
+    candidates: int,
+    guardrails: Guardrails,
+    limit_s: float,
+) -> float:
+    """Every refusal of --live before anything runs: endpoint, tags, rate, duration."""
+    from tuner.aws import Endpoints
+    from tuner.live.trial import discover_clock
+    from tuner.profiles import format_duration
+
+    peak = max(p.peak_rps for p in live)
+    if peak > guardrails.max_rps:
+        raise ValidationError(
+            f"live profile peak rate <= --max-rps must hold, got {peak:g} > {guardrails.max_rps:g}"
+        )
+    if session is not None:
+        endpoints = Endpoints(session=session)
+        endpoints.describe(args.endpoint).variant(args.variant)
+        guardrails.check(endpoints, args.endpoint, None, peak)
+        clock = endpoint_clock(session, args.endpoint, _progress)
+    else:
+        clock = discover_clock(args.endpoint_url)
+    virtual_s = candidates * sum(p.duration_s + SETTLE_S for p in live)
+    real_s = virtual_s / clock.speed + candidates * len(live) * TRIAL_OVERHEAD_REAL_S
+    where = "virtual, " if clock.speed != 1.0 else ""
+    _progress(
+        f"live: {candidates} candidate(s) x {len(live)} profile(s) "
+        f"({', '.join(f'{p.name} {format_duration(p.duration_s)}' for p in live)}): about "
+        f"{format_duration(virtual_s)} ({where}plus boots), {format_duration(real_s)} real at "
+        f"x{clock.speed:g}; limit {format_duration(limit_s)}"
+    )
+    if real_s > limit_s:
+        raise ValidationError(
+            f"live trials estimated <= --live-time-limit must hold, got about "
+            f"{format_duration(real_s)} > {format_duration(limit_s)}: fewer --top, a shorter "
+            "--live-profile or --live-window, or a longer limit"
+        )
+    return float(real_s)
+
+
+def _print_dry_run(args: argparse.Namespace, live_paths: Sequence[Path]) -> None:
+    from tuner.commands.trial import AWS_CALLS
+
+    print(
+        f"dry run: no live trial ran; --live would make these AWS calls on {args.endpoint}/"
+        f"{args.variant} per candidate ({args.top}) and profile ({len(live_paths)}):"
+    )
+    for line in AWS_CALLS:
+        print(f"  {line}")
+
+
+def _add_trials(
+    args: argparse.Namespace,
+    out: Path,
+    capacity: Capacity,
+    guardrails: Guardrails,
+    window: tuple[float, float] | None,
+    limit_s: float,
+) -> int:
+    """--live on an earlier run: trial its top candidates; the simulation is not run again."""
+    from tuner.report.render import write_report
+    from tuner.tune import Run
+
+    saved = Run.load(out)
+    _progress(f"adding live trials to {out} (its simulation is reused; --force runs it again)")
+    top = _ranked_policies(saved, args.top)
+    for policy in top:
+        if policy.max_capacity > guardrails.max_instances:
+            raise ValidationError(
+                f"MaxCapacity <= --max-instances must hold, got {policy.max_capacity} > "
+                f"{guardrails.max_instances} ({policy.label})"
+            )
+    specs = args.live_profile or [
+        str(p["path"]) for p in saved.manifest.get("profiles", []) if p.get("path")
+    ]
+    if not specs:
+        raise ValidationError(f"{out}: the run records no profile files; give --live-profile")
+    live = [_live_profile(spec, args, capacity, None, window)[0] for spec in specs]
+    session = None if args.dry_run else aws_session(args)
+    _check_live(args, session, live, len(top), guardrails, limit_s)
+    live_paths = [_live_profile(spec, args, capacity, out, window)[1] for spec in specs]
+    if args.dry_run:
+        _print_dry_run(args, live_paths)
+        return 0
+    assert session is not None
+    try:
+        run_live(
+            out,
+            top,
+            live_paths,
+            endpoint=args.endpoint,
+            variant=args.variant,
+            session=session,
+            guardrails=guardrails,
+            time_limit_s=limit_s,
+        )
+    finally:
+        _progress("rendering the report")
+        html_path, _ = write_report(out)
+    print(f"report:      {html_path}")
+    return 0
+
+
+def _ranked_policies(saved: Any, top: int) -> list[ScalingPolicy]:
+    """The ``top`` best candidates of a saved run, as policies (labels checked)."""
+    from tuner.policy import ScalingPolicy
+
+    table = saved.candidates.sort_values("rank")
+    policies = []
+    for _, row in table.head(top).iterrows():
+        label = str(row["candidate"])
+        if label == saved.recommendation.label:
+            policy = saved.recommended
+        elif row.get("role") == "current" and saved.manifest.get("current_policy"):
+            policy = ScalingPolicy.from_dict(saved.manifest["current_policy"])
+        else:
+            policy = ScalingPolicy(
+                min_capacity=int(row["min_capacity"]),
+                max_capacity=int(row["max_capacity"]),
+                target_value=float(row["target_value"]),
+                scale_out_cooldown_s=int(row["scale_out_cooldown_s"]),
+                scale_in_cooldown_s=int(row["scale_in_cooldown_s"]),
+                disable_scale_in=bool(row["disable_scale_in"]),
+            )
+        if policy.label != label:
+            raise ValidationError(
+                f"{saved.path}: candidates.csv row {label!r} does not rebuild (got {policy.label})"
+            )
+        policies.append(policy)
+    return policies
+
+
+def run_live(
+    out: Path,
+    candidates: Sequence[ScalingPolicy],
+    profiles: Sequence[Path],
+    *,
+    endpoint: str,
+    variant: str,
+    session: AwsSession,
+    guardrails: Guardrails | None = None,
+    time_limit_s: float | None = None,
+    log: Callable[[str], None] | None = None,
+) -> list[Path]:
+    """Trial each candidate on each profile, best first; none starts after the time limit."""
+    from tuner.live import Guardrails, run_trials
+    from tuner.profiles import format_duration
+
+    log = log or _progress
+    began = time.monotonic()
+    done: list[Path] = []
+    pairs = [(c, p) for c in candidates for p in profiles]
+    _progress(f"live trials of {', '.join(c.label for c in candidates)} on {endpoint}")
+    for i, (policy, path) in enumerate(pairs):
+        elapsed = time.monotonic() - began
+        if time_limit_s is not None and elapsed > time_limit_s:
+            log(
+                f"live time limit {format_duration(time_limit_s)} reached after "
+                f"{format_duration(elapsed)}: {len(pairs) - i} trial(s) not started"
+            )
+            break
+        done += run_trials(
+            out,
+            candidates=[policy],
+            profiles=[path],
+            endpoint=endpoint,
+            variant=variant,
+            session=session,
+            guardrails=guardrails or Guardrails(),
+            log=log,
+        )
+    return done
 
 
 def run_tuning(
@@ -257,6 +611,9 @@ def run_tuning(
     session: AwsSession | None,
     command: str,
     created: datetime,
+    live_profiles: Sequence[Path] | None = None,
+    guardrails: Guardrails | None = None,
+    time_limit_s: float | None = None,
 ) -> Path:
     """The workflow of ``tuner tune`` with its progress and output: read the current policy,
     tune, write the run, trial the ``live_top`` best on ``endpoint``, render; the report's path."""
@@ -303,18 +660,15 @@ def run_tuning(
     write_run(tuning.to_run(out, meta))
     try:
         if live_top and endpoint and session is not None:
-            from tuner.live import run_trials
-
-            top = tuning.ranked(live_top)
-            _progress(f"live trials of {', '.join(p.label for p in top)} on {endpoint}")
-            run_trials(
+            run_live(
                 out,
-                candidates=top,
-                profiles=[_toml_for(path, out) for _, path in loaded],
+                tuning.ranked(live_top),
+                live_profiles or [_toml_for(path, out) for _, path in loaded],
                 endpoint=endpoint,
                 variant=variant,
                 session=session,
-                log=_progress,
+                guardrails=guardrails,
+                time_limit_s=time_limit_s,
             )
     finally:
         # A failed or interrupted trial still leaves the simulation's report (and any finished

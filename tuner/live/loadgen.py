@@ -196,7 +196,9 @@ def locust_commands(config: LoadTestConfig, profile: Profile) -> list[list[str]]
     return [master] + [list(worker) for _ in range(config.workers)]
 
 
-def worker_command(master_host: str, master_port: int, *, locustfile: Path = LOCUSTFILE) -> list[str]:
+def worker_command(
+    master_host: str, master_port: int, *, locustfile: Path = LOCUSTFILE
+) -> list[str]:
     """A worker's command line: nothing but where the master is (it sends the rest)."""
     return [
         sys.executable, "-m", "locust", "-f", str(locustfile), "--worker",
