@@ -48,6 +48,11 @@ def register(sub: Any) -> argparse.ArgumentParser:
         "--end", help="end of the window, ISO-8601 UTC (default: now, on the endpoint's clock)"
     )
     p.add_argument("--period-s", type=int, help="override the period (60, 300, 3600)")
+    p.add_argument(
+        "--trim",
+        action="store_true",
+        help="drop the idle periods before the first and after the last invocation",
+    )
     p.add_argument("--out", required=True, help="CSV to write")
     p.add_argument(
         "--profile-out",
@@ -97,12 +102,17 @@ def run(args: argparse.Namespace) -> int:
             f"({len(history)} periods): nothing written; check --end/--days and the endpoint"
         )
     share = float(busy.mean())
-    if share < SPARSE_SHARE:
-        first, last = history["timestamp"][busy].iloc[[0, -1]]
+    first, last = (int(i) for i in history.index[busy.to_numpy()][[0, -1]])
+    if args.trim:
+        history = history.iloc[first : last + 1].reset_index(drop=True)
+        _log(f"--trim: kept {len(history)} periods from {history['timestamp'].iloc[0]}")
+    elif share < SPARSE_SHARE:
+        until = dt.datetime.fromisoformat(history["timestamp"].iloc[last].replace("Z", "+00:00"))
+        until += dt.timedelta(seconds=period_s)
         _log(
-            f"warning: traffic in only {share:.0%} of the periods from {window} "
-            f"(from {first} to {last}); --days {share * args.days:.2g} with --end {last} "
-            "would cover just that"
+            f"warning: traffic in only {share:.0%} of the periods from {window}, all of it from "
+            f"{history['timestamp'].iloc[first]} to {until:%Y-%m-%dT%H:%M:%SZ}; --trim keeps "
+            "just that"
         )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

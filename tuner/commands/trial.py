@@ -14,7 +14,7 @@ examples:
   tuner trial --endpoint my-endpoint --policy candidate.policy.json \\
       --profile locustfiles/profiles/flash-spike.toml --out reports/trial-1
   # against the local AWS (speed comes from the emulator's clock):
-  AWS_ENDPOINT_URL=http://127.0.0.1:4566 tuner trial --endpoint demo-endpoint ...
+  AWS_ENDPOINT_URL=http://127.0.0.1:8765 tuner trial --endpoint demo-endpoint ...
 
 A trial snapshots the variant's scaling configuration, sets it to the policy's MinCapacity and
 waits for InService, applies the policy, drives the profile with Locust (open loop), polls
