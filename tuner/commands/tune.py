@@ -445,20 +445,31 @@ def _check_live(
         clock = discover_clock(args.endpoint_url)
     virtual_s = candidates * sum(p.duration_s + SETTLE_S for p in live)
     real_s = virtual_s / clock.speed + candidates * len(live) * TRIAL_OVERHEAD_REAL_S
+    if real_s > limit_s:
+        raise ValidationError(
+            f"live trials estimated <= --live-time-limit must hold, got about "
+            f"{_human(real_s)} > {_human(limit_s)}: fewer --top, a shorter "
+            "--live-profile or --live-window, or a longer limit"
+        )
     where = "virtual, " if clock.speed != 1.0 else ""
     _progress(
         f"live: {candidates} candidate(s) x {len(live)} profile(s) "
         f"({', '.join(f'{p.name} {format_duration(p.duration_s)}' for p in live)}): about "
-        f"{format_duration(virtual_s)} ({where}plus boots), {format_duration(real_s)} real at "
-        f"x{clock.speed:g}; limit {format_duration(limit_s)}"
+        f"{_human(virtual_s)} ({where}plus boots), {_human(real_s)} real at "
+        f"x{clock.speed:g}; limit {_human(limit_s)}"
     )
-    if real_s > limit_s:
-        raise ValidationError(
-            f"live trials estimated <= --live-time-limit must hold, got about "
-            f"{format_duration(real_s)} > {format_duration(limit_s)}: fewer --top, a shorter "
-            "--live-profile or --live-window, or a longer limit"
-        )
     return float(real_s)
+
+
+def _human(seconds: float) -> str:
+    """``46s``, ``16m``, ``1h06m``: a duration to read at a glance."""
+    s = round(seconds)
+    if s < 120:
+        return f"{s}s"
+    if s < 3600:
+        return f"{round(s / 60)}m"
+    h, m = divmod(round(s / 60), 60)
+    return f"{h}h{m:02d}m"
 
 
 def _print_dry_run(args: argparse.Namespace, live_paths: Sequence[Path]) -> None:
@@ -567,7 +578,6 @@ def run_live(
 ) -> list[Path]:
     """Trial each candidate on each profile, best first; none starts after the time limit."""
     from tuner.live import Guardrails, run_trials
-    from tuner.profiles import format_duration
 
     log = log or _progress
     began = time.monotonic()
@@ -578,8 +588,8 @@ def run_live(
         elapsed = time.monotonic() - began
         if time_limit_s is not None and elapsed > time_limit_s:
             log(
-                f"live time limit {format_duration(time_limit_s)} reached after "
-                f"{format_duration(elapsed)}: {len(pairs) - i} trial(s) not started"
+                f"live time limit {_human(time_limit_s)} reached after {_human(elapsed)}: "
+                f"{len(pairs) - i} trial(s) not started"
             )
             break
         done += run_trials(
