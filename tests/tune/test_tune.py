@@ -14,7 +14,6 @@ import pandas as pd
 import pytest
 
 from tests.conftest import REGION, REPO, create_endpoint
-from tuner.commands._common import PROFILES_DIR
 from tuner.cli import main
 from tuner.policy.policy import ScalingPolicy
 from tuner.policy.resource import Resource
@@ -587,7 +586,7 @@ def test_live_dry_run_on_a_saved_run_lists_the_calls_and_makes_none(
     (window,) = (out / "live-profiles").glob("*.toml")
     from tuner.profiles import load_profile
 
-    cut, full = load_profile(window), load_profile(PROFILES_DIR / "flash-spike.toml")
+    cut, full = load_profile(window), load_profile(PROFILES / "flash-spike.toml")
     t = np.arange(0, 240, 5.0)
     assert cut.duration_s == 240 and np.allclose(cut.rate_at(t), full.rate_at(480 + t))
     assert not (out / "trials").exists()
