@@ -17,6 +17,7 @@ from tests.conftest import REGION, REPO, create_endpoint
 from tuner.cli import main
 from tuner.policy.policy import ScalingPolicy
 from tuner.policy.resource import Resource
+from tuner.profiles import load_profile
 
 PROFILES = REPO / "locustfiles" / "profiles"
 TIMELINE_COLUMNS = [
@@ -584,8 +585,6 @@ def test_live_dry_run_on_a_saved_run_lists_the_calls_and_makes_none(
     assert "PutScalingPolicy" in captured.out
     # The window of the live profile is a plain profile file in the run: 8..12 min of the spike.
     (window,) = (out / "live-profiles").glob("*.toml")
-    from tuner.profiles import load_profile
-
     cut, full = load_profile(window), load_profile(PROFILES / "flash-spike.toml")
     t = np.arange(0, 240, 5.0)
     assert cut.duration_s == 240 and np.allclose(cut.rate_at(t), full.rate_at(480 + t))
@@ -626,3 +625,30 @@ def test_bench_tune_speed(tmp_path: Path) -> None:
             f"({runs / simulated:,.0f} runs/s), report {rendered:.2f} s, "
             f"whole command {whole:.2f} s"
         )
+
+
+def test_ready_profiles_are_pointed_out_and_scaled_to_the_capacity(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capacity = tmp_path / "capacity.json"
+    capacity.write_text(
+        json.dumps(
+            {"max_rps_per_instance": 2.2, "latency_ms": [{"rps": 2, "p50": 400, "p99": 900}]}
+        )
+    )
+    base = ["tune", "--profile", "flash-spike", "--capacity", str(capacity), "--seeds", "1"]
+    base += ["--slo-p99-ms", "2500", "--max-error-rate", "0.01"]
+    assert main([*base, "--out", str(tmp_path / "as-is")]) == 0
+    err = capsys.readouterr().err
+    assert "warning: flash-spike peaks at 160 rps, 73 instances of 2.2 rps" in err
+    assert main([*base, "--scale-to-capacity", "4", "--out", str(tmp_path / "scaled")]) == 0
+    err = capsys.readouterr().err
+    assert "warning" not in err and "flash-spike: rates x0.055 (peak 8.8 rps" in err
+    manifest = json.loads((tmp_path / "scaled" / "manifest.json").read_text())
+    (entry,) = manifest["profiles"]
+    played = load_profile(entry["path"])
+    assert Path(entry["path"]).parent == tmp_path / "scaled" / "profiles"
+    assert played.peak_rps == pytest.approx(8.8)
+    assert played.duration_s == load_profile(PROFILES / "flash-spike.toml").duration_s
+    candidates = pd.read_csv(tmp_path / "scaled" / "candidates.csv")
+    assert candidates["max_capacity"].max() <= 6  # 8.8 rps x 1.5 / 2.2 rps per instance
