@@ -105,6 +105,9 @@ def test_the_readme_session_runs_against_the_local_aws(tmp_path: Path) -> None:
         got = history.set_index("timestamp")["invocations"].reindex(per_minute.index)
         assert abs(got.sum() - len(sent)) <= 0.01 * len(sent), (got.sum(), len(sent))
 
+        # One time base: the snapshot's time is the endpoint's virtual time, labelled.
+        assert json.loads((tmp_path / "before.json").read_text())["taken_at"].endswith("(virtual)")
+
         # tune --live trialled the top two on the window and wrote the report.
         out = tmp_path / "reports" / "retune"
         trials = sorted((out / "trials").glob("*/summary.json"))
