@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from tuner.aws import AwsSession
     from tuner.clock import VirtualClock
-    from tuner.policy.resource import Resource
+    from tuner.policy import Resource
 
 
 def add_aws_options(parser: argparse.ArgumentParser) -> None:
@@ -34,7 +34,7 @@ def add_endpoint_options(parser: argparse.ArgumentParser, *, required: bool = Tr
     )
 
 
-def aws_session(args: argparse.Namespace) -> AwsSession:  # lazy import: boto3 is heavy
+def aws_session(args: argparse.Namespace) -> AwsSession:
     from tuner.aws import AwsSession
 
     return AwsSession(
