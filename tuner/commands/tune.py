@@ -5,37 +5,34 @@ from __future__ import annotations
 import argparse
 import shlex
 import shutil
-import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tuner.commands._common import (
-    PROFILES_DIR,
-    add_aws_options,
-    aws_session,
-    endpoint_clock,
-    resolve_profile,
-)
+from tuner.commands._common import add_aws_options, aws_session
 from tuner.commands._live import add_guardrail_options, guardrails_from
+from tuner.commands._tune_live import (
+    add_trials,
+    check_live,
+    live_profile,
+    parse_window,
+    point_out_mismatch,
+    print_dry_run,
+    profile_for,
+    progress,
+    run_live,
+    toml_for,
+)
 from tuner.errors import ValidationError
-from tuner.tune.run import folder_name
 
 if TYPE_CHECKING:
     from tuner.aws import AwsSession
     from tuner.live import Guardrails
     from tuner.model import Capacity, SimulationSettings
-    from tuner.policy import ScalingPolicy
     from tuner.profiles import Profile
     from tuner.tune import Grid, Objective
 
-# Per trial beyond the profile itself (virtual s): the CloudWatch settle wait (2 periods + lag);
-# bringing the endpoint to its starting count adds up to one boot more.
-SETTLE_S = 180.0
-# Per trial (real s): Locust's start, the snapshot, the restore.
-TRIAL_OVERHEAD_REAL_S = 15.0
 
 EPILOG = """\
 examples:
@@ -199,10 +196,6 @@ def register(sub: Any) -> argparse.ArgumentParser:
     return p
 
 
-def _progress(message: str) -> None:
-    print(f"tune: {message}", file=sys.stderr, flush=True)
-
-
 def _out_dir(args: argparse.Namespace, now: datetime) -> Path:
     out = Path(args.out or f"reports/tune-{now:%Y%m%d-%H%M%S}")
     if out.exists() and any(out.iterdir()):
@@ -265,7 +258,7 @@ def run(args: argparse.Namespace) -> int:
     if not 1 <= args.seeds <= 100:
         raise ValidationError(f"--seeds must be in 1..100, got {args.seeds}")
     limit_s = parse_duration(args.live_time_limit, "--live-time-limit")
-    window = _parse_window(args.live_window) if args.live_window else None
+    window = parse_window(args.live_window) if args.live_window else None
     if args.live:
         if not args.endpoint:
             raise ValidationError("--live needs --endpoint: the endpoint to trial on")
@@ -279,7 +272,7 @@ def run(args: argparse.Namespace) -> int:
     guardrails = guardrails_from(args)
     out = Path(args.out or f"reports/tune-{now:%Y%m%d-%H%M%S}")
     if args.live and not args.force and (out / "manifest.json").is_file():
-        return _add_trials(args, out, capacity, guardrails, window, limit_s)
+        return add_trials(args, out, capacity, guardrails, window, limit_s)
     if not args.profile:
         raise ValidationError("--profile is required (a profile TOML, replay CSV or ready name)")
     settings = SimulationSettings(
@@ -288,17 +281,17 @@ def run(args: argparse.Namespace) -> int:
         metric_lag_s=args.metric_lag_s,
         boot_jitter_s=args.boot_jitter_s,
     )
-    loaded = [_profile(spec, args, capacity, None) for spec in args.profile]
+    loaded = [profile_for(spec, args, capacity, None) for spec in args.profile]
     names = [p.name for p, _ in loaded]
     if len(set(names)) != len(names):
         raise ValidationError(f"--profile names must be unique, got {names}")
-    _point_out_mismatch([p for p, _ in loaded], capacity, guardrails.max_instances)
+    point_out_mismatch([p for p, _ in loaded], capacity, guardrails.max_instances)
     grid = Grid.load(args.grid) if args.grid else Grid()
     live_paths: list[Path] = []
     live_specs = args.live_profile or list(args.profile)
     session = aws_session(args) if args.endpoint and not args.dry_run else None
     if args.live:
-        live = [_live_profile(spec, args, capacity, None, window)[0] for spec in live_specs]
+        live = [live_profile(spec, args, capacity, None, window)[0] for spec in live_specs]
         _, max_capacity = grid.capacity_bounds(
             [p for p, _ in loaded], capacity.max_rps_per_instance
         )
@@ -311,12 +304,12 @@ def run(args: argparse.Namespace) -> int:
                 f"{grid.peak_headroom:g} / {capacity.max_rps_per_instance:g} rps per instance): "
                 "raise --max-instances, set max_capacities in --grid, or --scale-to-capacity"
             )
-        _check_live(args, session, live, args.top, guardrails, limit_s)
+        check_live(args, session, live, args.top, guardrails, limit_s)
     out = _out_dir(args, now)
     # Derived profiles (scaled, windowed) are written into the run directory once it exists.
-    loaded = [_profile(spec, args, capacity, out) for spec in args.profile]
+    loaded = [profile_for(spec, args, capacity, out) for spec in args.profile]
     if args.live:
-        live_paths = [_live_profile(spec, args, capacity, out, window)[1] for spec in live_specs]
+        live_paths = [live_profile(spec, args, capacity, out, window)[1] for spec in live_specs]
     run_tuning(
         loaded,
         objective,
@@ -337,272 +330,8 @@ def run(args: argparse.Namespace) -> int:
         time_limit_s=limit_s,
     )
     if args.live and args.dry_run:
-        _print_dry_run(args, live_paths)
+        print_dry_run(args, live_paths)
     return 0
-
-
-def _parse_window(text: str) -> tuple[float, float]:
-    """--live-window START,LENGTH -> (start_s, length_s); START may be 0."""
-    from tuner.profiles import parse_duration
-
-    start, sep, length = text.partition(",")
-    if not sep:
-        raise ValidationError(f"--live-window must be START,LENGTH such as 6h,30m, got {text!r}")
-    start_s = 0.0 if start.strip() in ("0", "0s", "") else parse_duration(start, "--live-window")
-    return start_s, parse_duration(length, "--live-window LENGTH")
-
-
-def _profile(
-    spec: str, args: argparse.Namespace, capacity: Capacity, out: Path | None
-) -> tuple[Profile, Path]:
-    """(Profile, its file) for --profile: a ready profile scaled by --scale-to-capacity is
-    written to OUT/profiles/ (with out None: checked only, the file named is the original)."""
-    profile, path = resolve_profile(spec)
-    if args.scale_to_capacity is None or path.parent != PROFILES_DIR:
-        return profile, path
-    from tuner.profiles.window import scaled, to_toml
-
-    factor = args.scale_to_capacity * capacity.max_rps_per_instance / profile.peak_rps
-    profile = scaled(profile, factor)
-    if out is None:
-        _progress(
-            f"{profile.name}: rates x{factor:.3g} (peak {profile.peak_rps:.3g} rps = "
-            f"{args.scale_to_capacity:g} instances of {capacity.max_rps_per_instance:g} rps)"
-        )
-        return profile, path
-    scaled_path = out / "profiles" / f"{profile.name}.toml"
-    scaled_path.parent.mkdir(parents=True, exist_ok=True)
-    scaled_path.write_text(to_toml(profile, description=f"{spec} x{factor:.6g}"))
-    return profile, scaled_path
-
-
-def _point_out_mismatch(
-    profiles: Sequence[Profile], capacity: Capacity, max_instances: int
-) -> None:
-    """A profile whose peak needs more instances than a trial may use is likely sized for
-    another endpoint (the ready profiles assume ~20 rps per instance): say so."""
-    for profile in profiles:
-        need = profile.peak_rps / capacity.max_rps_per_instance
-        if need > max_instances:
-            _progress(
-                f"warning: {profile.name} peaks at {profile.peak_rps:.4g} rps, {need:.0f} "
-                f"instances of {capacity.max_rps_per_instance:g} rps (the capacity file); is it "
-                "sized for "
-                "this endpoint? --scale-to-capacity N plays ready profiles at N instances' peak"
-            )
-
-
-def _live_profile(
-    spec: str,
-    args: argparse.Namespace,
-    capacity: Capacity,
-    out: Path | None,
-    window: tuple[float, float] | None,
-) -> tuple[Profile, Path]:
-    """A profile for the trials: the profile (scaled as tuned), cut to --live-window; its file
-    is written to OUT/live-profiles/ (out None: checked only)."""
-    profile, path = _profile(spec, args, capacity, out)
-    if window is not None:
-        from tuner.profiles.window import window as cut
-
-        profile = cut(profile, *window)
-    if out is None:
-        return profile, path
-    if window is None:
-        return profile, _toml_for(path, out)
-    from tuner.profiles.window import to_toml
-
-    target = out / "live-profiles" / f"{folder_name(profile.name)}.toml"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(to_toml(profile, description=f"{spec}, window {args.live_window}"))
-    return profile, target
-
-
-def _check_live(
-    args: argparse.Namespace,
-    session: AwsSession | None,
-    live: Sequence[Profile],
-    candidates: int,
-    guardrails: Guardrails,
-    limit_s: float,
-) -> float:
-    """Every refusal of --live before anything runs: endpoint, tags, rate, duration."""
-    from tuner.aws import Endpoints
-    from tuner.live.trial import discover_clock
-    from tuner.profiles import format_duration
-
-    peak = max(p.peak_rps for p in live)
-    if peak > guardrails.max_rps:
-        raise ValidationError(
-            f"live profile peak rate <= --max-rps must hold, got {peak:g} > {guardrails.max_rps:g}"
-        )
-    if session is not None:
-        endpoints = Endpoints(session=session)
-        endpoints.describe(args.endpoint).variant(args.variant)
-        guardrails.check(endpoints, args.endpoint, None, peak)
-        clock = endpoint_clock(session, args.endpoint, _progress)
-    else:
-        clock = discover_clock(args.endpoint_url)
-    virtual_s = candidates * sum(p.duration_s + SETTLE_S for p in live)
-    real_s = virtual_s / clock.speed + candidates * len(live) * TRIAL_OVERHEAD_REAL_S
-    if real_s > limit_s:
-        raise ValidationError(
-            f"live trials estimated <= --live-time-limit must hold, got about "
-            f"{_human(real_s)} > {_human(limit_s)}: fewer --top, a shorter "
-            "--live-profile or --live-window, or a longer limit"
-        )
-    where = "virtual, " if clock.speed != 1.0 else ""
-    _progress(
-        f"live: {candidates} candidate(s) x {len(live)} profile(s) "
-        f"({', '.join(f'{p.name} {format_duration(p.duration_s)}' for p in live)}): about "
-        f"{_human(virtual_s)} ({where}plus boots), {_human(real_s)} real at "
-        f"x{clock.speed:g}; limit {_human(limit_s)}"
-    )
-    return float(real_s)
-
-
-def _human(seconds: float) -> str:
-    """``46s``, ``16m``, ``1h06m``: a duration to read at a glance."""
-    s = round(seconds)
-    if s < 120:
-        return f"{s}s"
-    if s < 3600:
-        return f"{round(s / 60)}m"
-    h, m = divmod(round(s / 60), 60)
-    return f"{h}h{m:02d}m"
-
-
-def _print_dry_run(args: argparse.Namespace, live_paths: Sequence[Path]) -> None:
-    from tuner.commands.trial import AWS_CALLS
-
-    print(
-        f"dry run: no live trial ran; --live would make these AWS calls on {args.endpoint}/"
-        f"{args.variant} per candidate ({args.top}) and profile ({len(live_paths)}):"
-    )
-    for line in AWS_CALLS:
-        print(f"  {line}")
-
-
-def _add_trials(
-    args: argparse.Namespace,
-    out: Path,
-    capacity: Capacity,
-    guardrails: Guardrails,
-    window: tuple[float, float] | None,
-    limit_s: float,
-) -> int:
-    """--live on an earlier run: trial its top candidates; the simulation is not run again."""
-    from tuner.report.render import write_report
-    from tuner.tune import Run
-
-    saved = Run.load(out)
-    _progress(f"adding live trials to {out} (its simulation is reused; --force runs it again)")
-    top = _ranked_policies(saved, args.top)
-    for policy in top:
-        if policy.max_capacity > guardrails.max_instances:
-            raise ValidationError(
-                f"MaxCapacity <= --max-instances must hold, got {policy.max_capacity} > "
-                f"{guardrails.max_instances} ({policy.label})"
-            )
-    specs = args.live_profile or [
-        str(p["path"]) for p in saved.manifest.get("profiles", []) if p.get("path")
-    ]
-    if not specs:
-        raise ValidationError(f"{out}: the run records no profile files; give --live-profile")
-    live = [_live_profile(spec, args, capacity, None, window)[0] for spec in specs]
-    session = None if args.dry_run else aws_session(args)
-    _check_live(args, session, live, len(top), guardrails, limit_s)
-    live_paths = [_live_profile(spec, args, capacity, out, window)[1] for spec in specs]
-    if args.dry_run:
-        _print_dry_run(args, live_paths)
-        return 0
-    assert session is not None
-    try:
-        run_live(
-            out,
-            top,
-            live_paths,
-            endpoint=args.endpoint,
-            variant=args.variant,
-            session=session,
-            guardrails=guardrails,
-            time_limit_s=limit_s,
-        )
-    finally:
-        _progress("rendering the report")
-        html_path, _ = write_report(out)
-    print(f"report:      {html_path}")
-    return 0
-
-
-def _ranked_policies(saved: Any, top: int) -> list[ScalingPolicy]:
-    """The ``top`` best candidates of a saved run, as policies (labels checked)."""
-    from tuner.policy import ScalingPolicy
-
-    table = saved.candidates.sort_values("rank")
-    policies = []
-    for _, row in table.head(top).iterrows():
-        label = str(row["candidate"])
-        if label == saved.recommendation.label:
-            policy = saved.recommended
-        elif row.get("role") == "current" and saved.manifest.get("current_policy"):
-            policy = ScalingPolicy.from_dict(saved.manifest["current_policy"])
-        else:
-            policy = ScalingPolicy(
-                min_capacity=int(row["min_capacity"]),
-                max_capacity=int(row["max_capacity"]),
-                target_value=float(row["target_value"]),
-                scale_out_cooldown_s=int(row["scale_out_cooldown_s"]),
-                scale_in_cooldown_s=int(row["scale_in_cooldown_s"]),
-                disable_scale_in=bool(row["disable_scale_in"]),
-            )
-        if policy.label != label:
-            raise ValidationError(
-                f"{saved.path}: candidates.csv row {label!r} does not rebuild (got {policy.label})"
-            )
-        policies.append(policy)
-    return policies
-
-
-def run_live(
-    out: Path,
-    candidates: Sequence[ScalingPolicy],
-    profiles: Sequence[Path],
-    *,
-    endpoint: str,
-    variant: str,
-    session: AwsSession,
-    guardrails: Guardrails | None = None,
-    time_limit_s: float | None = None,
-    log: Callable[[str], None] | None = None,
-) -> list[Path]:
-    """Trial each candidate on each profile, best first; none starts after the time limit."""
-    from tuner.live import Guardrails, run_trials
-
-    log = log or _progress
-    began = time.monotonic()
-    done: list[Path] = []
-    pairs = [(c, p) for c in candidates for p in profiles]
-    _progress(f"live trials of {', '.join(c.label for c in candidates)} on {endpoint}")
-    for i, (policy, path) in enumerate(pairs):
-        elapsed = time.monotonic() - began
-        if time_limit_s is not None and elapsed > time_limit_s:
-            log(
-                f"live time limit {_human(time_limit_s)} reached after {_human(elapsed)}: "
-                f"{len(pairs) - i} trial(s) not started"
-            )
-            break
-        done += run_trials(
-            out,
-            candidates=[policy],
-            profiles=[path],
-            endpoint=endpoint,
-            variant=variant,
-            session=session,
-            guardrails=guardrails or Guardrails(),
-            log=log,
-        )
-    return done
 
 
 def run_tuning(
@@ -639,11 +368,11 @@ def run_tuning(
 
         resource = Resource.for_variant(endpoint, variant)
         current = AutoScaling(session=session).read_policy(resource)
-        _progress(f"current policy of {resource}: {current.label if current else 'none'}")
+        progress(f"current policy of {resource}: {current.label if current else 'none'}")
         if current is not None:
             current_note = unmodelled(current, profiles[0], capacity)
             if current_note:
-                _progress(f"the current policy is left out: {current_note}")
+                progress(f"the current policy is left out: {current_note}")
                 current = None
     tuning = tune(
         profiles,
@@ -653,7 +382,7 @@ def run_tuning(
         grid=grid,
         current=current,
         timelines_top=live_top,
-        progress=_progress,
+        progress=progress,
     )
     meta = manifest(
         tuning,
@@ -673,7 +402,7 @@ def run_tuning(
             run_live(
                 out,
                 tuning.ranked(live_top),
-                live_profiles or [_toml_for(path, out) for _, path in loaded],
+                live_profiles or [toml_for(path, out) for _, path in loaded],
                 endpoint=endpoint,
                 variant=variant,
                 session=session,
@@ -683,7 +412,7 @@ def run_tuning(
     finally:
         # A failed or interrupted trial still leaves the simulation's report (and any finished
         # trials) on disk; `tuner report DIR` re-renders once more trials are there.
-        _progress("rendering the report")
+        progress("rendering the report")
         html_path, _ = write_report(out)
     row = tuning.candidates.iloc[0]
     verdict = "meets" if tuning.recommendation.meets_objective else "does NOT meet"
@@ -694,12 +423,3 @@ def run_tuning(
     print(f"policy:      {out / 'recommended.policy.json'}")
     print(f"report:      {html_path}")
     return html_path
-
-
-def _toml_for(path: Path, out: Path) -> Path:
-    """A profile file the trial can load: the TOML itself, or a replay TOML for a bare CSV."""
-    if path.suffix.lower() != ".csv":
-        return path
-    from tuner.tune import write_replay_profile
-
-    return write_replay_profile(out, path)
