@@ -20,7 +20,7 @@ from test_loadgen import CREDS_ENV, SigV4Server
 from tuner.live.loadgen import worker_command
 from tuner.profiles.profile import load_profile
 
-SPEED = 10.0
+SPEED = 20.0
 
 
 def _free_port() -> int:
