@@ -21,9 +21,24 @@ for service ``sagemaker`` (standard credential chain; ``--region`` or AWS_REGION
 AWS_DEFAULT_REGION / config). Host: ``--host``, else AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME or
 AWS_ENDPOINT_URL, else ``https://runtime.sagemaker.{region}.amazonaws.com``.
 
-Every request is one row of ``--requests-csv`` (columns: see tuner/loadgen.py). Distributed
-(``--master`` plus ``--worker`` processes): the master gives each worker a shared start time and
-every N-th request of the schedule; each worker writes ``<stem>.worker<i>.csv``.
+Every request is one row of ``--requests-csv`` (columns: see tuner/live/loadgen.py).
+
+Distributed (``--master`` plus ``--worker`` processes, on this host or others), everything goes
+through Locust's own messages, so a worker needs only this file and the ``tuner`` package, no
+profile and no shared folder:
+
+- the master ships the profile's *content* (``Profile.to_content``: replays already read) with
+  each worker's share (every N-th request of the schedule) in a ``tuner_plan`` message;
+- each worker measures its clock's offset from the master's (``tuner_ping``/``tuner_pong``
+  round trips, the one with the shortest round trip wins) and starts at the master's agreed
+  start time, converted to its own clock;
+- workers send their per-request rows back (``tuner_records``, about once a second, send times
+  in the master's clock) and the master writes the one ``--requests-csv``; the offsets measured
+  go to ``<stem>.workers.json`` beside it.
+
+A worker on another host::
+
+    locust -f locustfiles/sagemaker_endpoint.py --worker --master-host MASTER --master-port 5557
 """
 
 from __future__ import annotations
@@ -54,11 +69,13 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 
 from tuner.errors import ProfileError
-from tuner.profiles.profile import Profile, load_profile
+from tuner.profiles.profile import Profile, load_profile, profile_from_content
 from tuner.records import REQUEST_COLUMNS
 
 NAME = "InvokeEndpoint"
 DEFAULT_PAYLOAD = b'{"inputs": "tuner load test"}'
+# Round trips to the master per skew measurement; the shortest bounds the error best (NTP's rule).
+SKEW_PINGS = 7
 log = logging.getLogger("sagemaker_endpoint")
 
 
@@ -226,26 +243,55 @@ class _Recorder:
         self.file.close()
 
 
+class _Shipper:
+    """A worker's recorder: sends its rows to the master about once a second."""
+
+    def __init__(self, runner, index: int) -> None:
+        self.runner, self.index = runner, index
+        self.rows: list[tuple] = []
+        self.closed = False
+        self.flusher = gevent.spawn(self._loop)
+
+    def _loop(self) -> None:
+        while True:
+            gevent.sleep(1.0)
+            self.flush()
+
+    def flush(self) -> None:
+        rows, self.rows = self.rows, []
+        if rows and not self.closed:
+            self.runner.send_message("tuner_records", {"index": self.index, "rows": rows})
+
+    def close(self) -> None:
+        self.flusher.kill(block=False)
+        self.flush()
+        self.closed = True
+
+
 class _Run:
     """What one Locust process knows about the current test: options, plan, records."""
 
     def __init__(self, environment) -> None:
         opts = environment.parsed_options
         self.env, self.opts = environment, opts
-        # Locust does not forward its own options (--profile is one) to workers: the plan does.
-        profile_path = opts.profile or (_PLAN["data"] or {}).get("profile")
-        if not profile_path:
+        self.profile: Profile | None = None
+        if isinstance(environment.runner, WorkerRunner):
+            # Locust does not forward its own options (--profile is one) to workers, and the file
+            # may not exist on their host: the master's plan carries the profile's content.
+            pass
+        elif not opts.profile:
             raise _Fatal("--profile is required (a traffic profile TOML)")
+        else:
+            try:
+                self.profile = load_profile(opts.profile)
+            except ProfileError as e:
+                raise _Fatal(str(e)) from None
         if not opts.endpoint_name:
             raise _Fatal("--endpoint-name is required")
         if not (opts.speed > 0 and math.isfinite(opts.speed)):
             raise _Fatal(f"--speed must be > 0, got {opts.speed}")
         if opts.max_inflight < 1:
             raise _Fatal(f"--max-inflight must be >= 1, got {opts.max_inflight}")
-        try:
-            self.profile: Profile = load_profile(profile_path)
-        except ProfileError as e:
-            raise _Fatal(str(e)) from None
         self.payloads = load_payloads(opts.payload)
         self.seed = None if opts.seed < 0 else opts.seed
         self.region = _region(opts)
@@ -253,20 +299,22 @@ class _Run:
             self.region, opts.content_type, opts.accept, opts.variant, not opts.sign_each_request
         )
         self.driver_taken = False
-        self.recorder: _Recorder | None = None
-        self.done_workers: set[int] = set()
+        self.recorder: _Recorder | _Shipper | None = None
+        self.offset_s = 0.0
+        """Master clock minus this process's clock (0 but on a worker)."""
+        self.done_workers: dict[int, dict] = {}
         self.worker_count = 1
+        self.t0 = 0.0
 
-    def csv_path(self, index: int) -> Path:
-        path = Path(self.opts.requests_csv)
-        if isinstance(self.env.runner, WorkerRunner):
-            return path.with_name(f"{path.stem}.worker{index}{path.suffix or '.csv'}")
-        return path
+    def csv_path(self) -> Path:
+        return Path(self.opts.requests_csv)
 
 
 _RUN: _Run | None = None
-# The master's plan for this worker: start time, share, profile path (kept across tests).
+# The master's plan for this worker: start time, share, profile content (kept across tests).
 _PLAN: dict = {"data": None, "event": Event()}
+# Answers to this worker's clock pings: (sent, master's time, received), worker clock but one.
+_PONGS: dict = {"rows": [], "event": Event()}
 
 
 @events.init.add_listener
@@ -274,8 +322,11 @@ def _on_init(environment, **_kw) -> None:
     runner = environment.runner
     if isinstance(runner, MasterRunner):
         runner.register_message("tuner_done", _on_worker_done)
+        runner.register_message("tuner_records", _on_worker_records)
+        runner.register_message("tuner_ping", _on_ping)
     if isinstance(runner, WorkerRunner):
         runner.register_message("tuner_plan", _on_plan)
+        runner.register_message("tuner_pong", _on_pong)
     if (
         environment.parsed_options
         and environment.parsed_options.headless
@@ -306,13 +357,15 @@ def _check(environment) -> _Run | None:
 def _on_test_start(environment, **_kw) -> None:
     run = _check(environment)
     runner = environment.runner
-    if run is not None and isinstance(runner, MasterRunner):
+    if run is not None and run.profile is not None and isinstance(runner, MasterRunner):
         workers = sorted(runner.clients.keys())
-        # Time for every worker to receive its spawn and start its user; a caller that lines
-        # the profile up with metric periods asks for a later start.
-        t0 = max(time.time() + 1.0, run.opts.start_at)
+        # Time for every worker to receive its spawn, measure its clock and start its user; a
+        # caller that lines the profile up with metric periods asks for a later start.
+        run.t0 = max(time.time() + 2.0, run.opts.start_at)
+        content = run.profile.to_content()
+        run.recorder = _Recorder(run.csv_path())
         for i, client_id in enumerate(workers):
-            plan = {"t0": t0, "index": i, "count": len(workers), "profile": run.opts.profile}
+            plan = {"t0": run.t0, "index": i, "count": len(workers), "profile": content}
             runner.send_message("tuner_plan", plan, client_id=client_id)
         run.worker_count = len(workers)
 
@@ -322,12 +375,49 @@ def _on_plan(environment, msg, **_kw) -> None:
     _PLAN["event"].set()
 
 
+def _on_ping(environment, msg, **_kw) -> None:
+    data = {"k": msg.data["k"], "sent": msg.data["sent"], "master": time.time()}
+    environment.runner.send_message("tuner_pong", data, client_id=msg.node_id)
+
+
+def _on_pong(environment, msg, **_kw) -> None:
+    _PONGS["rows"].append((msg.data["sent"], msg.data["master"], time.time()))
+    _PONGS["event"].set()
+
+
+def measure_offset(runner) -> tuple[float, float]:
+    """(master clock - this clock, round trip) in seconds, from the fastest of a few pings.
+
+    With a symmetric path the master read its clock halfway through the round trip, so the
+    error is at most half the round trip (reported with the offset).
+    """
+    _PONGS["rows"] = []
+    for k in range(SKEW_PINGS):
+        _PONGS["event"].clear()
+        runner.send_message("tuner_ping", {"k": k, "sent": time.time()})
+        if not _PONGS["event"].wait(timeout=5):
+            _die("no answer from the master to a clock ping within 5 s")
+    sent, master, received = min(_PONGS["rows"], key=lambda r: r[2] - r[0])
+    return master - (sent + received) / 2, received - sent
+
+
+def _on_worker_records(environment, msg, **_kw) -> None:
+    run = _RUN
+    if run is not None and run.recorder is not None:
+        run.recorder.rows.extend(tuple(row) for row in msg.data["rows"])
+
+
 def _on_worker_done(environment, msg, **_kw) -> None:
     run = _RUN
     if run is None:
         return
-    run.done_workers.add(msg.data["index"])
+    run.done_workers[msg.data["index"]] = {"worker": msg.node_id, **msg.data}
     if len(run.done_workers) >= run.worker_count:
+        path = run.csv_path()
+        workers = [run.done_workers[i] for i in sorted(run.done_workers)]
+        path.with_name(f"{path.stem}.workers.json").write_text(
+            json.dumps({"t0_epoch_s": run.t0, "workers": workers}, indent=2) + "\n"
+        )
         gevent.spawn(_finish, environment)
 
 
@@ -399,27 +489,45 @@ class SageMakerEndpointUser(FastHttpUser):
             log.warning("only one user per Locust process drives the profile; extra users idle")
             raise StopUser()
         run.driver_taken = True
-        if isinstance(self.environment.runner, WorkerRunner):
+        runner = self.environment.runner
+        rtt_s = 0.0
+        if isinstance(runner, WorkerRunner):
             if not _PLAN["event"].wait(timeout=30):
                 _die("no plan from the master within 30 s (is the master this locustfile's?)")
-            plan = _PLAN["data"]
+            plan = dict(_PLAN["data"])
+            try:
+                run.profile = profile_from_content(plan["profile"])
+            except ProfileError as e:
+                _die(str(e))
+            run.offset_s, rtt_s = measure_offset(runner)
+            plan["t0"] -= run.offset_s  # the agreed start, on this host's clock
+            run.recorder = _Shipper(runner, plan["index"])
         else:
             plan = {"t0": max(time.time() + 0.2, run.opts.start_at), "index": 0, "count": 1}
-        run.recorder = _Recorder(run.csv_path(plan["index"]))
+            run.recorder = _Recorder(run.csv_path())
+        late_s = time.time() - plan["t0"]
+        if late_s > 0:
+            log.warning(f"started {late_s:.3f} s after the agreed start time")
         self._play(run, plan)
         deadline = time.time() + run.opts.request_timeout + 5
         while self.inflight and time.time() < deadline:
             gevent.sleep(0.05)
         run.recorder.close()
-        runner = self.environment.runner
         if isinstance(runner, WorkerRunner):
-            runner.send_message("tuner_done", {"index": plan["index"]})
+            done = {
+                "index": plan["index"],
+                "offset_s": run.offset_s,
+                "rtt_s": rtt_s,
+                "late_s": late_s,
+            }
+            runner.send_message("tuner_done", done)
         elif isinstance(runner, LocalRunner):
             gevent.spawn(_finish, self.environment)
         raise StopUser()
 
     def _play(self, run: _Run, plan: dict) -> None:
         profile, speed, t0 = run.profile, run.opts.speed, plan["t0"]
+        assert profile is not None
         index, count = plan["index"], plan["count"]
         self.path = f"/endpoints/{quote(run.opts.endpoint_name, safe='')}/invocations"
         self.url = self.host.rstrip("/") + self.path
@@ -442,7 +550,15 @@ class SageMakerEndpointUser(FastHttpUser):
     def _launch(self, run: _Run, seq: int, t: float, worker: int) -> None:
         if self.inflight >= run.opts.max_inflight:
             run.recorder.rows.append(
-                (seq, f"{t:.6f}", f"{time.time():.6f}", "", 0, "inflight_cap", worker)
+                (
+                    seq,
+                    f"{t:.6f}",
+                    f"{time.time() + run.offset_s:.6f}",
+                    "",
+                    0,
+                    "inflight_cap",
+                    worker,
+                )
             )
             self.environment.events.request.fire(
                 request_type="POST",
@@ -481,7 +597,15 @@ class SageMakerEndpointUser(FastHttpUser):
         finally:
             self.inflight -= 1
             run.recorder.rows.append(
-                (seq, f"{t:.6f}", f"{sent:.6f}", f"{latency_ms:.3f}", status, kind, worker)
+                (
+                    seq,
+                    f"{t:.6f}",
+                    f"{sent + run.offset_s:.6f}",
+                    f"{latency_ms:.3f}",
+                    status,
+                    kind,
+                    worker,
+                )
             )
 
 

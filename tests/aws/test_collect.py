@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from pathlib import Path
 
 import boto3
@@ -105,3 +106,56 @@ def test_collect_unknown_endpoint_exits_2(
     assert main(["collect", "--endpoint", "ghost", "--out", str(tmp_path / "h.csv")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "ghost" in err
+
+
+def _collect(tmp_path: Path, *extra: str) -> int:
+    return main(["collect", "--endpoint", "my-endpoint", "--out", str(tmp_path / "h.csv"), *extra])
+
+
+def test_an_empty_window_is_an_error_naming_it(
+    aws: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    create_endpoint(boto3.client("sagemaker", region_name=REGION))
+    assert _collect(tmp_path, "--days", "1", "--end", END.isoformat()) == 2
+    last = capsys.readouterr().err.splitlines()[-1]  # after the progress line, one error line
+    assert last.startswith("tuner collect: error: no invocations of my-endpoint/AllTraffic")
+    assert "2026-11-19 00:00 to 2026-11-20 00:00 UTC" in last
+    assert not (tmp_path / "h.csv").exists()
+
+
+def test_a_mostly_empty_window_is_pointed_out_and_trimmed(
+    aws: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    create_endpoint(boto3.client("sagemaker", region_name=REGION))
+    cw = boto3.client("cloudwatch", region_name=REGION)
+    counts = [120.0, 0.0, 60.0, 90.0]  # four minutes of a day, the last ending an hour early
+    _publish(cw, counts, [1] * 4, END - dt.timedelta(minutes=64))
+    assert _collect(tmp_path, "--days", "1", "--end", END.isoformat()) == 0
+    err = capsys.readouterr().err
+    assert "traffic in only 0% of the periods" in err
+    assert "from 2026-11-19T22:56:00Z to 2026-11-19T23:00:00Z" in err
+    assert len(pd.read_csv(tmp_path / "h.csv")) == 1440
+    assert _collect(tmp_path, "--days", "1", "--end", END.isoformat(), "--trim") == 0
+    assert pd.read_csv(tmp_path / "h.csv")["invocations"].tolist() == counts
+
+
+def test_collect_reads_the_local_aws_virtual_clock(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tuner.emulator import EmulatorConfig, LocalAws
+
+    # At x2000 the virtual clock is an hour ahead of real time in 2 s: traffic published
+    # "now" on it lies in the future of the machine's clock, which collect must not use.
+    with LocalAws(EmulatorConfig(port=0, speed=2000.0, endpoint="my-endpoint")) as local:
+        cw = boto3.client("cloudwatch", region_name=REGION, endpoint_url=local.url)
+        now = local.clock.now()
+        while now - dt.datetime.now(dt.UTC).timestamp() < 3600:
+            time.sleep(0.2)
+            now = local.clock.now()
+        start = dt.datetime.fromtimestamp(now // 60 * 60 - 600, dt.UTC)
+        _publish(cw, [100.0, 200.0, 300.0], [1, 1, 2], start)
+        code = _collect(tmp_path, "--days", "0.5", "--endpoint-url", local.url)
+    assert code == 0, capsys.readouterr().err
+    assert "virtual clock (x2000)" in capsys.readouterr().err
+    history = pd.read_csv(tmp_path / "h.csv")
+    assert history["invocations"].sum() == 600.0

@@ -22,7 +22,7 @@ import pytest
 from tests.conftest import REGION, create_endpoint
 from tuner.aws import AwsSession
 from tuner.clock import VirtualClock
-from tuner.errors import AwsError, ValidationError
+from tuner.errors import AwsError, TrialError, ValidationError
 from tuner.live import calibration as calibrate_module
 from tuner.live.calibration import CalibrationSpec, calibrate
 from tuner.live.calibration_steps import (
@@ -488,3 +488,13 @@ def test_without_a_baseline_it_pauses_instead(
 def test_rerun_settings_validation(kwargs: dict[str, float], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         CalibrationSpec(endpoint="e", slo_p99_ms=100, **kwargs)  # type: ignore[arg-type]
+
+
+def test_an_endpoint_slower_than_the_objective_unloaded_is_said_at_once(
+    endpoint: None, tmp_path: Path
+) -> None:
+    fake = _ScriptedEndpoint(5.0, disturbed=set())
+    fake.probe = lambda: 1_800.0  # type: ignore[method-assign]
+    with pytest.raises(TrialError, match="slower than --slo-p99-ms even unloaded: median 1800 ms"):
+        _calibrate(fake, tmp_path)
+    assert fake.runs == []  # no step was driven

@@ -318,6 +318,19 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path, capsys, profile_text, ext
     assert needle in err and err.count("\n") == 1 and err.startswith("tuner loadtest: error:")
 
 
+def test_cli_takes_ready_profile_names_and_names_them_when_unknown(tmp_path, capsys):
+    argv = ["loadtest", "--endpoint", "e", "--out", str(tmp_path / "o")]
+    assert main([*argv, "--profile", "no-such-profile"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "demo-spike" in err and "flash-spike" in err
+    # A ready name resolves to its file; --master-only without --workers is refused before Locust.
+    assert main([*argv, "--profile", "demo-spike", "--master-only"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == (
+        "tuner loadtest: error: --master-only needs --workers N: how many workers will connect"
+    )
+
+
 def test_stock_locust_rejects_a_missing_payload_in_one_line(tmp_path):
     path = _profile(tmp_path, '[[segment]]\nhold = "1m"\nrps = 1\n')
     cmd = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "-u", "1",

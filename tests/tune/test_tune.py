@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -16,6 +17,7 @@ from tests.conftest import REGION, REPO, create_endpoint
 from tuner.cli import main
 from tuner.policy.policy import ScalingPolicy
 from tuner.policy.resource import Resource
+from tuner.profiles import load_profile
 
 PROFILES = REPO / "locustfiles" / "profiles"
 TIMELINE_COLUMNS = [
@@ -402,8 +404,35 @@ def test_a_current_policy_the_simulator_cannot_model_is_left_out_and_said(
         (["--seeds", "0"], "--seeds >= 1 must hold, got 0"),
         (["--live"], "--live needs --endpoint"),
         (["--profile", "no-such-profile"], "--profile must be a TOML file, a replay CSV or one of"),
+        (["--live-window", "0,5m"], "--live-profile and --live-window need --live"),
+        (
+            ["--live", "--endpoint", "ep", "--max-instances", "1"],
+            "the grid's MaxCapacity <= --max-instances must hold for --live, got 2 > 1",
+        ),
+        (
+            ["--live", "--endpoint", "ep", "--max-rps", "10", "--dry-run"],
+            "live profile peak rate <= --max-rps must hold, got 20 > 10",
+        ),
+        (
+            ["--live", "--endpoint", "ep", "--dry-run", "--live-time-limit", "20m"],
+            "live trials estimated <= --live-time-limit must hold, got about 1h06m > 20m",
+        ),
+        (
+            ["--live", "--endpoint", "ep", "--live-window", "5m"],
+            "--live-window must be START,LENGTH such as 6h,30m, got '5m'",
+        ),
     ],
-    ids=["margin", "seeds", "live-without-endpoint", "unknown-profile"],
+    ids=[
+        "margin",
+        "seeds",
+        "live-without-endpoint",
+        "unknown-profile",
+        "window-without-live",
+        "max-instances",
+        "max-rps",
+        "time-limit",
+        "window-format",
+    ],
 )
 def test_bad_input_exits_2_with_one_line(
     extra: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -475,7 +504,7 @@ def local_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
 
 
 def test_live_tune_trials_the_top_candidate_and_reports_it(
-    local_aws: object, tmp_path: Path
+    local_aws: object, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     capacity = tmp_path / "capacity.json"
     capacity.write_text(
@@ -504,40 +533,62 @@ def test_live_tune_trials_the_top_candidate_and_reports_it(
     )
     out = tmp_path / "run"
     started = time.monotonic()
-    assert (
-        main(
-            [
-                "tune",
-                "--profile",
-                str(profile),
-                "--capacity",
-                str(capacity),
-                "--grid",
-                str(grid),
-                "--seeds",
-                "1",
-                "--slo-p99-ms",
-                "1000",
-                "--max-error-rate",
-                "0.05",
-                "--endpoint",
-                "live-ep",
-                "--live",
-                "--top",
-                "1",
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    args = [
+        "tune",
+        "--profile",
+        str(profile),
+        "--capacity",
+        str(capacity),
+        "--grid",
+        str(grid),
+        "--seeds",
+        "1",
+        "--slo-p99-ms",
+        "1000",
+        "--max-error-rate",
+        "0.05",
+        "--endpoint",
+        "live-ep",
+        "--out",
+        str(out),
+    ]
+    assert main(args) == 0
+    results = (out / "results.csv").read_bytes()
+    assert main([*args, "--live", "--top", "1"]) == 0
     label = pd.read_csv(out / "candidates.csv").iloc[0]["candidate"]
     trial = out / "trials" / f"{label}__burst"
     assert (trial / "summary.json").is_file() and (trial / "timeline.csv").is_file()
     html = (out / "report.html").read_text()
     assert "Live trials: measured against simulated" in html
     assert f"{label} on burst: measured against simulated" in html
+    err = capsys.readouterr().err
+    # The second call added the trial to the first call's run: nothing simulated again.
+    added = err[err.index("adding live trials") :]
+    assert "simulating" not in added and (out / "results.csv").read_bytes() == results
+    assert "live: 1 candidate(s) x 1 profile(s) (burst 7m): about 10m (virtual, plus boots)" in err
     assert time.monotonic() - started < 120
+
+
+def test_live_dry_run_on_a_saved_run_lists_the_calls_and_makes_none(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    base = ["tune", "--profile", "flash-spike", "--seeds", "1", "--slo-p99-ms", "300"]
+    base += ["--max-error-rate", "0.01", "--out", str(out)]
+    assert main(base) == 0
+    capsys.readouterr()
+    live = ["--live", "--endpoint", "nowhere", "--dry-run", "--live-window", "8m,4m"]
+    assert main([*base, *live]) == 0
+    captured = capsys.readouterr()
+    assert "simulating" not in captured.err and "adding live trials" in captured.err
+    assert "dry run: no live trial ran" in captured.out
+    assert "PutScalingPolicy" in captured.out
+    # The window of the live profile is a plain profile file in the run: 8..12 min of the spike.
+    (window,) = (out / "live-profiles").glob("*.toml")
+    cut, full = load_profile(window), load_profile(PROFILES / "flash-spike.toml")
+    t = np.arange(0, 240, 5.0)
+    assert cut.duration_s == 240 and np.allclose(cut.rate_at(t), full.rate_at(480 + t))
+    assert not (out / "trials").exists()
 
 
 @pytest.mark.benchmark
@@ -574,3 +625,30 @@ def test_bench_tune_speed(tmp_path: Path) -> None:
             f"({runs / simulated:,.0f} runs/s), report {rendered:.2f} s, "
             f"whole command {whole:.2f} s"
         )
+
+
+def test_ready_profiles_are_pointed_out_and_scaled_to_the_capacity(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capacity = tmp_path / "capacity.json"
+    capacity.write_text(
+        json.dumps(
+            {"max_rps_per_instance": 2.2, "latency_ms": [{"rps": 2, "p50": 400, "p99": 900}]}
+        )
+    )
+    base = ["tune", "--profile", "flash-spike", "--capacity", str(capacity), "--seeds", "1"]
+    base += ["--slo-p99-ms", "2500", "--max-error-rate", "0.01"]
+    assert main([*base, "--out", str(tmp_path / "as-is")]) == 0
+    err = capsys.readouterr().err
+    assert "warning: flash-spike peaks at 160 rps, 73 instances of 2.2 rps" in err
+    assert main([*base, "--scale-to-capacity", "4", "--out", str(tmp_path / "scaled")]) == 0
+    err = capsys.readouterr().err
+    assert "warning" not in err and "flash-spike: rates x0.055 (peak 8.8 rps" in err
+    manifest = json.loads((tmp_path / "scaled" / "manifest.json").read_text())
+    (entry,) = manifest["profiles"]
+    played = load_profile(entry["path"])
+    assert Path(entry["path"]).parent == tmp_path / "scaled" / "profiles"
+    assert played.peak_rps == pytest.approx(8.8)
+    assert played.duration_s == load_profile(PROFILES / "flash-spike.toml").duration_s
+    candidates = pd.read_csv(tmp_path / "scaled" / "candidates.csv")
+    assert candidates["max_capacity"].max() <= 6  # 8.8 rps x 1.5 / 2.2 rps per instance

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tuner.aws import AwsSession
+    from tuner.clock import VirtualClock
     from tuner.policy import Resource
 
 
@@ -90,3 +92,50 @@ def resolve_profile(spec: str) -> tuple[Any, Path]:
         data = {"name": path.stem, "segment": [{"replay": path.name}]}
         return parse_profile(data, base_dir=path.parent, source=str(path)), path
     return load_profile(path), path
+
+
+# Beyond this the local clock is too far from AWS's for minute-aligned CloudWatch windows; SigV4
+# itself refuses requests more than 5 minutes off (RequestTimeTooSkewed).
+SKEW_WARN_S = 5.0
+
+
+def endpoint_clock(session: AwsSession, endpoint: str, log: Callable[[str], None]) -> VirtualClock:
+    """The clock of the AWS that ``session`` talks to: the local AWS's virtual clock (read at
+    ``/_tuner/clock``), else real time corrected by the skew measured against AWS's ``Date``."""
+    import email.utils
+    import time
+
+    from tuner.clock import VirtualClock
+    from tuner.live.trial import discover_clock, session_endpoint_url
+
+    url = session_endpoint_url(session)
+    clock = discover_clock(url)
+    if clock.speed != 1.0 or (url and _is_local_aws(url)):
+        log(
+            f"clock: the local AWS's virtual clock (x{clock.speed:g}), now "
+            f"{clock.datetime_at(clock.now()):%Y-%m-%d %H:%M:%S} UTC (virtual)"
+        )
+        return clock
+    before = time.time()
+    resp = session.client("sagemaker").describe_endpoint(EndpointName=endpoint)
+    after = time.time()
+    stamp = resp.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+    if not stamp:
+        return clock
+    # The Date header has whole seconds: the skew is known to about a second.
+    skew_s = email.utils.parsedate_to_datetime(stamp).timestamp() - (before + after) / 2
+    if abs(skew_s) > SKEW_WARN_S:
+        log(f"clock: this machine is {skew_s:+.0f} s off AWS's clock; using AWS's time")
+    now = time.time()
+    return VirtualClock(speed=1.0, real_epoch_s=now, virtual_epoch_s=now + round(skew_s))
+
+
+def _is_local_aws(url: str) -> bool:
+    import json
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/_tuner/clock", timeout=2) as resp:
+            return "speed" in json.loads(resp.read())
+    except (OSError, ValueError):
+        return False

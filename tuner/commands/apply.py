@@ -16,7 +16,7 @@ EPILOG = """\
 examples:
   tuner apply reports/run-1/recommended.policy.json --endpoint my-endpoint --dry-run
   tuner apply my.policy.json --endpoint my-endpoint --variant AllTraffic
-  AWS_ENDPOINT_URL=http://127.0.0.1:4566 tuner apply my.policy.json --endpoint demo-endpoint
+  AWS_ENDPOINT_URL=http://127.0.0.1:8765 tuner apply my.policy.json --endpoint demo-endpoint
 
 Prints the live configuration against the file field by field, registers the scalable target,
 puts the target-tracking policy and any step policies with their CloudWatch alarms (the

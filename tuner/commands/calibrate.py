@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -139,5 +138,9 @@ def run_calibration(spec: CalibrationSpec, session: AwsSession, out: Path) -> Ca
         f"AWS rule of thumb: TargetValue = {cap.max_rps_per_instance:g} x 60 x 0.5 = "
         f"{result.rule_of_thumb.target_value:g} invocations per instance per minute"
     )
-    print(json.dumps(cap.to_dict(), indent=2))
+    # Concise: the curve and the boot time in one line; capacity.json has them in full.
+    curve = ", ".join(
+        f"{p.rps:g} rps p50 {p.p50_ms:.0f} / p99 {p.p99_ms:.0f} ms" for p in cap.latency
+    )
+    print(f"latency: {curve}; boot {cap.boot_s:g} s (virtual on the local AWS)")
     return cap

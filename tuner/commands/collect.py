@@ -8,7 +8,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tuner.commands._common import add_aws_options, aws_session
+from tuner.commands._common import add_aws_options, aws_session, endpoint_clock
+
+# Below this share of periods with traffic the history is mostly empty: say so.
+SPARSE_SHARE = 0.5
 
 EPILOG = """\
 examples:
@@ -22,6 +25,11 @@ is the finest CloudWatch keeps for that age: 1 minute up to 15 days, 5 minutes u
 .scaling.json: the scaling activities of the window, the policies in force (merged with an earlier
 file at that path, so a policy changed between collections keeps both spans) and the alarms
 target tracking created, which `tuner backtest --history OUT` reads.
+
+Time is the endpoint's: against the local AWS of `tuner emulate`, "now" is its virtual clock
+(GET $AWS_ENDPOINT_URL/_tuner/clock); against AWS, real time checked against AWS's clock. A
+window without any invocation is an error; one with traffic in under half of its periods is
+written with a warning naming where the traffic is.
 """
 
 
@@ -39,8 +47,15 @@ def register(sub: Any) -> argparse.ArgumentParser:
         "--variant", default="AllTraffic", help="production variant (default: AllTraffic)"
     )
     p.add_argument("--days", type=float, default=14.0, help="how far back (default: 14)")
-    p.add_argument("--end", help="end of the window, ISO-8601 UTC (default: now)")
+    p.add_argument(
+        "--end", help="end of the window, ISO-8601 UTC (default: now, on the endpoint's clock)"
+    )
     p.add_argument("--period-s", type=int, help="override the period (60, 300, 3600)")
+    p.add_argument(
+        "--trim",
+        action="store_true",
+        help="drop the idle periods before the first and after the last invocation",
+    )
     p.add_argument("--out", required=True, help="CSV to write")
     p.add_argument(
         "--profile-out",
@@ -55,43 +70,61 @@ def run(args: argparse.Namespace) -> int:
     from tuner.aws.cloudwatch import collect_history, history_period_s
     from tuner.aws.endpoint import Endpoints
     from tuner.aws.history import SUFFIX, read_scaling_history, save_history
-    from tuner.errors import ValidationError
+    from tuner.errors import TunerError, ValidationError
     from tuner.policy import Resource
 
     if not 0 < args.days <= 455:
         raise ValidationError(
             f"--days must be in (0, 455] (CloudWatch retention), got {args.days:g}"
         )
+    end: dt.datetime | None = None
     if args.end:
         try:
             end = dt.datetime.fromisoformat(args.end.replace("Z", "+00:00"))
         except ValueError as e:
             raise ValidationError(f"--end must be ISO-8601, got {args.end!r}") from e
-    else:
-        end = dt.datetime.now(dt.UTC)
-    if end.tzinfo is None:
-        end = end.replace(tzinfo=dt.UTC)
+        if end.tzinfo is None:
+            end = end.replace(tzinfo=dt.UTC)
     period_s = args.period_s or history_period_s(args.days)
     if period_s not in (60, 300, 3600):
         raise ValidationError(f"--period-s must be 60, 300 or 3600, got {period_s}")
-    now = dt.datetime.now(dt.UTC)
-    if end > now + dt.timedelta(seconds=period_s):
+    session: AwsSession = aws_session(args)
+    Endpoints(session=session).describe(args.endpoint).variant(args.variant)
+    clock = endpoint_clock(session, args.endpoint, _log)
+    now = clock.datetime_at(clock.now())
+    if end is None:
+        end = now
+    elif end > now + dt.timedelta(seconds=period_s):
         raise ValidationError(
-            f"--end {end:%Y-%m-%dT%H:%M:%SZ} is in the future: CloudWatch has no data after now "
-            f"({now:%Y-%m-%dT%H:%M:%SZ})"
+            f"--end {end:%Y-%m-%dT%H:%M:%SZ} is in the future: CloudWatch has no data after the "
+            f"endpoint's now ({now:%Y-%m-%dT%H:%M:%SZ})"
         )
     end = dt.datetime.fromtimestamp(int(end.timestamp()) // period_s * period_s, dt.UTC)
     start = end - dt.timedelta(days=args.days)
-    session: AwsSession = aws_session(args)
-    Endpoints(session=session).describe(args.endpoint).variant(args.variant)
-    print(
-        f"collecting {args.endpoint}/{args.variant} from {start:%Y-%m-%d %H:%M} to "
-        f"{end:%Y-%m-%d %H:%M} UTC at {period_s} s ...",
-        file=sys.stderr,
-    )
+    window = f"{start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC"
+    _log(f"collecting {args.endpoint}/{args.variant} from {window} at {period_s} s ...")
     history = collect_history(
         session.client("cloudwatch"), args.endpoint, args.variant, start, end, period_s=period_s
     )
+    busy = history["invocations"] > 0
+    if not busy.any():
+        raise TunerError(
+            f"no invocations of {args.endpoint}/{args.variant} from {window} "
+            f"({len(history)} periods): nothing written; check --end/--days and the endpoint"
+        )
+    share = float(busy.mean())
+    first, last = (int(i) for i in history.index[busy.to_numpy()][[0, -1]])
+    if args.trim:
+        history = history.iloc[first : last + 1].reset_index(drop=True)
+        _log(f"--trim: kept {len(history)} periods from {history['timestamp'].iloc[0]}")
+    elif share < SPARSE_SHARE:
+        until = dt.datetime.fromisoformat(history["timestamp"].iloc[last].replace("Z", "+00:00"))
+        until += dt.timedelta(seconds=period_s)
+        _log(
+            f"warning: traffic in only {share:.0%} of the periods from {window}, all of it from "
+            f"{history['timestamp'].iloc[first]} to {until:%Y-%m-%dT%H:%M:%SZ}; --trim keeps "
+            "just that"
+        )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     history.to_csv(out, index=False)
@@ -126,3 +159,7 @@ def run(args: argparse.Namespace) -> int:
     if doc["activities_unavailable"]:
         print(f"note: scaling activities unavailable: {doc['activities_unavailable']}")
     return 0
+
+
+def _log(message: str) -> None:
+    print(f"collect: {message}", file=sys.stderr, flush=True)

@@ -3,21 +3,30 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from tuner.commands._common import add_aws_options
+from tuner.commands._common import add_aws_options, resolve_profile
 
 EPILOG = """\
 examples:
-  tuner loadtest --profile locustfiles/profiles/flash-spike.toml --endpoint my-ep --out runs/spike
-  tuner loadtest --profile locustfiles/profiles/launch-day.toml --endpoint demo \\
-      --host http://127.0.0.1:4566 --speed 20 --workers 2 --out runs/launch
+  tuner loadtest --profile flash-spike --endpoint my-ep --out runs/spike
+  tuner loadtest --profile launch-day --endpoint demo-endpoint \\
+      --host http://127.0.0.1:8765 --speed 20 --workers 2 --out runs/launch
+  # the master here, two workers on other hosts (each runs the command the master prints):
+  tuner loadtest --profile launch-day --endpoint my-ep --workers 2 --master-only \\
+      --master-bind-host 10.0.0.5 --master-port 5557 --out runs/launch
+  locust -f locustfiles/sagemaker_endpoint.py --worker --master-host 10.0.0.5 --master-port 5557
 
 Requests leave on the profile's schedule whatever the endpoint's latency (open loop), signed with
 SigV4 from the standard credential chain. --speed S plays the profile S times faster (for the
 local emulator's virtual clock): per-minute counts stay those of the profile.
+
+Workers need only the locustfile and the tuner package: the master sends them the profile's
+content and their share of the schedule, agrees the start time with each worker's clock offset
+measured, and receives every request record back (summary.json lists each worker's offset).
 
 Writes in --out: requests.csv (one row per request: seq, scheduled_s, sent_epoch_s, latency_ms,
 status, error, worker), periods.csv (per period: due, sent, completed, failures by kind, latency
@@ -35,7 +44,9 @@ def register(sub: Any) -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--profile", required=True, help="traffic profile TOML")
+    p.add_argument(
+        "--profile", required=True, help="traffic profile TOML, replay CSV or ready profile name"
+    )
     p.add_argument("--endpoint", required=True, help="SageMaker endpoint name")
     p.add_argument(
         "--variant", help="target this production variant (default: let SageMaker route)"
@@ -47,6 +58,25 @@ def register(sub: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--out", required=True, help="folder for the results")
     p.add_argument("--workers", type=int, default=0, help="Locust workers (default 0: one process)")
+    g = p.add_argument_group("workers on other hosts")
+    g.add_argument(
+        "--master-only",
+        action="store_true",
+        help="start only the master and wait for --workers workers started elsewhere",
+    )
+    g.add_argument(
+        "--master-bind-host",
+        default="127.0.0.1",
+        help="address the master listens on for workers (default: 127.0.0.1, loopback only)",
+    )
+    g.add_argument("--master-port", type=int, help="the master's port (default: a free one)")
+    g.add_argument(
+        "--workers-wait",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="seconds the master waits for its workers to connect (default: 60)",
+    )
     p.add_argument(
         "--speed", type=float, default=1.0, help="profile seconds per real second (default 1)"
     )
@@ -69,9 +99,15 @@ def register(sub: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from tuner.live.loadgen import LoadTestConfig, run_loadtest
+    from tuner.live.trial import discover_clock
 
+    _, profile_path = resolve_profile(args.profile)
+    if profile_path.suffix.lower() == ".csv":
+        from tuner.tune import write_replay_profile
+
+        profile_path = write_replay_profile(Path(args.out), profile_path)
     config = LoadTestConfig(
-        profile_path=Path(args.profile),
+        profile_path=profile_path,
         endpoint=args.endpoint,
         out_dir=Path(args.out),
         host=args.host or args.endpoint_url,
@@ -79,6 +115,10 @@ def run(args: argparse.Namespace) -> int:
         region=args.region,
         aws_profile=args.aws_profile,
         workers=args.workers,
+        external_workers=args.master_only,
+        master_bind_host=args.master_bind_host,
+        master_port=args.master_port,
+        workers_wait_s=args.workers_wait,
         speed=args.speed,
         seed=args.seed,
         payload=Path(args.payload) if args.payload else None,
@@ -90,11 +130,22 @@ def run(args: argparse.Namespace) -> int:
     )
     result = run_loadtest(config, progress=sys.stderr)
     s = result.summary
-    cols = ["t_s", "profile_requests", "sent", "ok", "latency_p50_ms", "latency_p99_ms"]
-    print(result.periods[cols].round(1).to_string(index=False))
+    # One time base: against the local AWS (its clock answers at the host) latencies are virtual
+    # milliseconds, as calibrate, trial and the report give them; Locust measured real ones.
+    clock = discover_clock(config.host or os.environ.get("AWS_ENDPOINT_URL"))
+    scale, unit = (clock.speed, "virtual ms") if clock.speed != 1.0 else (1.0, "ms")
+    p99 = (s["latency_ms"]["p99"] or float("nan")) * scale
     fails = ", ".join(f"{k} {v}" for k, v in s["failures"].items()) or "none"
     print(
         f"{s['profile']}: {s['sent']}/{s['scheduled']} sent, {s['ok']} ok, failures: {fails}; "
-        f"p99 {s['latency_ms']['p99'] or float('nan'):.0f} ms; results in {result.out_dir}"
+        f"p99 {p99:.0f} {unit}"
     )
+    for w in s.get("workers", []):
+        late_ms = w["late_s"] * 1000
+        start = f"{late_ms:.0f} ms late" if late_ms > 0 else f"ready {-late_ms:.0f} ms early"
+        print(
+            f"  worker {w['index']}: clock offset {w['offset_s'] * 1000:+.1f} ms from the master "
+            f"(round trip {w['rtt_s'] * 1000:.1f} ms), {start}"
+        )
+    print(f"per-period table: {result.out_dir / 'periods.csv'}; details: summary.json")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from typing import Any
 
 from tuner.commands._common import add_aws_options, add_resource_options, aws_session, resource_from
@@ -36,19 +37,28 @@ def register(sub: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from tuner.aws import AutoScaling
     from tuner.aws.endpoint import Endpoints
+    from tuner.live.trial import discover_clock, session_endpoint_url
 
     resource = resource_from(args)
     session = aws_session(args)
     if args.endpoint:  # a snapshot of an endpoint that does not exist would restore nothing
         Endpoints(session=session).describe(args.endpoint).variant(args.variant)
     snap = AutoScaling(session=session).snapshot(resource)
+    # The endpoint's time, as its scaling activities have it: virtual on the local AWS.
+    clock = discover_clock(session_endpoint_url(session))
+    taken = clock.datetime_at(clock.now()).replace(microsecond=0)
+    label = " (virtual)" if clock.speed != 1.0 else ""
+    snap = dataclasses.replace(snap, taken_at=taken.isoformat() + label)
     snap.save(args.out)
     if snap.target is None:
-        print(f"{resource.resource_id}: no scalable target registered; saved that to {args.out}")
+        print(
+            f"{resource.resource_id}: no scalable target registered at {snap.taken_at}; "
+            f"saved that to {args.out}"
+        )
     else:
         print(
             f"{resource.resource_id}: saved target Min {snap.target['MinCapacity']} / Max "
             f"{snap.target['MaxCapacity']}, {len(snap.policies)} policies, "
-            f"{len(snap.scheduled_actions)} scheduled actions to {args.out}"
+            f"{len(snap.scheduled_actions)} scheduled actions at {snap.taken_at} to {args.out}"
         )
     return 0

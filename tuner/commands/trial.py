@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from tuner.commands._common import add_aws_options, aws_session
+from tuner.commands._common import add_aws_options, aws_session, resolve_profile
 from tuner.commands._live import add_guardrail_options, guardrails_from
 
 EPILOG = """\
@@ -14,7 +14,7 @@ examples:
   tuner trial --endpoint my-endpoint --policy candidate.policy.json \\
       --profile locustfiles/profiles/flash-spike.toml --out reports/trial-1
   # against the local AWS (speed comes from the emulator's clock):
-  AWS_ENDPOINT_URL=http://127.0.0.1:4566 tuner trial --endpoint demo-endpoint ...
+  AWS_ENDPOINT_URL=http://127.0.0.1:8765 tuner trial --endpoint demo-endpoint ...
 
 A trial snapshots the variant's scaling configuration, sets it to the policy's MinCapacity and
 waits for InService, applies the policy, drives the profile with Locust (open loop), polls
@@ -58,7 +58,7 @@ def register(sub: Any) -> argparse.ArgumentParser:
         "--profile",
         required=True,
         action="append",
-        help="traffic profile TOML (repeat for several)",
+        help="traffic profile TOML, replay CSV or ready profile name (repeat for several)",
     )
     p.add_argument("--out", required=True, help="run directory (trials/ is written inside)")
     p.add_argument("--workers", type=int, default=0, help="Locust worker processes (default: 0)")
@@ -71,11 +71,16 @@ def register(sub: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from tuner.live.trial import run_trials
     from tuner.policy.policy import ScalingPolicy
-    from tuner.profiles.profile import load_profile
+    from tuner.tune import write_replay_profile
 
     policy = ScalingPolicy.load(args.policy)
-    profiles = [Path(p) for p in args.profile]
-    loaded = [load_profile(path) for path in profiles]  # every input checked before any call
+    # Every input checked before any call; a replay CSV gets a replay TOML in the run directory.
+    resolved = [resolve_profile(spec) for spec in args.profile]
+    loaded = [profile for profile, _ in resolved]
+    profiles = [
+        write_replay_profile(Path(args.out), path) if path.suffix.lower() == ".csv" else path
+        for _, path in resolved
+    ]
     guardrails = guardrails_from(args)
     if args.dry_run:
         print(

@@ -5,22 +5,36 @@ from __future__ import annotations
 import argparse
 import shlex
 import shutil
-import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tuner.commands._common import add_aws_options, aws_session, resolve_profile
+from tuner.commands._common import add_aws_options, aws_session
+from tuner.commands._live import add_guardrail_options, guardrails_from
+from tuner.commands._tune_live import (
+    add_trials,
+    check_live,
+    live_profile,
+    parse_window,
+    point_out_mismatch,
+    print_dry_run,
+    profile_for,
+    progress,
+    run_live,
+    toml_for,
+)
 from tuner.errors import ValidationError
 
 if TYPE_CHECKING:
     from tuner.aws import AwsSession
+    from tuner.live import Guardrails
     from tuner.model import Capacity, SimulationSettings
     from tuner.model.backtest import Fitted
     from tuner.profiles import Profile
     from tuner.tune import CompanionGrid, Grid, Objective
+
 
 EPILOG = """\
 examples:
@@ -29,6 +43,10 @@ examples:
   tuner tune --profile history.csv --capacity capacity.json --slo-p99-ms 300 \\
       --max-error-rate 0.001 --grid grid.toml --endpoint my-endpoint --out reports/retune
   tuner report reports/launch          # re-render the report from the saved files
+  # validate the best two live, on the last 30 minutes of a day of history (same --out: the
+  # simulation already there is reused):
+  tuner tune --profile history.toml --slo-p99-ms 500 --max-error-rate 0.001 \\
+      --endpoint my-endpoint --out reports/retune --live --top 2 --live-window 23h30m,30m
 
 --profile takes a profile TOML, a replay CSV (timestamp,invocations, as `tuner collect` writes),
 or the name of a ready profile in locustfiles/profiles/. The grid: target values at 0.30..0.90 x
@@ -44,6 +62,13 @@ the error rate under --max-error-rate, both scaled by --margin. AWS's rule-of-th
 (target = max rps x 60 x 0.5) and, with --endpoint, the live policy are always evaluated beside it.
 Writes DIR/report.html, report.md, candidates.csv, results.csv, recommended.policy.json (ready
 for `tuner apply`), timelines/, manifest.json.
+
+--live trials the --top K candidates on --endpoint (as `tuner trial`, guardrails included) on
+the tuning's profiles, or on --live-profile, each cut to --live-window START,LENGTH if given.
+Everything is checked before the simulation starts: the endpoint and its tags, the grid's
+MaxCapacity against --max-instances, the live peak rate against --max-rps, and the estimated
+duration of the trials against --live-time-limit. With --out naming an earlier run, --live adds
+the trials to it without simulating again.
 """
 
 
@@ -60,9 +85,16 @@ def register(sub: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--profile",
         action="append",
-        required=True,
         metavar="P",
-        help="traffic profile: TOML, replay CSV or ready profile name (repeatable)",
+        help="traffic profile: TOML, replay CSV or ready profile name (repeatable; required "
+        "unless --live adds trials to the run in --out)",
+    )
+    p.add_argument(
+        "--scale-to-capacity",
+        type=float,
+        metavar="N",
+        help="play ready profiles (given by name) at rates whose peak needs N instances of "
+        "--capacity (they are sized for ~20-rps instances); files play as written",
     )
     p.add_argument(
         "--capacity",
@@ -174,15 +206,30 @@ def register(sub: Any) -> argparse.ArgumentParser:
         help="how many candidates --live trials (default: 2)",
     )
     p.add_argument(
+        "--live-profile",
+        action="append",
+        metavar="P",
+        help="what --live plays (repeatable; default: the tuning's profiles)",
+    )
+    p.add_argument(
+        "--live-window",
+        metavar="START,LENGTH",
+        help="play only this window of each live profile, e.g. 6h,30m (profile time)",
+    )
+    p.add_argument(
+        "--live-time-limit",
+        default="2h",
+        metavar="DUR",
+        help="refuse --live trials estimated to take longer (real time), and start none after "
+        "it (default: 2h)",
+    )
+    p.add_argument(
         "--out", metavar="DIR", help="run directory to write (default: reports/tune-<UTC time>)"
     )
     p.add_argument("--force", action="store_true", help="replace DIR if it holds an earlier run")
+    add_guardrail_options(p)
     add_aws_options(p)
     return p
-
-
-def _progress(message: str) -> None:
-    print(f"tune: {message}", file=sys.stderr, flush=True)
 
 
 def _out_dir(args: argparse.Namespace, now: datetime) -> Path:
@@ -190,7 +237,8 @@ def _out_dir(args: argparse.Namespace, now: datetime) -> Path:
     if out.exists() and any(out.iterdir()):
         if not args.force:
             raise ValidationError(
-                f"--out must be a new or empty folder, got {out} (holds files; --force replaces)"
+                f"--out must be a new or empty folder, got {out} (holds files; --force replaces; "
+                "with --live, trials are added to an earlier run)"
             )
         if not (out / "manifest.json").is_file():
             raise ValidationError(f"--force replaces only an earlier run directory, got {out}")
@@ -200,8 +248,10 @@ def _out_dir(args: argparse.Namespace, now: datetime) -> Path:
 
 def _command_line(args: argparse.Namespace) -> str:
     words = ["tuner", "tune"]
-    for spec in args.profile:
+    for spec in args.profile or []:
         words += ["--profile", spec]
+    for spec in args.live_profile or []:
+        words += ["--live-profile", spec]
     for flag in (
         "capacity",
         "slo_p99_ms",
@@ -217,6 +267,8 @@ def _command_line(args: argparse.Namespace) -> str:
         "endpoint",
         "variant",
         "top",
+        "live_window",
+        "scale_to_capacity",
         "out",
     ):
         value = getattr(args, flag)
@@ -233,6 +285,7 @@ def _command_line(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from tuner.model import Capacity, SimulationSettings
+    from tuner.profiles import parse_duration
     from tuner.tune import CompanionGrid, Grid, Objective
 
     now = datetime.now(UTC).replace(microsecond=0)
@@ -248,14 +301,26 @@ def run(args: argparse.Namespace) -> int:
         timezone(args.schedule_timezone, "--schedule-timezone")
     if not 1 <= args.seeds <= 100:
         raise ValidationError(f"--seeds must be in 1..100, got {args.seeds}")
+    limit_s = parse_duration(args.live_time_limit, "--live-time-limit")
+    window = parse_window(args.live_window) if args.live_window else None
     if args.live:
         if not args.endpoint:
             raise ValidationError("--live needs --endpoint: the endpoint to trial on")
         if args.top < 1:
             raise ValidationError(f"--top >= 1 must hold, got {args.top}")
+    elif args.live_profile or args.live_window:
+        raise ValidationError("--live-profile and --live-window need --live")
+    if args.scale_to_capacity is not None and not args.scale_to_capacity > 0:
+        raise ValidationError(f"--scale-to-capacity must be > 0, got {args.scale_to_capacity:g}")
     capacity = Capacity.load(args.capacity) if args.capacity else Capacity.default()
     if args.metric_lag_s is None:
         args.metric_lag_s = 60.0 if capacity.metric_lag_s is None else capacity.metric_lag_s
+    guardrails = guardrails_from(args)
+    out = Path(args.out or f"reports/tune-{now:%Y%m%d-%H%M%S}")
+    if args.live and not args.force and (out / "manifest.json").is_file():
+        return add_trials(args, out, capacity, guardrails, window, limit_s)
+    if not args.profile:
+        raise ValidationError("--profile is required (a profile TOML, replay CSV or ready name)")
     settings = SimulationSettings(
         seeds=tuple(range(args.seeds)),
         boot_s=args.boot_s,
@@ -264,15 +329,38 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.backtest and not args.endpoint:
         raise ValidationError("--backtest needs --endpoint: the endpoint whose history to replay")
-    loaded = [resolve_profile(spec) for spec in args.profile]
+    loaded = [profile_for(spec, args, capacity, None) for spec in args.profile]
     names = [p.name for p, _ in loaded]
     if len(set(names)) != len(names):
         raise ValidationError(f"--profile names must be unique, got {names}")
+    point_out_mismatch([p for p, _ in loaded], capacity, guardrails.max_instances)
     grid = Grid.load(args.grid) if args.grid else Grid()
+    live_paths: list[Path] = []
+    live_specs = args.live_profile or list(args.profile)
+    session = aws_session(args) if args.endpoint and not args.dry_run else None
+    if args.live:
+        live = [live_profile(spec, args, capacity, None, window)[0] for spec in live_specs]
+        _, max_capacity = grid.capacity_bounds(
+            [p for p, _ in loaded], capacity.max_rps_per_instance
+        )
+        if grid.max_capacities:
+            max_capacity = max(grid.max_capacities)
+        if max_capacity > guardrails.max_instances:
+            raise ValidationError(
+                f"the grid's MaxCapacity <= --max-instances must hold for --live, got "
+                f"{max_capacity} > {guardrails.max_instances} (peak demand x "
+                f"{grid.peak_headroom:g} / {capacity.max_rps_per_instance:g} rps per instance): "
+                "raise --max-instances, set max_capacities in --grid, or --scale-to-capacity"
+            )
+        check_live(args, session, live, args.top, guardrails, limit_s)
     out = _out_dir(args, now)
     fitted = _backtest(args, out) if args.backtest else None
     if fitted is not None:
         settings = replace(settings, boot_s=fitted.boot_s, metric_lag_s=fitted.metric_lag_s)
+    # Derived profiles (scaled, windowed) are written into the run directory once it exists.
+    loaded = [profile_for(spec, args, capacity, out) for spec in args.profile]
+    if args.live:
+        live_paths = [live_profile(spec, args, capacity, out, window)[1] for spec in live_specs]
     run_tuning(
         loaded,
         objective,
@@ -284,15 +372,20 @@ def run(args: argparse.Namespace) -> int:
         grid_path=Path(args.grid) if args.grid else None,
         endpoint=args.endpoint,
         variant=args.variant,
-        live_top=args.top if args.live else 0,
-        session=aws_session(args) if args.endpoint else None,
+        live_top=args.top if args.live and not args.dry_run else 0,
+        session=session,
         command=_command_line(args),
         created=now,
         fitted=fitted,
         companions=CompanionGrid() if args.step_companion else None,
         schedules=args.schedules,
         schedule_timezone=args.schedule_timezone,
+        live_profiles=live_paths,
+        guardrails=guardrails,
+        time_limit_s=limit_s,
     )
+    if args.live and args.dry_run:
+        print_dry_run(args, live_paths)
     return 0
 
 
@@ -305,7 +398,7 @@ def _backtest(args: argparse.Namespace, out: Path) -> Fitted:
     bt.history, bt.hours, bt.end, bt.days = None, None, None, args.backtest_days
     _, result, _ = run_backtest(bt, aws_session(args), out / BACKTEST_DIR)
     f = result.fitted
-    _progress(
+    progress(
         f"backtest: boot_s {f.boot_s:.0f} s (+-{f.boot_uncertainty_s:.0f}), metric delay "
         f"{f.metric_lag_s:.0f} s (+-{f.metric_lag_uncertainty_s:.0f}); per-minute agreement "
         f"{result.fitted_score.agreement:.1%} (defaults {result.default_score.agreement:.1%})"
@@ -333,6 +426,9 @@ def run_tuning(
     companions: CompanionGrid | None = None,
     schedules: bool = True,
     schedule_timezone: str | None = None,
+    live_profiles: Sequence[Path] | None = None,
+    guardrails: Guardrails | None = None,
+    time_limit_s: float | None = None,
 ) -> Path:
     """The workflow of ``tuner tune`` with its progress and output: read the current policy,
     tune, write the run, trial the ``live_top`` best on ``endpoint``, render; the report's path."""
@@ -350,11 +446,11 @@ def run_tuning(
         resource = Resource.for_variant(endpoint, variant)
         Endpoints(session=session).describe(endpoint).variant(variant)  # it must exist
         current = AutoScaling(session=session).read_policy(resource)
-        _progress(f"current policy of {resource}: {current.label if current else 'none'}")
+        progress(f"current policy of {resource}: {current.label if current else 'none'}")
         if current is not None:
             current_note = unmodelled(current, profiles[0], capacity)
             if current_note:
-                _progress(f"the current policy is left out: {current_note}")
+                progress(f"the current policy is left out: {current_note}")
                 current = None
     tuning = tune(
         profiles,
@@ -366,8 +462,8 @@ def run_tuning(
         timelines_top=live_top,
         schedules=schedules,
         schedule_timezone=schedule_timezone,
-        progress=_progress,
         companions=companions,
+        progress=progress,
     )
     meta = manifest(
         tuning,
@@ -386,23 +482,20 @@ def run_tuning(
         _check_robustness(tuning, profiles, capacity, objective, settings, fitted, out)
     try:
         if live_top and endpoint and session is not None:
-            from tuner.live import run_trials
-
-            top = tuning.ranked(live_top)
-            _progress(f"live trials of {', '.join(p.label for p in top)} on {endpoint}")
-            run_trials(
+            run_live(
                 out,
-                candidates=top,
-                profiles=[_toml_for(path, out) for _, path in loaded],
+                tuning.ranked(live_top),
+                live_profiles or [toml_for(path, out) for _, path in loaded],
                 endpoint=endpoint,
                 variant=variant,
                 session=session,
-                log=_progress,
+                guardrails=guardrails,
+                time_limit_s=time_limit_s,
             )
     finally:
         # A failed or interrupted trial still leaves the simulation's report (and any finished
         # trials) on disk; `tuner report DIR` re-renders once more trials are there.
-        _progress("rendering the report")
+        progress("rendering the report")
         html_path, _ = write_report(out)
     row = tuning.candidates.iloc[0]
     verdict = "meets" if tuning.recommendation.meets_objective else "does NOT meet"
@@ -439,14 +532,5 @@ def _check_robustness(
     )
     table.to_csv(out / BACKTEST_DIR / ROBUSTNESS_CSV, index=False)
     held = int(table["meets_objective"].sum())
-    _progress(f"robustness: the recommendation meets the objective at {held} of {len(table)} "
+    progress(f"robustness: the recommendation meets the objective at {held} of {len(table)} "
               "combinations of boot time and metric delay within their uncertainty")  # fmt: skip
-
-
-def _toml_for(path: Path, out: Path) -> Path:
-    """A profile file the trial can load: the TOML itself, or a replay TOML for a bare CSV."""
-    if path.suffix.lower() != ".csv":
-        return path
-    from tuner.tune import write_replay_profile
-
-    return write_replay_profile(out, path)

@@ -218,6 +218,15 @@ class _StepRunner:
         baseline = statistics.median(latencies)
         threshold = idle_threshold_ms(baseline, self.spec.slo_p99_ms)
         self.log(f"unloaded probe latency: median {baseline:.0f} ms of {BASELINE_PROBES}")
+        if baseline > self.spec.slo_p99_ms:
+            # No rate can pass then: say so now, not after a bracket of failing steps.
+            speed = f" at x{self.clock.speed:g}" if self.clock.speed != 1.0 else ""
+            raise TrialError(
+                f"one instance answers slower than --slo-p99-ms even unloaded: median "
+                f"{baseline:.0f} ms of {BASELINE_PROBES} single requests{speed} > "
+                f"{self.spec.slo_p99_ms:g} ms; relax the objective"
+                + (" or lower the emulator's --speed" if speed else "")
+            )
         return threshold
 
     def settle(self) -> None:

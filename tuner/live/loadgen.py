@@ -2,8 +2,10 @@
 
 The package never imports locust (it patches the whole process with gevent): ``run_loadtest``
 starts ``python -m locust -f locustfiles/sagemaker_endpoint.py`` headless, alone or as a master
-plus N workers on 127.0.0.1, shows progress on stderr, and turns the per-request records into one
-row per period.
+plus N workers on 127.0.0.1 (or only the master, for workers started on other hosts with
+:func:`worker_command`), shows progress on stderr, and turns the per-request records into one
+row per period. Workers get the profile's content and send their records back through Locust's
+messages (see the locustfile): the master alone writes ``requests.csv``.
 
 Per-request CSV (``requests.csv``), one row per request the profile scheduled, sorted by seq:
 
@@ -19,6 +21,9 @@ error          str    empty on success, else one of ERROR_KINDS
 worker         int    Locust process that sent it (0 without workers)
 =============  =====  ====================================================================
 
+With workers, ``sent_epoch_s`` is on the master's clock: each worker measures its offset from
+the master's clock and converts; the offsets are in ``summary.json`` (``workers``).
+
 With ``--speed S`` a request due at profile time t leaves at start + t/S, so profile time of a
 send is ``(sent_epoch_s - start_epoch_s) * S``. Latencies are wall-clock milliseconds everywhere
 (requests, periods, summary); against the emulator's virtual clock, x S gives virtual ms.
@@ -28,12 +33,13 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -71,7 +77,15 @@ class LoadTestConfig:
     region: str | None = None
     aws_profile: str | None = None
     workers: int = 0
-    """0: one Locust process; N: a master plus N workers on 127.0.0.1."""
+    """0: one Locust process; N: a master plus N workers on 127.0.0.1 (or elsewhere)."""
+    external_workers: bool = False
+    """Start only the master; the ``workers`` workers are started elsewhere (worker_command)."""
+    master_bind_host: str = "127.0.0.1"
+    """Where the master listens for workers: loopback unless workers run on other hosts."""
+    master_port: int | None = None
+    """The master's port (None: a free one; give it for external workers)."""
+    workers_wait_s: float = 60.0
+    """How long the master waits for its workers to connect."""
     speed: float = 1.0
     seed: int | None = None
     payload: Path | None = None
@@ -95,6 +109,12 @@ class LoadTestConfig:
             raise ValidationError(f"--speed must be > 0, got {self.speed}")
         if not 0 <= self.workers <= 64:
             raise ValidationError(f"--workers must be between 0 and 64, got {self.workers}")
+        if self.external_workers and not self.workers:
+            raise ValidationError("--master-only needs --workers N: how many workers will connect")
+        if self.master_port is not None and not 0 < self.master_port < 65536:
+            raise ValidationError(f"--master-port must be in 1..65535, got {self.master_port}")
+        if not self.workers_wait_s > 0:
+            raise ValidationError(f"--workers-wait must be > 0 s, got {self.workers_wait_s:g}")
         if self.max_inflight < 1:
             raise ValidationError(f"--max-inflight must be >= 1, got {self.max_inflight}")
         if not self.period_s > 0:
@@ -128,6 +148,8 @@ def locust_commands(config: LoadTestConfig, profile: Profile) -> list[list[str]]
     """The Locust command lines: one, or a master followed by its workers."""
     out = config.out_dir.resolve()
     budget_s = profile.duration_s / config.speed + config.request_timeout_s + 30
+    if config.workers:
+        budget_s += config.workers_wait_s
     if config.start_at_epoch_s:
         budget_s += max(0.0, config.start_at_epoch_s - time.time())
     common = [sys.executable, "-m", "locust", "-f", str(config.locustfile)]
@@ -162,13 +184,26 @@ def locust_commands(config: LoadTestConfig, profile: Profile) -> list[list[str]]
         head += ["--host", config.host]
     if not config.workers:
         return [common + head + custom]
-    port = str(_free_port())
+    port = config.master_port or _free_port()
     master = common + head + custom + [
-        "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", port,
-        "--expect-workers", str(config.workers), "--expect-workers-max-wait", "60",
+        "--master", "--master-bind-host", config.master_bind_host,
+        "--master-bind-port", str(port), "--expect-workers", str(config.workers),
+        "--expect-workers-max-wait", f"{config.workers_wait_s:g}",
     ]  # fmt: skip
-    worker = common + custom + ["--worker", "--master-host", "127.0.0.1", "--master-port", port]
+    if config.external_workers:
+        return [master]
+    worker = worker_command("127.0.0.1", port, locustfile=config.locustfile)
     return [master] + [list(worker) for _ in range(config.workers)]
+
+
+def worker_command(
+    master_host: str, master_port: int, *, locustfile: Path = LOCUSTFILE
+) -> list[str]:
+    """A worker's command line: nothing but where the master is (it sends the rest)."""
+    return [
+        sys.executable, "-m", "locust", "-f", str(locustfile), "--worker",
+        "--master-host", master_host, "--master-port", str(master_port), "--loglevel", "WARNING",
+    ]  # fmt: skip
 
 
 def run_loadtest(config: LoadTestConfig, *, progress: TextIO | None = sys.stderr) -> LoadTestResult:
@@ -176,9 +211,20 @@ def run_loadtest(config: LoadTestConfig, *, progress: TextIO | None = sys.stderr
     profile = config.validate()
     out = config.out_dir
     out.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob("requests*.csv"):
-        stale.unlink()
+    for stale in [*out.glob("requests*.csv"), out / "requests.workers.json"]:
+        stale.unlink(missing_ok=True)
+    if config.external_workers and config.master_port is None:
+        config = replace(config, master_port=_free_port())
     commands = locust_commands(config, profile)
+    if config.external_workers and progress is not None:
+        host = config.master_bind_host
+        host = "THIS_HOST" if host in ("0.0.0.0", "*", "::") else host
+        port = int(config.master_port or 0)
+        progress.write(
+            f"loadtest: master waiting {config.workers_wait_s:g} s for {config.workers} worker(s);"
+            f" on each worker host run:\n  {shlex.join(worker_command(host, port))}\n"
+        )
+        progress.flush()
     env = {**os.environ, **config.env}
     if config.aws_profile:
         env["AWS_PROFILE"] = config.aws_profile
@@ -187,6 +233,8 @@ def run_loadtest(config: LoadTestConfig, *, progress: TextIO | None = sys.stderr
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     log_path = out / "locust.log"
     budget_s = profile.duration_s / config.speed + config.request_timeout_s + 90
+    if config.workers:
+        budget_s += config.workers_wait_s
     if config.start_at_epoch_s:
         budget_s += max(0.0, config.start_at_epoch_s - time.time())
     procs: list[subprocess.Popen[bytes]] = []
@@ -215,6 +263,9 @@ def run_loadtest(config: LoadTestConfig, *, progress: TextIO | None = sys.stderr
     periods.to_csv(out / "periods.csv", index=False)
     summary = summarize(requests, periods, config, profile, start)
     summary["commands"] = [" ".join(c) for c in commands]
+    skew = out / "requests.workers.json"
+    if skew.is_file():
+        summary["workers"] = json.loads(skew.read_text())["workers"]
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return LoadTestResult(out, requests, periods, summary)
 
@@ -270,16 +321,13 @@ def read_requests(path: Path) -> pd.DataFrame:
 
 
 def _merge_records(out: Path) -> pd.DataFrame:
-    """One requests.csv sorted by seq, from the single process's or each worker's records."""
-    parts = sorted(out.glob("requests.worker*.csv")) or [out / "requests.csv"]
+    """requests.csv (the single process's, or the master's from its workers) sorted by seq."""
+    parts = [out / "requests.csv"]
     if not parts[0].exists():
         raise LoadTestError(f"Locust wrote no request records in {out} (see locust.log)")
     merged = pd.concat([read_requests(p) for p in parts], ignore_index=True)
     merged = merged.sort_values("seq", kind="stable").reset_index(drop=True)
     merged.to_csv(out / "requests.csv", index=False)
-    for p in parts:
-        if p.name != "requests.csv":
-            p.unlink()
     return merged
 
 

@@ -243,7 +243,8 @@ def default_driver(
         seed=seed,
         start_at_epoch_s=start_at_epoch_s,
     )
-    return run_loadtest(config).requests
+    # sys.stderr as it is now, not as it was when loadgen was imported (pytest swaps it).
+    return run_loadtest(config, progress=sys.stderr).requests
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -8,6 +8,7 @@ from tuner.profiles.profile import (
     build_profile,
     load_profile,
     parse_profile,
+    profile_from_content,
 )
 from tuner.profiles.replay import (
     format_duration,
@@ -28,6 +29,7 @@ __all__ = [
     "parse_duration",
     "parse_profile",
     "parse_rate",
+    "profile_from_content",
     "read_replay_csv",
     "replay_pieces",
 ]

@@ -139,6 +139,22 @@ class Profile:
             )
         return top
 
+    def to_content(self) -> dict[str, Any]:
+        """The profile as plain data (lists, no files): what a Locust master ships to workers.
+
+        Replay segments are already read into pieces, so the content needs no CSV beside it;
+        :func:`profile_from_content` rebuilds an identical profile.
+        """
+        return {
+            "name": self.name,
+            "noise": self.noise.value,
+            "seed": self.seed,
+            "segments": list(self.segments),
+            "kind": self._kind.tolist(),
+            "duration_s": self._dur.tolist(),
+            "params": self._p.tolist(),
+        }
+
     def _piece(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         i = np.clip(np.searchsorted(self._start, t, side="right") - 1, 0, len(self._start) - 1)
         return i, np.clip(t - self._start[i], 0.0, self._dur[i])
@@ -315,6 +331,24 @@ def _toml_problem(path: Path, error: Exception) -> str:
             f'[[segment]] replay = "{path.name}"'
         )
     return f"not valid TOML: {error}"
+
+
+def profile_from_content(data: Mapping[str, Any]) -> Profile:
+    """The Profile that :meth:`Profile.to_content` described."""
+    try:
+        pieces = [
+            (int(k), float(d), (float(p[0]), float(p[1]), float(p[2]), float(p[3])))
+            for k, d, p in zip(data["kind"], data["duration_s"], data["params"], strict=True)
+        ]
+        return build_profile(
+            str(data["name"]),
+            pieces,
+            noise=Noise(str(data["noise"])),
+            seed=int(data["seed"]),
+            segments=tuple(str(s) for s in data.get("segments", ())),
+        )
+    except (KeyError, TypeError, ValueError, IndexError) as e:
+        raise ProfileError(f"profile content is malformed: {type(e).__name__}: {e}") from e
 
 
 def load_profile(path: str | Path) -> Profile:
