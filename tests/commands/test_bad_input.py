@@ -516,6 +516,19 @@ CASES += [
     for v in values
 ]
 CASES += [("emulate-port-busy", ["emulate", "--port", "{port}"])]
+BACKTEST = ["backtest", "--out", "{d}/out/bt"]
+CASES += [
+    ("backtest-no-source", BACKTEST),
+    ("backtest-both-sources", [*BACKTEST, "--endpoint", ENDPOINT, "--history", "{d}/good.csv"]),
+    ("backtest-history-missing", [*BACKTEST, "--history", "{d}/nope.csv"]),
+    ("backtest-history-no-scaling", [*BACKTEST, "--history", "{d}/good.csv"]),
+    ("backtest-days-nan", [*BACKTEST, "--endpoint", ENDPOINT, "--days", "nan", *AWS]),
+    ("backtest-days-negative", [*BACKTEST, "--endpoint", ENDPOINT, "--days", "-1", *AWS]),
+    ("backtest-lags-word", [*BACKTEST, "--endpoint", ENDPOINT, "--lags", "a:b:c", *AWS]),
+    ("backtest-lags-step-0", [*BACKTEST, "--endpoint", ENDPOINT, "--lags", "0:300:0", *AWS]),
+    ("backtest-end-word", [*BACKTEST, "--endpoint", ENDPOINT, "--end", "soon", *AWS]),
+    ("backtest-unknown-endpoint", [*BACKTEST, "--endpoint", "no-such-endpoint", *AWS]),
+]
 CASES += [
     ("demo-speed-zero", ["demo", "--speed", "0"]),
     ("demo-speed-nan", ["demo", "--speed", "nan"]),
@@ -589,10 +602,6 @@ VALID: list[tuple[str, list[str]]] = [
     ),
     ("restore-dir-without-journal", ["restore", "{d}/a-dir", *AWS]),
     ("snapshot-new-nested-path", [*SNAP, "--out", "{d}/out/new/dir/s.json", *AWS]),
-    (
-        "collect-past-day-hourly",
-        [*COLLECT, "--days", "1", "--period-s", "3600", "--out", "{d}/out/hist.csv", *AWS],
-    ),
     (
         "tune-tiny-grid",
         [*TUNE, "--grid", "{d}/ok-grid-tiny.toml", "--seeds", "1", "--out", "{d}/out/tune-ok"],

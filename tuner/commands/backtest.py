@@ -196,6 +196,10 @@ def run_backtest(
             else history.with_name(history.stem + ".scaling.json")
         )
     elif args.endpoint and session is not None:
+        from tuner.aws.endpoint import Endpoints
+
+        # An unknown endpoint is refused before any progress is printed.
+        Endpoints(session=session).describe(args.endpoint).variant(args.variant)
         now_s = discover_clock(session_endpoint_url(session)).now()
         start, end = _window(args, now_s)
         _progress(f"reading {args.endpoint}/{args.variant} from {start:%Y-%m-%d %H:%M} to "

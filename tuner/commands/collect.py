@@ -90,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValidationError(f"--period-s must be 60, 300 or 3600, got {period_s}")
     session: AwsSession = aws_session(args)
     Endpoints(session=session).describe(args.endpoint).variant(args.variant)
-    clock = endpoint_clock(session, args.endpoint, _log)
+    # The clock is announced when it sets the window; an --end in the future is refused quietly.
+    clock = endpoint_clock(session, args.endpoint, _log if end is None else _quiet)
     now = clock.datetime_at(clock.now())
     if end is None:
         end = now
@@ -159,6 +160,10 @@ def run(args: argparse.Namespace) -> int:
     if doc["activities_unavailable"]:
         print(f"note: scaling activities unavailable: {doc['activities_unavailable']}")
     return 0
+
+
+def _quiet(message: str) -> None:
+    """Say nothing."""
 
 
 def _log(message: str) -> None:
