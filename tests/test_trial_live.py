@@ -21,7 +21,8 @@ import pytest
 
 from tests.conftest import REPO
 from tuner.aws import AutoScaling, AwsSession
-from tuner.live.trial import JOURNAL_NAME, TrialSpec, run_trial
+from tuner.live.safety import JOURNAL_NAME
+from tuner.live.trial import TrialSpec, run_trial
 from tuner.model.capacity import Capacity
 from tuner.policy.policy import Resource, ScalingPolicy
 

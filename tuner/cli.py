@@ -83,14 +83,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug:
             raise
         print(f"tuner {args.command}: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
+        # A failed restore has its own status: the endpoint may not be as it was found.
+        return int(getattr(e, "exit_status", EXIT_USAGE))
     except KeyboardInterrupt:
         if debug:
             raise
         print(f"tuner {args.command}: interrupted", file=sys.stderr)
         return 130
-    except Terminated:
+    except Terminated as e:
         if debug:
             raise
-        print(f"tuner {args.command}: terminated", file=sys.stderr)
-        return 143
+        signum = int(e.args[0]) if e.args else 15
+        print(f"tuner {args.command}: terminated by signal {signum}", file=sys.stderr)
+        return 128 + signum

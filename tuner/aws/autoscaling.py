@@ -195,6 +195,37 @@ class AutoScaling(ClientAdapter):
             )
         return live
 
+    def apply_alone(self, policy: ScalingPolicy, resource: Resource) -> ScalingPolicy:
+        """Make ``policy`` the target's only scaling configuration (a trial's isolation).
+
+        Its range is registered with dynamic scaling resumed and scheduled scaling suspended
+        (scheduled actions stay stored but do not fire [DOC: SuspendedState]); every other
+        policy is deleted (the caller has journaled them); the candidate is put and read back.
+        """
+        args = policy.register_scalable_target_args(resource)
+        args["SuspendedState"] = {
+            "DynamicScalingInSuspended": False,
+            "DynamicScalingOutSuspended": False,
+            "ScheduledScalingSuspended": True,
+        }
+        self._call("RegisterScalableTarget", self.client.register_scalable_target, **args)
+        for live in self.describe_policies(resource):
+            if live["PolicyName"] != policy.name:
+                self.delete_policy(resource, live["PolicyName"])
+        self._call(
+            "PutScalingPolicy",
+            self.client.put_scaling_policy,
+            **policy.put_scaling_policy_args(resource),
+        )
+        live_policy = self.read_policy(resource, policy.name)
+        names = [p["PolicyName"] for p in self.describe_policies(resource)]
+        if live_policy != policy or names != [policy.name]:
+            raise PolicyError(
+                f"read-back of {resource.resource_id} is not the candidate alone: policies "
+                f"{names}, {live_policy.to_dict() if live_policy else None} != {policy.to_dict()}"
+            )
+        return live_policy
+
     def delete_policy(self, resource: Resource, name: str) -> None:
         self._call(
             "DeleteScalingPolicy",
@@ -261,10 +292,16 @@ class AutoScaling(ClientAdapter):
         register["MaxCapacity"] = snap.target["MaxCapacity"]
         # Always sent: a calibration suspends dynamic scaling, and a snapshot taken before it
         # may carry no SuspendedState at all (meaning: nothing suspended).
-        register["SuspendedState"] = snap.target.get("SuspendedState") or {
-            "DynamicScalingInSuspended": False,
-            "DynamicScalingOutSuspended": False,
-            "ScheduledScalingSuspended": False,
+        # All three keys: a key left out keeps its current value [DOC], and a trial suspends
+        # scheduled scaling that the snapshot (moto echoes only the keys set) may not mention.
+        suspended = snap.target.get("SuspendedState") or {}
+        register["SuspendedState"] = {
+            key: bool(suspended.get(key, False))
+            for key in (
+                "DynamicScalingInSuspended",
+                "DynamicScalingOutSuspended",
+                "ScheduledScalingSuspended",
+            )
         }
         self._call("RegisterScalableTarget", self.client.register_scalable_target, **register)
         wanted = {p["PolicyName"] for p in snap.policies}

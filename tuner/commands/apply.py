@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from typing import Any
 
 from tuner.commands._common import add_aws_options, add_resource_options, aws_session, resource_from
+from tuner.commands._live import add_confirm_option, confirm
 
 EPILOG = """\
 examples:
@@ -16,7 +18,9 @@ examples:
 
 Prints the live configuration against the file field by field, registers the scalable target,
 puts the target-tracking policy, reads both back and checks they equal the file. Take a
-`tuner snapshot` first if you may want the old configuration back.
+`tuner snapshot` first if you may want the old configuration back. It asks before changing
+anything (--yes skips the question; without a terminal --yes is required; the local AWS never
+asks) and is refused while a trial or calibration holds the endpoint's lock.
 """
 
 
@@ -34,8 +38,10 @@ def register(sub: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--dry-run", action="store_true", help="show the diff and the AWS calls; change nothing"
     )
+    add_confirm_option(p)
     add_aws_options(p)
-    return p
+    parser: argparse.ArgumentParser = p
+    return parser
 
 
 def run(args: argparse.Namespace) -> int:
@@ -72,6 +78,22 @@ def run(args: argparse.Namespace) -> int:
         ):
             print(f"  application-autoscaling {name} {json.dumps(payload)}")
         return 0
-    scaling.apply(policy, resource)
+    confirm([], yes=args.yes, endpoint_url=session.endpoint_url or _env_url())
+    if resource.kind.value == "variant":
+        from tuner.live.safety import EndpointLock
+
+        # The lock, held for the change only: no apply in the middle of a trial's restore.
+        lock = EndpointLock(Endpoints(session=session), resource.name, resource.variant or "")
+        lock.acquire(None)
+        try:
+            scaling.apply(policy, resource)
+        finally:
+            lock.release()
+    else:
+        scaling.apply(policy, resource)
     print(f"applied and verified: {resource.resource_id} now runs {policy.label}")
     return 0
+
+
+def _env_url() -> str | None:
+    return os.environ.get("AWS_ENDPOINT_URL")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tuner.commands._common import add_aws_options, aws_session, resolve_profile
+from tuner.commands._live import add_guardrail_options, check_can_confirm, confirm, guardrails_from
 from tuner.errors import ValidationError
 
 EPILOG = """\
@@ -136,9 +137,15 @@ def register(sub: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--out", metavar="DIR", help="run directory to write (default: reports/tune-<UTC time>)"
     )
-    p.add_argument("--force", action="store_true", help="replace DIR if it holds an earlier run")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace DIR if it holds an earlier run (never one with a restore journal left)",
+    )
+    add_guardrail_options(p)
     add_aws_options(p)
-    return p
+    parser: argparse.ArgumentParser = p
+    return parser
 
 
 def _progress(message: str) -> None:
@@ -158,6 +165,15 @@ def _out_dir(args: argparse.Namespace, now: datetime) -> Path:
             )
         if not (out / "manifest.json").is_file():
             raise ValidationError(f"--force replaces only an earlier run directory, got {out}")
+        from tuner.live.safety import JOURNAL_NAME
+
+        journals = sorted(out.rglob(JOURNAL_NAME))
+        if journals:
+            # The journal is the only record of an endpoint's original configuration.
+            raise ValidationError(
+                f"--force will not delete {out}: it holds an outstanding restore journal "
+                f"({journals[0]}); run `tuner restore {out}` first"
+            )
         shutil.rmtree(out)
     return out
 
@@ -224,6 +240,11 @@ def run(args: argparse.Namespace) -> int:
             raise ValidationError("--live needs --endpoint: the endpoint to trial on")
         if args.top < 1:
             raise ValidationError(f"--top >= 1 must hold, got {args.top}")
+    guardrails = guardrails_from(args)  # checked before simulating, like every flag
+    if args.live and not args.dry_run:
+        from tuner.live.trial import session_endpoint_url
+
+        check_can_confirm(yes=args.yes, endpoint_url=session_endpoint_url(aws_session(args)))
     settings = Settings(
         seeds=tuple(range(args.seeds)),
         boot_s=args.boot_s,
@@ -323,8 +344,16 @@ def run(args: argparse.Namespace) -> int:
     )
     write_run(run_data)
     try:
-        if args.live:
-            from tuner.live.trial import run_trials
+        if args.live and args.dry_run:
+            _progress(f"dry run: no live trial of {', '.join(top)} on {args.endpoint}")
+        elif args.live:
+            from tuner.live.trial import run_trials, session_endpoint_url
+
+            confirm(
+                [f"live trials of {', '.join(top)} on {args.endpoint}/{args.variant}"],
+                yes=args.yes,
+                endpoint_url=session_endpoint_url(aws_session(args)),
+            )
 
             _progress(f"live trials of {', '.join(top)} on {args.endpoint}")
             run_trials(
@@ -334,6 +363,7 @@ def run(args: argparse.Namespace) -> int:
                 endpoint=args.endpoint,
                 variant=args.variant,
                 session=aws_session(args),
+                guardrails=guardrails,
                 log=_progress,
             )
     finally:
