@@ -21,6 +21,7 @@ import pytest
 
 from tests.conftest import REPO
 from tuner.aws import AutoScaling, AwsSession
+from tuner.live.loadgen import REQUEST_COLUMNS
 from tuner.live.safety import JOURNAL_NAME
 from tuner.live.trial import TrialSpec, run_trial
 from tuner.model.capacity import Capacity
@@ -105,6 +106,7 @@ def test_trial_collects_metrics_counts_and_requests(local_aws: object, tmp_path:
     # starts on a period boundary): per minute within 1% but for the last, whose queued
     # requests finish in the next minute.
     assert summary["cloudwatch_invocations"] == pytest.approx(summary["requests"], rel=0.01)
+    assert summary["sent"] == summary["requests"] and summary["traffic_warning"] is None
     gap = (timeline["invocations"] - timeline["sent"]).abs()[:-1]
     assert (gap <= 0.01 * timeline["sent"][:-1] + 1).all(), timeline
     # 10 rps on a 4-rps instance with target 120/min per instance scales out.
@@ -125,6 +127,41 @@ def test_trial_collects_metrics_counts_and_requests(local_aws: object, tmp_path:
         == folder
     )
     assert time.monotonic() - started < 5
+
+
+def test_foreign_traffic_is_flagged(local_aws: object, tmp_path: Path) -> None:
+    """Requests the trial did not send show in CloudWatch: the summary says so."""
+    url = local_aws.url  # type: ignore[attr-defined]
+    runtime = boto3.client("sagemaker-runtime", endpoint_url=url)
+    _scaling(local_aws).apply(ORIGINAL, RESOURCE)
+
+    def invoke() -> None:
+        runtime.invoke_endpoint(EndpointName=ENDPOINT, Body=b"{}", ContentType="application/json")
+
+    def driver(
+        profile_path: Path, *, start_at_epoch_s: float, speed: float, **kwargs: object
+    ) -> pd.DataFrame:
+        """20 requests of the trial's own, and 10 from someone else in between."""
+        time.sleep(max(0.0, start_at_epoch_s - time.time()))
+        rows = []
+        for seq in range(20):
+            sent = time.time()
+            invoke()
+            rows.append((seq, (sent - start_at_epoch_s) * speed, sent, 10.0, 200, "", 0))
+            if seq % 2:
+                invoke()  # foreign: not in the trial's records
+        return pd.DataFrame(rows, columns=list(REQUEST_COLUMNS))
+
+    profile = tmp_path / "quiet.toml"
+    profile.write_text('name = "quiet"\n[[segment]]\nhold = "2m"\nrps = 0.2\n')
+    spec = TrialSpec(endpoint=ENDPOINT, policy=CANDIDATE, profile_path=profile, lead_real_s=0.3)
+    folder = run_trial(
+        spec, tmp_path / "run", AwsSession(endpoint_url=url), driver=driver, log=lambda m: None
+    )
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["sent"] == 20 and summary["cloudwatch_invocations"] == 30
+    assert summary["invocations_mismatch"] == pytest.approx(0.5)
+    assert "foreign traffic or lost requests" in summary["traffic_warning"]
 
 
 def _start_trial(tmp_path: Path, minutes: int) -> tuple[subprocess.Popen[str], Path]:

@@ -115,7 +115,7 @@ class LockHolder:
 
     def alive(self, now_s: float) -> bool:
         """Still working: its process runs (same host) or its lock has not expired (elsewhere)."""
-        if self.host == socket.gethostname():
+        if self.host == _host():
             return _pid_alive(self.pid)
         return now_s < self.expires_epoch_s
 
@@ -134,6 +134,11 @@ def _pid_alive(pid: int) -> bool:
         stat = Path(f"/proc/{pid}/stat").read_text()
         return stat.rsplit(")", 1)[1].split()[0] != "Z"
     return True
+
+
+def _host() -> str:
+    """This host's name as a lock tag holds it."""
+    return _tag_safe(socket.gethostname())
 
 
 def _tag_safe(text: str) -> str:
@@ -155,9 +160,7 @@ class EndpointLock:
         ]
         return LockHolder.parse(values[-1]) if values else None
 
-    def acquire(
-        self, journal: Path | None, *, settle_s: float = LOCK_SETTLE_S
-    ) -> LockHolder | None:
+    def acquire(self, journal: Path | None, *, settle_s: float | None = None) -> LockHolder | None:
         """Take the lock; return the stale holder it replaced (None if it was free).
 
         ``journal``: where this run keeps its journal (None: it writes none, as apply).
@@ -171,7 +174,7 @@ class EndpointLock:
             )
         mine = LockHolder(
             owner=_tag_safe(_user()),
-            host=_tag_safe(socket.gethostname()),
+            host=_host(),
             pid=os.getpid(),
             expires_epoch_s=now + LOCK_TTL_S,
             token=secrets.token_hex(6),
@@ -179,7 +182,7 @@ class EndpointLock:
         )
         self.endpoints.add_tag(self.endpoint, self.key, mine.to_tag())
         self.held = mine
-        time.sleep(settle_s)
+        time.sleep(LOCK_SETTLE_S if settle_s is None else settle_s)
         now_holder = self.holder()
         if now_holder is None or now_holder.token != mine.token:
             self.held = None
@@ -347,7 +350,14 @@ def restore_file(
     lock = EndpointLock(endpoints, journal.endpoint, journal.variant)
     holder = lock.holder()
     ours = holder is not None and our_token is not None and holder.token == our_token
-    if holder is not None and not ours and holder.alive(time.time()):
+    # This very process holds it: its change is over (a restore that failed, retried in process).
+    itself = (
+        holder is not None
+        and holder.host == _host()
+        and holder.pid == os.getpid()
+        and holder.token == journal.lock_token
+    )
+    if holder is not None and not ours and not itself and holder.alive(time.time()):
         what = "the run that wrote it" if holder.token == journal.lock_token else "another run"
         raise LockHeld(
             f"{path}: {what} still holds {journal.endpoint}: {holder.describe()}; stop it "
@@ -466,12 +476,12 @@ def _outstanding(stale: LockHolder | None, mine: Path, endpoint_url: str | None)
     paths = [mine] if mine.exists() else []
     if stale is not None and stale.journal not in (str(mine), NO_JOURNAL):
         path = Path(stale.journal)
-        if stale.journal != "-" and stale.host == socket.gethostname() and path.is_file():
+        if stale.journal != "-" and stale.host == _host() and path.is_file():
             paths.append(path)
-        elif stale.journal != "-" and stale.host == socket.gethostname():
+        elif stale.journal != "-" and stale.host == _host():
             pass  # released the configuration, then died before removing the tag
         else:
-            where = f" on {stale.host}" if stale.host != socket.gethostname() else ""
+            where = f" on {stale.host}" if stale.host != _host() else ""
             raise LockHeld(
                 f"the lock of {stale.describe()} has expired but its journal may be "
                 f"outstanding: run `tuner restore {stale.journal}`{where}, or after checking "

@@ -232,6 +232,9 @@ class TrialSpec:
     seed: int = 0
     wait_timeout_s: float = 1800.0
     guardrails: Guardrails = Guardrails()
+    lead_real_s: float = 3.0
+    """Real seconds between launching the load generator and the profile's start (Locust's
+    start-up); a stand-in driver in tests needs less."""
 
     def __post_init__(self) -> None:
         if self.workers < 0:
@@ -244,7 +247,7 @@ class TrialSpec:
                 f"{self.start_capacity} outside {self.policy.min_capacity}.."
                 f"{self.policy.max_capacity}"
             )
-        for name in ("settle_s", "wait_timeout_s"):
+        for name in ("settle_s", "wait_timeout_s", "lead_real_s"):
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value >= 0):
                 raise ValidationError(f"{name} must be a finite number >= 0, got {value}")
@@ -301,8 +304,9 @@ def run_trial(
         )
         with poller:
             # Start the profile on a period boundary so CloudWatch periods are profile periods,
-            # far enough ahead (3 s real) for Locust to start.
-            t0 = float(math.ceil((clock.now() + 3.0 * clock.speed) / period_s) * period_s)
+            # far enough ahead (3 s real by default) for Locust to start.
+            lead_s = spec.lead_real_s * clock.speed
+            t0 = float(math.ceil((clock.now() + lead_s) / period_s) * period_s)
             with steady_heap():
                 requests = driver(
                     spec.profile_path,
