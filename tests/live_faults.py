@@ -52,10 +52,12 @@ CONCURRENCY = ScalingPolicy(
     name="concurrency",
 )
 # Scale-in disabled: the trial's starting count (2) stays, so the count must be put back.
+# On the high-resolution metric: its 10-s periods keep a trial on the local AWS short.
 CANDIDATE = ScalingPolicy(
     min_capacity=1,
     max_capacity=6,
-    target_value=120.0,
+    target_value=3.0,
+    metric_type=MetricType.CONCURRENT_REQUESTS_PER_MODEL,
     scale_out_cooldown_s=60,
     disable_scale_in=True,
 )
