@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -63,16 +64,17 @@ CANDIDATE = ScalingPolicy(
 )
 
 
-def set_up_original(url: str) -> None:
+def set_up_original(url: str, endpoint: str = ENDPOINT) -> None:
     """Min 1 / Max 3, two policies (one high-resolution), a scheduled action, scale-in suspended."""
+    resource = Resource.for_variant(endpoint)
     aas = boto3.client("application-autoscaling", endpoint_url=url)
     scaling = AutoScaling(aas)
-    scaling.apply(ORIGINAL, RESOURCE)
-    scaling.apply(CONCURRENCY, RESOURCE)
+    scaling.apply(ORIGINAL, resource)
+    scaling.apply(CONCURRENCY, resource)
     base = {
         "ServiceNamespace": "sagemaker",
-        "ResourceId": RESOURCE.resource_id,
-        "ScalableDimension": RESOURCE.scalable_dimension,
+        "ResourceId": resource.resource_id,
+        "ScalableDimension": resource.scalable_dimension,
     }
     aas.put_scheduled_action(
         **base,
@@ -90,13 +92,14 @@ def set_up_original(url: str) -> None:
     )
 
 
-def exact_state(url: str) -> dict[str, Any]:
+def exact_state(url: str, endpoint: str = ENDPOINT) -> dict[str, Any]:
     """What must come back exactly: target, suspension, policies, actions, instances, tags."""
+    resource = Resource.for_variant(endpoint)
     scaling = AutoScaling(boto3.client("application-autoscaling", endpoint_url=url))
     sm = boto3.client("sagemaker", endpoint_url=url)
-    target = scaling.describe_target(RESOURCE) or {}
+    target = scaling.describe_target(resource) or {}
     suspended = target.get("SuspendedState") or {}
-    described = sm.describe_endpoint(EndpointName=ENDPOINT)
+    described = sm.describe_endpoint(EndpointName=endpoint)
     variant = described["ProductionVariants"][0]
     tags = sm.list_tags(ResourceArn=described["EndpointArn"])["Tags"]
     return {
@@ -121,14 +124,14 @@ def exact_state(url: str) -> dict[str, Any]:
                 },
                 sort_keys=True,
             )
-            for p in scaling.describe_policies(RESOURCE)
+            for p in scaling.describe_policies(resource)
         ),
         "actions": sorted(
             json.dumps(
                 {k: a.get(k) for k in ("ScheduledActionName", "Schedule", "ScalableTargetAction")},
                 sort_keys=True,
             )
-            for a in scaling.describe_scheduled_actions(RESOURCE)
+            for a in scaling.describe_scheduled_actions(resource)
         ),
         "desired": variant["DesiredInstanceCount"],
         "current": variant["CurrentInstanceCount"],
@@ -191,6 +194,39 @@ class FaultInjector:
             yield self
         finally:
             AwsSession.client = original  # type: ignore[method-assign]
+
+
+def settled_state(url: str, endpoint: str = ENDPOINT, timeout_s: float = 30.0) -> dict[str, Any]:
+    """The exact state once the endpoint is InService (a restored count may still be booting)."""
+    sm = boto3.client("sagemaker", endpoint_url=url)
+    deadline = time.monotonic() + timeout_s
+    while sm.describe_endpoint(EndpointName=endpoint)["EndpointStatus"] != "InService":
+        assert time.monotonic() < deadline, "endpoint stuck Updating"
+        time.sleep(0.05)
+    return exact_state(url, endpoint)
+
+
+def children_of(pid: int) -> list[int]:
+    """Live processes whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.append(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def throttle(operation: str) -> None:

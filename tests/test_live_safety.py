@@ -32,6 +32,7 @@ from tests.live_faults import (
     exact_state,
     no_load,
     set_up_original,
+    settled_state,
     throttle,
 )
 from tuner.aws import AwsSession
@@ -146,13 +147,7 @@ def _spec(tmp_path: Path, **kwargs: Any) -> TrialSpec:
 
 
 def _settled_state(url: str) -> dict[str, Any]:
-    """The exact state once the endpoint is InService (a restored count may still be booting)."""
-    sm = boto3.client("sagemaker", endpoint_url=url)
-    deadline = time.monotonic() + 20
-    while sm.describe_endpoint(EndpointName=ENDPOINT)["EndpointStatus"] != "InService":
-        assert time.monotonic() < deadline, "endpoint stuck Updating"
-        time.sleep(0.05)
-    return exact_state(url)
+    return settled_state(url)
 
 
 def test_only_the_candidate_is_active_during_the_trial(

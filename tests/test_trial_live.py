@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import REPO
+from tests.live_faults import alive, children_of, set_up_original, settled_state
 from tuner.aws import AutoScaling, AwsSession
 from tuner.live.loadgen import REQUEST_COLUMNS
 from tuner.live.safety import JOURNAL_NAME
@@ -206,53 +207,70 @@ def _wait_for_candidate(scaling: AutoScaling, proc: subprocess.Popen[str], run_d
     raise AssertionError("the trial never applied the candidate and started the load")
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
+@pytest.mark.parametrize(
+    "signum",
+    [signal.SIGINT, signal.SIGTERM, signal.SIGHUP],
+    ids=["sigint", "sigterm", "sighup"],
+)
 def test_signal_mid_trial_restores_original(local_aws: object, tmp_path: Path, signum: int) -> None:
+    """From the issue's original (two policies, a scheduled action, scale-in suspended)."""
+    url = local_aws.url  # type: ignore[attr-defined]
+    set_up_original(url, ENDPOINT)
+    original = settled_state(url, ENDPOINT)
     scaling = _scaling(local_aws)
-    scaling.apply(ORIGINAL, RESOURCE)
     proc, run_dir = _start_trial(tmp_path, minutes=30)
     try:
         _wait_for_candidate(scaling, proc, run_dir)
+        locusts = children_of(proc.pid)
+        assert locusts, "no Locust child found"
+        # Only the candidate, while the trial runs.
+        assert [p["PolicyName"] for p in scaling.describe_policies(RESOURCE)] == [CANDIDATE.name]
         os.kill(proc.pid, signum)
         output, _ = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    assert proc.returncode != 0
+    assert proc.returncode == 128 + signum, output  # 130, 143, 129
     assert "restoring the original scaling configuration" in output
-    assert scaling.read_policy(RESOURCE, "original") == ORIGINAL
-    assert [p["PolicyName"] for p in scaling.describe_policies(RESOURCE)] == ["original"]
+    assert settled_state(url, ENDPOINT) == original
     assert not list(run_dir.rglob(JOURNAL_NAME))
     assert "Traceback" not in output
+    assert not [pid for pid in locusts if alive(pid)], "a Locust process outlived its trial"
 
 
 def test_kill_9_then_tuner_restore(local_aws: object, tmp_path: Path) -> None:
+    url = local_aws.url  # type: ignore[attr-defined]
+    set_up_original(url, ENDPOINT)
+    original = settled_state(url, ENDPOINT)
     scaling = _scaling(local_aws)
-    scaling.apply(ORIGINAL, RESOURCE)
     proc, run_dir = _start_trial(tmp_path, minutes=30)
     try:
         _wait_for_candidate(scaling, proc, run_dir)
-        os.killpg(proc.pid, signal.SIGKILL)  # the trial and its Locust children, no cleanup
+        locusts = children_of(proc.pid)
+        assert locusts, "no Locust child found"
+        os.kill(proc.pid, signal.SIGKILL)  # the trial alone, no cleanup: its Locust must die too
         proc.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while [pid for pid in locusts if alive(pid)] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [pid for pid in locusts if alive(pid)], "Locust outlived a kill -9 of its trial"
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     assert scaling.read_policy(RESOURCE, CANDIDATE.name) == CANDIDATE
     assert len(list(run_dir.rglob(JOURNAL_NAME))) == 1
-    env = dict(os.environ)
     result = subprocess.run(
         [sys.executable, "-m", "tuner", "restore", str(run_dir)],
-        env=env,
+        env=dict(os.environ),
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     assert "restored endpoint/trial-endpoint/variant/AllTraffic" in result.stdout
-    assert scaling.read_policy(RESOURCE, "original") == ORIGINAL
-    assert [p["PolicyName"] for p in scaling.describe_policies(RESOURCE)] == ["original"]
+    assert settled_state(url, ENDPOINT) == original
     assert not list(run_dir.rglob(JOURNAL_NAME))
 
 
