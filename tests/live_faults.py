@@ -189,7 +189,7 @@ class FaultInjector:
             return self._clients[key]
 
         client.injector = self  # type: ignore[attr-defined]
-        AwsSession.client = client  # type: ignore[method-assign]
+        AwsSession.client = client  # type: ignore[method-assign,assignment]
         try:
             yield self
         finally:

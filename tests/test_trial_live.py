@@ -26,7 +26,8 @@ from tuner.live.loadgen import REQUEST_COLUMNS
 from tuner.live.safety import JOURNAL_NAME
 from tuner.live.trial import TrialSpec, run_trial
 from tuner.model.capacity import Capacity
-from tuner.policy.policy import Resource, ScalingPolicy
+from tuner.policy.policy import ScalingPolicy
+from tuner.policy.resource import Resource
 
 ENDPOINT = "trial-endpoint"
 RESOURCE = Resource.for_variant(ENDPOINT)
