@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from tuner.errors import ValidationError
 
 if TYPE_CHECKING:
-    from tuner.live.trial import Guardrails
+    from tuner.live import Guardrails
 
 
 def finite_float(text: str) -> float:

@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuner.commands._common import add_aws_options, add_resource_options, aws_session, resource_from
 from tuner.commands._live import add_confirm_option, confirm
+
+if TYPE_CHECKING:
+    from tuner.aws import AwsSession
+    from tuner.policy import Resource, ScalingPolicy
 
 EPILOG = """\
 examples:
@@ -25,7 +29,7 @@ asks) and is refused while a trial or calibration holds the endpoint's lock.
 
 
 def register(sub: Any) -> argparse.ArgumentParser:
-    p = sub.add_parser(
+    p: argparse.ArgumentParser = sub.add_parser(
         "apply",
         help="apply a policy file to an endpoint (diff, dry run, verify)",
         description="Apply a *.policy.json to a SageMaker endpoint variant through Application "
@@ -45,14 +49,27 @@ def register(sub: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tuner.aws import AutoScaling, Endpoints
-    from tuner.policy.diff import format_diff
-    from tuner.policy.policy import ScalingPolicy
+    from tuner.policy import ScalingPolicy
 
     policy = ScalingPolicy.load(args.policy)
     resource = resource_from(args)
     policy.check_resource(resource)
-    session = aws_session(args)
+    apply_policy(policy, resource, aws_session(args), dry_run=args.dry_run, yes=args.yes)
+    return 0
+
+
+def apply_policy(
+    policy: ScalingPolicy,
+    resource: Resource,
+    session: AwsSession,
+    *,
+    dry_run: bool,
+    yes: bool = False,
+) -> None:
+    """Show the diff against the live configuration, then apply (or, dry, print the calls)."""
+    from tuner.aws import AutoScaling, Endpoints
+    from tuner.policy import format_diff
+
     if resource.kind.value == "variant":
         # Fails with EndpointNotFound (exit 2) before anything is changed.
         Endpoints(session=session).describe(resource.endpoint).variant(resource.variant or "")
@@ -69,16 +86,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"  note: other policies on this target stay as they are: {', '.join(others)}")
     if live == policy:
         print("nothing to change: the live configuration already equals the file")
-        return 0
-    if args.dry_run:
+        return
+    if dry_run:
         print("dry run: would call")
         for name, payload in (
             ("RegisterScalableTarget", policy.register_scalable_target_args(resource)),
             ("PutScalingPolicy", policy.put_scaling_policy_args(resource)),
         ):
             print(f"  application-autoscaling {name} {json.dumps(payload)}")
-        return 0
-    confirm([], yes=args.yes, endpoint_url=session.endpoint_url or _env_url())
+        return
+    confirm([], yes=yes, endpoint_url=session.endpoint_url or os.environ.get("AWS_ENDPOINT_URL"))
     if resource.kind.value == "variant":
         from tuner.live.safety import EndpointLock
 
@@ -92,8 +109,3 @@ def run(args: argparse.Namespace) -> int:
     else:
         scaling.apply(policy, resource)
     print(f"applied and verified: {resource.resource_id} now runs {policy.label}")
-    return 0
-
-
-def _env_url() -> str | None:
-    return os.environ.get("AWS_ENDPOINT_URL")

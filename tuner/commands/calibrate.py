@@ -5,10 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuner.commands._common import add_aws_options, aws_session
 from tuner.commands._live import add_guardrail_options, confirm, finite_float, guardrails_from
+
+if TYPE_CHECKING:
+    from tuner.aws import AwsSession
+    from tuner.live import CalibrationSpec
+    from tuner.model import Capacity
 
 EPILOG = """\
 examples:
@@ -28,7 +33,7 @@ for the target (max rps x 60 x 0.5) is printed beside it.
 
 
 def register(sub: Any) -> argparse.ArgumentParser:
-    p = sub.add_parser(
+    p: argparse.ArgumentParser = sub.add_parser(
         "calibrate",
         help="measure one instance's sustainable rate and latency curve (capacity.json)",
         description="Find the highest request rate one instance of the endpoint sustains within "
@@ -87,7 +92,7 @@ def register(sub: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tuner.live.calibration import CalibrationSpec, calibrate
+    from tuner.live import CalibrationSpec
 
     spec = CalibrationSpec(
         endpoint=args.endpoint,
@@ -133,7 +138,14 @@ def run(args: argparse.Namespace) -> int:
         yes=args.yes,
         endpoint_url=session_endpoint_url(session),
     )
-    out = Path(args.out)
+    run_calibration(spec, session, Path(args.out))
+    return 0
+
+
+def run_calibration(spec: CalibrationSpec, session: AwsSession, out: Path) -> Capacity:
+    """Calibrate, save ``out`` and its step table beside it, print what was found."""
+    from tuner.live import calibrate
+
     result = calibrate(spec, session, workdir=out.parent / f".{out.stem}-work")
     result.capacity.save(out)
     steps_path = out.with_name(out.stem + "-steps.csv")
@@ -141,11 +153,11 @@ def run(args: argparse.Namespace) -> int:
     cap = result.capacity
     print(
         f"one {cap.instance_type} instance sustains {cap.max_rps_per_instance:g} rps within "
-        f"p99 <= {args.slo_p99_ms:g} ms; wrote {out} and {steps_path}"
+        f"p99 <= {spec.slo_p99_ms:g} ms; wrote {out} and {steps_path}"
     )
     print(
         f"AWS rule of thumb: TargetValue = {cap.max_rps_per_instance:g} x 60 x 0.5 = "
         f"{result.rule_of_thumb.target_value:g} invocations per instance per minute"
     )
     print(json.dumps(cap.to_dict(), indent=2))
-    return 0
+    return cap

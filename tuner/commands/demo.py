@@ -61,7 +61,7 @@ CURRENT_POLICY = {
 
 
 def register(sub: Any) -> argparse.ArgumentParser:
-    p = sub.add_parser(
+    p: argparse.ArgumentParser = sub.add_parser(
         "demo",
         help="run the whole workflow on the embedded local AWS (no account needed)",
         description="Start the local AWS, calibrate, tune on two ready profiles, trial the top "
@@ -81,25 +81,30 @@ def _step(title: str) -> None:
     print(f"\n== {title}", file=sys.stderr, flush=True)
 
 
-def _call(argv: list[str]) -> None:
-    from tuner.cli import main
-    from tuner.errors import TunerError
-
+def _show(argv: list[str]) -> None:
+    """The command line that does what the next step does: the demo doubles as a tutorial."""
     print("$ tuner " + " ".join(argv), file=sys.stderr, flush=True)
-    code = main(argv)
-    if code != 0:
-        raise TunerError(f"`tuner {argv[0]}` failed (exit {code}); see its message above")
 
 
 def run(args: argparse.Namespace) -> int:
+    from tuner.aws import AwsSession
+    from tuner.commands.apply import apply_policy
+    from tuner.commands.calibrate import run_calibration
+    from tuner.commands.tune import run_tuning
     from tuner.emulator import EmulatorConfig, LocalAws
     from tuner.errors import ValidationError
-    from tuner.model.capacity import Capacity
+    from tuner.live import CalibrationSpec, Guardrails
+    from tuner.model import Capacity, SimulationSettings
+    from tuner.policy import Resource, ScalingPolicy
+    from tuner.profiles import load_profile
+    from tuner.tune import Grid, Objective
 
     if not 1 <= args.speed <= 120:
         raise ValidationError(f"--speed must be in 1..120, got {args.speed:g}")
+    if not 1 <= args.seeds <= 100:
+        raise ValidationError(f"--seeds must be in 1..100, got {args.seeds}")
     began = time.monotonic()
-    now = datetime.now(UTC)
+    now = datetime.now(UTC).replace(microsecond=0)
     out = Path(args.out or f"reports/demo-{now:%Y%m%d-%H%M%S}")
     if out.exists() and any(out.iterdir()):
         raise ValidationError(f"--out must be a new or empty folder, got {out}")
@@ -108,18 +113,21 @@ def run(args: argparse.Namespace) -> int:
     config = EmulatorConfig(
         speed=args.speed, endpoint=ENDPOINT, capacity=Capacity.from_dict(TRUE_CAPACITY), instances=1
     )
+    resource = Resource.for_variant(ENDPOINT, "AllTraffic")
     _step(f"1. local AWS on 127.0.0.1 at x{args.speed:g} (endpoint {ENDPOINT})")
     with LocalAws(config) as aws:
         # boto3 clients and the Locust subprocesses all find the local AWS through these.
         os.environ.update(aws.env)
         print(f"AWS_ENDPOINT_URL={aws.url}", file=sys.stderr)
+        session = AwsSession()
         _step("2. today's hand-picked policy, the one to beat")
         current = work / "current.policy.json"
         current.write_text(json.dumps(CURRENT_POLICY, indent=2) + "\n")
-        _call(["apply", str(current), "--endpoint", ENDPOINT])
+        _show(["apply", str(current), "--endpoint", ENDPOINT])
+        apply_policy(ScalingPolicy.load(current), resource, session, dry_run=False)
         _step("3. calibrate one instance")
-        capacity = work / "capacity.json"
-        _call(
+        capacity_path = work / "capacity.json"
+        _show(
             [
                 "calibrate",
                 "--endpoint",
@@ -134,33 +142,47 @@ def run(args: argparse.Namespace) -> int:
                 "--hourly-usd",
                 f"{TRUE_CAPACITY['hourly_usd']}",
                 "--out",
-                str(capacity),
+                str(capacity_path),
             ]
         )
+        spec = CalibrationSpec(
+            endpoint=ENDPOINT,
+            slo_p99_ms=SLO_P99_MS,
+            start_rps=0.5,
+            step_s=120.0,
+            measure_boot=True,
+            hourly_usd=float(TRUE_CAPACITY["hourly_usd"]),  # type: ignore[arg-type]
+            guardrails=Guardrails(),
+        )
+        capacity = run_calibration(spec, session, capacity_path)
         _step("4. simulate candidates on two profiles, trial the top two live")
-        tune = [
-            "tune",
-            "--capacity",
-            str(capacity),
-            "--slo-p99-ms",
-            f"{SLO_P99_MS:g}",
-            "--max-error-rate",
-            f"{MAX_ERROR_RATE:g}",
-            "--seeds",
-            str(args.seeds),
-            "--endpoint",
-            ENDPOINT,
-            "--live",
-            "--top",
-            "2",
-            "--out",
-            str(out),
-        ]
-        for name in DEMO_PROFILES:
-            tune += ["--profile", str(PROFILES_DIR / f"{name}.toml")]
-        _call(tune)
+        argv = ["tune", "--capacity", str(capacity_path), "--slo-p99-ms", f"{SLO_P99_MS:g}"]
+        argv += ["--max-error-rate", f"{MAX_ERROR_RATE:g}", "--seeds", str(args.seeds)]
+        argv += ["--endpoint", ENDPOINT, "--live", "--top", "2", "--out", str(out)]
+        paths = [PROFILES_DIR / f"{name}.toml" for name in DEMO_PROFILES]
+        for path in paths:
+            argv += ["--profile", str(path)]
+        _show(argv)
+        run_tuning(
+            [(load_profile(path), path) for path in paths],
+            Objective(slo_p99_ms=SLO_P99_MS, max_error_rate=MAX_ERROR_RATE),
+            out=out,
+            capacity=capacity,
+            capacity_path=capacity_path,
+            settings=SimulationSettings(seeds=tuple(range(args.seeds))),
+            grid=Grid(),
+            grid_path=None,
+            endpoint=ENDPOINT,
+            variant="AllTraffic",
+            live_top=2,
+            session=session,
+            command=" ".join(["tuner", *argv]),
+            created=now,
+        )
         _step("5. what applying the recommendation would change")
-        _call(["apply", str(out / "recommended.policy.json"), "--endpoint", ENDPOINT, "--dry-run"])
+        recommended = out / "recommended.policy.json"
+        _show(["apply", str(recommended), "--endpoint", ENDPOINT, "--dry-run"])
+        apply_policy(ScalingPolicy.load(recommended), resource, session, dry_run=True)
     for name in ("capacity.json", "capacity-steps.csv"):
         if (work / name).exists():
             (work / name).replace(out / name)

@@ -25,7 +25,7 @@ journal still runs. Exit status 3: the restore failed and the endpoint may not b
 
 
 def register(sub: Any) -> argparse.ArgumentParser:
-    p = sub.add_parser(
+    p: argparse.ArgumentParser = sub.add_parser(
         "restore",
         help="restore a scaling snapshot or a trial's restore journal",
         description="Put a variant's scaling state back exactly as a snapshot holds it.",

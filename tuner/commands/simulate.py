@@ -42,7 +42,7 @@ from launch, so booting ones count in instance_hours.
 
 
 def register(sub: Any) -> argparse.ArgumentParser:
-    p = sub.add_parser(
+    p: argparse.ArgumentParser = sub.add_parser(
         "simulate",
         help="replay a traffic profile against a scaling policy, write timeline and summary",
         description="Simulate how Application Auto Scaling would size the endpoint under a\n"
@@ -165,6 +165,7 @@ def parse_scheduled(text: str) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from tuner.model.capacity import Capacity
+    from tuner.model.settings import SimulationSettings
     from tuner.model.simulator import simulate
     from tuner.policy.policy import ScalingPolicy
 
@@ -188,13 +189,15 @@ def run(args: argparse.Namespace) -> int:
         profile,
         groups,
         capacity,
-        boot_s=args.boot_s,
-        metric_lag_s=args.metric_lag_s,
         seed=args.seed,
-        slo_p99_ms=args.slo_p99_ms,
-        boot_jitter_s=args.boot_jitter_s,
         initial_capacity=args.initial_capacity,
         scheduled=scheduled,
+        settings=SimulationSettings(
+            boot_s=args.boot_s,
+            metric_lag_s=args.metric_lag_s,
+            slo_p99_ms=args.slo_p99_ms,
+            boot_jitter_s=args.boot_jitter_s,
+        ),
     )
     try:
         out.mkdir(parents=True, exist_ok=True)

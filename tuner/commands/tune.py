@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
-import platform
 import shlex
 import shutil
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuner.commands._common import add_aws_options, aws_session, resolve_profile
 from tuner.commands._live import add_guardrail_options, check_can_confirm, confirm, guardrails_from
 from tuner.errors import ValidationError
+
+if TYPE_CHECKING:
+    from tuner.aws import AwsSession
+    from tuner.live import Guardrails
+    from tuner.model import Capacity, SimulationSettings
+    from tuner.profiles import Profile
+    from tuner.tune import Grid, Objective
 
 EPILOG = """\
 examples:
@@ -43,7 +48,7 @@ for `tuner apply`), timelines/, manifest.json.
 
 
 def register(sub: Any) -> argparse.ArgumentParser:
-    p = sub.add_parser(
+    p: argparse.ArgumentParser = sub.add_parser(
         "tune",
         help="simulate candidate policies on profiles, recommend one, write the report",
         description="Build a grid of target-tracking policies, simulate each on every profile "
@@ -152,10 +157,6 @@ def _progress(message: str) -> None:
     print(f"tune: {message}", file=sys.stderr, flush=True)
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _out_dir(args: argparse.Namespace, now: datetime) -> Path:
     out = Path(args.out or f"reports/tune-{now:%Y%m%d-%H%M%S}")
     if out.exists() and any(out.iterdir()):
@@ -207,24 +208,9 @@ def _command_line(args: argparse.Namespace) -> str:
     return shlex.join(words + (["--live"] if args.live else []))
 
 
-def _versions() -> dict[str, str]:
-    from tuner import __version__
-
-    out = {"tuner": __version__, "python": platform.python_version()}
-    for dist in ("numpy", "pandas", "matplotlib", "boto3"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = "not installed"
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
-    from tuner.model.capacity import Capacity
-    from tuner.policy.policy import DEFAULT_POLICY_NAME, ScalingPolicy
-    from tuner.policy.resource import Resource
-    from tuner.tune.recommend import recommend, score
-    from tuner.tune.search import Grid, Objective, Settings, evaluate
+    from tuner.model import Capacity, SimulationSettings
+    from tuner.tune import Grid, Objective
 
     now = datetime.now(UTC).replace(microsecond=0)
     objective = Objective(
@@ -241,129 +227,130 @@ def run(args: argparse.Namespace) -> int:
         if args.top < 1:
             raise ValidationError(f"--top >= 1 must hold, got {args.top}")
     guardrails = guardrails_from(args)  # checked before simulating, like every flag
+    if args.live and args.dry_run:
+        _progress("dry run: simulating and reporting only; no live trial, no AWS change")
     if args.live and not args.dry_run:
         from tuner.live.trial import session_endpoint_url
 
         check_can_confirm(yes=args.yes, endpoint_url=session_endpoint_url(aws_session(args)))
-    settings = Settings(
+    settings = SimulationSettings(
         seeds=tuple(range(args.seeds)),
         boot_s=args.boot_s,
         metric_lag_s=args.metric_lag_s,
         boot_jitter_s=args.boot_jitter_s,
     )
     loaded = [resolve_profile(spec) for spec in args.profile]
-    profiles = [p for p, _ in loaded]
-    names = [p.name for p in profiles]
+    names = [p.name for p, _ in loaded]
     if len(set(names)) != len(names):
         raise ValidationError(f"--profile names must be unique, got {names}")
     capacity = Capacity.load(args.capacity) if args.capacity else Capacity.default()
     grid = Grid.load(args.grid) if args.grid else Grid()
     out = _out_dir(args, now)
-
-    levels, high = grid.capacity_bounds(profiles, capacity.max_rps_per_instance)
-    mins, maxes = grid.min_capacities or levels, grid.max_capacities or (high,)
-    policies = grid.candidates(profiles, capacity.max_rps_per_instance)
-    # The rule of thumb gets the grid's lowest Min and highest Max: only its target is AWS's.
-    rule = ScalingPolicy.aws_rule_of_thumb(
-        capacity.max_rps_per_instance,
-        min_capacity=min(mins),
-        max_capacity=max(max(maxes), min(mins)),
+    run_tuning(
+        loaded,
+        objective,
+        out=out,
+        capacity=capacity,
+        capacity_path=Path(args.capacity) if args.capacity else None,
+        settings=settings,
+        grid=grid,
+        grid_path=Path(args.grid) if args.grid else None,
+        endpoint=args.endpoint,
+        variant=args.variant,
+        live_top=args.top if args.live and not args.dry_run else 0,
+        session=aws_session(args) if args.endpoint else None,
+        guardrails=guardrails,
+        ask_first=not args.yes,
+        command=_command_line(args),
+        created=now,
     )
+    return 0
+
+
+def run_tuning(
+    loaded: Sequence[tuple[Profile, Path]],
+    objective: Objective,
+    *,
+    out: Path,
+    capacity: Capacity,
+    capacity_path: Path | None,
+    settings: SimulationSettings,
+    grid: Grid,
+    grid_path: Path | None,
+    endpoint: str | None,
+    variant: str,
+    live_top: int,
+    session: AwsSession | None,
+    command: str,
+    created: datetime,
+    guardrails: Guardrails | None = None,
+    ask_first: bool = False,
+) -> Path:
+    """The workflow of ``tuner tune`` with its progress and output: read the current policy,
+    tune, write the run, trial the ``live_top`` best on ``endpoint``, render; the report's path."""
+    from tuner.policy import Resource
+    from tuner.report.render import write_report
+    from tuner.tune import manifest, tune, unmodelled, write_run
+
+    profiles = [p for p, _ in loaded]
     current = None
     current_note = ""
-    if args.endpoint:
+    if endpoint and session is not None:
         from tuner.aws import AutoScaling
 
-        resource = Resource.for_variant(args.endpoint, args.variant)
-        current = AutoScaling(session=aws_session(args)).read_policy(resource)
+        resource = Resource.for_variant(endpoint, variant)
+        current = AutoScaling(session=session).read_policy(resource)
         _progress(f"current policy of {resource}: {current.label if current else 'none'}")
         if current is not None:
-            current_note = _unmodelled(current, profiles[0], capacity)
+            current_note = unmodelled(current, profiles[0], capacity)
             if current_note:
                 _progress(f"the current policy is left out: {current_note}")
                 current = None
-    by_label = {p.label: p for p in policies}
-    for extra in (rule, current):
-        if extra is not None:
-            by_label.setdefault(extra.label, extra)
-    policies = list(by_label.values())
-    _progress(
-        f"{len(policies)} candidates x {len(profiles)} profiles x {args.seeds} seeds "
-        f"(Min {'/'.join(map(str, mins))}, Max {'/'.join(map(str, maxes))})"
-    )
-    results = evaluate(profiles, policies, capacity, objective, settings, _progress)
-    table = score(
-        results,
-        policies,
+    tuning = tune(
+        profiles,
         objective,
-        rule_of_thumb=rule.label,
-        current=current.label if current else None,
-    )
-    recommendation = recommend(table, results, objective)
-    ranked = list(table["candidate"])
-    top = ranked[: args.top] if args.live else []
-    shown = [
-        recommendation.label,
-        *recommendation.alternatives,
-        rule.label,
-        *([current.label] if current else []),
-        *top,
-    ]
-    shown = list(dict.fromkeys(shown))
-    timelines = _timelines(profiles, policies, shown, capacity, objective, settings)
-
-    best = by_label[recommendation.label]
-    # Keep the live policy's name so `tuner apply` replaces it instead of adding a second one.
-    recommended = best.replace(name=current.name if current else DEFAULT_POLICY_NAME)
-    manifest = _manifest(
-        args,
-        now,
-        out,
-        loaded,
-        capacity,
-        grid,
-        objective,
-        settings,
-        candidates=len(policies),
-        mins=mins,
-        maxes=maxes,
+        capacity=capacity,
+        settings=settings,
+        grid=grid,
         current=current,
+        timelines_top=live_top,
+        progress=_progress,
+    )
+    meta = manifest(
+        tuning,
+        out,
+        profile_paths=[path for _, path in loaded],
+        capacity_path=capacity_path,
+        grid_path=grid_path,
+        command=command,
+        endpoint=endpoint,
+        variant=variant,
         current_note=current_note,
+        created=created,
     )
-    from tuner.report.render import write_report, write_run
-    from tuner.tune.run import Run
-
-    run_data = Run(
-        path=out,
-        manifest=manifest,
-        candidates=table,
-        results=results,
-        recommendation=recommendation,
-        recommended=recommended,
-        timelines=timelines,
-    )
-    write_run(run_data)
+    write_run(tuning.to_run(out, meta))
     try:
-        if args.live and args.dry_run:
-            _progress(f"dry run: no live trial of {', '.join(top)} on {args.endpoint}")
-        elif args.live:
-            from tuner.live.trial import run_trials, session_endpoint_url
+        if live_top and endpoint and session is not None:
+            from tuner.live import Guardrails, run_trials
 
-            confirm(
-                [f"live trials of {', '.join(top)} on {args.endpoint}/{args.variant}"],
-                yes=args.yes,
-                endpoint_url=session_endpoint_url(aws_session(args)),
-            )
+            top = tuning.ranked(live_top)
+            if ask_first:
+                from tuner.live import session_endpoint_url
 
-            _progress(f"live trials of {', '.join(top)} on {args.endpoint}")
+                confirm(
+                    [f"live trials of {', '.join(p.label for p in top)} on {endpoint}/{variant}"],
+                    yes=False,
+                    endpoint_url=session_endpoint_url(session),
+                )
+            _progress(f"live trials of {', '.join(p.label for p in top)} on {endpoint}")
             run_trials(
                 out,
-                candidates=[by_label[label] for label in top],
+                candidates=top,
                 profiles=[_toml_for(path, out) for _, path in loaded],
-                endpoint=args.endpoint,
-                variant=args.variant,
-                session=aws_session(args),
-                guardrails=guardrails,
+                endpoint=endpoint,
+                variant=variant,
+                session=session,
+                guardrails=guardrails or Guardrails(),
                 log=_progress,
             )
     finally:
@@ -371,133 +358,21 @@ def run(args: argparse.Namespace) -> int:
         # trials) on disk; `tuner report DIR` re-renders once more trials are there.
         _progress("rendering the report")
         html_path, _ = write_report(out)
-    row = table.iloc[0]
-    verdict = "meets" if recommendation.meets_objective else "does NOT meet"
+    row = tuning.candidates.iloc[0]
+    verdict = "meets" if tuning.recommendation.meets_objective else "does NOT meet"
     print(
-        f"recommended: {recommendation.label} ({verdict} the objective), "
+        f"recommended: {tuning.recommendation.label} ({verdict} the objective), "
         f"${row['monthly_cost_usd']:,.0f}/month"
     )
     print(f"policy:      {out / 'recommended.policy.json'}")
     print(f"report:      {html_path}")
-    return 0
-
-
-def _manifest(
-    args: argparse.Namespace,
-    now: datetime,
-    out: Path,
-    loaded: list[tuple[Any, Path]],
-    capacity: Any,
-    grid: Any,
-    objective: Any,
-    settings: Any,
-    *,
-    candidates: int,
-    mins: tuple[int, ...],
-    maxes: tuple[int, ...],
-    current: Any,
-    current_note: str,
-) -> dict[str, Any]:
-    """What the run used and how: inputs with hashes, grid, objective, versions, command line."""
-    return {
-        "run_id": out.name,
-        "created": now.isoformat().replace("+00:00", "Z"),
-        "command": _command_line(args),
-        "out": str(out),
-        "profiles": [
-            {
-                "name": p.name,
-                "path": str(path),
-                "sha256": _sha256(path),
-                "duration_s": p.duration_s,
-                "folder": _folder(p.name),
-            }
-            for p, path in loaded
-        ],
-        "capacity": {
-            "path": args.capacity or "default",
-            "sha256": _sha256(Path(args.capacity)) if args.capacity else "",
-            **capacity.to_dict(),
-        },
-        "grid": {
-            "path": args.grid,
-            "sha256": _sha256(Path(args.grid)) if args.grid else "",
-            "candidates": candidates,
-            "min_capacities_used": list(mins),
-            "max_capacities_used": list(maxes),
-            **grid.to_dict(),
-        },
-        "objective": {
-            "slo_p99_ms": objective.slo_p99_ms,
-            "max_error_rate": objective.max_error_rate,
-            "max_slo_violation": objective.max_slo_violation,
-            "margin": objective.margin,
-        },
-        "simulation": {
-            "seeds": list(settings.seeds),
-            "boot_s": settings.boot_s,
-            "metric_lag_s": settings.metric_lag_s,
-            "boot_jitter_s": settings.boot_jitter_s,
-            "timeline_seed": settings.seeds[0],
-            "monthly_cost": "mean billed instances over the profile x 730 h x "
-            "hourly_usd; mean over profiles",
-        },
-        "endpoint": args.endpoint,
-        "variant": args.variant if args.endpoint else None,
-        "current_policy": current.to_dict() if current else None,
-        "current_policy_note": current_note or None,
-        "versions": _versions(),
-    }
-
-
-def _unmodelled(policy: Any, profile: Any, capacity: Any) -> str:
-    """Why the simulator cannot model ``policy`` (e.g. a customized metric), or ""."""
-    from tuner.errors import PolicyError
-    from tuner.model.simulator import simulate
-
-    try:
-        simulate(profile, [policy], capacity)
-    except PolicyError as e:
-        return str(e)
-    return ""
+    return html_path
 
 
 def _toml_for(path: Path, out: Path) -> Path:
     """A profile file the trial can load: the TOML itself, or a replay TOML for a bare CSV."""
     if path.suffix.lower() != ".csv":
         return path
-    from tuner.report.render import write_replay_profile
+    from tuner.tune import write_replay_profile
 
     return write_replay_profile(out, path)
-
-
-def _folder(name: str) -> str:
-    from tuner.tune.run import folder_name
-
-    return folder_name(name)
-
-
-def _timelines(
-    profiles: list[Any],
-    policies: list[Any],
-    shown: list[str],
-    capacity: Any,
-    objective: Any,
-    settings: Any,
-) -> dict[str, dict[str, Any]]:
-    """Timelines of the shown candidates on every profile, first seed.
-
-    Only the shown candidates are simulated again: a candidate's result does not depend on the
-    others simulated beside it (boot jitter is shared per period), so these match results.csv.
-    """
-    from tuner.tune.search import simulate_candidates
-
-    by_label = {p.label: p for p in policies}
-    chosen = [by_label[label] for label in shown]
-    out: dict[str, dict[str, Any]] = {}
-    for profile in profiles:
-        result = simulate_candidates(
-            profile, chosen, capacity, objective, settings, settings.seeds[0]
-        )
-        out[profile.name] = {label: result.timeline(i) for i, label in enumerate(shown)}
-    return out

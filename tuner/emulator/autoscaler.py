@@ -32,8 +32,10 @@ from tuner.emulator.metrics import (
     minute_datums,
 )
 from tuner.errors import TunerError, ValidationError
-from tuner.model.controller import ModelChoices, ScalingCause, ScalingEvent, TargetTracking
-from tuner.policy.policy import MetricType, Resource, ScalingPolicy
+from tuner.model.capacity import Capacity
+from tuner.model.controller import ScalingCause, ScalingEvent, TargetTracking
+from tuner.model.settings import SimulationSettings
+from tuner.policy import MetricType, Resource, ScalingPolicy
 
 STEP_S = BUCKET_S
 _PLACEHOLDER_TARGET = 1e300
@@ -63,8 +65,8 @@ class Autoscaler:
         clock: VirtualClock,
         *,
         instances: int,
-        boot_s: float,
-        metric_lag_s: float,
+        capacity: Capacity,
+        settings: SimulationSettings,
         log: Callable[[str], None] = lambda line: None,
     ) -> None:
         self.plane = plane
@@ -90,7 +92,7 @@ class Autoscaler:
         before it); a row's counts hold for the step that starts at its time."""
         self.tt = TargetTracking(
             [self._placeholder(instances, instances)],
-            choices=ModelChoices(metric_lag_s=metric_lag_s, boot_s=boot_s),
+            choices=settings.model_choices(capacity),
             initial_capacity=instances,
             step_s=STEP_S,
         )

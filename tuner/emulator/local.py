@@ -24,6 +24,7 @@ from tuner.emulator.server import HttpConnection, Router
 from tuner.emulator.service import InstanceModel
 from tuner.errors import TunerError, ValidationError
 from tuner.model.capacity import Capacity
+from tuner.model.settings import SimulationSettings
 
 HOST = "127.0.0.1"
 # moto keeps its state in module-level backends: two emulators in one process would share it.
@@ -158,8 +159,8 @@ class LocalAws:
             loop,
             self.clock,
             instances=cfg.instances,
-            boot_s=cfg.capacity.boot_s,
-            metric_lag_s=cfg.metric_lag_s,
+            capacity=cfg.capacity,
+            settings=SimulationSettings(metric_lag_s=cfg.metric_lag_s),
             log=self._log,
         )
         api = ControlApi(plane, self.autoscaler, self.clock)

@@ -56,8 +56,7 @@ from tuner.live.trial import (
     steady_heap,
 )
 from tuner.model.capacity import Capacity, LatencyPoint
-from tuner.policy.policy import ScalingPolicy
-from tuner.policy.resource import Resource
+from tuner.policy import Resource, ScalingPolicy
 
 # Without a baseline (the unloaded probes failed), the pause after a failing step.
 FALLBACK_PAUSE_S = 90.0

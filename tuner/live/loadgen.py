@@ -44,6 +44,7 @@ import pandas as pd
 
 from tuner.errors import LoadTestError, ValidationError
 from tuner.profiles.profile import Profile, load_profile
+from tuner.records import REQUEST_COLUMNS
 
 LOCUSTFILE = Path(__file__).resolve().parents[2] / "locustfiles" / "sagemaker_endpoint.py"
 ERROR_KINDS = (
@@ -57,7 +58,6 @@ ERROR_KINDS = (
     "connection",
     "inflight_cap",
 )
-REQUEST_COLUMNS = ("seq", "scheduled_s", "sent_epoch_s", "latency_ms", "status", "error", "worker")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -48,9 +48,9 @@ from tuner.clock import VirtualClock
 from tuner.errors import TrialError, TunerError, ValidationError
 from tuner.live.loadgen import LoadTestConfig, run_loadtest, start_epoch
 from tuner.live.safety import JOURNAL_NAME, live_change
-from tuner.policy.policy import ScalingPolicy
-from tuner.policy.resource import Resource
+from tuner.policy import Resource, ScalingPolicy
 from tuner.profiles.profile import Profile, load_profile
+from tuner.tune.run import trial_folder
 
 MISMATCH_SHARE = 0.02
 """CloudWatch's invocations and the requests sent may differ by this share before it is flagged."""
@@ -254,11 +254,7 @@ class TrialSpec:
 
 
 def trial_dir(run_dir: Path, policy: ScalingPolicy, profile: Profile) -> Path:
-    return Path(run_dir) / "trials" / f"{policy.label}__{_slug(profile.name)}"
-
-
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "-" for c in text) or "profile"
+    return trial_folder(run_dir, policy.label, profile.name)
 
 
 def _atomic_write(path: Path, text: str) -> None:

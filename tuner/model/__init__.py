@@ -13,6 +13,8 @@ from tuner.model.controller import (
     TargetTracking,
 )
 from tuner.model.scaling import (
+    CONCURRENCY_TYPES,
+    INVOCATION_TYPES,
     SUPPORTED_METRICS,
     AlarmState,
     ModelChoices,
@@ -21,7 +23,12 @@ from tuner.model.scaling import (
     ScalingKind,
     ScheduledAction,
     StepResult,
+    normalise_candidates,
     step_s_for,
+)
+from tuner.model.settings import (
+    EXACT,
+    SimulationSettings,
 )
 from tuner.model.simulator import (
     SUMMARY_COLUMNS,
@@ -33,7 +40,10 @@ from tuner.model.simulator import (
 
 __all__ = [
     "AlarmState",
+    "CONCURRENCY_TYPES",
     "Capacity",
+    "EXACT",
+    "INVOCATION_TYPES",
     "LatencyPoint",
     "ModelChoices",
     "PeriodServing",
@@ -44,10 +54,12 @@ __all__ = [
     "ScalingKind",
     "ScheduledAction",
     "SimulationResult",
+    "SimulationSettings",
     "StepResult",
     "TIMELINE_COLUMNS",
     "TargetTracking",
     "concurrency_per_instance",
+    "normalise_candidates",
     "serve_period",
     "simulate",
     "simulate_demand",

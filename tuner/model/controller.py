@@ -35,7 +35,7 @@ import numpy as np
 
 from tuner.errors import ValidationError
 from tuner.model.scaling import (
-    _CONCURRENCY_TYPES,
+    CONCURRENCY_TYPES,
     AlarmState,
     ModelChoices,
     ScalingCause,
@@ -43,7 +43,7 @@ from tuner.model.scaling import (
     ScalingKind,
     ScheduledAction,
     StepResult,
-    _normalise,
+    normalise_candidates,
     step_s_for,
 )
 from tuner.policy.policy import ScalingPolicy
@@ -80,7 +80,7 @@ class TargetTracking:
         record_events: bool = True,
     ) -> None:
         self.choices = choices or ModelChoices()
-        groups = _normalise(policies)
+        groups = normalise_candidates(policies)
         self.C = len(groups)
         finest = min(p.metric_period_s for g in groups for p in g)
         self.step_s = int(step_s or finest)
@@ -149,7 +149,7 @@ class TargetTracking:
         names = np.empty(shape, dtype=object)
         for i, g in enumerate(groups):
             for j, p in enumerate(g):
-                conc = p.metric_type in _CONCURRENCY_TYPES
+                conc = p.metric_type in CONCURRENCY_TYPES
                 self.target[i, j] = p.target_value
                 self.is_conc[i, j] = conc
                 self.active[i, j] = True
@@ -210,7 +210,7 @@ class TargetTracking:
 
         Alarms of a changed policy (metric or target) restart in INSUFFICIENT_DATA.
         """
-        groups = _normalise(policies)
+        groups = normalise_candidates(policies)
         if len(groups) != self.C:
             raise ValidationError(f"set_policies needs {self.C} candidates, got {len(groups)}")
         self._set_slots(groups, reset_all=False)
@@ -236,7 +236,7 @@ class TargetTracking:
     @property
     def updating(self) -> np.ndarray:
         """(C,) bool: a capacity change is in progress (the endpoint shows ``Updating``)."""
-        return ~self._idle
+        return np.asarray(~self._idle)
 
     def _set_range(self, action: ScheduledAction) -> None:
         lo, hi = self.min_capacity, self.max_capacity

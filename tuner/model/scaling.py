@@ -20,12 +20,12 @@ import numpy as np
 from tuner.errors import PolicyError, ValidationError
 from tuner.policy.policy import MetricType, ScalingPolicy
 
-_CONCURRENCY_TYPES = {
+CONCURRENCY_TYPES = {
     MetricType.CONCURRENT_REQUESTS_PER_MODEL,
     MetricType.CONCURRENT_REQUESTS_PER_COPY,
 }
-_INVOCATION_TYPES = {MetricType.INVOCATIONS_PER_INSTANCE, MetricType.INVOCATIONS_PER_COPY}
-SUPPORTED_METRICS = tuple(sorted(m.value for m in _CONCURRENCY_TYPES | _INVOCATION_TYPES))
+INVOCATION_TYPES = {MetricType.INVOCATIONS_PER_INSTANCE, MetricType.INVOCATIONS_PER_COPY}
+SUPPORTED_METRICS = tuple(sorted(m.value for m in CONCURRENCY_TYPES | INVOCATION_TYPES))
 
 
 @dataclass(frozen=True)
@@ -143,7 +143,7 @@ class StepResult:
     """Candidates whose boot completed at this boundary."""
 
 
-def _normalise(
+def normalise_candidates(
     policies: Sequence[ScalingPolicy] | Sequence[Sequence[ScalingPolicy]],
 ) -> list[list[ScalingPolicy]]:
     groups = [[p] if isinstance(p, ScalingPolicy) else list(p) for p in policies]
@@ -153,7 +153,7 @@ def _normalise(
         if not group:
             raise ValidationError(f"candidate {i} has no policy")
         for p in group:
-            if p.metric_type not in _CONCURRENCY_TYPES | _INVOCATION_TYPES:
+            if p.metric_type not in CONCURRENCY_TYPES | INVOCATION_TYPES:
                 metric = p.metric_type.value if p.metric_type else "CustomizedMetricSpecification"
                 raise PolicyError(
                     f"PredefinedMetricType must be one of {', '.join(SUPPORTED_METRICS)} to be "
@@ -170,4 +170,4 @@ def _normalise(
 
 def step_s_for(policies: Sequence[ScalingPolicy] | Sequence[Sequence[ScalingPolicy]]) -> int:
     """The finest metric period among the policies: 10 s if any is high-resolution, else 60 s."""
-    return min(p.metric_period_s for g in _normalise(policies) for p in g)
+    return min(p.metric_period_s for g in normalise_candidates(policies) for p in g)

@@ -31,18 +31,18 @@ Choices, stated once:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from tuner.errors import ValidationError
 from tuner.model.capacity import Capacity, concurrency_per_instance, serve_period, slow_share
-from tuner.model.controller import ModelChoices, ScheduledAction, TargetTracking, step_s_for
+from tuner.model.controller import ScheduledAction, TargetTracking, step_s_for
+from tuner.model.settings import SimulationSettings
 from tuner.policy.policy import ScalingPolicy
+from tuner.profiles.profile import TrafficProfile
 
 TIMELINE_COLUMNS = (
     "t_s",
@@ -147,15 +147,12 @@ class SimulationResult:
 
 
 def simulate(
-    profile: Any,
+    profile: TrafficProfile,
     policies: Sequence[ScalingPolicy] | Sequence[Sequence[ScalingPolicy]],
     capacity: Capacity,
+    settings: SimulationSettings | None = None,
     *,
-    boot_s: float | None = None,
-    metric_lag_s: float = 60,
     seed: int = 0,
-    slo_p99_ms: float | None = None,
-    boot_jitter_s: float = 0.0,
     initial_capacity: int | np.ndarray | None = None,
     scheduled: Sequence[ScheduledAction] = (),
 ) -> SimulationResult:
@@ -167,11 +164,8 @@ def simulate(
         period_s,
         policies,
         capacity,
-        boot_s=boot_s,
-        metric_lag_s=metric_lag_s,
+        settings,
         seed=seed,
-        slo_p99_ms=slo_p99_ms,
-        boot_jitter_s=boot_jitter_s,
         initial_capacity=initial_capacity,
         scheduled=scheduled,
     )
@@ -182,50 +176,39 @@ def simulate_demand(
     period_s: int,
     policies: Sequence[ScalingPolicy] | Sequence[Sequence[ScalingPolicy]],
     capacity: Capacity,
+    settings: SimulationSettings | None = None,
     *,
-    boot_s: float | None = None,
-    metric_lag_s: float = 60,
     seed: int = 0,
-    slo_p99_ms: float | None = None,
-    boot_jitter_s: float = 0.0,
     initial_capacity: int | np.ndarray | None = None,
     scheduled: Sequence[ScheduledAction] = (),
 ) -> SimulationResult:
     """Replay ``demand`` (requests per period from t = 0) against every candidate policy.
 
-    A candidate is one policy, or a list of policies on one target.
+    A candidate is one policy, or a list of policies on one target. ``settings`` defaults to
+    :class:`SimulationSettings` (the CLI's defaults); its ``seeds`` are ignored here: ``seed``
+    chooses the boot-jitter draws.
     """
+    settings = settings or SimulationSettings()
     demand = np.asarray(demand, dtype=float)
     if demand.ndim != 1 or not np.isfinite(demand).all() or (demand < 0).any():
         raise ValidationError("demand must be a 1-D array of request counts >= 0")
-    boot = capacity.boot_s if boot_s is None else float(boot_s)
-    if not (math.isfinite(boot) and boot >= 0):
-        raise ValidationError(f"--boot-s >= 0 must hold, got {boot:g}")
-    if not (math.isfinite(boot_jitter_s) and boot_jitter_s >= 0):
-        raise ValidationError(f"--boot-jitter-s >= 0 must hold, got {boot_jitter_s:g}")
-    if not (math.isfinite(metric_lag_s) and metric_lag_s >= 0):
-        raise ValidationError(f"--metric-lag-s >= 0 must hold, got {metric_lag_s:g}")
-    slo = capacity.p99_at_max_ms if slo_p99_ms is None else float(slo_p99_ms)
-    if not (math.isfinite(slo) and slo > 0):
-        raise ValidationError(f"--slo-p99-ms > 0 must hold, got {slo:g}")
+    boot = settings.boot_for(capacity)
+    slo = settings.slo_for(capacity)
     finest = step_s_for(policies)
     if period_s != finest:
         raise ValidationError(f"period_s must be {finest} s for these policies, got {period_s}")
     tt = TargetTracking(
         policies,
-        choices=ModelChoices(metric_lag_s=metric_lag_s, boot_s=boot),
+        choices=settings.model_choices(capacity),
         initial_capacity=initial_capacity,
         scheduled=scheduled,
         step_s=period_s,
         record_events=False,
     )
     desired, in_service, high, low, q_rows, q_values = _run(
-        tt, demand, capacity, boot, boot_jitter_s, seed
+        tt, demand, capacity, boot, settings.boot_jitter_s, seed
     )
-    candidates = tuple(
-        p if isinstance(p, ScalingPolicy) else p[0]
-        for p in policies  # type: ignore[union-attr]
-    )
+    candidates = tuple(p if isinstance(p, ScalingPolicy) else p[0] for p in policies)
     labels = [
         p.label if isinstance(p, ScalingPolicy) else "+".join(q.label for q in p) for p in policies
     ]

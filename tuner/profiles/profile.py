@@ -48,17 +48,48 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from tuner.errors import ProfileError
-from tuner.profiles.replay import _LINEAR, _SINE, _fmt, _rate, _replay, parse_duration
+from tuner.profiles.replay import (
+    LINEAR,
+    SINE,
+    Piece,
+    Pieces,
+    format_duration,
+    parse_duration,
+    parse_rate,
+    replay_pieces,
+)
 
 # Poisson noise is drawn per block of this many profile seconds, so arrivals() in any window and
 # counts() for any period that is a multiple of it come from one realisation (10 s is the
 # shortest CloudWatch metric period target tracking uses).
 NOISE_BLOCK_S = 10.0
+
+
+class TrafficProfile(Protocol):
+    """What the simulator and the search need of a profile: a name, a length, counts per period.
+
+    :class:`Profile` is the one the package builds; anything with these members can be simulated
+    (a test's hand-made demand, a window of a replay).
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def duration_s(self) -> float: ...
+
+    def counts(self, period_s: float, *, seed: int | None = None) -> np.ndarray:
+        """Requests per period of ``period_s`` from t = 0 (seeded where the profile is noisy)."""
+        ...
+
+    def opening_rps(self, window_s: float = 300.0) -> float:
+        """Mean rate over the first ``window_s``: what the endpoint served before t = 0."""
+        ...
 
 
 class Noise(enum.StrEnum):
@@ -84,7 +115,7 @@ class Profile:
     _kind: np.ndarray = field(default_factory=lambda: np.zeros(0, int), repr=False, compare=False)
     _p: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)), repr=False, compare=False)
     _cum: np.ndarray = field(default_factory=lambda: np.zeros(1), repr=False, compare=False)
-    _cache: dict = field(default_factory=dict, repr=False, compare=False)
+    _cache: dict[int, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def total_requests(self) -> float:
@@ -94,7 +125,7 @@ class Profile:
     @property
     def peak_rps(self) -> float:
         """Highest rate of the profile."""
-        lin = self._kind == _LINEAR
+        lin = self._kind == LINEAR
         top = float(self._p[lin, :2].max()) if lin.any() else 0.0
         for k in np.flatnonzero(~lin):  # a sine piece may stop short of its crest: sample it
             top = max(
@@ -115,7 +146,7 @@ class Profile:
         lin = p[..., 0] + (p[..., 1] - p[..., 0]) * x / d
         ang = 2 * np.pi * (x + p[..., 3]) / np.where(p[..., 2] > 0, p[..., 2], 1.0)
         sine = p[..., 0] + (p[..., 1] - p[..., 0]) * (1 - np.cos(ang)) / 2
-        r = np.where(self._kind[i] == _LINEAR, lin, sine)
+        r = np.where(self._kind[i] == LINEAR, lin, sine)
         return np.where((t >= 0) & (t < self.duration_s), r, 0.0)
 
     def opening_rps(self, window_s: float = 300.0) -> float:
@@ -127,7 +158,9 @@ class Profile:
         """Expected requests in [0, t_s): the exact integral of rate_at."""
         t = np.clip(np.asarray(t_s, dtype=float), 0.0, self.duration_s)
         i, x = self._piece(t)
-        return self._cum[i] + _piece_integral(self._kind[i], self._p[i], self._dur[i], x)
+        return np.asarray(
+            self._cum[i] + _piece_integral(self._kind[i], self._p[i], self._dur[i], x)
+        )
 
     def counts(self, period_s: float, *, seed: int | None = None) -> np.ndarray:
         """Requests per period [k*period_s, (k+1)*period_s), k = 0..ceil(duration/period)-1.
@@ -148,7 +181,7 @@ class Profile:
         blocks = self._block_counts(seed)
         k = int(round(per))
         padded = np.concatenate([blocks, np.zeros(n * k - len(blocks), dtype=blocks.dtype)])
-        return padded.reshape(n, k).sum(axis=1).astype(float)
+        return np.asarray(padded.reshape(n, k).sum(axis=1), dtype=float)
 
     def arrivals(self, start_s: float, end_s: float, *, seed: int | None = None) -> np.ndarray:
         """Sorted arrival times in [start_s, end_s), deterministic per seed.
@@ -174,7 +207,7 @@ class Profile:
             if len(self._cache) >= 4:  # a sweep over many seeds must not hoard memory
                 self._cache.pop(next(iter(self._cache)))
             self._cache[seed] = np.random.default_rng(seed).poisson(exact)
-        return self._cache[seed]
+        return np.asarray(self._cache[seed])
 
     def _noisy_arrivals(self, start_s: float, end_s: float, seed: int) -> np.ndarray:
         counts = self._block_counts(seed)
@@ -206,7 +239,7 @@ class Profile:
         root = np.sqrt(np.maximum(r0 * r0 + 2 * slope * need, 0.0))
         den = r0 + root
         x = np.divide(2 * need, den, out=np.zeros_like(need), where=den > 0)
-        sine = self._kind[i] == _SINE
+        sine = self._kind[i] == SINE
         if sine.any():
             lo, hi = np.zeros(int(sine.sum())), d[sine].copy()
             ps, goal = p[sine], need[sine]
@@ -215,18 +248,18 @@ class Profile:
                 below = _sine_integral(ps, mid) < goal
                 lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
             x[sine] = (lo + hi) / 2
-        return self._start[i] + np.clip(x, 0.0, d)
+        return np.asarray(self._start[i] + np.clip(x, 0.0, d))
 
 
 def _piece_integral(kind: np.ndarray, p: np.ndarray, d: np.ndarray, x: np.ndarray) -> np.ndarray:
     lin = p[..., 0] * x + (p[..., 1] - p[..., 0]) * x * x / (2 * d)
-    return np.where(kind == _LINEAR, lin, _sine_integral(p, x))
+    return np.where(kind == LINEAR, lin, _sine_integral(p, x))
 
 
 def _sine_integral(p: np.ndarray, x: np.ndarray) -> np.ndarray:
     w = 2 * np.pi / np.where(p[..., 2] > 0, p[..., 2], 1.0)
     swing = x - (np.sin(w * (x + p[..., 3])) - np.sin(w * p[..., 3])) / w
-    return p[..., 0] * x + (p[..., 1] - p[..., 0]) * swing / 2
+    return np.asarray(p[..., 0] * x + (p[..., 1] - p[..., 0]) * swing / 2)
 
 
 def build_profile(
@@ -327,7 +360,7 @@ _KINDS = {
 }
 
 
-def _segment(seg: Mapping[str, Any], where: str, prev_rps: float, base_dir: Path):
+def _segment(seg: Mapping[str, Any], where: str, prev_rps: float, base_dir: Path) -> Pieces:
     kind = next((k for k in _KINDS if k in seg), None)
     if kind is None:
         raise ProfileError(f"{where}: needs one of the keys {', '.join(sorted(_KINDS))}")
@@ -336,7 +369,7 @@ def _segment(seg: Mapping[str, Any], where: str, prev_rps: float, base_dir: Path
     def rate(key: str, default: float | None = None) -> float:
         if key not in seg and default is not None:
             return default
-        return _rate(seg.get(key), f"{where}.{key}")
+        return parse_rate(seg.get(key), f"{where}.{key}")
 
     def dur(key: str, default: float | None = None) -> float:
         if key not in seg and default is not None:
@@ -345,10 +378,10 @@ def _segment(seg: Mapping[str, Any], where: str, prev_rps: float, base_dir: Path
 
     if kind == "hold":
         d, r = dur("hold"), rate("rps")
-        return [(_LINEAR, d, (r, r, 0, 0))], f"hold {_fmt(d)} at {r:g} rps", r
+        return [(LINEAR, d, (r, r, 0, 0))], f"hold {format_duration(d)} at {r:g} rps", r
     if kind == "ramp":
         d, r0, r1 = dur("ramp"), rate("from_rps", prev_rps), rate("to_rps")
-        return [(_LINEAR, d, (r0, r1, 0, 0))], f"ramp {_fmt(d)} {r0:g} -> {r1:g} rps", r1
+        return [(LINEAR, d, (r0, r1, 0, 0))], f"ramp {format_duration(d)} {r0:g} -> {r1:g} rps", r1
     if kind == "spike":
         d, base, peak = dur("spike"), rate("baseline_rps", prev_rps), rate("peak_rps")
         at = 0.0 if seg.get("at") in (None, 0, "0s", "0") else dur("at")
@@ -356,12 +389,17 @@ def _segment(seg: Mapping[str, Any], where: str, prev_rps: float, base_dir: Path
         used = at + rise + hold + fall
         if used > d + 1e-9:
             raise ProfileError(
-                f"{where}: at + rise + hold + fall <= spike must hold, got {_fmt(used)} > {_fmt(d)}"
+                f"{where}: at + rise + hold + fall <= spike must hold, "
+                f"got {format_duration(used)} > {format_duration(d)}"
             )
         shape = [(at, base, base), (rise, base, peak), (hold, peak, peak), (fall, peak, base)]
-        new = [(_LINEAR, s, (a, b, 0, 0)) for s, a, b in shape]
-        new.append((_LINEAR, d - used, (base, base, 0, 0)))
-        return new, f"spike {_fmt(d)} {base:g} -> {peak:g} rps at {_fmt(at)}", base
+        new: list[Piece] = [(LINEAR, s, (a, b, 0.0, 0.0)) for s, a, b in shape]
+        new.append((LINEAR, d - used, (base, base, 0, 0)))
+        return (
+            new,
+            f"spike {format_duration(d)} {base:g} -> {peak:g} rps at {format_duration(at)}",
+            base,
+        )
     if kind == "sine":
         d, lo, hi = dur("sine"), rate("min_rps"), rate("max_rps")
         if lo > hi:
@@ -369,9 +407,9 @@ def _segment(seg: Mapping[str, Any], where: str, prev_rps: float, base_dir: Path
         period = dur("period", d)
         phase = 0.0 if seg.get("phase") in (None, 0, "0s", "0") else dur("phase")
         end_rps = lo + (hi - lo) * (1 - math.cos(2 * math.pi * (d + phase) / period)) / 2
-        line = f"sine {_fmt(d)} {lo:g}..{hi:g} rps, period {_fmt(period)}"
-        return [(_SINE, d, (lo, hi, period, phase))], line, end_rps
-    return _replay(seg, where, base_dir)
+        line = f"sine {format_duration(d)} {lo:g}..{hi:g} rps, period {format_duration(period)}"
+        return [(SINE, d, (lo, hi, period, phase))], line, end_rps
+    return replay_pieces(seg, where, base_dir)
 
 
 def _no_unknown(data: Mapping[str, Any], allowed: set[str], where: str, what: str) -> None:

@@ -1,6 +1,6 @@
 """Replay segments: a recorded ``timestamp,invocations`` trace played as profile pieces.
 
-``read_replay_csv`` reads the trace; ``_replay`` turns a ``replay`` segment (keys in
+``read_replay_csv`` reads the trace; ``replay_pieces`` turns a ``replay`` segment (keys in
 :mod:`tuner.profiles.profile`) into linear pieces: the interval inferred from the rows unless
 given, gaps
 filled, the ``start``/``limit`` window cut, rate and time scaled.
@@ -22,7 +22,7 @@ import numpy as np
 from tuner.errors import ProfileError
 
 # Piece kinds of a Profile: rate linear r0 -> r1, or diurnal sine (see profiles.build_profile).
-_LINEAR, _SINE = 0, 1
+LINEAR, SINE = 0, 1
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h|d)")
 
@@ -46,7 +46,13 @@ def parse_duration(value: Any, where: str) -> float:
     return seconds
 
 
-def _replay(seg: Mapping[str, Any], where: str, base_dir: Path):
+Piece = tuple[int, float, tuple[float, float, float, float]]
+"""(kind, duration s, parameters): one stretch of a profile's rate."""
+Pieces = tuple[list[Piece], str, float]
+"""A segment's pieces, its one-line description and the rate it ends at."""
+
+
+def replay_pieces(seg: Mapping[str, Any], where: str, base_dir: Path) -> Pieces:
     path = seg["replay"]
     if not isinstance(path, str) or not path:
         raise ProfileError(f"{where}.replay: must be a CSV path, got {path!r}")
@@ -67,7 +73,9 @@ def _replay(seg: Mapping[str, Any], where: str, base_dir: Path):
     hi = edges[-1] if "limit" not in seg else lo + parse_duration(seg["limit"], f"{where}.limit")
     hi = min(hi, edges[-1])
     if hi <= lo:
-        raise ProfileError(f"{where}.start: must fall inside the trace ({_fmt(edges[-1])} long)")
+        raise ProfileError(
+            f"{where}.start: must fall inside the trace ({format_duration(edges[-1])} long)"
+        )
     a, b = np.clip(edges[:-1], lo, hi), np.clip(edges[1:], lo, hi)
     keep = b > a
     rates = filled[keep] / step
@@ -76,15 +84,16 @@ def _replay(seg: Mapping[str, Any], where: str, base_dir: Path):
         raise ProfileError(f"{where}: give rate_scale or peak_rps, not both")
     if "peak_rps" in seg:
         top = rates.max()
-        scale = _rate(seg["peak_rps"], f"{where}.peak_rps") / top if top > 0 else 0.0
+        scale = parse_rate(seg["peak_rps"], f"{where}.peak_rps") / top if top > 0 else 0.0
     else:
         scale = _positive(seg.get("rate_scale", 1.0), f"{where}.rate_scale")
     rates = rates * scale
     durs = (b[keep] - a[keep]) * time_scale
-    new = [
-        (_LINEAR, float(s), (float(r), float(r), 0, 0)) for s, r in zip(durs, rates, strict=True)
+    new: list[Piece] = [
+        (LINEAR, float(s), (float(r), float(r), 0.0, 0.0)) for s, r in zip(durs, rates, strict=True)
     ]
-    line = f"replay {csv.name} {_fmt(float(durs.sum()))} (x{scale:g} rate, x{time_scale:g} time)"
+    total = format_duration(float(durs.sum()))
+    line = f"replay {csv.name} {total} (x{scale:g} rate, x{time_scale:g} time)"
     return new, line, float(rates[-1])
 
 
@@ -153,13 +162,14 @@ def _replay_start(value: Any, first_epoch_s: float, where: str) -> float:
         except ValueError:
             raise ProfileError(f"{where}: must be an ISO timestamp, got {value!r}") from None
         epoch = epoch.tz_localize("UTC") if epoch.tzinfo is None else epoch
-        return max((epoch - pd.Timestamp(0, tz="UTC")).total_seconds() - first_epoch_s, 0.0)
+        seconds = float((epoch - pd.Timestamp(0, tz="UTC")).total_seconds())
+        return max(seconds - first_epoch_s, 0.0)
     if value in (0, "0", "0s"):
         return 0.0
     return parse_duration(value, where)
 
 
-def _rate(value: Any, where: str) -> float:
+def parse_rate(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ProfileError(f"{where}: must be a number of requests per second, got {value!r}")
     if value < 0:
@@ -173,7 +183,7 @@ def _positive(value: Any, where: str) -> float:
     return float(value)
 
 
-def _fmt(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
     for unit, size in (("h", 3600), ("m", 60)):
         if seconds >= size and abs(seconds / size - round(seconds / size)) < 1e-9:
             return f"{round(seconds / size)}{unit}"

@@ -1,64 +1,21 @@
-"""The only writer of a run directory: the saved data, then the report rendered from it.
+"""The report rendered from a run directory (whose files :mod:`tuner.tune.run` owns).
 
-``write_run`` saves what ``tuner tune`` computed (layout in :mod:`tuner.tune.run`);
 ``write_report`` reads the directory back and writes ``report.html`` and ``report.md``, so
 ``tuner tune`` and ``tuner report RUN_DIR`` produce the same bytes from the same files.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from tuner.report import document, plots, tables
 from tuner.tune.recommend import pareto_mask
 from tuner.tune.run import (
-    CANDIDATES,
-    MANIFEST,
-    RECOMMENDATION,
-    RECOMMENDED_POLICY,
-    RESULTS,
-    TIMELINES,
     Run,
-    folder_name,
 )
 
 REPORT_HTML = "report.html"
 REPORT_MD = "report.md"
-
-
-def write_run(run: Run) -> Path:
-    """Save the run's data files (not the report) under ``run.path``."""
-    path = run.path
-    path.mkdir(parents=True, exist_ok=True)
-    (path / MANIFEST).write_text(json.dumps(run.manifest, indent=2) + "\n", encoding="utf-8")
-    run.candidates.to_csv(path / CANDIDATES, index=False)
-    run.results.to_csv(path / RESULTS, index=False)
-    (path / RECOMMENDATION).write_text(
-        json.dumps(run.recommendation.to_dict(), indent=2) + "\n", encoding="utf-8"
-    )
-    run.recommended.save(path / RECOMMENDED_POLICY)
-    folders = {
-        p["name"]: p.get("folder", folder_name(p["name"])) for p in run.manifest.get("profiles", [])
-    }
-    for profile, by_label in run.timelines.items():
-        folder = path / TIMELINES / folders.get(profile, folder_name(profile))
-        folder.mkdir(parents=True, exist_ok=True)
-        for label, frame in by_label.items():
-            frame.to_csv(folder / f"{folder_name(label)}.csv", index=False)
-    return path
-
-
-def write_replay_profile(path: Path, csv: Path) -> Path:
-    """``profiles/<name>.toml`` replaying ``csv`` unchanged, for tools that take a profile file."""
-    out = path / "profiles" / f"{folder_name(csv.stem)}.toml"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # JSON string escapes are valid TOML basic-string escapes.
-    out.write_text(
-        f"name = {json.dumps(csv.stem)}\n[[segment]]\nreplay = {json.dumps(str(csv.resolve()))}\n",
-        encoding="utf-8",
-    )
-    return out
 
 
 def figures(run: Run) -> dict[str, list[tuple[str, bytes]]]:

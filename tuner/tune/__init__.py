@@ -4,6 +4,13 @@ pipeline that ties them together (the Python API under ``tuner tune``)."""
 from tuner.tune.grid import (
     Grid,
 )
+from tuner.tune.pipeline import (
+    Tuning,
+    manifest,
+    tune,
+    unmodelled,
+    versions,
+)
 from tuner.tune.recommend import (
     ROLES,
     Recommendation,
@@ -23,11 +30,13 @@ from tuner.tune.run import (
     Run,
     Trial,
     folder_name,
+    trial_folder,
+    write_replay_profile,
+    write_run,
 )
 from tuner.tune.search import (
     HOURS_PER_MONTH,
     Objective,
-    Settings,
     evaluate,
     simulate_candidates,
 )
@@ -44,15 +53,22 @@ __all__ = [
     "ROLES",
     "Recommendation",
     "Run",
-    "Settings",
     "TIMELINES",
     "TRIALS",
     "Trial",
+    "Tuning",
     "evaluate",
     "folder_name",
+    "manifest",
     "nearest_alternatives",
     "pareto_mask",
     "recommend",
     "score",
     "simulate_candidates",
+    "trial_folder",
+    "tune",
+    "unmodelled",
+    "versions",
+    "write_replay_profile",
+    "write_run",
 ]

@@ -1,6 +1,7 @@
 """A run directory in memory: what ``tuner tune`` decided and the evidence, read back from disk.
 
-Layout of ``reports/<run-id>/`` (written only by :mod:`tuner.report.render`)::
+Layout of ``reports/<run-id>/`` (this module owns it: ``write_run`` and ``trial_folder``; the
+report files are rendered from it by :mod:`tuner.report.render`)::
 
     manifest.json              inputs (paths + sha256), grid, seeds, objective, simulation
                                settings, capacity, versions, command line, created time
@@ -45,6 +46,11 @@ def folder_name(name: str) -> str:
     """A profile or candidate name made safe as one path component."""
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")
     return safe or "_"
+
+
+def trial_folder(run_dir: Path, candidate: str, profile: str) -> Path:
+    """``trials/<candidate>__<profile>/``: where one live trial's files go."""
+    return Path(run_dir) / TRIALS / f"{candidate}__{folder_name(profile)}"
 
 
 @dataclass(frozen=True)
@@ -136,3 +142,37 @@ def _csv(path: Path) -> pd.DataFrame:
         raise ValidationError(f"{path}: missing; is this a run directory?") from e
     except (OSError, ValueError) as e:
         raise ValidationError(f"{path}: cannot read CSV: {e}") from e
+
+
+def write_run(run: Run) -> Path:
+    """Save the run's data files (not the report) under ``run.path``."""
+    path = run.path
+    path.mkdir(parents=True, exist_ok=True)
+    (path / MANIFEST).write_text(json.dumps(run.manifest, indent=2) + "\n", encoding="utf-8")
+    run.candidates.to_csv(path / CANDIDATES, index=False)
+    run.results.to_csv(path / RESULTS, index=False)
+    (path / RECOMMENDATION).write_text(
+        json.dumps(run.recommendation.to_dict(), indent=2) + "\n", encoding="utf-8"
+    )
+    run.recommended.save(path / RECOMMENDED_POLICY)
+    folders = {
+        p["name"]: p.get("folder", folder_name(p["name"])) for p in run.manifest.get("profiles", [])
+    }
+    for profile, by_label in run.timelines.items():
+        folder = path / TIMELINES / folders.get(profile, folder_name(profile))
+        folder.mkdir(parents=True, exist_ok=True)
+        for label, frame in by_label.items():
+            frame.to_csv(folder / f"{folder_name(label)}.csv", index=False)
+    return path
+
+
+def write_replay_profile(path: Path, csv: Path) -> Path:
+    """``profiles/<name>.toml`` replaying ``csv`` unchanged, for tools that take a profile file."""
+    out = path / "profiles" / f"{folder_name(csv.stem)}.toml"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # JSON string escapes are valid TOML basic-string escapes.
+    out.write_text(
+        f"name = {json.dumps(csv.stem)}\n[[segment]]\nreplay = {json.dumps(str(csv.resolve()))}\n",
+        encoding="utf-8",
+    )
+    return out

@@ -1,7 +1,7 @@
 """Simulating candidates against an objective: one row per candidate, profile and seed.
 
 ``evaluate`` simulates every candidate on every profile and seed; :mod:`tuner.tune.recommend` scores
-and ranks the rows. The candidate grid is :mod:`tuner.tune.grid` (``Grid`` is re-exported here).
+and ranks the rows. The candidate grid is :mod:`tuner.tune.grid`.
 
 Monthly cost of one run is the run's mean billed instance count x 730 h x hourly price: a month
 that repeats the profile's mix of quiet and busy time.
@@ -12,17 +12,18 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
 from tuner.errors import ValidationError
+from tuner.model.capacity import Capacity
+from tuner.model.settings import SimulationSettings
+from tuner.model.simulator import SimulationResult, simulate
 from tuner.policy.policy import ScalingPolicy
-from tuner.tune.grid import Grid
+from tuner.profiles.profile import TrafficProfile
 
-__all__ = ["Grid", "Objective", "Settings", "evaluate"]
 HOURS_PER_MONTH = 730.0
 
 
@@ -59,51 +60,38 @@ class Objective:
         return self.max_slo_violation * self.margin
 
 
-@dataclass(frozen=True, kw_only=True)
-class Settings:
-    """How each candidate is simulated."""
-
-    seeds: tuple[int, ...] = (0, 1, 2)
-    boot_s: float | None = None
-    """None: the capacity file's boot time."""
-    metric_lag_s: float = 60.0
-    boot_jitter_s: float = 0.0
-
-
 def simulate_candidates(
-    profile: Any,
+    profile: TrafficProfile,
     policies: Sequence[ScalingPolicy],
-    capacity: Any,
+    capacity: Capacity,
     objective: Objective,
-    settings: Settings,
+    settings: SimulationSettings,
     seed: int,
-) -> Any:
+) -> SimulationResult:
     """One simulation of every candidate on ``profile`` with ``seed`` (a SimulationResult)."""
-    from tuner.model.simulator import simulate
-
     # [MODEL] Warm start: the endpoint served the profile's opening rate before t = 0, so each
     # candidate starts where its own policy settles for that rate (a live trial starts there
     # too), not at MinCapacity with the opening traffic already overloading it.
-    opening = profile.opening_rps()
+    initial = None
+    if settings.warm_start:
+        opening = profile.opening_rps()
+        initial = np.array([p.steady_capacity(opening) for p in policies])
     return simulate(
         profile,
         policies,
         capacity,
-        initial_capacity=np.array([p.steady_capacity(opening) for p in policies]),
-        boot_s=settings.boot_s,
-        metric_lag_s=settings.metric_lag_s,
+        replace(settings, slo_p99_ms=objective.slo_p99_ms),
         seed=seed,
-        slo_p99_ms=objective.slo_p99_ms,
-        boot_jitter_s=settings.boot_jitter_s,
+        initial_capacity=initial,
     )
 
 
 def evaluate(
-    profiles: Sequence[Any],
+    profiles: Sequence[TrafficProfile],
     policies: Sequence[ScalingPolicy],
-    capacity: Any,
+    capacity: Capacity,
     objective: Objective,
-    settings: Settings,
+    settings: SimulationSettings,
     progress: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
     """Simulate every policy on every profile and seed: one row per (candidate, profile, seed)."""

@@ -15,6 +15,7 @@ import tuner.model.simulator as simulate_module
 from tuner.errors import ValidationError
 from tuner.model.capacity import Capacity, LatencyPoint
 from tuner.model.controller import ScheduledAction
+from tuner.model.settings import SimulationSettings
 from tuner.model.simulator import TIMELINE_COLUMNS, simulate, simulate_demand
 from tuner.policy.policy import MetricType, ScalingPolicy
 
@@ -97,12 +98,12 @@ def _simulate_scenario(sc: dict, seed: int):
         sc["step_s"],
         sc["candidates"],
         CAPACITY,
-        boot_s=sc["boot_s"],
-        metric_lag_s=sc["lag_s"],
         seed=seed,
-        boot_jitter_s=sc["jitter_s"],
         initial_capacity=sc["initial"],
         scheduled=sc["scheduled"],
+        settings=SimulationSettings(
+            boot_s=sc["boot_s"], metric_lag_s=sc["lag_s"], boot_jitter_s=sc["jitter_s"]
+        ),
     )
 
 
@@ -201,7 +202,13 @@ def test_property_scenarios_exercise_every_path():
 
 def test_worked_example_timeline_and_summary():
     demand = np.array([300.0] * 10 + [2100.0] * 50)
-    r = simulate_demand(demand, 60, [policy(600)], CAPACITY, boot_s=300, metric_lag_s=0)
+    r = simulate_demand(
+        demand,
+        60,
+        [policy(600)],
+        CAPACITY,
+        settings=SimulationSettings(boot_s=300, metric_lag_s=0, boot_jitter_s=0.0),
+    )
     tl = r.timeline(0)
     assert list(tl.columns[: len(TIMELINE_COLUMNS)]) == list(TIMELINE_COLUMNS)
     assert len(tl) == 60 and tl.t_s.iloc[13] == 780
@@ -247,7 +254,7 @@ def test_idle_endpoint_scales_in_to_min_and_steady_load_costs_exactly():
         [policy(600, min_capacity=2)],
         CAPACITY,
         initial_capacity=6,
-        metric_lag_s=60,
+        settings=SimulationSettings(metric_lag_s=60, boot_jitter_s=0.0),
     )
     tl = r.timeline(0)
     assert tl.desired_capacity.tolist() == [6] * 16 + [2] * 24  # 15 datapoints + 60 s lag
@@ -261,11 +268,19 @@ def test_slo_violation_rate_uses_the_latency_curve():
     # objective exactly 1% of requests are slower.
     cap = Capacity(latency=(LatencyPoint(5, 40, 80), LatencyPoint(20, 60, 150)))
     p99 = 80 + (150 - 80) * (10 - 5) / 15
-    r = simulate_demand(np.full(30, 600.0), 60, [policy(1200)], cap, slo_p99_ms=p99)
+    r = simulate_demand(
+        np.full(30, 600.0),
+        60,
+        [policy(1200)],
+        cap,
+        settings=SimulationSettings(slo_p99_ms=p99, boot_jitter_s=0.0),
+    )
     s = r.summary.iloc[0]
     assert s.slo_violation_rate == pytest.approx(0.01, rel=1e-4)
     assert s.p99_latency_ms == pytest.approx(p99, rel=0.04)  # histogram bins of 3.5%
-    r = simulate_demand(np.full(30, 600.0), 60, [policy(1200)], cap)
+    r = simulate_demand(
+        np.full(30, 600.0), 60, [policy(1200)], cap, settings=SimulationSettings(boot_jitter_s=0.0)
+    )
     assert r.slo_p99_ms == 150  # default: p99 at max_rps_per_instance
     # log-normal through (46.67, 103.3): sigma = ln(103.3 / 46.67) / z99, share = Q(z); the
     # simulator's normal tail is Abramowitz-Stegun's (absolute error < 1.5e-7)
@@ -285,28 +300,57 @@ def test_simulate_uses_the_profile_counts_and_writes_labels():
             return np.full(int(self.duration_s // period_s), 5.0 * period_s)
 
     pols = [policy(600), policy(300, scale_in_cooldown_s=900)]
-    r = simulate(Steady(), pols, CAPACITY, metric_lag_s=0)
+    r = simulate(
+        Steady(), pols, CAPACITY, settings=SimulationSettings(metric_lag_s=0, boot_jitter_s=0.0)
+    )
     assert r.period_s == 60 and r.summary.label.tolist() == [p.label for p in pols]
     assert r.summary.requests.tolist() == [9000.0, 9000.0]
     conc = policy(4, metric_type=MetricType.CONCURRENT_REQUESTS_PER_MODEL)
-    r = simulate(Steady(), [pols[0], conc], CAPACITY, metric_lag_s=0)
+    r = simulate(
+        Steady(),
+        [pols[0], conc],
+        CAPACITY,
+        settings=SimulationSettings(metric_lag_s=0, boot_jitter_s=0.0),
+    )
     assert r.period_s == 10 and len(r.timeline(1)) == 180
 
 
 def test_bad_inputs_raise_validation_errors():
     d = np.ones(10)
     with pytest.raises(ValidationError, match="--boot-s >= 0 must hold, got -1"):
-        simulate_demand(d, 60, [policy(600)], CAPACITY, boot_s=-1)
+        simulate_demand(
+            d,
+            60,
+            [policy(600)],
+            CAPACITY,
+            settings=SimulationSettings(boot_s=-1, boot_jitter_s=0.0),
+        )
     with pytest.raises(ValidationError, match="--metric-lag-s"):
-        simulate_demand(d, 60, [policy(600)], CAPACITY, metric_lag_s=-1)
+        simulate_demand(
+            d,
+            60,
+            [policy(600)],
+            CAPACITY,
+            settings=SimulationSettings(metric_lag_s=-1, boot_jitter_s=0.0),
+        )
     with pytest.raises(ValidationError, match="demand"):
-        simulate_demand(-d, 60, [policy(600)], CAPACITY)
+        simulate_demand(
+            -d, 60, [policy(600)], CAPACITY, settings=SimulationSettings(boot_jitter_s=0.0)
+        )
     with pytest.raises(ValidationError, match="period_s must be 60"):
-        simulate_demand(d, 10, [policy(600)], CAPACITY)
+        simulate_demand(
+            d, 10, [policy(600)], CAPACITY, settings=SimulationSettings(boot_jitter_s=0.0)
+        )
 
 
 def test_timeline_round_trips_through_csv(tmp_path):
-    r = simulate_demand(np.full(20, 900.0), 60, [policy(600)], CAPACITY)
+    r = simulate_demand(
+        np.full(20, 900.0),
+        60,
+        [policy(600)],
+        CAPACITY,
+        settings=SimulationSettings(boot_jitter_s=0.0),
+    )
     path = tmp_path / "timeline.csv"
     r.timeline(0).to_csv(path, index=False)
     back = pd.read_csv(path)
@@ -432,7 +476,14 @@ def test_inference_component_scales_to_zero_and_target_tracking_alone_stays_ther
         kind=ResourceKind.INFERENCE_COMPONENT,
     )
     demand = np.array([0.0] * 20 + [1200.0] * 10)
-    r = simulate_demand(demand, 60, [p], CAPACITY, initial_capacity=2, metric_lag_s=0)
+    r = simulate_demand(
+        demand,
+        60,
+        [p],
+        CAPACITY,
+        initial_capacity=2,
+        settings=SimulationSettings(metric_lag_s=0, boot_jitter_s=0.0),
+    )
     tl = r.timeline(0)
     assert tl.desired_capacity.tolist() == [2] * 15 + [0] * 15
     assert tl.errors.sum() == 1200 * 10 and tl.alarm_high.iloc[-1] == 1
@@ -447,8 +498,12 @@ def test_a_candidate_result_does_not_depend_on_its_neighbours():
         ScalingPolicy(min_capacity=1, max_capacity=20, target_value=t, scale_out_cooldown_s=60)
         for t in (300.0, 600.0, 900.0)
     ]
-    together = simulate_demand(demand, 60, policies, cap, seed=5, boot_jitter_s=120.0)
-    alone = simulate_demand(demand, 60, policies[2:], cap, seed=5, boot_jitter_s=120.0)
+    together = simulate_demand(
+        demand, 60, policies, cap, seed=5, settings=SimulationSettings(boot_jitter_s=120.0)
+    )
+    alone = simulate_demand(
+        demand, 60, policies[2:], cap, seed=5, settings=SimulationSettings(boot_jitter_s=120.0)
+    )
     assert together.summary.iloc[2]["instance_hours"] == alone.summary.iloc[0]["instance_hours"]
     assert (
         together.timeline(2)["instances_in_service"] == alone.timeline(0)["instances_in_service"]
@@ -502,7 +557,12 @@ def test_cli_plus_puts_several_policies_on_one_target(tmp_path):
     rows = pd.read_csv(out / "summary.csv")
     a, b = ScalingPolicy.load(pol), ScalingPolicy.load(tighter)
     assert rows.label.tolist() == [f"{a.label}+{b.label}", a.label]
-    direct = simulate(load_profile(profile), [[a, b], [a]], CAPACITY)
+    direct = simulate(
+        load_profile(profile),
+        [[a, b], [a]],
+        CAPACITY,
+        settings=SimulationSettings(boot_jitter_s=0.0),
+    )
     assert rows.instance_hours.tolist() == pytest.approx(direct.summary.instance_hours.tolist())
     # the tighter target wins the scale-outs, so the pair runs more instances than A alone
     assert rows.instance_hours[0] > rows.instance_hours[1]

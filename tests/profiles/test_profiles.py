@@ -12,7 +12,7 @@ from tuner.errors import ProfileError
 from tuner.profiles.profile import load_profile, parse_profile
 from tuner.profiles.replay import parse_duration
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 READY = ROOT / "locustfiles" / "profiles"
 
 

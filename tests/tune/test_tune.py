@@ -543,11 +543,9 @@ def test_live_tune_trials_the_top_candidate_and_reports_it(
 @pytest.mark.benchmark
 def test_bench_tune_speed(tmp_path: Path) -> None:
     """How long `tuner tune` takes, split into simulation and report (printed, never asserted)."""
-    from tuner.model.capacity import Capacity
-    from tuner.profiles.profile import load_profile
+    from tuner.profiles import load_profile
     from tuner.report.render import write_report
-    from tuner.tune.recommend import recommend, score
-    from tuner.tune.search import Grid, Objective, Settings, evaluate
+    from tuner.tune import Objective, tune
 
     objective = Objective(slo_p99_ms=300, max_error_rate=0.001)
     for names in (
@@ -555,11 +553,10 @@ def test_bench_tune_speed(tmp_path: Path) -> None:
         ["steady", "flash-spike", "launch-day", "diurnal-24h"],
     ):
         profiles = [load_profile(PROFILES / f"{n}.toml") for n in names]
-        policies = Grid().candidates(profiles, 20.0)
         started = time.perf_counter()
-        results = evaluate(profiles, policies, Capacity.default(), objective, Settings())
-        recommend(score(results, policies, objective), results, objective)
+        tuning = tune(profiles, objective)
         simulated = time.perf_counter() - started
+        policies = tuning.policies
         out = tmp_path / "-".join(names)
         started = time.perf_counter()
         args = ["tune", "--slo-p99-ms", "300", "--max-error-rate", "0.001", "--out", str(out)]

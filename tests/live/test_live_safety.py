@@ -24,7 +24,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import REPO
-from tests.live_faults import (
+from tests.live.live_faults import (
     CANDIDATE,
     ENDPOINT,
     RESOURCE,
@@ -224,7 +224,7 @@ def test_every_mutating_call_failed_in_turn_restores_exactly(
         [
             sys.executable,
             "-m",
-            "tests.live_faults",
+            "tests.live.live_faults",
             aws_url,
             str(tmp_path / "kill"),
             str(spec.profile_path),
@@ -273,7 +273,7 @@ def test_kill_9_then_the_same_trial_again_restores_first(
         [
             sys.executable,
             "-m",
-            "tests.live_faults",
+            "tests.live.live_faults",
             aws_url,
             str(tmp_path / "runs"),
             str(spec.profile_path),

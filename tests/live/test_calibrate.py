@@ -20,10 +20,10 @@ import pandas as pd
 import pytest
 
 from tests.conftest import REGION, create_endpoint
-from tuner.live import calibration as calibrate_module
 from tuner.aws import AwsSession
 from tuner.clock import VirtualClock
 from tuner.errors import AwsError, ValidationError
+from tuner.live import calibration as calibrate_module
 from tuner.live.calibration import CalibrationSpec, calibrate
 from tuner.live.calibration_steps import (
     Step,

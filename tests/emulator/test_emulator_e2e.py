@@ -22,6 +22,7 @@ import pytest
 from tuner.emulator import EmulatorConfig, LocalAws
 from tuner.live.loadgen import LoadTestConfig, run_loadtest, start_epoch
 from tuner.model.capacity import Capacity
+from tuner.model.settings import SimulationSettings
 from tuner.model.simulator import simulate
 from tuner.policy.policy import ScalingPolicy
 from tuner.profiles.profile import load_profile
@@ -177,7 +178,9 @@ def test_apply_then_locust_spike_scales_out_and_metrics_match(e2e: Any) -> None:
 def test_emulated_run_agrees_with_simulate(e2e: Any) -> None:
     aws, result, _, profile_path, capacity = e2e
     profile = load_profile(profile_path)
-    sim = simulate(profile, [POLICY], capacity, metric_lag_s=60).timeline(0)
+    sim = simulate(
+        profile, [POLICY], capacity, settings=SimulationSettings(metric_lag_s=60, boot_jitter_s=0.0)
+    ).timeline(0)
     start_v = aws.clock.to_virtual(start_epoch(result.requests, SPEED))
     timeline = np.array(aws.timeline()["rows"], dtype=float)
     # The emulated instance count in the middle of each profile minute.

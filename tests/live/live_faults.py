@@ -1,6 +1,6 @@
 """Helpers of the live-safety tests: the original configuration, its exact state, fault injection.
 
-Also a driver (``python -m tests.live_faults URL RUN_ROOT PROFILE POLICY``) for the kill -9
+Also a driver (``python -m tests.live.live_faults URL RUN_ROOT PROFILE POLICY``) for the kill -9
 cases: it imports everything once, then for each number K read on stdin forks a child that runs
 a trial and SIGKILLs itself just before its K-th mutating AWS call; it prints one JSON line per
 child. The forking process runs no threads, so the fork is safe; each child is a real process

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import REPO
-from tests.live_faults import alive, children_of, set_up_original, settled_state
+from tests.live.live_faults import alive, children_of, set_up_original, settled_state
 from tuner.aws import AutoScaling, AwsSession
 from tuner.live.loadgen import REQUEST_COLUMNS
 from tuner.live.safety import JOURNAL_NAME

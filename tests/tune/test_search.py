@@ -9,10 +9,11 @@ import pandas as pd
 import pytest
 
 from tuner.errors import ValidationError
+from tuner.model import SimulationSettings
 from tuner.policy.policy import ScalingPolicy
 from tuner.profiles.profile import parse_profile
+from tuner.tune import Grid, Objective, evaluate
 from tuner.tune.recommend import nearest_alternatives, pareto_mask, recommend, score
-from tuner.tune.search import Grid, Objective, Settings, evaluate
 
 
 def _profile(name: str, *segments: dict) -> object:
@@ -212,7 +213,9 @@ def test_evaluate_costs_a_fixed_size_endpoint_by_hand() -> None:
     capacity = Capacity.default()  # 20 rps/instance, $0.23/h
     fixed = ScalingPolicy(min_capacity=2, max_capacity=2, target_value=600)
     objective = Objective(slo_p99_ms=1000, max_error_rate=0.01)
-    results = evaluate([STEADY], [fixed], capacity, objective, Settings(seeds=(0, 1)))
+    results = evaluate(
+        [STEADY], [fixed], capacity, objective, SimulationSettings(seeds=(0, 1), boot_jitter_s=0.0)
+    )
     assert list(results["seed"]) == [0, 1]
     # Two instances for 30 minutes: 1 instance-hour, $0.23; a month of it: 2 x 730 h x $0.23.
     assert results["instance_hours"].tolist() == pytest.approx([1.0, 1.0])

@@ -1,0 +1,287 @@
+"""The tuning workflow as a Python API: profiles in, a frozen :class:`Tuning` out.
+
+``tuner tune`` and ``tuner demo`` call these functions; so can a notebook::
+
+    from tuner.tune import Objective, tune
+    from tuner.profiles import load_profile
+
+    tuning = tune([load_profile("history.toml")],
+                  Objective(slo_p99_ms=500, max_error_rate=0.001))
+    print(tuning.recommendation.label, tuning.recommended.to_dict())
+
+Defaults are the CLI's: the capacity file of DESIGN.md, :class:`SimulationSettings` (three seeds,
+boot jitter ±60 s, 60-s metric delay, warm start) and the default :class:`Grid`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from tuner.errors import PolicyError, ValidationError
+from tuner.model.capacity import Capacity
+from tuner.model.settings import SimulationSettings
+from tuner.model.simulator import simulate
+from tuner.policy.policy import DEFAULT_POLICY_NAME, ScalingPolicy
+from tuner.profiles.profile import Profile
+from tuner.tune.grid import Grid
+from tuner.tune.recommend import Recommendation, recommend, score
+from tuner.tune.run import Run, folder_name
+from tuner.tune.search import Objective, evaluate, simulate_candidates
+
+Progress = Callable[[str], None]
+
+
+def _quiet(message: str) -> None:
+    """The default progress callback: say nothing."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Tuning:
+    """What one tuning decided, and the evidence: the in-memory form of a run directory."""
+
+    profiles: tuple[Profile, ...]
+    capacity: Capacity
+    objective: Objective
+    settings: SimulationSettings
+    grid: Grid
+    policies: dict[str, ScalingPolicy]
+    """Every candidate simulated, by label (the grid, the rule of thumb and the current policy)."""
+    rule_of_thumb: ScalingPolicy
+    current: ScalingPolicy | None
+    min_capacities: tuple[int, ...]
+    max_capacities: tuple[int, ...]
+    results: pd.DataFrame
+    """One row per candidate x profile x seed (simulation summaries)."""
+    candidates: pd.DataFrame
+    """One row per candidate, scored and ranked (see :func:`tuner.tune.recommend.score`)."""
+    recommendation: Recommendation
+    recommended: ScalingPolicy
+    """The recommended policy, named so that ``tuner apply`` replaces the current one."""
+    timelines: dict[str, dict[str, pd.DataFrame]] = field(default_factory=dict)
+    """profile name -> candidate label -> simulated timeline (first seed) of shown candidates."""
+
+    def ranked(self, top: int) -> list[ScalingPolicy]:
+        """The ``top`` best candidates, best first."""
+        return [self.policies[label] for label in list(self.candidates["candidate"])[:top]]
+
+    def to_run(self, path: Path, manifest: dict[str, Any]) -> Run:
+        """The run directory's content for ``path`` (saved by :func:`tuner.tune.run.write_run`)."""
+        return Run(
+            path=path,
+            manifest=manifest,
+            candidates=self.candidates,
+            results=self.results,
+            recommendation=self.recommendation,
+            recommended=self.recommended,
+            timelines=self.timelines,
+        )
+
+
+def unmodelled(policy: ScalingPolicy, profile: Profile, capacity: Capacity) -> str:
+    """Why the simulator cannot model ``policy`` (e.g. a customized metric), or ""."""
+    try:
+        simulate(profile, [policy], capacity)
+    except PolicyError as e:
+        return str(e)
+    return ""
+
+
+def tune(
+    profiles: Sequence[Profile],
+    objective: Objective,
+    *,
+    capacity: Capacity | None = None,
+    settings: SimulationSettings | None = None,
+    grid: Grid | None = None,
+    current: ScalingPolicy | None = None,
+    timelines_top: int = 0,
+    progress: Progress = _quiet,
+) -> Tuning:
+    """Simulate the grid (plus AWS's rule of thumb and ``current``) and recommend one policy.
+
+    ``current`` is the endpoint's live policy, evaluated beside the grid; a policy the simulator
+    cannot model is left out (say so with :func:`unmodelled` first). Timelines are kept for the
+    recommendation, its alternatives, the rule of thumb, the current policy and the
+    ``timelines_top`` best-ranked candidates (those a live trial will compare against).
+    """
+    capacity = capacity or Capacity.default()
+    settings = settings or SimulationSettings()
+    grid = grid or Grid()
+    profiles = tuple(profiles)
+    if not profiles:
+        raise ValidationError("at least one profile must be given")
+    names = [p.name for p in profiles]
+    if len(set(names)) != len(names):
+        raise ValidationError(f"profile names must be unique, got {names}")
+    levels, high = grid.capacity_bounds(profiles, capacity.max_rps_per_instance)
+    mins, maxes = grid.min_capacities or levels, grid.max_capacities or (high,)
+    grid_policies = grid.candidates(profiles, capacity.max_rps_per_instance)
+    # The rule of thumb gets the grid's lowest Min and highest Max: only its target is AWS's.
+    rule = ScalingPolicy.aws_rule_of_thumb(
+        capacity.max_rps_per_instance,
+        min_capacity=min(mins),
+        max_capacity=max(max(maxes), min(mins)),
+    )
+    by_label = {p.label: p for p in grid_policies}
+    for extra in (rule, current):
+        if extra is not None:
+            by_label.setdefault(extra.label, extra)
+    policies = list(by_label.values())
+    progress(
+        f"{len(policies)} candidates x {len(profiles)} profiles x {len(settings.seeds)} seeds "
+        f"(Min {'/'.join(map(str, mins))}, Max {'/'.join(map(str, maxes))})"
+    )
+    results = evaluate(profiles, policies, capacity, objective, settings, progress)
+    table = score(
+        results,
+        policies,
+        objective,
+        rule_of_thumb=rule.label,
+        current=current.label if current else None,
+    )
+    recommendation = recommend(table, results, objective)
+    shown = [
+        recommendation.label,
+        *recommendation.alternatives,
+        rule.label,
+        *([current.label] if current else []),
+        *list(table["candidate"])[:timelines_top],
+    ]
+    shown = list(dict.fromkeys(shown))
+    timelines = _timelines(
+        profiles, [by_label[label] for label in shown], capacity, objective, settings
+    )
+    best = by_label[recommendation.label]
+    # Keep the live policy's name so `tuner apply` replaces it instead of adding a second one.
+    recommended = best.replace(name=current.name if current else DEFAULT_POLICY_NAME)
+    return Tuning(
+        profiles=profiles,
+        capacity=capacity,
+        objective=objective,
+        settings=settings,
+        grid=grid,
+        policies=by_label,
+        rule_of_thumb=rule,
+        current=current,
+        min_capacities=tuple(mins),
+        max_capacities=tuple(maxes),
+        results=results,
+        candidates=table,
+        recommendation=recommendation,
+        recommended=recommended,
+        timelines=timelines,
+    )
+
+
+def _timelines(
+    profiles: Sequence[Profile],
+    chosen: Sequence[ScalingPolicy],
+    capacity: Capacity,
+    objective: Objective,
+    settings: SimulationSettings,
+) -> dict[str, dict[str, pd.DataFrame]]:
+    """Timelines of the chosen candidates on every profile, first seed.
+
+    Only these are simulated again: a candidate's result does not depend on the others simulated
+    beside it (boot jitter is shared per period), so they match results.csv.
+    """
+    out: dict[str, dict[str, pd.DataFrame]] = {}
+    for profile in profiles:
+        result = simulate_candidates(
+            profile, chosen, capacity, objective, settings, settings.seeds[0]
+        )
+        out[profile.name] = {p.label: result.timeline(i) for i, p in enumerate(chosen)}
+    return out
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def versions() -> dict[str, str]:
+    """Versions of tuner, Python and the libraries that shape the numbers."""
+    from tuner import __version__
+
+    out = {"tuner": __version__, "python": platform.python_version()}
+    for dist in ("numpy", "pandas", "matplotlib", "boto3"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "not installed"
+    return out
+
+
+def manifest(
+    tuning: Tuning,
+    out: Path,
+    *,
+    profile_paths: Sequence[Path | None],
+    capacity_path: Path | None = None,
+    grid_path: Path | None = None,
+    command: str = "",
+    endpoint: str | None = None,
+    variant: str | None = None,
+    current_note: str = "",
+    created: datetime | None = None,
+) -> dict[str, Any]:
+    """What the run used and how: inputs with hashes, grid, objective, versions, command line."""
+    created = created or datetime.now(UTC).replace(microsecond=0)
+    objective, settings = tuning.objective, tuning.settings
+    return {
+        "run_id": out.name,
+        "created": created.isoformat().replace("+00:00", "Z"),
+        "command": command,
+        "out": str(out),
+        "profiles": [
+            {
+                "name": p.name,
+                "path": str(path) if path else None,
+                "sha256": _sha256(path) if path else "",
+                "duration_s": p.duration_s,
+                "folder": folder_name(p.name),
+            }
+            for p, path in zip(tuning.profiles, profile_paths, strict=True)
+        ],
+        "capacity": {
+            "path": str(capacity_path) if capacity_path else "default",
+            "sha256": _sha256(capacity_path) if capacity_path else "",
+            **tuning.capacity.to_dict(),
+        },
+        "grid": {
+            "path": str(grid_path) if grid_path else None,
+            "sha256": _sha256(grid_path) if grid_path else "",
+            "candidates": len(tuning.policies),
+            "min_capacities_used": list(tuning.min_capacities),
+            "max_capacities_used": list(tuning.max_capacities),
+            **tuning.grid.to_dict(),
+        },
+        "objective": {
+            "slo_p99_ms": objective.slo_p99_ms,
+            "max_error_rate": objective.max_error_rate,
+            "max_slo_violation": objective.max_slo_violation,
+            "margin": objective.margin,
+        },
+        "simulation": {
+            "seeds": list(settings.seeds),
+            "boot_s": settings.boot_s,
+            "metric_lag_s": settings.metric_lag_s,
+            "boot_jitter_s": settings.boot_jitter_s,
+            "timeline_seed": settings.seeds[0],
+            "monthly_cost": "mean billed instances over the profile x 730 h x "
+            "hourly_usd; mean over profiles",
+        },
+        "endpoint": endpoint,
+        "variant": variant if endpoint else None,
+        "current_policy": tuning.current.to_dict() if tuning.current else None,
+        "current_policy_note": current_note or None,
+        "versions": versions(),
+    }
