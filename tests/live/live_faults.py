@@ -25,9 +25,9 @@ import pandas as pd
 from botocore.exceptions import ClientError
 
 from tuner.aws import AutoScaling, AwsSession
-from tuner.live.loadgen import REQUEST_COLUMNS
 from tuner.policy.policy import MetricType, ScalingPolicy
 from tuner.policy.resource import Resource
+from tuner.records import REQUEST_COLUMNS
 
 ENDPOINT = "safety-endpoint"
 RESOURCE = Resource.for_variant(ENDPOINT)

@@ -181,22 +181,29 @@ def test_only_the_candidate_is_active_during_the_trial(
     assert not list(tmp_path.rglob(JOURNAL_NAME))
 
 
-def test_every_mutating_call_failed_in_turn_restores_exactly(
+def _fault_points(aws_url: str, injector: FaultInjector, tmp_path: Path) -> list[str]:
+    """The mutating calls of a clean trial, in order (each one is a fault point)."""
+    session = AwsSession(endpoint_url=aws_url)
+    run_trial(_spec(tmp_path), tmp_path / "clean", session, driver=no_load, log=lambda m: None)
+    calls = list(injector.calls)
+    # Lock, isolation (register, two deletes, put), the starting count; restore (register,
+    # delete, two puts, the scheduled action), the count back, unlock.
+    assert len(calls) == 13, "\n".join(calls)
+    return calls
+
+
+def test_each_mutating_call_failed_by_an_exception_restores_exactly(
     aws_url: str,
     original: dict[str, Any],
     injector: FaultInjector,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    session = AwsSession(endpoint_url=aws_url)
-    run_trial(_spec(tmp_path), tmp_path / "clean", session, driver=no_load, log=lambda m: None)
-    calls = list(injector.calls)
-    n = len(calls)
-    # Lock, isolation (register, two deletes, put), the starting count; restore (register,
-    # delete, two puts, the scheduled action), the count back, unlock.
-    assert n == 13, "\n".join(calls)
+    """Call k of a trial throttled past retries, for k = 1..N: the endpoint ends as it was."""
+    calls = _fault_points(aws_url, injector, tmp_path)
     assert _settled_state(aws_url) == original
-
+    n = len(calls)
+    session = AwsSession(endpoint_url=aws_url)
     by_exception = []
     for k in range(1, n + 1):
         injector.arm(k, throttle)
@@ -216,6 +223,23 @@ def test_every_mutating_call_failed_in_turn_restores_exactly(
             _reset(aws_url)
             set_up_original(aws_url)
 
+    with capsys.disabled():
+        print(f"\n{n} fault points, {len(by_exception)} restored exactly (by an exception)")
+    assert by_exception == list(range(1, n + 1)), by_exception
+
+
+@pytest.mark.slow
+def test_each_mutating_call_killed_then_tuner_restore_restores_exactly(
+    aws_url: str,
+    original: dict[str, Any],
+    injector: FaultInjector,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """kill -9 just before call k of a trial, then `tuner restore`, for k = 1..N (make bench)."""
+    calls = _fault_points(aws_url, injector, tmp_path)
+    assert _settled_state(aws_url) == original
+    n = len(calls)
     by_kill = []
     spec = _spec(tmp_path)
     policy = CANDIDATE.save(tmp_path / "candidate.policy.json")
@@ -256,16 +280,20 @@ def test_every_mutating_call_failed_in_turn_restores_exactly(
     finally:
         driver.stdin.close()  # type: ignore[union-attr]
         driver.wait(timeout=30)
-    both = sorted(set(by_exception) & set(by_kill))
     with capsys.disabled():
-        print(f"\n{n} fault points, {len(both)} restored exactly ({', '.join(calls)})")
-    assert by_exception == list(range(1, n + 1)), by_exception
+        print(f"\n{n} fault points, {len(by_kill)} restored exactly (kill -9, tuner restore)")
     assert by_kill == list(range(1, n + 1)), by_kill
 
 
+@pytest.mark.parametrize(
+    "k",
+    [6, 10],
+    ids=["killed-before-the-starting-count", "killed-mid-restore"],
+)
 def test_kill_9_then_the_same_trial_again_restores_first(
-    aws_url: str, original: dict[str, Any], tmp_path: Path
+    aws_url: str, original: dict[str, Any], tmp_path: Path, k: int
 ) -> None:
+    """Call 6: the candidate is alone on the endpoint; call 10: the restore is half done."""
     spec = _spec(tmp_path)
     policy = CANDIDATE.save(tmp_path / "candidate.policy.json")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT")}
@@ -281,19 +309,19 @@ def test_kill_9_then_the_same_trial_again_restores_first(
         ],
         cwd=REPO,
         env=env,
-        input="6\n",  # killed after the candidate is alone, before the starting count
+        input=f"{k}\n",
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert json.loads(out.stdout.splitlines()[-1])["killed"], out.stderr
-    assert len(exact_state(aws_url)["policies"]) == 1  # the candidate is left alone on it
+    assert settled_state(aws_url) != original  # the kill left the endpoint changed
     journal = next((tmp_path / "runs").rglob(JOURNAL_NAME))
     first = journal.read_text()
     lines: list[str] = []
     folder = run_trial(
         spec,
-        tmp_path / "runs" / "kill-6",
+        tmp_path / "runs" / f"kill-{k}",
         AwsSession(endpoint_url=aws_url),
         driver=no_load,
         log=lines.append,

@@ -22,12 +22,12 @@ import pytest
 from tests.conftest import REPO
 from tests.live.live_faults import alive, children_of, set_up_original, settled_state
 from tuner.aws import AutoScaling, AwsSession
-from tuner.live.loadgen import REQUEST_COLUMNS
 from tuner.live.safety import JOURNAL_NAME
 from tuner.live.trial import TrialSpec, run_trial
 from tuner.model.capacity import Capacity
 from tuner.policy.policy import ScalingPolicy
 from tuner.policy.resource import Resource
+from tuner.records import REQUEST_COLUMNS
 
 ENDPOINT = "trial-endpoint"
 RESOURCE = Resource.for_variant(ENDPOINT)
