@@ -449,3 +449,56 @@ def test_restore_retries_then_fails_with_aws_error(monkeypatch: pytest.MonkeyPat
             attempts=3,
             sleep=pauses.append,
         )
+
+
+def test_calibration_that_fails_puts_the_instance_count_back(
+    aws_url: str, original: dict[str, Any], tmp_path: Path
+) -> None:
+    """A calibration holds one instance; when its load fails, the original 2 come back."""
+    from tuner.errors import LoadTestError
+    from tuner.live import CalibrationSpec, calibrate
+
+    sm = boto3.client("sagemaker", endpoint_url=aws_url)
+    sm.update_endpoint_weights_and_capacities(
+        EndpointName=ENDPOINT,
+        DesiredWeightsAndCapacities=[
+            {"VariantName": "AllTraffic", "DesiredInstanceCount": 2, "DesiredWeight": 1.0}
+        ],
+    )
+    before = settled_state(aws_url)
+    assert before == {**original, "desired": 2, "current": 2}
+    held: list[dict[str, Any]] = []
+
+    def failing(profile_path: Path, **kwargs: Any) -> pd.DataFrame:
+        held.append(exact_state(aws_url))
+        raise LoadTestError("locust exited with 1 (injected)")
+
+    spec = CalibrationSpec(endpoint=ENDPOINT, slo_p99_ms=1000)
+    with pytest.raises(LoadTestError):
+        calibrate(
+            spec,
+            AwsSession(endpoint_url=aws_url),
+            workdir=tmp_path,
+            driver=failing,
+            probe=lambda: 5.0,
+            log=lambda m: None,
+        )
+    # During: one instance, dynamic scaling suspended; after: exactly as before, 2 instances.
+    assert held[0]["desired"] == 1 and held[0]["suspended"]["DynamicScalingOutSuspended"]
+    assert settled_state(aws_url) == before
+    assert not list(tmp_path.rglob(JOURNAL_NAME))
+
+
+def test_release_lock_drops_a_dead_runs_lock(
+    aws_url: str, original: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tuner.aws import Endpoints
+    from tuner.live import LockHolder
+
+    endpoints = Endpoints(boto3.client("sagemaker", endpoint_url=aws_url))
+    dead = LockHolder("ann", "far-host", 4242, time.time() + 600, "t1", "/x/restore-journal.json")
+    endpoints.add_tag(ENDPOINT, LOCK_TAG_PREFIX + "AllTraffic", dead.to_tag())
+    argv = ["restore", "--release-lock", "--endpoint", ENDPOINT, "--endpoint-url", aws_url]
+    assert main(argv) == 0
+    assert "removed the lock of ann@far-host pid 4242" in capsys.readouterr().out
+    assert settled_state(aws_url) == original
