@@ -16,8 +16,8 @@ examples:
   # against the local AWS (speed comes from the emulator's clock):
   AWS_ENDPOINT_URL=http://127.0.0.1:4566 tuner trial --endpoint demo-endpoint ...
 
-A trial snapshots the variant's scaling configuration, sets it to the policy's MinCapacity and
-waits for InService, applies the policy, drives the profile with Locust (open loop), polls
+A trial snapshots the variant's scaling configuration, applies the candidate alone, sets the
+starting instance count and waits for InService, drives the profile with Locust (open loop), polls
 DescribeEndpoint, waits for CloudWatch to settle, collects metrics, instance counts, scaling
 activities and every request into OUT/trials/<candidate>__<profile>/, and restores the original
 configuration and instance count: on success, on error, on Ctrl-C, SIGTERM and SIGHUP. During
