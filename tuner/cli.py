@@ -84,17 +84,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TunerError as e:
         if debug:
             raise
-        return _fail(args.command, str(e))
+        # A failed restore has its own status: the endpoint may not be as it was found.
+        return _fail(args.command, str(e), int(getattr(e, "exit_status", EXIT_USAGE)))
     except KeyboardInterrupt:
         if debug:
             raise
         print(f"tuner {args.command}: interrupted", file=sys.stderr)
         return 130
-    except Terminated:
+    except Terminated as e:
         if debug:
             raise
-        print(f"tuner {args.command}: terminated", file=sys.stderr)
-        return 143
+        signum = int(e.args[0]) if e.args else 15
+        print(f"tuner {args.command}: terminated by signal {signum}", file=sys.stderr)
+        return 128 + signum
     except (OSError, MemoryError) as e:
         # The edge of last resort: commands name the path where they can; this still keeps a
         # full disk or a vanished directory to one line.
@@ -125,9 +127,9 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def _fail(command: str, message: str) -> int:
+def _fail(command: str, message: str, status: int = EXIT_USAGE) -> int:
     print(f"tuner {command}: error: {_one_line(message)}", file=sys.stderr)
-    return EXIT_USAGE
+    return status
 
 
 def _describe_os_error(e: BaseException) -> str:

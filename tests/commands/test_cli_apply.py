@@ -42,11 +42,11 @@ def test_apply_dry_run_then_apply_and_verify(
     assert "dry run: would call" in out and "PutScalingPolicy" in out
     assert scaling.read_policy(RESOURCE).target_value == 240.0  # type: ignore[union-attr]
 
-    assert main(["apply", str(path), "--endpoint", "my-endpoint"]) == 0
+    assert main(["apply", str(path), "--endpoint", "my-endpoint", "--yes"]) == 0
     assert "applied and verified" in capsys.readouterr().out
     assert scaling.read_policy(RESOURCE) == POLICY
 
-    assert main(["apply", str(path), "--endpoint", "my-endpoint"]) == 0
+    assert main(["apply", str(path), "--endpoint", "my-endpoint", "--yes"]) == 0
     assert "nothing to change" in capsys.readouterr().out
 
 
@@ -123,7 +123,7 @@ def test_bad_policy_exits_2_with_one_line(
     aws: None, tmp_path: Path, content: Any, expected: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = _write(tmp_path, content)
-    assert main(["apply", str(path), "--endpoint", "my-endpoint"]) == 2
+    assert main(["apply", str(path), "--endpoint", "my-endpoint", "--yes"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and expected in err and "Traceback" not in err
 

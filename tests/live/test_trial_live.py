@@ -20,10 +20,14 @@ import pandas as pd
 import pytest
 
 from tests.conftest import REPO
+from tests.live.live_faults import alive, children_of, set_up_original, settled_state
 from tuner.aws import AutoScaling, AwsSession
-from tuner.live.trial import JOURNAL_NAME, TrialSpec, run_trial
+from tuner.live.safety import JOURNAL_NAME
+from tuner.live.trial import TrialSpec, run_trial
 from tuner.model.capacity import Capacity
-from tuner.policy.policy import Resource, ScalingPolicy
+from tuner.policy.policy import ScalingPolicy
+from tuner.policy.resource import Resource
+from tuner.records import REQUEST_COLUMNS
 
 ENDPOINT = "trial-endpoint"
 RESOURCE = Resource.for_variant(ENDPOINT)
@@ -104,6 +108,7 @@ def test_trial_collects_metrics_counts_and_requests(local_aws: object, tmp_path:
     # starts on a period boundary): per minute within 1% but for the last, whose queued
     # requests finish in the next minute.
     assert summary["cloudwatch_invocations"] == pytest.approx(summary["requests"], rel=0.01)
+    assert summary["sent"] == summary["requests"] and summary["traffic_warning"] is None
     gap = (timeline["invocations"] - timeline["sent"]).abs()[:-1]
     assert (gap <= 0.01 * timeline["sent"][:-1] + 1).all(), timeline
     # 10 rps on a 4-rps instance with target 120/min per instance scales out.
@@ -124,6 +129,41 @@ def test_trial_collects_metrics_counts_and_requests(local_aws: object, tmp_path:
         == folder
     )
     assert time.monotonic() - started < 5
+
+
+def test_foreign_traffic_is_flagged(local_aws: object, tmp_path: Path) -> None:
+    """Requests the trial did not send show in CloudWatch: the summary says so."""
+    url = local_aws.url  # type: ignore[attr-defined]
+    runtime = boto3.client("sagemaker-runtime", endpoint_url=url)
+    _scaling(local_aws).apply(ORIGINAL, RESOURCE)
+
+    def invoke() -> None:
+        runtime.invoke_endpoint(EndpointName=ENDPOINT, Body=b"{}", ContentType="application/json")
+
+    def driver(
+        profile_path: Path, *, start_at_epoch_s: float, speed: float, **kwargs: object
+    ) -> pd.DataFrame:
+        """20 requests of the trial's own, and 10 from someone else in between."""
+        time.sleep(max(0.0, start_at_epoch_s - time.time()))
+        rows = []
+        for seq in range(20):
+            sent = time.time()
+            invoke()
+            rows.append((seq, (sent - start_at_epoch_s) * speed, sent, 10.0, 200, "", 0))
+            if seq % 2:
+                invoke()  # foreign: not in the trial's records
+        return pd.DataFrame(rows, columns=list(REQUEST_COLUMNS))
+
+    profile = tmp_path / "quiet.toml"
+    profile.write_text('name = "quiet"\n[[segment]]\nhold = "2m"\nrps = 0.2\n')
+    spec = TrialSpec(endpoint=ENDPOINT, policy=CANDIDATE, profile_path=profile, lead_real_s=0.3)
+    folder = run_trial(
+        spec, tmp_path / "run", AwsSession(endpoint_url=url), driver=driver, log=lambda m: None
+    )
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["sent"] == 20 and summary["cloudwatch_invocations"] == 30
+    assert summary["invocations_mismatch"] == pytest.approx(0.5)
+    assert "foreign traffic or lost requests" in summary["traffic_warning"]
 
 
 def _start_trial(tmp_path: Path, minutes: int) -> tuple[subprocess.Popen[str], Path]:
@@ -168,53 +208,70 @@ def _wait_for_candidate(scaling: AutoScaling, proc: subprocess.Popen[str], run_d
     raise AssertionError("the trial never applied the candidate and started the load")
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
+@pytest.mark.parametrize(
+    "signum",
+    [signal.SIGINT, signal.SIGTERM, signal.SIGHUP],
+    ids=["sigint", "sigterm", "sighup"],
+)
 def test_signal_mid_trial_restores_original(local_aws: object, tmp_path: Path, signum: int) -> None:
+    """From the issue's original (two policies, a scheduled action, scale-in suspended)."""
+    url = local_aws.url  # type: ignore[attr-defined]
+    set_up_original(url, ENDPOINT)
+    original = settled_state(url, ENDPOINT)
     scaling = _scaling(local_aws)
-    scaling.apply(ORIGINAL, RESOURCE)
     proc, run_dir = _start_trial(tmp_path, minutes=30)
     try:
         _wait_for_candidate(scaling, proc, run_dir)
+        locusts = children_of(proc.pid)
+        assert locusts, "no Locust child found"
+        # Only the candidate, while the trial runs.
+        assert [p["PolicyName"] for p in scaling.describe_policies(RESOURCE)] == [CANDIDATE.name]
         os.kill(proc.pid, signum)
         output, _ = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    assert proc.returncode != 0
+    assert proc.returncode == 128 + signum, output  # 130, 143, 129
     assert "restoring the original scaling configuration" in output
-    assert scaling.read_policy(RESOURCE, "original") == ORIGINAL
-    assert [p["PolicyName"] for p in scaling.describe_policies(RESOURCE)] == ["original"]
+    assert settled_state(url, ENDPOINT) == original
     assert not list(run_dir.rglob(JOURNAL_NAME))
     assert "Traceback" not in output
+    assert not [pid for pid in locusts if alive(pid)], "a Locust process outlived its trial"
 
 
 def test_kill_9_then_tuner_restore(local_aws: object, tmp_path: Path) -> None:
+    url = local_aws.url  # type: ignore[attr-defined]
+    set_up_original(url, ENDPOINT)
+    original = settled_state(url, ENDPOINT)
     scaling = _scaling(local_aws)
-    scaling.apply(ORIGINAL, RESOURCE)
     proc, run_dir = _start_trial(tmp_path, minutes=30)
     try:
         _wait_for_candidate(scaling, proc, run_dir)
-        os.killpg(proc.pid, signal.SIGKILL)  # the trial and its Locust children, no cleanup
+        locusts = children_of(proc.pid)
+        assert locusts, "no Locust child found"
+        os.kill(proc.pid, signal.SIGKILL)  # the trial alone, no cleanup: its Locust must die too
         proc.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while [pid for pid in locusts if alive(pid)] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [pid for pid in locusts if alive(pid)], "Locust outlived a kill -9 of its trial"
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     assert scaling.read_policy(RESOURCE, CANDIDATE.name) == CANDIDATE
     assert len(list(run_dir.rglob(JOURNAL_NAME))) == 1
-    env = dict(os.environ)
     result = subprocess.run(
         [sys.executable, "-m", "tuner", "restore", str(run_dir)],
-        env=env,
+        env=dict(os.environ),
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     assert "restored endpoint/trial-endpoint/variant/AllTraffic" in result.stdout
-    assert scaling.read_policy(RESOURCE, "original") == ORIGINAL
-    assert [p["PolicyName"] for p in scaling.describe_policies(RESOURCE)] == ["original"]
+    assert settled_state(url, ENDPOINT) == original
     assert not list(run_dir.rglob(JOURNAL_NAME))
 
 

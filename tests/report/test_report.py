@@ -239,7 +239,11 @@ def test_trials_are_plotted_against_the_simulation(run_dir: Path, tmp_path: Path
     trial = copy / "trials" / f"{label}__steady"
     trial.mkdir(parents=True)
     measured.to_csv(trial / "timeline.csv", index=False)
-    (trial / "summary.json").write_text(json.dumps({"profile": "steady", "candidate": label}))
+    # CloudWatch counted 450 requests more than the trial sent: flagged (issue 12).
+    summary = {"profile": "steady", "candidate": label, "sent": 1000}
+    summary |= {"cloudwatch_invocations": 1450.0, "invocations_mismatch": 0.45}
+    summary["traffic_warning"] = "foreign traffic or lost requests"
+    (trial / "summary.json").write_text(json.dumps(summary))
     assert main(["report", str(copy)]) == 0
     page = _page(copy)
     assert len(page.images) == 6 + 1
@@ -247,6 +251,9 @@ def test_trials_are_plotted_against_the_simulation(run_dir: Path, tmp_path: Path
     n_sim = sim["instances_in_service"].mean()
     assert f"{n_sim + 1:.2f} / {n_sim:.2f}" in page.cells
     assert f"7 / {sim['errors'].sum():,.0f}" in page.cells
+    assert "1,450 / 1,000 (45.0% apart: foreign traffic or lost requests)" in page.cells
+    md = (copy / "report.md").read_text()
+    assert "1,450 / 1,000 (45.0% apart: foreign traffic or lost requests)" in md
 
 
 def test_report_on_a_folder_that_is_not_a_run(

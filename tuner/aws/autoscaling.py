@@ -327,6 +327,51 @@ class AutoScaling(ClientAdapter):
             ScalableDimension=resource.scalable_dimension,
         )
 
+    def apply_alone(self, policy: ScalingPolicy, resource: Resource) -> ScalingPolicy:
+        """Make ``policy`` the target's only scaling configuration (a trial's isolation).
+
+        Its range is registered with dynamic scaling resumed and scheduled scaling suspended
+        (scheduled actions stay stored but do not fire [DOC: SuspendedState]); every other
+        policy is deleted (the caller has journaled them), with the alarms of step policies; the
+        candidate and its own step policies (with their alarms) are put and read back.
+        """
+        args = policy.register_scalable_target_args(resource)
+        args["SuspendedState"] = {
+            "DynamicScalingInSuspended": False,
+            "DynamicScalingOutSuspended": False,
+            "ScheduledScalingSuspended": True,
+        }
+        self._call("RegisterScalableTarget", self.client.register_scalable_target, **args)
+        live_policies = self.describe_policies(resource)
+        self._delete_step_alarms(resource, live_policies)
+        for live in live_policies:
+            if live["PolicyName"] != policy.name:
+                self.delete_policy(resource, live["PolicyName"])
+        self._call(
+            "PutScalingPolicy",
+            self.client.put_scaling_policy,
+            **policy.put_scaling_policy_args(resource),
+        )
+        for step in policy.step_policies:
+            # the policy first: the alarm's action is its ARN (user guide, step scaling)
+            put = self._call(
+                "PutScalingPolicy",
+                self.client.put_scaling_policy,
+                **step.put_scaling_policy_args(resource),
+            )
+            self.alarms.put(step.put_metric_alarm_args(resource, put["PolicyARN"]))
+        steps = [s.name for s in policy.step_policies]
+        # Scheduled actions stay stored but suspended: a candidate's own are not trialled.
+        live_policy = self.read_policy(resource, policy.name, steps=steps)
+        wanted = policy.replace(scheduled_actions=None)
+        names = sorted(p["PolicyName"] for p in self.describe_policies(resource))
+        if live_policy != wanted or names != sorted([policy.name, *steps]):
+            raise PolicyError(
+                f"read-back of {resource.resource_id} is not the candidate alone: policies "
+                f"{names}, {live_policy.to_dict() if live_policy else None} != {wanted.to_dict()}"
+            )
+        return live_policy
+
     def delete_policy(self, resource: Resource, name: str) -> None:
         self._call(
             "DeleteScalingPolicy",
@@ -396,10 +441,16 @@ class AutoScaling(ClientAdapter):
         register["MaxCapacity"] = snap.target["MaxCapacity"]
         # Always sent: a calibration suspends dynamic scaling, and a snapshot taken before it
         # may carry no SuspendedState at all (meaning: nothing suspended).
-        register["SuspendedState"] = snap.target.get("SuspendedState") or {
-            "DynamicScalingInSuspended": False,
-            "DynamicScalingOutSuspended": False,
-            "ScheduledScalingSuspended": False,
+        # All three keys: a key left out keeps its current value [DOC], and a trial suspends
+        # scheduled scaling that the snapshot (moto echoes only the keys set) may not mention.
+        suspended = snap.target.get("SuspendedState") or {}
+        register["SuspendedState"] = {
+            key: bool(suspended.get(key, False))
+            for key in (
+                "DynamicScalingInSuspended",
+                "DynamicScalingOutSuspended",
+                "ScheduledScalingSuspended",
+            )
         }
         self._call("RegisterScalableTarget", self.client.register_scalable_target, **register)
         wanted = {p["PolicyName"] for p in snap.policies}

@@ -59,12 +59,41 @@ class Endpoints(ClientAdapter):
 
     def tags(self, name: str) -> dict[str, str]:
         """The endpoint's tags (guardrails read ``environment``)."""
+        return {t["Key"]: t["Value"] for t in self.tag_list(name)}
+
+    def _arn(self, name: str) -> str:
         try:
-            arn = self.client.describe_endpoint(EndpointName=name)["EndpointArn"]
-            resp = self.client.list_tags(ResourceArn=arn)
+            return str(self.client.describe_endpoint(EndpointName=name)["EndpointArn"])
+        except (ClientError, BotoCoreError) as e:
+            raise translate_client_error(e, f"DescribeEndpoint {name}") from e
+
+    def tag_list(self, name: str) -> list[dict[str, str]]:
+        """The endpoint's tags in the order ListTags gives them (every page)."""
+        arn = self._arn(name)
+        tags: list[dict[str, str]] = []
+        kwargs: dict[str, str] = {}
+        try:
+            while True:
+                resp = self.client.list_tags(ResourceArn=arn, **kwargs)
+                tags += resp.get("Tags", [])
+                if not resp.get("NextToken"):
+                    return tags
+                kwargs = {"NextToken": resp["NextToken"]}
         except (ClientError, BotoCoreError) as e:
             raise translate_client_error(e, f"ListTags {name}") from e
-        return {t["Key"]: t["Value"] for t in resp.get("Tags", [])}
+
+    def add_tag(self, name: str, key: str, value: str) -> None:
+        """Set one tag on the endpoint (AddTags replaces a key's value)."""
+        try:
+            self.client.add_tags(ResourceArn=self._arn(name), Tags=[{"Key": key, "Value": value}])
+        except (ClientError, BotoCoreError) as e:
+            raise translate_client_error(e, f"AddTags {name}") from e
+
+    def delete_tag(self, name: str, key: str) -> None:
+        try:
+            self.client.delete_tags(ResourceArn=self._arn(name), TagKeys=[key])
+        except (ClientError, BotoCoreError) as e:
+            raise translate_client_error(e, f"DeleteTags {name}") from e
 
     def instance_type(self, name: str, variant: str) -> str | None:
         """The variant's instance type, from its endpoint config (None if not shown)."""

@@ -206,6 +206,14 @@ def add_trials(
         print_dry_run(args, live_paths)
         return 0
     assert session is not None
+    from tuner.commands._live import confirm
+    from tuner.live import session_endpoint_url
+
+    confirm(
+        [f"live trials of {', '.join(p.label for p in top)} on {args.endpoint}/{args.variant}"],
+        yes=args.yes,
+        endpoint_url=session_endpoint_url(session),
+    )
     try:
         run_live(
             out,

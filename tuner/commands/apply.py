@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from typing import TYPE_CHECKING, Any
 
 from tuner.commands._common import add_aws_options, add_resource_options, aws_session, resource_from
+from tuner.commands._live import add_confirm_option, confirm
 
 if TYPE_CHECKING:
     from tuner.aws import AwsSession
@@ -25,6 +27,9 @@ has "ScheduledActions", they become the target's scheduled actions: live ones it
 are deleted (the diff lists them), changed ones replaced, new ones put. Without the key, live
 scheduled actions stay as they are. Take a `tuner snapshot` first if you may want the old
 configuration back.
+It asks before changing anything (--yes skips the question; without a terminal --yes is
+required; the local AWS never asks) and is refused while a trial or calibration holds the
+endpoint's lock.
 """
 
 
@@ -42,8 +47,10 @@ def register(sub: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--dry-run", action="store_true", help="show the diff and the AWS calls; change nothing"
     )
+    add_confirm_option(p)
     add_aws_options(p)
-    return p
+    parser: argparse.ArgumentParser = p
+    return parser
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,12 +59,17 @@ def run(args: argparse.Namespace) -> int:
     policy = ScalingPolicy.load(args.policy)
     resource = resource_from(args)
     policy.check_resource(resource)
-    apply_policy(policy, resource, aws_session(args), dry_run=args.dry_run)
+    apply_policy(policy, resource, aws_session(args), dry_run=args.dry_run, yes=args.yes)
     return 0
 
 
 def apply_policy(
-    policy: ScalingPolicy, resource: Resource, session: AwsSession, *, dry_run: bool
+    policy: ScalingPolicy,
+    resource: Resource,
+    session: AwsSession,
+    *,
+    dry_run: bool,
+    yes: bool = False,
 ) -> None:
     """Show the diff against the live configuration, then apply (or, dry, print the calls)."""
     from tuner.aws import AutoScaling, Endpoints
@@ -122,5 +134,17 @@ def apply_policy(
             alarm = step.put_metric_alarm_args(resource, f"<PolicyARN of {step.name}>")
             print(f"  cloudwatch PutMetricAlarm {json.dumps(alarm)}")
         return
-    scaling.apply(policy, resource)
+    confirm([], yes=yes, endpoint_url=session.endpoint_url or os.environ.get("AWS_ENDPOINT_URL"))
+    if resource.kind.value == "variant":
+        from tuner.live.safety import EndpointLock
+
+        # The lock, held for the change only: no apply in the middle of a trial's restore.
+        lock = EndpointLock(Endpoints(session=session), resource.name, resource.variant or "")
+        lock.acquire(None)
+        try:
+            scaling.apply(policy, resource)
+        finally:
+            lock.release()
+    else:
+        scaling.apply(policy, resource)
     print(f"applied and verified: {resource.resource_id} now runs {policy.label}")

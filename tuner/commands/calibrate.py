@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuner.commands._common import add_aws_options, aws_session
-from tuner.commands._live import add_guardrail_options, guardrails_from
+from tuner.commands._live import add_guardrail_options, confirm, finite_float, guardrails_from
 
 if TYPE_CHECKING:
     from tuner.aws import AwsSession
@@ -24,8 +24,10 @@ raises the rate (x2 steps to bracket the limit, then 10 even steps inside it), a
 rate whose p99 and error rate meet the objective becomes max_rps_per_instance. A failing step
 that does not fail as overload does (a burst, a left-over queue, a few slow requests) is run
 again once single probe requests show the endpoint idle. The scaling configuration and the
-instance count are restored afterwards. AWS's rule of thumb for the target (max rps x 60 x 0.5)
-is printed beside it.
+instance count are restored afterwards, on every exit (error, Ctrl-C, SIGTERM, SIGHUP; after
+kill -9 run `tuner restore` on the journal in the work folder). It asks before the change
+(--yes skips; required without a terminal; the local AWS never asks). AWS's rule of thumb
+for the target (max rps x 60 x 0.5) is printed beside it.
 """
 
 
@@ -44,20 +46,22 @@ def register(sub: Any) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--slo-p99-ms",
-        type=float,
+        type=finite_float,
         required=True,
         help="latency objective: p99 of successful requests, in ms",
     )
     p.add_argument(
         "--max-error-rate",
-        type=float,
+        type=finite_float,
         default=0.001,
         help="share of failed requests a step may have (default: 0.001)",
     )
-    p.add_argument("--start-rps", type=float, default=1.0, help="first step's rate (default: 1)")
+    p.add_argument(
+        "--start-rps", type=finite_float, default=1.0, help="first step's rate (default: 1)"
+    )
     p.add_argument(
         "--step-s",
-        type=float,
+        type=finite_float,
         default=60.0,
         help="seconds each step lasts, virtual on the local AWS (default: 60)",
     )
@@ -68,13 +72,13 @@ def register(sub: Any) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--boot-s",
-        type=float,
+        type=finite_float,
         default=300.0,
         help="boot time to record when not measured (default: 300)",
     )
     p.add_argument(
         "--hourly-usd",
-        type=float,
+        type=finite_float,
         default=0.23,
         help="price of one instance-hour, for costs (default: 0.23)",
     )
@@ -82,7 +86,8 @@ def register(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed for payload choice")
     add_guardrail_options(p)
     add_aws_options(p)
-    return p
+    parser: argparse.ArgumentParser = p
+    return parser
 
 
 def run(args: argparse.Namespace) -> int:
@@ -117,7 +122,22 @@ def run(args: argparse.Namespace) -> int:
         ):
             print(f"  {line}")
         return 0
-    run_calibration(spec, aws_session(args), Path(args.out))
+    from tuner.aws import Endpoints
+    from tuner.live.trial import session_endpoint_url
+
+    session = aws_session(args)
+    endpoints = Endpoints(session=session)
+    endpoints.describe(args.endpoint).variant(args.variant)
+    spec.guardrails.check(endpoints, args.endpoint, None, spec.max_rps)  # refusals before asking
+    confirm(
+        [
+            f"calibrate {args.endpoint}/{args.variant}: dynamic scaling suspended, held at 1 "
+            f"instance, step test up to {args.max_rps:g} rps; all restored afterwards"
+        ],
+        yes=args.yes,
+        endpoint_url=session_endpoint_url(session),
+    )
+    run_calibration(spec, session, Path(args.out))
     return 0
 
 

@@ -12,7 +12,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuner.commands._common import add_aws_options, aws_session
-from tuner.commands._live import add_guardrail_options, guardrails_from
+from tuner.commands._live import (
+    add_guardrail_options,
+    check_can_confirm,
+    confirm,
+    guardrails_from,
+)
 from tuner.commands._tune_live import (
     add_trials,
     check_live,
@@ -226,10 +231,15 @@ def register(sub: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--out", metavar="DIR", help="run directory to write (default: reports/tune-<UTC time>)"
     )
-    p.add_argument("--force", action="store_true", help="replace DIR if it holds an earlier run")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace DIR if it holds an earlier run (never one with a restore journal left)",
+    )
     add_guardrail_options(p)
     add_aws_options(p)
-    return p
+    parser: argparse.ArgumentParser = p
+    return parser
 
 
 def _out_dir(args: argparse.Namespace, now: datetime) -> Path:
@@ -242,6 +252,15 @@ def _out_dir(args: argparse.Namespace, now: datetime) -> Path:
             )
         if not (out / "manifest.json").is_file():
             raise ValidationError(f"--force replaces only an earlier run directory, got {out}")
+        from tuner.live.safety import JOURNAL_NAME
+
+        journals = sorted(out.rglob(JOURNAL_NAME))
+        if journals:
+            # The journal is the only record of an endpoint's original configuration.
+            raise ValidationError(
+                f"--force will not delete {out}: it holds an outstanding restore journal "
+                f"({journals[0]}); run `tuner restore {out}` first"
+            )
         shutil.rmtree(out)
     return out
 
@@ -315,7 +334,13 @@ def run(args: argparse.Namespace) -> int:
     capacity = Capacity.load(args.capacity) if args.capacity else Capacity.default()
     if args.metric_lag_s is None:
         args.metric_lag_s = 60.0 if capacity.metric_lag_s is None else capacity.metric_lag_s
-    guardrails = guardrails_from(args)
+    guardrails = guardrails_from(args)  # checked before simulating, like every flag
+    if args.live and args.dry_run:
+        progress("dry run: simulating and reporting only; no live trial, no AWS change")
+    if args.live and not args.dry_run:
+        from tuner.live.trial import session_endpoint_url
+
+        check_can_confirm(yes=args.yes, endpoint_url=session_endpoint_url(aws_session(args)))
     out = Path(args.out or f"reports/tune-{now:%Y%m%d-%H%M%S}")
     if args.live and not args.force and (out / "manifest.json").is_file():
         return add_trials(args, out, capacity, guardrails, window, limit_s)
@@ -374,6 +399,7 @@ def run(args: argparse.Namespace) -> int:
         variant=args.variant,
         live_top=args.top if args.live and not args.dry_run else 0,
         session=session,
+        ask_first=not args.yes,
         command=_command_line(args),
         created=now,
         fitted=fitted,
@@ -429,6 +455,7 @@ def run_tuning(
     live_profiles: Sequence[Path] | None = None,
     guardrails: Guardrails | None = None,
     time_limit_s: float | None = None,
+    ask_first: bool = False,
 ) -> Path:
     """The workflow of ``tuner tune`` with its progress and output: read the current policy,
     tune, write the run, trial the ``live_top`` best on ``endpoint``, render; the report's path."""
@@ -482,9 +509,18 @@ def run_tuning(
         _check_robustness(tuning, profiles, capacity, objective, settings, fitted, out)
     try:
         if live_top and endpoint and session is not None:
+            top = tuning.ranked(live_top)
+            if ask_first:
+                from tuner.live import session_endpoint_url
+
+                confirm(
+                    [f"live trials of {', '.join(p.label for p in top)} on {endpoint}/{variant}"],
+                    yes=False,
+                    endpoint_url=session_endpoint_url(session),
+                )
             run_live(
                 out,
-                tuning.ranked(live_top),
+                top,
                 live_profiles or [toml_for(path, out) for _, path in loaded],
                 endpoint=endpoint,
                 variant=variant,

@@ -1,5 +1,5 @@
 """Live work against an endpoint: Locust load generation (as a subprocess), trials with their
-guardrails and restore journal, and calibration."""
+guardrails, the safety of live changes (lock, journal, restore), and calibration."""
 
 from tuner.live.calibration import (
     FALLBACK_PAUSE_S,
@@ -36,8 +36,22 @@ from tuner.live.loadgen import (
     start_epoch,
     summarize,
 )
-from tuner.live.trial import (
+from tuner.live.safety import (
+    EXIT_RESTORE_FAILED,
     JOURNAL_NAME,
+    EndpointLock,
+    Journal,
+    LockHeld,
+    LockHolder,
+    RestoreFailed,
+    live_change,
+    restore_file,
+    restore_journal,
+    signals_raise,
+    with_retries,
+)
+from tuner.live.trial import (
+    MISMATCH_SHARE,
     PRODUCTION_TAG_KEYS,
     PRODUCTION_TAG_VALUES,
     TRIAL_METRICS,
@@ -45,11 +59,9 @@ from tuner.live.trial import (
     TrialSpec,
     default_driver,
     discover_clock,
-    restoring,
     run_trial,
     run_trials,
     session_endpoint_url,
-    sigterm_raises,
     steady_heap,
     trial_dir,
 )
@@ -59,6 +71,13 @@ __all__ = [
     "CalibrationResult",
     "CalibrationSpec",
     "ERROR_KINDS",
+    "EXIT_RESTORE_FAILED",
+    "EndpointLock",
+    "Journal",
+    "LockHeld",
+    "LockHolder",
+    "MISMATCH_SHARE",
+    "RestoreFailed",
     "FALLBACK_PAUSE_S",
     "Guardrails",
     "IDLE_POLL_S",
@@ -85,13 +104,16 @@ __all__ = [
     "read_requests",
     "refine_rates",
     "rerun_reason",
-    "restoring",
+    "restore_file",
+    "restore_journal",
     "run_loadtest",
     "run_trial",
     "run_trials",
     "runtime_probe",
     "session_endpoint_url",
-    "sigterm_raises",
+    "signals_raise",
+    "with_retries",
+    "live_change",
     "start_epoch",
     "steady_heap",
     "step_profile_toml",

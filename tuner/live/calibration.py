@@ -4,7 +4,8 @@ The variant is held at one instance with dynamic scaling suspended; rates rise i
 geometrically to bracket the limit, then linearly inside the bracket. A step passes when the
 requests scheduled in it (after a warm-up share) meet the latency objective and the error
 budget; the highest rate below the first failing step is what one instance sustains. Everything
-is put back afterwards: the scaling snapshot and the instance count.
+is put back afterwards, on every exit (tuner.live.safety): the scaling snapshot and the
+instance count.
 
 A failing step is taken as the limit only when it fails the way overload does (most requests
 miss the objective and the queue grows through the step). One that fails otherwise (the load
@@ -15,6 +16,7 @@ Idle is what a client sees: single probe requests answer about as fast as they d
 
 from __future__ import annotations
 
+import math
 import statistics
 import sys
 import tempfile
@@ -44,13 +46,12 @@ from tuner.live.calibration_steps import (
     sustained,
     wait_until_idle,
 )
+from tuner.live.safety import JOURNAL_NAME, live_change
 from tuner.live.trial import (
-    JOURNAL_NAME,
     Guardrails,
     LoadDriver,
     default_driver,
     discover_clock,
-    restoring,
     session_endpoint_url,
     steady_heap,
 )
@@ -87,6 +88,32 @@ class CalibrationSpec:
     """Longest wait (virtual s) for the endpoint to be idle again after a failing step."""
 
     def __post_init__(self) -> None:
+        for name in (
+            "slo_p99_ms",
+            "max_error_rate",
+            "start_rps",
+            "max_rps",
+            "step_s",
+            "factor",
+            "warmup_share",
+            "hourly_usd",
+            "boot_s",
+            "idle_wait_s",
+        ):
+            value = getattr(self, name)
+            if not math.isfinite(value):
+                flag = "--" + name.replace("_", "-")
+                raise ValidationError(f"{flag} must be a finite number, got {value}")
+        if not self.step_s > 0:
+            raise ValidationError(f"--step-s > 0 must hold, got {self.step_s:g}")
+        if not self.hourly_usd >= 0:
+            raise ValidationError(f"--hourly-usd >= 0 must hold, got {self.hourly_usd:g}")
+        if not self.boot_s >= 0:
+            raise ValidationError(f"--boot-s >= 0 must hold, got {self.boot_s:g}")
+        if not 0 <= self.warmup_share < 1:
+            raise ValidationError(f"warmup_share must be in [0, 1), got {self.warmup_share:g}")
+        if self.refine_steps < 1:
+            raise ValidationError(f"refine_steps >= 1 must hold, got {self.refine_steps}")
         if not self.slo_p99_ms > 0:
             raise ValidationError(f"--slo-p99-ms > 0 must hold, got {self.slo_p99_ms:g}")
         if not 0 <= self.max_error_rate < 1:
@@ -136,7 +163,8 @@ def calibrate(
     work.mkdir(parents=True, exist_ok=True)
     probe = probe or runtime_probe(session, spec.endpoint, spec.variant, clock.speed)
     boot_s = spec.boot_s
-    with restoring(scaling, resource, work / JOURNAL_NAME, log):
+    url = session_endpoint_url(session)
+    with live_change(scaling, endpoints, resource, work / JOURNAL_NAME, log, endpoint_url=url):
         if scaling.describe_target(resource) is not None:
             scaling.set_suspended(resource, scale_in=True, scale_out=True)
         _set_count(endpoints, spec, 1, clock, log)

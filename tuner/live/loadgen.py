@@ -31,9 +31,11 @@ send is ``(sent_epoch_s - start_epoch_s) * S``. Latencies are wall-clock millise
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -206,6 +208,35 @@ def worker_command(
     ]  # fmt: skip
 
 
+# Run before exec'ing Locust: ask Linux to SIGKILL it when its parent dies (prctl
+# PR_SET_PDEATHSIG = 1, man 2 prctl; the setting survives execve), then check the parent did not
+# die before that call. A launcher, not preexec_fn: preexec_fn is unsafe with threads running.
+_PDEATHSIG = """\
+import ctypes, os, signal, sys
+if ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0) != 0:
+    sys.exit("prctl(PR_SET_PDEATHSIG) failed")
+if os.getppid() != int(sys.argv[1]):
+    sys.exit("parent gone before start")
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
+def dies_with_parent(cmd: list[str]) -> list[str]:
+    """``cmd`` wrapped so that, on Linux, the process is killed when this one dies (kill -9 too)."""
+    if not sys.platform.startswith("linux"):
+        return cmd
+    return [sys.executable, "-c", _PDEATHSIG, str(os.getpid()), *cmd]
+
+
+def stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """Kill a child started in its own process group, with anything it started, and reap it."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=10)
+
+
 def run_loadtest(config: LoadTestConfig, *, progress: TextIO | None = sys.stderr) -> LoadTestResult:
     """Play the profile with Locust; write requests.csv, periods.csv, summary.json in out_dir."""
     profile = config.validate()
@@ -242,15 +273,22 @@ def run_loadtest(config: LoadTestConfig, *, progress: TextIO | None = sys.stderr
     with log_path.open("w") as log:
         try:
             for cmd in commands:
+                # Its own process group (a terminal's Ctrl-C reaches only the tuner, which stops
+                # the group), and killed with its parent: no Locust outlives the run.
                 procs.append(
-                    subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=out)
+                    subprocess.Popen(
+                        dies_with_parent(cmd),
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        env=env,
+                        cwd=out,
+                        process_group=0,
+                    )
                 )
             _watch(procs, out, profile, config, began, budget_s, progress)
         finally:
             for p in procs:
-                if p.poll() is None:
-                    p.kill()
-                    p.wait(timeout=10)
+                stop_group(p)
     if procs[0].returncode != 0:
         tail = [ln for ln in log_path.read_text().splitlines() if ln.strip()][-1:] or ["no output"]
         raise LoadTestError(f"locust exited with {procs[0].returncode}: {tail[0]} (see {log_path})")

@@ -15,8 +15,13 @@ its presence marks a finished trial that a re-run skips):
 - ``activities.json``: DescribeScalingActivities during the trial.
 - ``requests.csv``: the load generator's per-request records.
 - ``policy.json``, ``summary.json``.
-- ``restore-journal.json`` exists only while the trial runs: the snapshot to put back. After a
-  hard kill, ``tuner restore RUN_DIR`` restores it.
+- ``restore-journal.json`` exists only while the trial runs: the snapshot and instance count to
+  put back (tuner.live.safety). After a hard kill, ``tuner restore RUN_DIR`` restores it, and a
+  re-run of the same trial restores it first.
+
+While a trial runs the candidate is the endpoint's only scaling configuration: other policies
+are removed, scheduled scaling is suspended, dynamic scaling is resumed; all comes back after.
+``summary.json`` compares CloudWatch's invocations with what was sent (``traffic_warning``).
 """
 
 from __future__ import annotations
@@ -25,7 +30,6 @@ import contextlib
 import gc
 import json
 import math
-import signal
 import sys
 import threading
 import time
@@ -41,13 +45,15 @@ import pandas as pd
 
 from tuner.aws import AutoScaling, AwsSession, Endpoints, fetch_variant_metrics
 from tuner.clock import VirtualClock
-from tuner.errors import Terminated, TrialError, TunerError, ValidationError
+from tuner.errors import TrialError, TunerError, ValidationError
 from tuner.live.loadgen import LoadTestConfig, run_loadtest, start_epoch
+from tuner.live.safety import JOURNAL_NAME, live_change
 from tuner.policy import Resource, ScalingPolicy
 from tuner.profiles.profile import Profile, load_profile
 from tuner.tune.run import trial_folder
 
-JOURNAL_NAME = "restore-journal.json"
+MISMATCH_SHARE = 0.02
+"""CloudWatch's invocations and the requests sent may differ by this share before it is flagged."""
 # What a trial reads from CloudWatch. No percentiles: latency percentiles come from the load
 # generator's own records (what clients felt), and some backends cannot compute them.
 TRIAL_METRICS: dict[str, tuple[str, ...]] = {
@@ -59,7 +65,8 @@ TRIAL_METRICS: dict[str, tuple[str, ...]] = {
     "Invocation5XXErrors": ("Sum",),
     "ConcurrentRequestsPerModel": ("Maximum",),
 }
-PRODUCTION_TAG_KEYS = ("environment", "env", "stage", "Environment", "Stage")
+PRODUCTION_TAG_KEYS = ("environment", "env", "stage")
+"""Tag keys read for the environment, compared case-insensitively (as are the values)."""
 PRODUCTION_TAG_VALUES = {"production", "prod", "prd", "live"}
 
 
@@ -93,15 +100,23 @@ class Guardrails:
     max_rps: float = 2_000.0
     """Refuse a profile whose peak rate is above this."""
 
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.max_rps) and self.max_rps > 0):
+            raise ValidationError(f"--max-rps must be a finite number > 0, got {self.max_rps}")
+        if self.max_instances < 1:
+            raise ValidationError(f"--max-instances >= 1 must hold, got {self.max_instances}")
+
     def check(
         self, endpoints: Endpoints, endpoint: str, policy: ScalingPolicy | None, peak_rps: float
     ) -> None:
-        tags = endpoints.tags(endpoint)
-        for key in PRODUCTION_TAG_KEYS:
-            value = tags.get(key, "").strip().lower()
-            if value in PRODUCTION_TAG_VALUES and not self.allow_production:
+        for key, value in endpoints.tags(endpoint).items():
+            production = (
+                key.strip().lower() in PRODUCTION_TAG_KEYS
+                and value.strip().lower() in PRODUCTION_TAG_VALUES
+            )
+            if production and not self.allow_production:
                 raise ValidationError(
-                    f"endpoint {endpoint} is tagged {key}={tags[key]}: refusing to load-test "
+                    f"endpoint {endpoint} is tagged {key}={value}: refusing to load-test "
                     "production without --allow-production"
                 )
         if policy is not None and policy.max_capacity > self.max_instances:
@@ -113,23 +128,6 @@ class Guardrails:
             raise ValidationError(
                 f"profile peak rate <= --max-rps must hold, got {peak_rps:g} > {self.max_rps:g} rps"
             )
-
-
-@contextlib.contextmanager
-def sigterm_raises() -> Iterator[None]:
-    """Turn SIGTERM into an exception for the duration (SIGINT already is one)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        raise Terminated()
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager
@@ -147,35 +145,6 @@ def steady_heap() -> Iterator[None]:
         yield
     finally:
         gc.unfreeze()
-
-
-@contextlib.contextmanager
-def restoring(
-    scaling: AutoScaling, resource: Resource, journal: Path, log: Callable[[str], None]
-) -> Iterator[None]:
-    """Snapshot before, restore after — on success, error, SIGINT or SIGTERM.
-
-    The snapshot is saved as a journal first, so a hard kill leaves what ``tuner restore``
-    needs; the journal is removed only once the original is back.
-    """
-    snap = scaling.snapshot(resource)
-    journal.parent.mkdir(parents=True, exist_ok=True)
-    snap.save(journal)
-    try:
-        with sigterm_raises():
-            yield
-    finally:
-        # A second Ctrl-C during the restore must not abandon it half done.
-        old_int = None
-        if threading.current_thread() is threading.main_thread():
-            old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        try:
-            log(f"restoring the original scaling configuration of {resource.resource_id}")
-            scaling.restore(snap)
-            journal.unlink(missing_ok=True)
-        finally:
-            if old_int is not None:
-                signal.signal(signal.SIGINT, old_int)
 
 
 @dataclass
@@ -264,6 +233,25 @@ class TrialSpec:
     seed: int = 0
     wait_timeout_s: float = 1800.0
     guardrails: Guardrails = Guardrails()
+    lead_real_s: float = 3.0
+    """Real seconds between launching the load generator and the profile's start (Locust's
+    start-up); a stand-in driver in tests needs less."""
+
+    def __post_init__(self) -> None:
+        if self.workers < 0:
+            raise ValidationError(f"--workers >= 0 must hold, got {self.workers}")
+        if self.start_capacity is not None and not (
+            self.policy.min_capacity <= self.start_capacity <= self.policy.max_capacity
+        ):
+            raise ValidationError(
+                f"MinCapacity <= start capacity <= MaxCapacity must hold, got "
+                f"{self.start_capacity} outside {self.policy.min_capacity}.."
+                f"{self.policy.max_capacity}"
+            )
+        for name in ("settle_s", "wait_timeout_s", "lead_real_s"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise ValidationError(f"{name} must be a finite number >= 0, got {value}")
 
 
 def trial_dir(run_dir: Path, policy: ScalingPolicy, profile: Profile) -> Path:
@@ -287,7 +275,7 @@ def run_trial(
     """Run one trial; return its folder. Skips (and returns) a trial already finished."""
     profile = load_profile(spec.profile_path)
     out = trial_dir(run_dir, spec.policy, profile)
-    if (out / "summary.json").exists():
+    if (out / "summary.json").exists() and not (out / JOURNAL_NAME).exists():
         log(f"{out.name}: already finished, skipped (delete the folder to run it again)")
         return out
     resource = Resource.for_variant(spec.endpoint, spec.variant)
@@ -300,10 +288,12 @@ def run_trial(
     period_s = spec.policy.metric_period_s
     out.mkdir(parents=True, exist_ok=True)
     log(f"trial {spec.policy.label} on {profile.name} at speed x{clock.speed:g}")
-    with restoring(scaling, resource, out / JOURNAL_NAME, log):
-        # The candidate's range first: registering it moves the capacity into range [DOC], and a
-        # starting count outside the old range would otherwise be clamped back.
-        scaling.apply(spec.policy, resource)
+    url = session_endpoint_url(session)
+    with live_change(scaling, endpoints, resource, out / JOURNAL_NAME, log, endpoint_url=url):
+        # The candidate alone: its range first (registering moves the capacity into range [DOC],
+        # and a starting count outside the old range would otherwise be clamped back), the other
+        # policies removed, scheduled scaling suspended.
+        scaling.apply_alone(spec.policy, resource)
         start = spec.start_capacity or spec.policy.steady_capacity(profile.opening_rps())
         _bring_to_capacity(endpoints, spec, start, clock, log)
         poller = _Poller(
@@ -311,8 +301,9 @@ def run_trial(
         )
         with poller:
             # Start the profile on a period boundary so CloudWatch periods are profile periods,
-            # far enough ahead (3 s real) for Locust to start.
-            t0 = float(math.ceil((clock.now() + 3.0 * clock.speed) / period_s) * period_s)
+            # far enough ahead (3 s real by default) for Locust to start.
+            lead_s = spec.lead_real_s * clock.speed
+            t0 = float(math.ceil((clock.now() + lead_s) / period_s) * period_s)
             with steady_heap():
                 requests = driver(
                     spec.profile_path,
@@ -335,19 +326,23 @@ def run_trial(
             log(f"load done; waiting {settle:g} s (virtual) for CloudWatch to settle")
             _sleep_until(clock, end + settle)
         activities = scaling.describe_activities(resource)
-        first = math.floor(t0 / period_s) * period_s
-        metrics = fetch_variant_metrics(
-            session.client("cloudwatch"),
-            spec.endpoint,
-            spec.variant,
-            clock.datetime_at(first),
-            clock.datetime_at(end + period_s),
-            period_s=period_s,
-            metrics=TRIAL_METRICS,
-        )
-        _write_results(
-            out, spec, profile, clock, t0, period_s, requests, metrics, poller.rows, activities
-        )
+    # After the restore: summary.json (a finished trial, skipped by a re-run) is written only
+    # once the endpoint is back as it was.
+    first = math.floor(t0 / period_s) * period_s
+    metrics = fetch_variant_metrics(
+        session.client("cloudwatch"),
+        spec.endpoint,
+        spec.variant,
+        clock.datetime_at(first),
+        clock.datetime_at(end + period_s),
+        period_s=period_s,
+        metrics=TRIAL_METRICS,
+    )
+    summary = _write_results(
+        out, spec, profile, clock, t0, period_s, requests, metrics, poller.rows, activities
+    )
+    if summary["traffic_warning"]:
+        log(f"WARNING: {summary['traffic_warning']}")
     log(f"trial {spec.policy.label}: results in {out}")
     return out
 
@@ -399,7 +394,7 @@ def _write_results(
     metrics: pd.DataFrame,
     polls: list[tuple[float, str, int, int]],
     activities: list[dict[str, Any]],
-) -> None:
+) -> dict[str, Any]:
     n = int(math.ceil(profile.duration_s / period_s))
     t_s = np.arange(n) * period_s
     polls_df = pd.DataFrame(polls, columns=["virtual_s", "status", "current", "desired"])
@@ -449,6 +444,16 @@ def _write_results(
         }
     )
     total = len(req)
+    cloudwatch = float(metrics.get("Invocations:Sum", pd.Series(dtype=float)).sum())
+    # Requests the generator really sent (those its in-flight cap dropped never left).
+    sent_total = int((req["error"].fillna("").astype(str) != "inflight_cap").sum())
+    mismatch = abs(cloudwatch - sent_total) / max(sent_total, 1)
+    warning = None
+    if mismatch > MISMATCH_SHARE:
+        warning = (
+            f"CloudWatch counted {cloudwatch:.0f} invocations but the trial sent {sent_total} "
+            f"({mismatch:.1%} apart, over {MISMATCH_SHARE:.0%}): foreign traffic or lost requests"
+        )
     hours = float(np.nansum(current)) * period_s / 3600.0
     changes = np.diff(desired[~np.isnan(desired)])
     latency = req.loc[~failed, "latency_ms"]
@@ -467,7 +472,10 @@ def _write_results(
         "p50_latency_ms": float(latency.quantile(0.5)) if len(latency) else None,
         "p99_latency_ms": float(latency.quantile(0.99)) if len(latency) else None,
         # Over the whole window: edge periods straddle the profile's start and end.
-        "cloudwatch_invocations": float(metrics.get("Invocations:Sum", pd.Series()).sum()),
+        "cloudwatch_invocations": cloudwatch,
+        "sent": sent_total,
+        "invocations_mismatch": mismatch,
+        "traffic_warning": warning,
         "instance_hours": hours,
         "max_instances": int(np.nanmax(current)) if ok.any() else None,
         "scale_out_events": int((changes > 0).sum()),
@@ -481,6 +489,7 @@ def _write_results(
     _atomic_write(out / "requests.csv", requests.to_csv(index=False))
     _atomic_write(out / "policy.json", spec.policy.to_json())
     _atomic_write(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    return summary
 
 
 def run_trials(

@@ -202,9 +202,21 @@ def trial_comparison(run: Run) -> pd.DataFrame:
                 "Errors (measured / simulated)": (
                     f"{stat(m, 'errors', 'sum'):,.0f} / {stat(sim, 'errors', 'sum'):,.0f}"
                 ),
+                "CloudWatch invocations / sent": _traffic_check(trial.summary),
             }
         )
     return pd.DataFrame(out)
+
+
+def _traffic_check(summary: dict[str, Any]) -> str:
+    """CloudWatch's count against the trial's own, flagged past the trial's 2% tolerance."""
+    if "sent" not in summary or "cloudwatch_invocations" not in summary:
+        return "n/a"
+    text = f"{summary['cloudwatch_invocations']:,.0f} / {summary['sent']:,}"
+    if summary.get("traffic_warning"):
+        share = float(summary.get("invocations_mismatch", 0.0))
+        text += f" ({share:.1%} apart: foreign traffic or lost requests)"
+    return text
 
 
 def inputs(run: Run) -> pd.DataFrame:
