@@ -116,9 +116,9 @@ def test_cli_apply_shows_the_step_policy_then_finds_nothing_to_change(
     assert "StepScaling fast-scale-out  (none) -> " in out
     assert "cloudwatch PutMetricAlarm" in out and '"Threshold": 1800.0' in out
     assert _alarms() == []  # a dry run changes nothing
-    assert main(["apply", str(path), "--endpoint", "my-endpoint"]) == 0
+    assert main(["apply", str(path), "--endpoint", "my-endpoint", "--yes"]) == 0
     assert "applied and verified" in capsys.readouterr().out
-    assert main(["apply", str(path), "--endpoint", "my-endpoint"]) == 0
+    assert main(["apply", str(path), "--endpoint", "my-endpoint", "--yes"]) == 0
     assert "nothing to change" in capsys.readouterr().out
     # a bad step policy file: one line, exit 2
     data = POLICY.to_dict()

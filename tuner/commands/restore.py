@@ -56,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from tuner.live.safety import (
         JOURNAL_NAME,
         EndpointLock,
+        Journal,
         RestoreFailed,
         log_stderr,
         restore_file,
@@ -90,12 +91,16 @@ def run(args: argparse.Namespace) -> int:
     scaling = AutoScaling(session=session)
     endpoints = Endpoints(session=session)
     for file in files:
+        # A malformed snapshot is bad input (exit 2), refused before any change.
+        if file.name == JOURNAL_NAME:
+            Journal.load(file)
+        loaded = None if file.name == JOURNAL_NAME else ScalingSnapshot.load(file)
         try:
-            if file.name == JOURNAL_NAME:
+            if loaded is None:
                 journal = restore_file(file, scaling, endpoints, log_stderr)
                 snap = journal.snapshot
             else:
-                snap = ScalingSnapshot.load(file)
+                snap = loaded
                 with_retries(partial(scaling.restore, snap), "restore", log_stderr)
         except RestoreFailed:
             raise
