@@ -36,6 +36,10 @@ per-minute demand, MaxCapacity from peak demand x 1.5; a --grid TOML overrides a
 target_fractions, target_values, scale_out_cooldowns_s, scale_in_cooldowns_s, min_capacities,
 max_capacities, min_percentiles, peak_headroom).
 
+One profile of two days or more is a history: the newest window (--holdout) is held out, the
+stress level is calibrated on walk-forward folds, and the search is finer (every integer
+MinCapacity near the best, targets bisected); the report shows in-sample and held-out side by side.
+
 The recommendation is the cheapest candidate whose worst seed on every profile keeps the SLO
 violation (share of requests failed or slower than --slo-p99-ms) under --max-slo-violation and
 the error rate under --max-error-rate, both scaled by --margin. AWS's rule-of-thumb policy
@@ -96,6 +100,27 @@ def register(sub: Any) -> argparse.ArgumentParser:
         help="the worst seed must meet each bound x this factor (default: 0.8)",
     )
     p.add_argument("--grid", metavar="TOML", help="override the candidate grid's lists")
+    p.add_argument(
+        "--holdout",
+        default="auto",
+        metavar="H",
+        help="newest window of a history (one profile of 2 days or more) held out to validate "
+        'on: "auto" (a quarter, whole days), a duration ("3d", "12h"), a share ("0.25") or '
+        '"off" (default: auto)',
+    )
+    p.add_argument(
+        "--stress-level",
+        type=float,
+        metavar="S",
+        help="scale of the stress scenarios built from the history, 1..10 (default: the "
+        "least level walk-forward folds needed)",
+    )
+    p.add_argument(
+        "--max-instances",
+        type=int,
+        metavar="N",
+        help="cap on MaxCapacity, e.g. the account quota (default: no cap)",
+    )
     p.add_argument(
         "--seeds",
         type=int,
@@ -173,6 +198,9 @@ def _command_line(args: argparse.Namespace) -> str:
         "max_slo_violation",
         "margin",
         "grid",
+        "holdout",
+        "stress_level",
+        "max_instances",
         "seeds",
         "boot_s",
         "boot_jitter_s",
@@ -194,6 +222,7 @@ def _command_line(args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> int:
     from tuner.model import Capacity, SimulationSettings
     from tuner.tune import Grid, Objective
+    from tuner.tune.history import parse_holdout
 
     now = datetime.now(UTC).replace(microsecond=0)
     objective = Objective(
@@ -221,6 +250,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValidationError(f"--profile names must be unique, got {names}")
     capacity = Capacity.load(args.capacity) if args.capacity else Capacity.default()
     grid = Grid.load(args.grid) if args.grid else Grid()
+    holdout = parse_holdout(args.holdout)
     out = _out_dir(args, now)
     run_tuning(
         loaded,
@@ -237,6 +267,9 @@ def run(args: argparse.Namespace) -> int:
         session=aws_session(args) if args.endpoint else None,
         command=_command_line(args),
         created=now,
+        holdout=holdout,
+        stress_level=args.stress_level,
+        max_instances=args.max_instances,
     )
     return 0
 
@@ -257,6 +290,9 @@ def run_tuning(
     session: AwsSession | None,
     command: str,
     created: datetime,
+    holdout: float | None = None,
+    stress_level: float | None = None,
+    max_instances: int | None = None,
 ) -> Path:
     """The workflow of ``tuner tune`` with its progress and output: read the current policy,
     tune, write the run, trial the ``live_top`` best on ``endpoint``, render; the report's path."""
@@ -287,6 +323,9 @@ def run_tuning(
         current=current,
         timelines_top=live_top,
         progress=_progress,
+        holdout=holdout,
+        stress_level=stress_level,
+        max_instances=max_instances,
     )
     meta = manifest(
         tuning,

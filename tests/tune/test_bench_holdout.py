@@ -1,0 +1,134 @@
+"""Benchmark (``make bench``): tune on a window of a real trace, replay the window after it.
+
+Each shared trace is scaled so that its median interval runs at 20 rps; default capacity (20 rps
+per instance, boot 300 s), ``--slo-p99-ms 300``, ``--max-error-rate 0.001``. The hindsight
+policy is the cheapest meeting the objective on both windows together, from a fine grid with
+every MinCapacity up to the level that covers the peak (seed 0 to search, every seed to confirm).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import TRACES
+from tuner.model import Capacity, SimulationSettings
+from tuner.policy import ScalingPolicy
+from tuner.profiles.profile import Profile, parse_profile
+from tuner.tune import Objective, simulate_candidates, tune
+
+pytestmark = pytest.mark.benchmark
+
+CASES = [
+    ("Twitter_volume_AAPL.csv", 14),
+    ("Twitter_volume_AMZN.csv", 14),
+    ("elb_request_count_8c0756.csv", 7),
+    ("nyc_taxi.csv", 28),
+]
+OBJECTIVE = Objective(slo_p99_ms=300, max_error_rate=0.001)
+SETTINGS = SimulationSettings()
+CAPACITY = Capacity.default()
+
+
+def window(csv: Path, start_days: int, days: int, name: str) -> Profile:
+    frame = pd.read_csv(csv)
+    step = pd.to_datetime(frame["timestamp"]).diff().median().total_seconds()
+    scale = 20.0 * step / float(frame["invocations"].median())
+    seg: dict[str, object] = {"replay": str(csv), "rate_scale": scale, "limit": f"{days * 24}h"}
+    if start_days:
+        seg["start"] = f"{start_days * 24}h"
+    return parse_profile({"name": name, "segment": [seg]})
+
+
+def outcome(profile: Profile, policies: list[ScalingPolicy], seed: int) -> pd.DataFrame:
+    return simulate_candidates(profile, policies, CAPACITY, OBJECTIVE, SETTINGS, seed).summary
+
+
+def meets(summary: pd.DataFrame) -> np.ndarray:
+    return np.asarray(
+        (summary["slo_violation_rate"] <= OBJECTIVE.violation_bound)
+        & (summary["error_rate"] <= OBJECTIVE.error_bound)
+    )
+
+
+def hindsight(both: Profile, peak_rps: float) -> tuple[ScalingPolicy | None, float]:
+    """Cheapest policy meeting the objective on both windows, every seed; its cost there."""
+    top = max(1, int(np.ceil(peak_rps / CAPACITY.max_rps_per_instance)))
+    grid = [
+        ScalingPolicy(
+            min_capacity=mn,
+            max_capacity=max(mn, int(np.ceil(peak_rps * 60 / t * 1.25))),
+            target_value=t,
+            scale_out_cooldown_s=0,
+            scale_in_cooldown_s=sin,
+        )
+        for mn in range(1, top + 1)
+        for t in np.round(np.arange(0.30, 0.951, 0.05) * 1200, 1)
+        for sin in (300, 1800)
+    ]
+    costs, ok = [], []
+    for i in range(0, len(grid), 600):
+        s = outcome(both, grid[i : i + 600], 0)
+        costs.append(s["cost_usd"].to_numpy())
+        ok.append(meets(s))
+    cost, good = np.concatenate(costs), np.concatenate(ok)
+    for i in np.argsort(np.where(good, cost, np.inf)):
+        if not good[i]:
+            break
+        if all(meets(outcome(both, [grid[i]], seed))[0] for seed in SETTINGS.seeds[1:]):
+            return grid[i], float(cost[i])
+    return None, float("nan")
+
+
+def test_holdout_benchmark() -> None:
+    if not TRACES.is_dir():
+        pytest.skip(f"shared traces not found at {TRACES}")
+    rows = []
+    for trace, days in CASES:
+        csv = TRACES / trace
+        train = window(csv, 0, days, "train")
+        test = window(csv, days, days, "test")
+        both = window(csv, 0, 2 * days, "both")
+        t0 = time.perf_counter()
+        tuning = tune([train], OBJECTIVE, capacity=CAPACITY, settings=SETTINGS)
+        took = time.perf_counter() - t0
+        rec = tuning.recommended
+        per_seed = [outcome(test, [rec], seed).iloc[0] for seed in SETTINGS.seeds]
+        worst_v = max(float(s["slo_violation_rate"]) for s in per_seed)
+        worst_e = max(float(s["error_rate"]) for s in per_seed)
+        ok = all(meets(pd.DataFrame([s]))[0] for s in per_seed)
+        cost = float(np.mean([s["cost_usd"] for s in per_seed]))
+        peak = float(both.counts(60.0).max() / 60.0)
+        best, best_cost_both = hindsight(both, peak)
+        # the hindsight policy's cost on the replayed window, for a like-for-like ratio
+        h_cost = (
+            float(np.mean([outcome(test, [best], s).iloc[0]["cost_usd"] for s in SETTINGS.seeds]))
+            if best
+            else float("nan")
+        )
+        rows.append(
+            {
+                "trace": trace,
+                "recommended": rec.label,
+                "held_out_slo_violation": worst_v,
+                "error_rate": worst_e,
+                "meets_all_seeds": ok,
+                "cost_usd": cost,
+                "hindsight": best.label if best else "none",
+                "hindsight_cost_usd": h_cost,
+                "ratio": cost / h_cost if h_cost else float("nan"),
+                "stress_level": tuning.validation.get("stress_level"),
+                "tune_s": took,
+            }
+        )
+        print(rows[-1], flush=True)
+    table = pd.DataFrame(rows)
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print("\n" + table.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    met = table["meets_all_seeds"] & (table["ratio"] <= 1.25)
+    assert int(table["meets_all_seeds"].sum()) >= 3, table
+    assert int(met.sum()) >= 3, table
