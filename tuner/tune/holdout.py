@@ -133,6 +133,19 @@ class Evidence:
         return out
 
 
+    def worst(
+        self, parts: Sequence[str], labels: Sequence[str] | None = None, seeds: Sequence[int] = ()
+    ) -> pd.DataFrame:
+        """Per candidate, each part judged alone (stress scenarios): the worst part's rates."""
+        each = [self.stats([part], labels, seeds) for part in parts]
+        out = each[0].copy()
+        for other in each[1:]:
+            for col in ("error_rate", "slo_violation_rate"):
+                out[col] = np.maximum(out[col], other[col].reindex(out.index))
+            out["meets"] &= other["meets"].reindex(out.index, fill_value=False)
+        return out
+
+
 def cheapest(
     cost: pd.DataFrame, *gates: pd.DataFrame, among: Sequence[str] | None = None
 ) -> str | None:
@@ -189,7 +202,7 @@ def calibrate(
             for i in range(0, len(order), chunk):
                 batch = [by_label[label] for label in order[i : i + chunk]]
                 evidence.add(profile, batch, parts, [seed])
-                st = evidence.stats(list(parts), [p.label for p in batch], seeds=[seed])
+                st = evidence.worst(list(parts), [p.label for p in batch], seeds=[seed])
                 pick = cheapest(tr, st, among=[p.label for p in batch])
                 if pick is not None:
                     break

@@ -105,7 +105,7 @@ def tune_history(
             ins,
             ev.stats([IN_SAMPLE], labels, seeds),
             ev.stats([HELD_OUT], labels, seeds),
-            (ev.stats(list(sparts), labels, seeds)),
+            ev.worst(list(sparts), labels, seeds),
         )
 
     def ranked(labels: Sequence[str]) -> list[str]:
@@ -212,7 +212,7 @@ def _validation(
             "in_sample": _fig(ins, label),
             "held_out": _fig(held, label),
             "stress": {
-                k.split(":", 1)[1].split(" ")[0]: _fig(ev.stats([k], [label], seeds), label)
+                k.rsplit(":", 1)[1].split(" ")[0]: _fig(ev.stats([k], [label], seeds), label)
                 for k in sparts
             },
         }
