@@ -110,7 +110,8 @@ def test_stress_scenarios_match_their_definitions() -> None:
     at = 600 + 6 * 60
     assert ramp.rates_rps[at - 1] == 10.0 and ramp.rates_rps[at] == 70.0
     assert ramp.rates_rps[at + 9] == 70.0 and ramp.rates_rps[at + 10] == 10.0
-    assert ramp.rates_rps[600 + 12 * 60] == 70.0 and ramp.rates_rps[(600 + 18 * 60) % DAY_MIN] == 70.0
+    assert ramp.rates_rps[600 + 12 * 60] == 70.0
+    assert ramp.rates_rps[(600 + 18 * 60) % DAY_MIN] == 70.0  # wraps around the day
     # flash: +60 rps climbed at 30 rps/min, held ten minutes
     extra = flash.rates_rps - shape.day()
     assert extra.max() == 60.0 and int((extra == 60.0).sum()) == 10 + 1
@@ -190,8 +191,8 @@ def test_history_report_shows_in_sample_and_held_out(history_run: Path) -> None:
 
 
 def test_short_profiles_say_why_no_holdout() -> None:
-    from tuner.profiles import load_profile
     from tests.conftest import REPO
+    from tuner.profiles import load_profile
 
     profile = load_profile(REPO / "locustfiles" / "profiles" / "flash-spike.toml")
     tuning = tune(

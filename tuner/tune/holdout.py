@@ -132,7 +132,6 @@ class Evidence:
         )
         return out
 
-
     def worst(
         self, parts: Sequence[str], labels: Sequence[str] | None = None, seeds: Sequence[int] = ()
     ) -> pd.DataFrame:
