@@ -236,7 +236,7 @@ def required_level(results: Sequence[FoldResult]) -> tuple[float, str]:
     """The level to tune with: the largest any fold needed; with the reason in words."""
     needed = [r.level for r in results if r.level is not None]
     if not results:
-        return LEVELS[0], "no walk-forward fold fits in the history; stress at x1 (as observed)"
+        return 1.0, "no walk-forward fold fits in the history; stress at x1 (as observed)"
     if not needed:
         return LEVELS[0], (
             f"no level up to x{LEVELS[-1]:g} made any of the {len(results)} walk-forward folds "
