@@ -9,11 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.conftest import REPO
 from tuner.cli import main
 from tuner.errors import ValidationError
 from tuner.model import Capacity, SimulationSettings
 from tuner.model.simulator import simulate_demand
 from tuner.policy import ScalingPolicy
+from tuner.profiles import load_profile
 from tuner.tune import Grid, Objective, tune
 from tuner.tune.history import (
     DAY_MIN,
@@ -190,18 +192,23 @@ def test_history_report_shows_in_sample_and_held_out(history_run: Path) -> None:
     assert 'id="held-out"' in html
 
 
-def test_short_profiles_say_why_no_holdout() -> None:
-    from tests.conftest import REPO
-    from tuner.profiles import load_profile
-
-    profile = load_profile(REPO / "locustfiles" / "profiles" / "flash-spike.toml")
+def test_short_profiles_say_why_no_holdout(tmp_path: Path) -> None:
+    grid = tmp_path / "grid.toml"
+    grid.write_text("target_fractions = [0.5]\nscale_in_cooldowns_s = [300]\n")
+    out = tmp_path / "run"
+    args = ["tune", "--profile", "steady", "--profile", "flash-spike", "--grid", str(grid)]
+    args += ["--slo-p99-ms", "300", "--max-error-rate", "0.001", "--seeds", "1"]
+    assert main([*args, "--out", str(out)]) == 0
+    note = json.loads((out / "validation.json").read_text())["note"]
+    assert "does not apply: several profiles" in note
+    assert note in (out / "report.md").read_text()
     tuning = tune(
-        [profile],
+        [load_profile(REPO / "locustfiles" / "profiles" / "flash-spike.toml")],
         OBJECTIVE,
         settings=SimulationSettings(seeds=(0,)),
         grid=Grid(target_fractions=(0.5,)),
     )
-    assert "does not apply" in tuning.validation["note"]
+    assert "flash-spike lasts" in tuning.validation["note"]
 
 
 def test_bad_holdout_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

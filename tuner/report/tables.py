@@ -311,6 +311,17 @@ def validation_sentences(run: Run) -> list[str]:
             "once the stress margin is added."
         )
     rec = v.get("candidates", {}).get(v.get("recommended"), {})
+    if rec and not (rec["in_sample"]["meets"] and rec["held_out"]["meets"]):
+        fallback = v.get("cheapest_meeting_in_sample_and_held_out")
+        out.append(
+            "No candidate meets the objective in-sample, held-out and under stress together; "
+            + (
+                f"the cheapest that meets it in-sample and on the held-out window is {fallback}."
+                if fallback
+                else "none meets it even on the held-out window: raise --max-instances or "
+                "relax the objective."
+            )
+        )
     for kind, text in v.get("stress_scenarios", {}).items():
         fig = rec.get("stress", {}).get(kind)
         if fig:

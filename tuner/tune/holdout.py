@@ -10,7 +10,7 @@ do on the shorter history: one run per candidate and seed gives every fold (see
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -71,6 +71,9 @@ class Evidence:
     objective: Objective
     settings: SimulationSettings
     rows: pd.DataFrame | None = None
+    dilution: dict[str, float] = field(default_factory=dict)
+    """part -> factor on its request count when judging rates: a stress scenario stands for
+    one event inside a held-out window, so its failures count against that window's traffic."""
 
     def add(
         self,
@@ -99,6 +102,11 @@ class Evidence:
             new = _rows(profile, todo, parts, self.capacity, self.objective, self.settings, seed)
             self.rows = new if self.rows is None else pd.concat([self.rows, new], ignore_index=True)
 
+    def dilute(self, parts: dict[str, tuple[int, int]], window_min: int) -> None:
+        """Judge each of ``parts`` as one event inside a window of ``window_min`` minutes."""
+        for part, (a, b) in parts.items():
+            self.dilution[part] = max(1.0, window_min / max(b - a, 1))
+
     def stats(
         self, parts: Sequence[str], labels: Sequence[str] | None = None, seeds: Sequence[int] = ()
     ) -> pd.DataFrame:
@@ -109,8 +117,12 @@ class Evidence:
             r = r[r["seed"].isin(list(seeds))]
         if labels is not None:
             r = r[r["candidate"].isin(list(labels))]
-        g = r.groupby(["candidate", "seed"], sort=False)[list(_SUMS)].sum()
-        req = g["requests"].where(g["requests"] > 0, 1.0)
+        if self.dilution:
+            r = r.assign(weighted=r["requests"] * r["part"].map(self.dilution).fillna(1.0))
+        else:
+            r = r.assign(weighted=r["requests"])
+        g = r.groupby(["candidate", "seed"], sort=False)[[*_SUMS, "weighted"]].sum()
+        req = g["weighted"].where(g["weighted"] > 0, 1.0)
         per = pd.DataFrame(
             {
                 "error_rate": g["failed"] / req,
@@ -197,6 +209,7 @@ def calibrate(
         found: FoldResult | None = None
         for level in levels:
             profile, parts = stress_profile(shape, level, f"fold{n}")
+            evidence.dilute(parts, fold.end - fold.train_end)
             pick = None
             for i in range(0, len(order), chunk):
                 batch = [by_label[label] for label in order[i : i + chunk]]
@@ -221,7 +234,10 @@ def _meets(stats: pd.DataFrame, label: str | None) -> bool:
 def stress_profile(
     shape: Shape, level: float, prefix: str
 ) -> tuple[DemandProfile, dict[str, tuple[int, int]]]:
-    """The four scenarios played one after another, and their parts (minute ranges)."""
+    """The four scenarios played one after another, and their parts (minute ranges).
+
+    Their failures are judged against a held-out window's traffic (see ``Evidence.dilution``).
+    """
     scenarios = shape.scenarios(level)
     parts: dict[str, tuple[int, int]] = {}
     at = 0

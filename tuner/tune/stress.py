@@ -11,6 +11,11 @@ for little cost:
   steepest one-minute ramp rate until it has risen ``s`` x the largest rise, holds ten minutes,
   then stops.
 
+A scenario stands for one such event inside the next window: its failed and slow requests are
+judged against the traffic of a held-out window (the objective is a share of a window's
+requests), not against the scenario's own few hours, which would count a five-minute spike as
+if it happened every day.
+
 The level the tuner uses is calibrated on walk-forward folds (:mod:`tuner.tune.holdout`): the
 least ``s`` at which a policy tuned on older data met the objective on the window after it.
 """

@@ -96,6 +96,7 @@ def tune_history(
         why = "set with --stress-level"
     shape = Shape.of(rates, reaction_s)
     sprof, sparts = stress_profile(shape, level, "final")
+    ev.dilute(sparts, holdout_min)
     pool = {p.label: p for p in first}
 
     def gates(labels: Sequence[str], seeds: Sequence[int] = (seed0,)) -> tuple[pd.DataFrame, ...]:
@@ -163,7 +164,9 @@ def _results(
     keep = {IN_SAMPLE: f"{name} ({IN_SAMPLE})", HELD_OUT: f"{name} ({HELD_OUT})"}
     keep.update({k: k.split(":", 1)[1] for k in sparts})
     r = r[r["part"].isin(list(keep))].copy()
-    req = r["requests"].where(r["requests"] > 0, 1.0)
+    # a stress scenario's rates are against a held-out window's traffic (Evidence.dilution)
+    weighted = r["requests"] * r["part"].map(ev.dilution).fillna(1.0)
+    req = weighted.where(weighted > 0, 1.0)
     hours = r["minutes"] / 60.0
     out = pd.DataFrame(
         {
@@ -219,6 +222,8 @@ def _validation(
         for label in labels
     }
     naive = cheapest(ins)
+    # what meets the history's both parts when nothing meets them and the stress scenarios too
+    without_stress = cheapest(ins, held)
     return {
         "holdout_days": holdout_min / 1440,
         "in_sample_days": folds[0].train_end / 1440,
@@ -238,6 +243,7 @@ def _validation(
         ],
         "in_sample_only_pick": naive,
         "in_sample_only_pick_meets_held_out": bool(naive is not None and held.loc[naive, "meets"]),
+        "cheapest_meeting_in_sample_and_held_out": without_stress,
         "candidates": table,
     }
 
