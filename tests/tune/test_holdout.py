@@ -130,7 +130,7 @@ def test_required_level_is_the_largest_a_fold_needed() -> None:
     fr.append(FoldResult(fold, None, "a", False, None))
     level, why = required_level(fr)
     assert level == 1.5 and "3 of 4" in why
-    assert required_level([FoldResult(fold, None, None, False, None)])[0] == 0.5
+    assert required_level([FoldResult(fold, None, None, False, None)])[0] == 1.0
 
 
 def test_min_capacity_ladder_covers_the_stressed_peak() -> None:

@@ -71,6 +71,8 @@ class Evidence:
     objective: Objective
     settings: SimulationSettings
     rows: pd.DataFrame | None = None
+    groups: dict[str, list[str]] = field(default_factory=dict)
+    """part -> the disjoint blocks it is made of (each period is summarised once; sums add)."""
     dilution: dict[str, float] = field(default_factory=dict)
     """part -> factor on its request count when judging rates: a stress scenario stands for
     one event inside a held-out window, so its failures count against that window's traffic."""
@@ -102,6 +104,10 @@ class Evidence:
             new = _rows(profile, todo, parts, self.capacity, self.objective, self.settings, seed)
             self.rows = new if self.rows is None else pd.concat([self.rows, new], ignore_index=True)
 
+    def blocks(self, parts: Sequence[str]) -> list[str]:
+        """The blocks of ``parts`` (a part not grouped is its own block)."""
+        return [b for p in parts for b in self.groups.get(p, [p])]
+
     def dilute(self, parts: dict[str, tuple[int, int]], window_min: int) -> None:
         """Judge each of ``parts`` as one event inside a window of ``window_min`` minutes."""
         for part, (a, b) in parts.items():
@@ -112,7 +118,7 @@ class Evidence:
     ) -> pd.DataFrame:
         """Per candidate over ``parts`` pooled: worst-seed rates, mean-seed monthly cost, meets."""
         assert self.rows is not None
-        r = self.rows[self.rows["part"].isin(list(parts))]
+        r = self.rows[self.rows["part"].isin(self.blocks(parts))]
         if seeds:
             r = r[r["seed"].isin(list(seeds))]
         if labels is not None:

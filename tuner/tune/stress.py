@@ -30,11 +30,10 @@ import numpy as np
 from tuner.tune.history import DAY_MIN, DemandProfile
 
 KINDS = ("peaks", "growth", "ramp", "flash")
-LEVELS = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0)
-"""Levels the calibration tries, in order; the last is also the ceiling for MaxCapacity. Below
-x1 the scenarios are milder than the extremes observed (the history itself must still be met):
-the folds may show that a ramp or a spike replayed at the quietest hour asks for more than the
-traffic that follows ever does."""
+LEVELS = (1.0, 1.1, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0)
+"""Levels the calibration tries, in order; the last is also the ceiling for MaxCapacity. The
+least is x1: the recommendation must at least survive the extremes already seen, replayed at
+other times of day."""
 GROWTH_DAYS = 3
 FLASH_HOLD_MIN = 10
 

@@ -70,11 +70,20 @@ def tune_history(
     D = len(rates)
     folds = walk_forward(D, holdout_min)
     newest = folds[0]
-    parts = {IN_SAMPLE: (0, newest.train_end), HELD_OUT: (newest.train_end, D)}
-    for n, f in enumerate(folds):
-        parts[f"fold{n}:train"] = (0, f.train_end)
-        parts[f"fold{n}:valid"] = (f.train_end, f.end)
+    # Disjoint blocks between the folds' cut points: every part is a union of them, so each
+    # period is summarised once and the parts' sums are the blocks' sums.
+    cuts = sorted({0, D, *(f.train_end for f in folds), *(f.end for f in folds)})
+    parts = {f"block:{a}": (a, b) for a, b in zip(cuts, cuts[1:], strict=False)}
     ev = Evidence(capacity, objective, settings)
+
+    def within(a: int, b: int) -> list[str]:
+        return [k for k, (x, y) in parts.items() if a <= x and y <= b]
+
+    ev.groups[IN_SAMPLE] = within(0, newest.train_end)
+    ev.groups[HELD_OUT] = within(newest.train_end, D)
+    for n, f in enumerate(folds):
+        ev.groups[f"fold{n}:train"] = within(0, f.train_end)
+        ev.groups[f"fold{n}:valid"] = within(f.train_end, f.end)
     reaction_s = settings.boot_for(capacity) + settings.metric_lag_s + 180.0
     seed0 = settings.seeds[0]
     top_level = LEVELS[-1] if stress_level is None else max(stress_level, 1.0)
@@ -161,9 +170,16 @@ def _results(
     """Rows shaped like :func:`tuner.tune.search.evaluate`'s, one per candidate x part x seed."""
     assert ev.rows is not None
     r = ev.rows[ev.rows["candidate"].isin(list(labels)) & ev.rows["seed"].isin(list(seeds))]
+    frames = [r[r["part"].isin(list(sparts))]]
+    for part in (IN_SAMPLE, HELD_OUT):
+        g = r[r["part"].isin(ev.groups[part])].groupby(["candidate", "seed"], sort=False)
+        sums = ["requests", "failed", "bad", "instance_hours", "minutes"]
+        whole = g[[*sums, "scale_out_events", "scale_in_events"]].sum()
+        whole[["p99_latency_ms", "recovery_s"]] = g[["p99_latency_ms", "recovery_s"]].max()
+        frames.append(whole.reset_index().assign(part=part))
+    r = pd.concat(frames, ignore_index=True)
     keep = {IN_SAMPLE: f"{name} ({IN_SAMPLE})", HELD_OUT: f"{name} ({HELD_OUT})"}
     keep.update({k: k.split(":", 1)[1] for k in sparts})
-    r = r[r["part"].isin(list(keep))].copy()
     # a stress scenario's rates are against a held-out window's traffic (Evidence.dilution)
     weighted = r["requests"] * r["part"].map(ev.dilution).fillna(1.0)
     req = weighted.where(weighted > 0, 1.0)
