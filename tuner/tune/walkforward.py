@@ -226,14 +226,12 @@ def _validation(
     """What the report's held-out section shows (also saved as validation.json)."""
     ins = ev.stats([IN_SAMPLE], labels, seeds)
     held = ev.stats([HELD_OUT], labels, seeds)
+    stress = {k.rsplit(":", 1)[1].split(" ")[0]: ev.stats([k], labels, seeds) for k in sparts}
     table = {
         label: {
             "in_sample": _fig(ins, label),
             "held_out": _fig(held, label),
-            "stress": {
-                k.rsplit(":", 1)[1].split(" ")[0]: _fig(ev.stats([k], [label], seeds), label)
-                for k in sparts
-            },
+            "stress": {kind: _fig(st, label) for kind, st in stress.items()},
         }
         for label in labels
     }
