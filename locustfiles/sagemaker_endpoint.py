@@ -55,9 +55,9 @@ from botocore.awsrequest import AWSRequest
 
 from tuner.errors import ProfileError
 from tuner.profiles.profile import Profile, load_profile
+from tuner.records import REQUEST_COLUMNS
 
 NAME = "InvokeEndpoint"
-COLUMNS = ("seq", "scheduled_s", "sent_epoch_s", "latency_ms", "status", "error", "worker")
 DEFAULT_PAYLOAD = b'{"inputs": "tuner load test"}'
 log = logging.getLogger("sagemaker_endpoint")
 
@@ -205,7 +205,7 @@ class _Recorder:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.file = path.open("w", newline="")
         self.writer = csv.writer(self.file)
-        self.writer.writerow(COLUMNS)
+        self.writer.writerow(REQUEST_COLUMNS)
         self.rows: list[tuple] = []
         self.flusher = gevent.spawn(self._loop)
 

@@ -50,7 +50,7 @@ class AwsSession:
         )
         try:
             session = boto3.session.Session(profile_name=self.profile, region_name=self.region)
-            kwargs: dict[str, Any] = {"config": Config(retries=retries)}  # type: ignore[arg-type]
+            kwargs: dict[str, Any] = {"config": Config(retries=retries)}
             if self.endpoint_url:
                 kwargs["endpoint_url"] = self.endpoint_url
             return session.client(service, **kwargs)

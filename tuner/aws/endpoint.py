@@ -75,7 +75,7 @@ class Endpoints(ClientAdapter):
             raise translate_client_error(e, f"DescribeEndpointConfig {name}") from e
         for v in resp.get("ProductionVariants", []):
             if v.get("VariantName") == variant:
-                return v.get("InstanceType")
+                return str(v["InstanceType"]) if v.get("InstanceType") else None
         return None
 
     def set_desired_count(self, name: str, variant: str, count: int) -> None:

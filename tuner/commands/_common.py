@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tuner.aws import AwsSession
+    from tuner.policy import Resource
 
 
 def add_aws_options(parser: argparse.ArgumentParser) -> None:
@@ -28,7 +32,7 @@ def add_endpoint_options(parser: argparse.ArgumentParser, *, required: bool = Tr
     )
 
 
-def aws_session(args: argparse.Namespace):  # -> tuner.aws.AwsSession (lazy: boto3 is heavy)
+def aws_session(args: argparse.Namespace) -> AwsSession:
     from tuner.aws import AwsSession
 
     return AwsSession(
@@ -52,7 +56,7 @@ def add_resource_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def resource_from(args: argparse.Namespace):  # -> tuner.policy.resource.Resource
+def resource_from(args: argparse.Namespace) -> Resource:
     from tuner.errors import ValidationError
     from tuner.policy.resource import Resource
 

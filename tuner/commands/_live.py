@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tuner.live import Guardrails
 
 
 def add_guardrail_options(parser: argparse.ArgumentParser) -> None:
@@ -31,7 +35,7 @@ def add_guardrail_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def guardrails_from(args: argparse.Namespace):  # -> tuner.live.trial.Guardrails
+def guardrails_from(args: argparse.Namespace) -> Guardrails:
     from tuner.live.trial import Guardrails
 
     return Guardrails(

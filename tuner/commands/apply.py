@@ -25,7 +25,7 @@ puts the target-tracking policy, reads both back and checks they equal the file.
 
 
 def register(sub: Any) -> argparse.ArgumentParser:
-    p = sub.add_parser(
+    p: argparse.ArgumentParser = sub.add_parser(
         "apply",
         help="apply a policy file to an endpoint (diff, dry run, verify)",
         description="Apply a *.policy.json to a SageMaker endpoint variant through Application "

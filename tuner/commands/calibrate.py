@@ -31,7 +31,7 @@ is printed beside it.
 
 
 def register(sub: Any) -> argparse.ArgumentParser:
-    p = sub.add_parser(
+    p: argparse.ArgumentParser = sub.add_parser(
         "calibrate",
         help="measure one instance's sustainable rate and latency curve (capacity.json)",
         description="Find the highest request rate one instance of the endpoint sustains within "

@@ -23,7 +23,7 @@ is the finest CloudWatch keeps for that age: 1 minute up to 15 days, 5 minutes u
 
 
 def register(sub: Any) -> argparse.ArgumentParser:
-    p = sub.add_parser(
+    p: argparse.ArgumentParser = sub.add_parser(
         "collect",
         help="download an endpoint's invocation history from CloudWatch (replay format)",
         description="Fetch per-minute Invocations and instance counts of a variant from "

@@ -61,7 +61,7 @@ CURRENT_POLICY = {
 
 
 def register(sub: Any) -> argparse.ArgumentParser:
-    p = sub.add_parser(
+    p: argparse.ArgumentParser = sub.add_parser(
         "demo",
         help="run the whole workflow on the embedded local AWS (no account needed)",
         description="Start the local AWS, calibrate, tune on two ready profiles, trial the top "

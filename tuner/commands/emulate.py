@@ -34,7 +34,7 @@ example:
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
-    p = subparsers.add_parser(
+    p: argparse.ArgumentParser = subparsers.add_parser(
         "emulate",
         help="run a local AWS (endpoint, autoscaling, CloudWatch) on 127.0.0.1",
         description=DESCRIPTION,

@@ -18,7 +18,7 @@ examples:
 def register(sub: Any) -> argparse.ArgumentParser:
     from tuner.policy.export import FORMATS
 
-    p = sub.add_parser(
+    p: argparse.ArgumentParser = sub.add_parser(
         "export",
         help="print a policy as AWS CLI commands, CloudFormation or Terraform",
         description="Print what applies the policy file with another tool: the two AWS CLI "

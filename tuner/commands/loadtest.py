@@ -26,7 +26,7 @@ p50/p90/p99, profile vs achieved rate), summary.json, and Locust's own locust*.c
 
 
 def register(sub: Any) -> argparse.ArgumentParser:
-    p = sub.add_parser(
+    p: argparse.ArgumentParser = sub.add_parser(
         "loadtest",
         help="drive a traffic profile against an endpoint (open-loop Locust)",
         description="Send SigV4-signed InvokeEndpoint requests on a traffic profile's schedule "

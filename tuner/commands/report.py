@@ -18,7 +18,7 @@ see measured against simulated, or after editing the saved data by hand.
 
 
 def register(sub: Any) -> argparse.ArgumentParser:
-    p = sub.add_parser(
+    p: argparse.ArgumentParser = sub.add_parser(
         "report",
         help="re-render report.html and report.md of a run directory",
         description="Render the comparison report of a `tuner tune` run directory from its "

@@ -22,7 +22,7 @@ JOURNAL_NAME = "restore-journal.json"
 
 
 def register(sub: Any) -> argparse.ArgumentParser:
-    p = sub.add_parser(
+    p: argparse.ArgumentParser = sub.add_parser(
         "restore",
         help="restore a scaling snapshot or a trial's restore journal",
         description="Put a variant's scaling state back exactly as a snapshot holds it.",

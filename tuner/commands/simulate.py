@@ -42,7 +42,7 @@ from launch, so booting ones count in instance_hours.
 
 
 def register(sub: Any) -> argparse.ArgumentParser:
-    p = sub.add_parser(
+    p: argparse.ArgumentParser = sub.add_parser(
         "simulate",
         help="replay a traffic profile against a scaling policy, write timeline and summary",
         description="Simulate how Application Auto Scaling would size the endpoint under a\n"

@@ -19,7 +19,7 @@ scheduled action, exactly as Application Auto Scaling describes them.
 
 
 def register(sub: Any) -> argparse.ArgumentParser:
-    p = sub.add_parser(
+    p: argparse.ArgumentParser = sub.add_parser(
         "snapshot",
         help="save the scaling state of an endpoint variant to a file",
         description="Save the scalable target, all scaling policies and scheduled actions of a "

@@ -39,7 +39,7 @@ AWS_CALLS = (
 
 
 def register(sub: Any) -> argparse.ArgumentParser:
-    p = sub.add_parser(
+    p: argparse.ArgumentParser = sub.add_parser(
         "trial",
         help="run a policy live against traffic profiles and collect the evidence",
         description="Apply a candidate policy to a live endpoint, drive a profile at it, collect "

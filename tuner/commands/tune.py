@@ -50,7 +50,7 @@ for `tuner apply`), timelines/, manifest.json.
 
 
 def register(sub: Any) -> argparse.ArgumentParser:
-    p = sub.add_parser(
+    p: argparse.ArgumentParser = sub.add_parser(
         "tune",
         help="simulate candidate policies on profiles, recommend one, write the report",
         description="Build a grid of target-tracking policies, simulate each on every profile "

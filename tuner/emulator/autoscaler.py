@@ -35,7 +35,7 @@ from tuner.errors import TunerError, ValidationError
 from tuner.model.capacity import Capacity
 from tuner.model.controller import ScalingCause, ScalingEvent, TargetTracking
 from tuner.model.settings import SimulationSettings
-from tuner.policy.policy import MetricType, Resource, ScalingPolicy
+from tuner.policy import MetricType, Resource, ScalingPolicy
 
 STEP_S = BUCKET_S
 _PLACEHOLDER_TARGET = 1e300

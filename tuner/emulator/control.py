@@ -14,7 +14,7 @@ import json
 import sys
 import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,7 +100,9 @@ class MotoPlane:
         status_line: list[str] = []
         out_headers: list[tuple[str, str]] = []
 
-        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None):
+        def start_response(
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Callable[[bytes], None]:
             status_line.append(status)
             out_headers[:] = headers
             return lambda data: None

@@ -27,7 +27,6 @@ from tuner.live.calibration_steps import (
 from tuner.live.loadgen import (
     ERROR_KINDS,
     LOCUSTFILE,
-    REQUEST_COLUMNS,
     LoadTestConfig,
     LoadTestResult,
     locust_commands,
@@ -72,7 +71,6 @@ __all__ = [
     "PROBE_BODY",
     "PRODUCTION_TAG_KEYS",
     "PRODUCTION_TAG_VALUES",
-    "REQUEST_COLUMNS",
     "Step",
     "TRIAL_METRICS",
     "TrialSpec",

@@ -55,7 +55,7 @@ from tuner.live.trial import (
     steady_heap,
 )
 from tuner.model.capacity import Capacity, LatencyPoint
-from tuner.policy.policy import Resource, ScalingPolicy
+from tuner.policy import Resource, ScalingPolicy
 
 # Without a baseline (the unloaded probes failed), the pause after a failing step.
 FALLBACK_PAUSE_S = 90.0

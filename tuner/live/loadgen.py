@@ -35,13 +35,14 @@ import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import numpy as np
 import pandas as pd
 
 from tuner.errors import LoadTestError, ValidationError
 from tuner.profiles.profile import Profile, load_profile
+from tuner.records import REQUEST_COLUMNS
 
 LOCUSTFILE = Path(__file__).resolve().parents[2] / "locustfiles" / "sagemaker_endpoint.py"
 ERROR_KINDS = (
@@ -55,7 +56,6 @@ ERROR_KINDS = (
     "connection",
     "inflight_cap",
 )
-REQUEST_COLUMNS = ("seq", "scheduled_s", "sent_epoch_s", "latency_ms", "status", "error", "worker")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -115,7 +115,7 @@ class LoadTestResult:
     out_dir: Path
     requests: pd.DataFrame
     periods: pd.DataFrame
-    summary: dict
+    summary: dict[str, Any]
 
 
 def _free_port() -> int:
@@ -189,7 +189,7 @@ def run_loadtest(config: LoadTestConfig, *, progress: TextIO | None = sys.stderr
     budget_s = profile.duration_s / config.speed + config.request_timeout_s + 90
     if config.start_at_epoch_s:
         budget_s += max(0.0, config.start_at_epoch_s - time.time())
-    procs: list[subprocess.Popen] = []
+    procs: list[subprocess.Popen[bytes]] = []
     began = time.time()
     with log_path.open("w") as log:
         try:
@@ -219,7 +219,15 @@ def run_loadtest(config: LoadTestConfig, *, progress: TextIO | None = sys.stderr
     return LoadTestResult(out, requests, periods, summary)
 
 
-def _watch(procs, out, profile, config, began, budget_s, progress) -> None:
+def _watch(
+    procs: list[subprocess.Popen[bytes]],
+    out: Path,
+    profile: Profile,
+    config: LoadTestConfig,
+    began: float,
+    budget_s: float,
+    progress: TextIO | None,
+) -> None:
     last, sent, failed = began, 0, 0
     offsets: dict[Path, int] = {}
     while procs[0].poll() is None:
@@ -326,7 +334,13 @@ def per_period(
     return table
 
 
-def summarize(requests, periods, config: LoadTestConfig, profile: Profile, start: float) -> dict:
+def summarize(
+    requests: pd.DataFrame,
+    periods: pd.DataFrame,
+    config: LoadTestConfig,
+    profile: Profile,
+    start: float,
+) -> dict[str, Any]:
     """Headline numbers of a run (summary.json)."""
     ok = (requests["status"] // 100 == 2) & (requests["error"] == "")
     lat = requests.loc[ok, "latency_ms"]

@@ -43,7 +43,7 @@ from tuner.aws import AutoScaling, AwsSession, Endpoints, fetch_variant_metrics
 from tuner.clock import VirtualClock
 from tuner.errors import Terminated, TrialError, TunerError, ValidationError
 from tuner.live.loadgen import LoadTestConfig, run_loadtest, start_epoch
-from tuner.policy.policy import Resource, ScalingPolicy
+from tuner.policy import Resource, ScalingPolicy
 from tuner.profiles.profile import Profile, load_profile
 from tuner.tune.run import trial_folder
 

@@ -58,7 +58,7 @@ def _number(value: Any, where: str, *, positive: bool = False) -> float:
     if not math.isfinite(value) or value < 0 or (positive and value == 0):
         rule = "> 0" if positive else ">= 0"
         raise CapacityError(f"{where} {rule} must hold, got {value:g}")
-    return value
+    return float(value)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -261,7 +261,9 @@ def concurrency_per_instance(
     """
     p50c, _ = capacity.latency_ms_at(load_rps_per_instance)
     peak_queue = np.maximum(queue_start, queue_end)
-    return load_rps_per_instance * p50c / 1000.0 + peak_queue / np.maximum(in_service, 1)
+    return np.asarray(
+        load_rps_per_instance * p50c / 1000.0 + peak_queue / np.maximum(in_service, 1)
+    )
 
 
 def _norm_sf(z: np.ndarray) -> np.ndarray:
@@ -272,7 +274,7 @@ def _norm_sf(z: np.ndarray) -> np.ndarray:
         0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429)))
     )
     half_erfc = 0.5 * poly * np.exp(-x * x)
-    return np.where(z >= 0, half_erfc, 1.0 - half_erfc)
+    return np.asarray(np.where(z >= 0, half_erfc, 1.0 - half_erfc))
 
 
 def slow_share(p50_ms: np.ndarray, p99_ms: np.ndarray, objective_ms: float) -> np.ndarray:

@@ -236,7 +236,7 @@ class TargetTracking:
     @property
     def updating(self) -> np.ndarray:
         """(C,) bool: a capacity change is in progress (the endpoint shows ``Updating``)."""
-        return ~self._idle
+        return np.asarray(~self._idle)
 
     def _set_range(self, action: ScheduledAction) -> None:
         lo, hi = self.min_capacity, self.max_capacity

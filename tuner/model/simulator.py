@@ -235,10 +235,7 @@ def simulate_demand(
     desired, in_service, high, low, q_rows, q_values = _run(
         tt, demand, capacity, boot, settings.boot_jitter_s, seed
     )
-    candidates = tuple(
-        p if isinstance(p, ScalingPolicy) else p[0]
-        for p in policies  # type: ignore[union-attr]
-    )
+    candidates = tuple(p if isinstance(p, ScalingPolicy) else p[0] for p in policies)
     labels = [
         p.label if isinstance(p, ScalingPolicy) else "+".join(q.label for q in p) for p in policies
     ]

@@ -56,6 +56,8 @@ from tuner.errors import ProfileError
 from tuner.profiles.replay import (
     LINEAR,
     SINE,
+    Piece,
+    Pieces,
     format_duration,
     parse_duration,
     parse_rate,
@@ -113,7 +115,7 @@ class Profile:
     _kind: np.ndarray = field(default_factory=lambda: np.zeros(0, int), repr=False, compare=False)
     _p: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)), repr=False, compare=False)
     _cum: np.ndarray = field(default_factory=lambda: np.zeros(1), repr=False, compare=False)
-    _cache: dict = field(default_factory=dict, repr=False, compare=False)
+    _cache: dict[int, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def total_requests(self) -> float:
@@ -156,7 +158,9 @@ class Profile:
         """Expected requests in [0, t_s): the exact integral of rate_at."""
         t = np.clip(np.asarray(t_s, dtype=float), 0.0, self.duration_s)
         i, x = self._piece(t)
-        return self._cum[i] + _piece_integral(self._kind[i], self._p[i], self._dur[i], x)
+        return np.asarray(
+            self._cum[i] + _piece_integral(self._kind[i], self._p[i], self._dur[i], x)
+        )
 
     def counts(self, period_s: float, *, seed: int | None = None) -> np.ndarray:
         """Requests per period [k*period_s, (k+1)*period_s), k = 0..ceil(duration/period)-1.
@@ -177,7 +181,7 @@ class Profile:
         blocks = self._block_counts(seed)
         k = int(round(per))
         padded = np.concatenate([blocks, np.zeros(n * k - len(blocks), dtype=blocks.dtype)])
-        return padded.reshape(n, k).sum(axis=1).astype(float)
+        return np.asarray(padded.reshape(n, k).sum(axis=1), dtype=float)
 
     def arrivals(self, start_s: float, end_s: float, *, seed: int | None = None) -> np.ndarray:
         """Sorted arrival times in [start_s, end_s), deterministic per seed.
@@ -203,7 +207,7 @@ class Profile:
             if len(self._cache) >= 4:  # a sweep over many seeds must not hoard memory
                 self._cache.pop(next(iter(self._cache)))
             self._cache[seed] = np.random.default_rng(seed).poisson(exact)
-        return self._cache[seed]
+        return np.asarray(self._cache[seed])
 
     def _noisy_arrivals(self, start_s: float, end_s: float, seed: int) -> np.ndarray:
         counts = self._block_counts(seed)
@@ -244,7 +248,7 @@ class Profile:
                 below = _sine_integral(ps, mid) < goal
                 lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
             x[sine] = (lo + hi) / 2
-        return self._start[i] + np.clip(x, 0.0, d)
+        return np.asarray(self._start[i] + np.clip(x, 0.0, d))
 
 
 def _piece_integral(kind: np.ndarray, p: np.ndarray, d: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -255,7 +259,7 @@ def _piece_integral(kind: np.ndarray, p: np.ndarray, d: np.ndarray, x: np.ndarra
 def _sine_integral(p: np.ndarray, x: np.ndarray) -> np.ndarray:
     w = 2 * np.pi / np.where(p[..., 2] > 0, p[..., 2], 1.0)
     swing = x - (np.sin(w * (x + p[..., 3])) - np.sin(w * p[..., 3])) / w
-    return p[..., 0] * x + (p[..., 1] - p[..., 0]) * swing / 2
+    return np.asarray(p[..., 0] * x + (p[..., 1] - p[..., 0]) * swing / 2)
 
 
 def build_profile(
@@ -356,7 +360,7 @@ _KINDS = {
 }
 
 
-def _segment(seg: Mapping[str, Any], where: str, prev_rps: float, base_dir: Path):
+def _segment(seg: Mapping[str, Any], where: str, prev_rps: float, base_dir: Path) -> Pieces:
     kind = next((k for k in _KINDS if k in seg), None)
     if kind is None:
         raise ProfileError(f"{where}: needs one of the keys {', '.join(sorted(_KINDS))}")
@@ -389,7 +393,7 @@ def _segment(seg: Mapping[str, Any], where: str, prev_rps: float, base_dir: Path
                 f"got {format_duration(used)} > {format_duration(d)}"
             )
         shape = [(at, base, base), (rise, base, peak), (hold, peak, peak), (fall, peak, base)]
-        new = [(LINEAR, s, (a, b, 0, 0)) for s, a, b in shape]
+        new: list[Piece] = [(LINEAR, s, (a, b, 0.0, 0.0)) for s, a, b in shape]
         new.append((LINEAR, d - used, (base, base, 0, 0)))
         return (
             new,

@@ -46,7 +46,13 @@ def parse_duration(value: Any, where: str) -> float:
     return seconds
 
 
-def replay_pieces(seg: Mapping[str, Any], where: str, base_dir: Path):
+Piece = tuple[int, float, tuple[float, float, float, float]]
+"""(kind, duration s, parameters): one stretch of a profile's rate."""
+Pieces = tuple[list[Piece], str, float]
+"""A segment's pieces, its one-line description and the rate it ends at."""
+
+
+def replay_pieces(seg: Mapping[str, Any], where: str, base_dir: Path) -> Pieces:
     path = seg["replay"]
     if not isinstance(path, str) or not path:
         raise ProfileError(f"{where}.replay: must be a CSV path, got {path!r}")
@@ -83,7 +89,9 @@ def replay_pieces(seg: Mapping[str, Any], where: str, base_dir: Path):
         scale = _positive(seg.get("rate_scale", 1.0), f"{where}.rate_scale")
     rates = rates * scale
     durs = (b[keep] - a[keep]) * time_scale
-    new = [(LINEAR, float(s), (float(r), float(r), 0, 0)) for s, r in zip(durs, rates, strict=True)]
+    new: list[Piece] = [
+        (LINEAR, float(s), (float(r), float(r), 0.0, 0.0)) for s, r in zip(durs, rates, strict=True)
+    ]
     total = format_duration(float(durs.sum()))
     line = f"replay {csv.name} {total} (x{scale:g} rate, x{time_scale:g} time)"
     return new, line, float(rates[-1])
@@ -154,7 +162,8 @@ def _replay_start(value: Any, first_epoch_s: float, where: str) -> float:
         except ValueError:
             raise ProfileError(f"{where}: must be an ISO timestamp, got {value!r}") from None
         epoch = epoch.tz_localize("UTC") if epoch.tzinfo is None else epoch
-        return max((epoch - pd.Timestamp(0, tz="UTC")).total_seconds() - first_epoch_s, 0.0)
+        seconds = float((epoch - pd.Timestamp(0, tz="UTC")).total_seconds())
+        return max(seconds - first_epoch_s, 0.0)
     if value in (0, "0", "0s"):
         return 0.0
     return parse_duration(value, where)

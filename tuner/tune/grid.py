@@ -153,4 +153,4 @@ def _per_minute_rps(profile: Any) -> np.ndarray:
     minutes = max(1, math.ceil(profile.duration_s / 60))
     t = np.arange(minutes * 6, dtype=float) * 10.0 + 5.0
     rates = np.asarray(profile.rate_at(np.minimum(t, profile.duration_s)), dtype=float)
-    return rates.reshape(minutes, 6).mean(axis=1)
+    return np.asarray(rates.reshape(minutes, 6).mean(axis=1), dtype=float)

@@ -35,7 +35,7 @@ def pareto_mask(cost: Sequence[float], violation: Sequence[float]) -> np.ndarray
     v = np.asarray(violation, dtype=float)
     le = (c[None, :] <= c[:, None]) & (v[None, :] <= v[:, None])
     lt = (c[None, :] < c[:, None]) | (v[None, :] < v[:, None])
-    return ~np.any(le & lt, axis=1)
+    return np.asarray(~np.any(le & lt, axis=1))
 
 
 _POLICY_COLUMNS = {
