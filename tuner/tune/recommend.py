@@ -71,7 +71,7 @@ def score(
     table = pd.DataFrame(
         {
             "monthly_cost_usd": per_profile.groupby(level=0, sort=False)["monthly_cost_usd"].mean(),
-            "mean_instances": g["mean_instances"].mean(),
+            "mean_instances": priced.groupby("candidate", sort=False)["mean_instances"].mean(),
             "slo_violation_rate": g["slo_violation_rate"].max(),
             "error_rate": g["error_rate"].max(),
             "p99_latency_ms": g["p99_latency_ms"].max(),
