@@ -282,6 +282,10 @@ def held_out(run: Run) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _days(x: float) -> str:
+    return f"{x:g} day{'' if x == 1 else 's'}"
+
+
 def validation_sentences(run: Run) -> list[str]:
     """The held-out section in sentences: the split, the level, what the policy absorbs."""
     v = run.validation
@@ -290,8 +294,8 @@ def validation_sentences(run: Run) -> list[str]:
     if "note" in v:
         return [str(v["note"])]
     out = [
-        f"Tuned on the older {v['in_sample_days']:g} days (in-sample) and validated on the "
-        f"newest {v['holdout_days']:g} days (held-out); the recommendation must meet the "
+        f"Tuned on the older {_days(v['in_sample_days'])} (in-sample) and validated on the "
+        f"newest {_days(v['holdout_days'])} (held-out); the recommendation must meet the "
         "objective on both and under the stress scenarios.",
         f"Stress level x{v['stress_level']:g}: {v['stress_level_reason']}.",
     ]
