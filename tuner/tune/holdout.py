@@ -17,6 +17,7 @@ import pandas as pd
 
 from tuner.model.capacity import Capacity
 from tuner.model.settings import SimulationSettings
+from tuner.model.simulator import SimulationResult
 from tuner.policy.policy import ScalingPolicy
 from tuner.tune.history import DemandProfile, Fold
 from tuner.tune.search import HOURS_PER_MONTH, Objective, simulate_candidates
@@ -35,7 +36,7 @@ def _rows(
     objective: Objective,
     settings: SimulationSettings,
     seed: int,
-) -> pd.DataFrame:
+) -> tuple[pd.DataFrame, SimulationResult]:
     """One row per candidate and part (minute ranges of ``profile``) for one seed."""
     result = simulate_candidates(profile, policies, capacity, objective, settings, seed)
     per_min = int(60 // result.period_s)
@@ -60,7 +61,7 @@ def _rows(
                 }
             )
         )
-    return pd.concat(frames, ignore_index=True)
+    return pd.concat(frames, ignore_index=True), result
 
 
 @dataclass
@@ -71,6 +72,9 @@ class Evidence:
     objective: Objective
     settings: SimulationSettings
     rows: pd.DataFrame | None = None
+    kept: dict[str, tuple[SimulationResult, int]] = field(default_factory=dict)
+    """label -> (run, column) of each candidate's first-seed run of the history: its timeline
+    for the report without simulating it again."""
     groups: dict[str, list[str]] = field(default_factory=dict)
     """part -> the disjoint blocks it is made of (each period is summarised once; sums add)."""
     dilution: dict[str, float] = field(default_factory=dict)
@@ -83,8 +87,11 @@ class Evidence:
         policies: Sequence[ScalingPolicy],
         parts: dict[str, tuple[int, int]],
         seeds: Sequence[int],
+        *,
+        keep: bool = False,
     ) -> None:
-        """Simulate the policies not yet seen on ``profile`` with ``seeds``, keep their parts."""
+        """Simulate the policies not yet seen on ``profile`` with ``seeds``, keep their parts
+        (and with ``keep``, the first seed's runs, for timelines)."""
         have = set()
         if self.rows is not None:
             have = set(
@@ -101,8 +108,19 @@ class Evidence:
             todo = list({p.label: p for p in todo}.values())
             if not todo:
                 continue
-            new = _rows(profile, todo, parts, self.capacity, self.objective, self.settings, seed)
+            new, result = _rows(
+                profile, todo, parts, self.capacity, self.objective, self.settings, seed
+            )
+            if keep and seed == self.settings.seeds[0]:
+                self.kept.update({p.label: (result, i) for i, p in enumerate(todo)})
             self.rows = new if self.rows is None else pd.concat([self.rows, new], ignore_index=True)
+
+    def timeline(self, label: str) -> pd.DataFrame | None:
+        """The first seed's timeline of ``label`` on the history, if it was kept."""
+        if label not in self.kept:
+            return None
+        result, i = self.kept[label]
+        return result.timeline(i)
 
     def blocks(self, parts: Sequence[str]) -> list[str]:
         """The blocks of ``parts`` (a part not grouped is its own block)."""

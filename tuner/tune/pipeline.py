@@ -281,9 +281,17 @@ def _tune_history(
     shown = [recommendation.label, *recommendation.alternatives, rule.label]
     shown += [*([current.label] if current else []), *list(table["candidate"])[:timelines_top]]
     shown = list(dict.fromkeys(shown))
-    timelines = _timelines(
-        [profile], [by_label[label] for label in shown], capacity, objective, settings
+    kept = {label: found.evidence.timeline(label) if found.evidence else None for label in shown}
+    missing = [by_label[x] for x in shown if kept[x] is None]
+    timelines = (
+        _timelines([profile], missing, capacity, objective, settings)
+        if missing
+        else {profile.name: {}}
     )
+    # in the order shown (the report's colours follow it)
+    timelines[profile.name] = {
+        x: frame if frame is not None else timelines[profile.name][x] for x, frame in kept.items()
+    }
     validation = {
         **found.validation,
         "recommended": recommendation.label,

@@ -50,6 +50,8 @@ class HistoryTuning:
     cost_profiles: tuple[str, ...]
     validation: dict[str, Any] = field(default_factory=dict)
     searched: int = 0
+    evidence: Evidence | None = None
+    """The simulated evidence (its first-seed runs give timelines without simulating again)."""
 
 
 def tune_history(
@@ -95,7 +97,7 @@ def tune_history(
     )
     first = list({p.label: p for p in [*first, *extras]}.values())
     progress(f"coarse search: {len(first)} candidates on {D / 1440:g} days, seed {seed0}")
-    ev.add(history, first, parts, [seed0])
+    ev.add(history, first, parts, [seed0], keep=True)
     if stress_level is None:
         progress(f"calibrating the stress level on {len(folds)} walk-forward folds")
         fold_results = calibrate(ev, rates, folds, first, reaction_s, seed0)
@@ -128,18 +130,18 @@ def tune_history(
         progress("refining around the cheapest candidates that meet the objective")
         near = neighbours([pool[x] for x in good[:3]], first, grid)
         pool.update({p.label: p for p in near})
-        ev.add(history, near, parts, [seed0])
+        ev.add(history, near, parts, [seed0], keep=True)
         good = ranked(list(pool))
         sharp = bisect_targets([pool[x] for x in good[:5]], list(pool.values()))
         pool.update({p.label: p for p in sharp})
-        ev.add(history, sharp, parts, [seed0])
+        ev.add(history, sharp, parts, [seed0], keep=True)
         good = ranked(list(pool))
     both = ev.stats([IN_SAMPLE, HELD_OUT], list(pool), [seed0])
     near_miss = list(both[~both.index.isin(good)].sort_values("monthly_cost_usd").index[:8])
     finalists = list(dict.fromkeys([*good[:FINALISTS], *near_miss, *(p.label for p in extras)]))
     chosen = [pool[x] for x in finalists]
     progress(f"{len(chosen)} finalists on seeds {', '.join(map(str, settings.seeds))}")
-    ev.add(history, chosen, parts, settings.seeds)
+    ev.add(history, chosen, parts, settings.seeds, keep=True)
     ev.add(sprof, chosen, sparts, settings.seeds)
     results = _results(ev, finalists, history.name, sparts, settings.seeds)
     validation = _validation(
@@ -152,6 +154,7 @@ def tune_history(
         cost_profiles=cost_profiles,
         validation=validation,
         searched=len(pool),
+        evidence=ev,
     )
 
 
