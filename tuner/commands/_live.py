@@ -38,7 +38,17 @@ def add_confirm_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_guardrail_options(parser: argparse.ArgumentParser, *, dry_run: bool = True) -> None:
+GUARDRAIL_MAX_INSTANCES = 20
+
+
+def add_guardrail_options(
+    parser: argparse.ArgumentParser,
+    *,
+    dry_run: bool = True,
+    max_instances_help: str | None = None,
+) -> None:
+    """The guardrail flags; ``max_instances_help`` (tune) leaves --max-instances unset by
+    default, so it caps the search only when given, and guards live changes at 20 regardless."""
     g = parser.add_argument_group("guardrails")
     g.add_argument(
         "--allow-production",
@@ -49,8 +59,10 @@ def add_guardrail_options(parser: argparse.ArgumentParser, *, dry_run: bool = Tr
     g.add_argument(
         "--max-instances",
         type=int,
-        default=20,
-        help="refuse a policy with MaxCapacity above this (default: 20)",
+        metavar="N",
+        default=None if max_instances_help else GUARDRAIL_MAX_INSTANCES,
+        help=max_instances_help
+        or f"refuse a policy with MaxCapacity above this (default: {GUARDRAIL_MAX_INSTANCES})",
     )
     g.add_argument(
         "--max-rps",
@@ -72,7 +84,7 @@ def guardrails_from(args: argparse.Namespace) -> Guardrails:
 
     return Guardrails(
         allow_production=args.allow_production,
-        max_instances=args.max_instances,
+        max_instances=GUARDRAIL_MAX_INSTANCES if args.max_instances is None else args.max_instances,
         max_rps=args.max_rps,
     )
 

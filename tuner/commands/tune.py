@@ -61,6 +61,10 @@ per-minute demand, MaxCapacity from peak demand x 1.5; a --grid TOML overrides a
 target_fractions, target_values, scale_out_cooldowns_s, scale_in_cooldowns_s, min_capacities,
 max_capacities, min_percentiles, peak_headroom).
 
+One profile of two days or more is a history: the newest window (--holdout) is held out, the
+stress level is calibrated on walk-forward folds, and the search is finer (every integer
+MinCapacity near the best, targets bisected); the report shows in-sample and held-out side by side.
+
 The recommendation is the cheapest candidate whose worst seed on every profile keeps the SLO
 violation (share of requests failed or slower than --slo-p99-ms) under --max-slo-violation and
 the error rate under --max-error-rate, both scaled by --margin. AWS's rule-of-thumb policy
@@ -150,6 +154,21 @@ def register(sub: Any) -> argparse.ArgumentParser:
         "found (default: UTC)",
     )
     p.add_argument(
+        "--holdout",
+        default="auto",
+        metavar="H",
+        help="newest window of a history (one profile of 2 days or more) held out to validate "
+        'on: "auto" (a quarter, whole days), a duration ("3d", "12h"), a share ("0.25") or '
+        '"off" (default: auto)',
+    )
+    p.add_argument(
+        "--stress-level",
+        type=float,
+        metavar="S",
+        help="scale of the stress scenarios built from the history, 1..10 (default: the "
+        "least level walk-forward folds needed)",
+    )
+    p.add_argument(
         "--seeds",
         type=int,
         default=3,
@@ -236,7 +255,12 @@ def register(sub: Any) -> argparse.ArgumentParser:
         action="store_true",
         help="replace DIR if it holds an earlier run (never one with a restore journal left)",
     )
-    add_guardrail_options(p)
+    add_guardrail_options(
+        p,
+        max_instances_help="cap on MaxCapacity, e.g. the account quota: caps the search of a "
+        "history, and --live refuses candidates above it (default: no cap on the search; 20 "
+        "for --live)",
+    )
     add_aws_options(p)
     parser: argparse.ArgumentParser = p
     return parser
@@ -279,6 +303,9 @@ def _command_line(args: argparse.Namespace) -> str:
         "margin",
         "grid",
         "schedule_timezone",
+        "holdout",
+        "stress_level",
+        "max_instances",
         "seeds",
         "boot_s",
         "boot_jitter_s",
@@ -306,6 +333,7 @@ def run(args: argparse.Namespace) -> int:
     from tuner.model import Capacity, SimulationSettings
     from tuner.profiles import parse_duration
     from tuner.tune import CompanionGrid, Grid, Objective
+    from tuner.tune.history import parse_holdout
 
     now = datetime.now(UTC).replace(microsecond=0)
     objective = Objective(
@@ -360,6 +388,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValidationError(f"--profile names must be unique, got {names}")
     point_out_mismatch([p for p, _ in loaded], capacity, guardrails.max_instances)
     grid = Grid.load(args.grid) if args.grid else Grid()
+    holdout = parse_holdout(args.holdout)
     live_paths: list[Path] = []
     live_specs = args.live_profile or list(args.profile)
     session = aws_session(args) if args.endpoint and not args.dry_run else None
@@ -409,6 +438,9 @@ def run(args: argparse.Namespace) -> int:
         live_profiles=live_paths,
         guardrails=guardrails,
         time_limit_s=limit_s,
+        holdout=holdout,
+        stress_level=args.stress_level,
+        max_instances=args.max_instances,
     )
     if args.live and args.dry_run:
         print_dry_run(args, live_paths)
@@ -456,6 +488,9 @@ def run_tuning(
     guardrails: Guardrails | None = None,
     time_limit_s: float | None = None,
     ask_first: bool = False,
+    holdout: float | None = None,
+    stress_level: float | None = None,
+    max_instances: int | None = None,
 ) -> Path:
     """The workflow of ``tuner tune`` with its progress and output: read the current policy,
     tune, write the run, trial the ``live_top`` best on ``endpoint``, render; the report's path."""
@@ -491,6 +526,9 @@ def run_tuning(
         schedule_timezone=schedule_timezone,
         companions=companions,
         progress=progress,
+        holdout=holdout,
+        stress_level=stress_level,
+        max_instances=max_instances,
     )
     meta = manifest(
         tuning,

@@ -119,6 +119,33 @@ class SimulationResult:
         out[self.queue_rows] = self.queue_values
         return out
 
+    def window_summary(self, r0: int, r1: int) -> pd.DataFrame:
+        """The summary of periods [r0, r1) only, as the run reached them (state carried in).
+
+        A tuning validates on the newest part of a history this way without simulating it
+        apart: the simulation is causal, so its prefix is what a shorter history would give.
+        Scale events are counted from changes of desired capacity inside the window.
+        """
+        T = len(self.demand)
+        if not 0 <= r0 < r1 <= T:
+            raise IndexError(f"0 <= r0 < r1 <= {T} must hold, got {r0}, {r1}")
+        d = self.desired[max(r0 - 1, 0) : r1].astype(np.int32)
+        step = np.diff(d, axis=0)
+        lo, hi = np.searchsorted(self.queue_rows, [r0, r1])
+        out = _summarise(
+            ((step > 0).sum(axis=0), (step < 0).sum(axis=0)),
+            self.demand[r0:r1],
+            self.period_s,
+            self.capacity,
+            self.slo_p99_ms,
+            self.desired[r0:r1],
+            self.in_service[r0:r1],
+            self.queue_rows[lo:hi] - r0,
+            self.queue_values[lo:hi],
+        )
+        out.insert(0, "label", [p.label for p in self.policies])
+        return out
+
     def timeline(self, i: int) -> pd.DataFrame:
         """Candidate i, one row per period: DESIGN.md's timeline.csv columns first."""
         if not 0 <= i < len(self.policies):
@@ -248,7 +275,17 @@ def simulate_demand(
     labels = [
         p.label if isinstance(p, ScalingPolicy) else "+".join(q.label for q in p) for p in policies
     ]
-    summary = _summarise(tt, demand, period_s, capacity, slo, desired, in_service, q_rows, q_values)
+    summary = _summarise(
+        (tt.scale_out_count, tt.scale_in_count),
+        demand,
+        period_s,
+        capacity,
+        slo,
+        desired,
+        in_service,
+        q_rows,
+        q_values,
+    )
     summary.insert(0, "label", labels)
     return SimulationResult(
         candidates,
@@ -333,7 +370,7 @@ def _run(
 
 
 def _summarise(
-    tt: TargetTracking,
+    events: tuple[np.ndarray, np.ndarray],
     demand: np.ndarray,
     period_s: int,
     capacity: Capacity,
@@ -455,8 +492,8 @@ def _summarise(
             "cost_usd": hours * capacity.hourly_usd,
             "error_rate": failed / denom,
             "slo_violation_rate": (failed + slow) / denom,
-            "scale_out_events": tt.scale_out_count.astype(int),
-            "scale_in_events": tt.scale_in_count.astype(int),
+            "scale_out_events": np.asarray(events[0]).astype(int),
+            "scale_in_events": np.asarray(events[1]).astype(int),
             "underprovisioned_minutes": under * period_s / 60.0,
             "recovery_s": longest * float(period_s),
             "surges": surges,

@@ -108,6 +108,34 @@ def _heading(run: Run) -> tuple[str, str]:
     return f"Scaling policy recommendation: {run.recommendation.label}", sub
 
 
+def _held_out_html(run: Run) -> list[str]:
+    sentences = tables.validation_sentences(run)
+    if not sentences:
+        return []
+    frame = tables.held_out(run)
+    return [
+        '<h3 id="held-out">Held-out validation and stress</h3>',
+        *([_table(frame)] if not frame.empty else []),
+        "<ul>",
+        *(f"<li>{html.escape(s)}</li>" for s in sentences),
+        "</ul>",
+    ]
+
+
+def _held_out_md(run: Run) -> list[str]:
+    sentences = tables.validation_sentences(run)
+    if not sentences:
+        return []
+    frame = tables.held_out(run)
+    return [
+        "## Held-out validation and stress",
+        "",
+        *([_md_table(frame), ""] if not frame.empty else []),
+        *(f"- {_md(s)}" for s in sentences),
+        "",
+    ]
+
+
 def render_html(run: Run, images: dict[str, list[tuple[str, bytes]]]) -> str:
     """The page; ``images`` maps a section ("profile:<name>", "trials") to (alt, png) pairs."""
     e = html.escape
@@ -131,6 +159,7 @@ def render_html(run: Run, images: dict[str, list[tuple[str, bytes]]]) -> str:
         f"Expected monthly cost: <strong>{e(tables.usd(cand['monthly_cost_usd']))}</strong> "
         f"(mean instances in service x 730 h x hourly price, mean over profiles).</p>",
         _table(policy_values(run), left=("Value",)),
+        *_held_out_html(run),
         "<h3>SLO attainment on each profile</h3>",
         _table(tables.attainment(run)),
         "<h3>Why this policy</h3><ul>",
@@ -216,6 +245,7 @@ def render_markdown(run: Run, limit: int = 15) -> str:
         "",
         _md_table(policy_values(run)),
         "",
+        *_held_out_md(run),
         "## SLO attainment on each profile",
         "",
         _md_table(tables.attainment(run)),

@@ -46,10 +46,12 @@ def figures(run: Run) -> dict[str, list[tuple[str, bytes]]]:
             )
             images.append((f"{profile}: demand against capacity over time", plots.png(fig)))
         rows = per_profile[per_profile["profile"] == profile].copy()
-        # The front of this profile's own results, not of the aggregate across profiles.
-        rows["pareto"] = pareto_mask(rows["monthly_cost_usd"], rows["slo_violation_rate"])
-        fig = plots.pareto_figure(profile, rows, colours, names, violation_bound=bound)
-        images.append((f"{profile}: monthly cost against SLO violation", plots.png(fig)))
+        # A history's results are per part (in-sample, held-out, stress): no rows by its name.
+        if not rows.empty:
+            # The front of this profile's own results, not of the aggregate across profiles.
+            rows["pareto"] = pareto_mask(rows["monthly_cost_usd"], rows["slo_violation_rate"])
+            fig = plots.pareto_figure(profile, rows, colours, names, violation_bound=bound)
+            images.append((f"{profile}: monthly cost against SLO violation", plots.png(fig)))
         cost = tables.heatmap(run, profile, "monthly_cost_usd")
         if cost.size > 1:
             fig = plots.heatmap_figure(

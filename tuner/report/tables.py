@@ -261,3 +261,89 @@ def inputs(run: Run) -> pd.DataFrame:
     for key, value in m.get("versions", {}).items():
         rows.append((f"Version {key}", str(value)))
     return pd.DataFrame(rows, columns=["Input", "Value"])
+
+
+def held_out(run: Run) -> pd.DataFrame:
+    """In-sample and held-out side by side for the recommended, rule-of-thumb and current."""
+    v = run.validation
+    rows = []
+    for role, key in (
+        ("recommended", "recommended"),
+        ("rule of thumb", "rule_of_thumb"),
+        ("current", "current"),
+    ):
+        label = v.get(key)
+        figs = v.get("candidates", {}).get(label) if label else None
+        if not figs:
+            continue
+        ins, out = figs["in_sample"], figs["held_out"]
+        rows.append(
+            {
+                "Role": role,
+                "Candidate": label,
+                "In-sample SLO violation": pct(ins["slo_violation_rate"]),
+                "In-sample error rate": pct(ins["error_rate"]),
+                "In-sample $/month": usd(ins["monthly_cost_usd"]),
+                "Held-out SLO violation": pct(out["slo_violation_rate"]),
+                "Held-out error rate": pct(out["error_rate"]),
+                "Held-out $/month": usd(out["monthly_cost_usd"]),
+                "Meets (in / held-out)": f"{'yes' if ins['meets'] else 'no'} / "
+                f"{'yes' if out['meets'] else 'no'}",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _days(x: float) -> str:
+    return f"{x:g} day{'' if x == 1 else 's'}"
+
+
+def validation_sentences(run: Run) -> list[str]:
+    """The held-out section in sentences: the split, the level, what the policy absorbs."""
+    v = run.validation
+    if not v:
+        return []
+    if "note" in v:
+        return [str(v["note"])]
+    out = [
+        f"Tuned on the older {_days(v['in_sample_days'])} (in-sample) and validated on the "
+        f"newest {_days(v['holdout_days'])} (held-out); the recommendation must meet the "
+        "objective on both and under the stress scenarios.",
+        f"Stress level x{v['stress_level']:g}: {v['stress_level_reason']}.",
+    ]
+    for f in v.get("folds", []):
+        level = "no level up to the highest" if f["level"] is None else f"x{f['level']:g}"
+        naive = f["in_sample_pick"] or "none"
+        verdict = "met" if f["in_sample_pick_meets_next_window"] else "missed"
+        out.append(
+            f"Fold ({f['fold']}): the in-sample choice {naive} {verdict} the next window; "
+            f"stress needed: {level}."
+        )
+    naive = v.get("in_sample_only_pick")
+    if naive and not v.get("in_sample_only_pick_meets_held_out"):
+        out.append(
+            f"The cheapest candidate meeting the objective in-sample only ({naive}) misses it on "
+            "the held-out window; the recommendation is the cheapest that also meets it there "
+            "once the stress margin is added."
+        )
+    rec = v.get("candidates", {}).get(v.get("recommended"), {})
+    if rec and not (rec["in_sample"]["meets"] and rec["held_out"]["meets"]):
+        fallback = v.get("cheapest_meeting_in_sample_and_held_out")
+        out.append(
+            "No candidate meets the objective in-sample, held-out and under stress together; "
+            + (
+                f"the cheapest that meets it in-sample and on the held-out window is {fallback}."
+                if fallback
+                else "none meets it even on the held-out window: raise --max-instances or "
+                "relax the objective."
+            )
+        )
+    for kind, text in v.get("stress_scenarios", {}).items():
+        fig = rec.get("stress", {}).get(kind)
+        if fig:
+            verdict = "within the objective" if fig["meets"] else "NOT within the objective"
+            out.append(
+                f"Absorbs {text}: {verdict} (SLO violation {pct(fig['slo_violation_rate'])}, "
+                f"error rate {pct(fig['error_rate'])})."
+            )
+    return out

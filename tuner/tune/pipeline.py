@@ -37,10 +37,12 @@ from tuner.policy.policy import DEFAULT_POLICY_NAME, ScalingPolicy
 from tuner.profiles.profile import Profile
 from tuner.tune.companion import CompanionGrid, companion_candidates
 from tuner.tune.grid import Grid
+from tuner.tune.history import holdout_minutes, per_minute
 from tuner.tune.recommend import Recommendation, recommend, score
 from tuner.tune.run import Run, folder_name
 from tuner.tune.schedules import FLOOR_OFF, FLOOR_ON, Rhythm, search_schedules
 from tuner.tune.search import Objective, evaluate, simulate_candidates
+from tuner.tune.walkforward import tune_history
 
 Progress = Callable[[str], None]
 
@@ -77,6 +79,9 @@ class Tuning:
     """The step scale-out companion family's grid, if it was searched."""
     rhythm: Rhythm | None = None
     """The daily or weekly rhythm the scheduled-floor search found (None: none, or not run)."""
+    validation: dict[str, Any] = field(default_factory=dict)
+    """Held-out validation and stress (see :mod:`tuner.tune.walkforward`), or a ``note`` saying
+    why a held-out split does not apply."""
 
     def ranked(self, top: int) -> list[ScalingPolicy]:
         """The ``top`` best candidates, best first."""
@@ -92,6 +97,7 @@ class Tuning:
             recommendation=self.recommendation,
             recommended=self.recommended,
             timelines=self.timelines,
+            validation=self.validation,
         )
 
 
@@ -117,6 +123,9 @@ def tune(
     schedule_timezone: str | None = None,
     progress: Progress = _quiet,
     companions: CompanionGrid | None = None,
+    holdout: float | None = None,
+    stress_level: float | None = None,
+    max_instances: int | None = None,
 ) -> Tuning:
     """Simulate the grid (plus AWS's rule of thumb and ``current``) and recommend one policy.
 
@@ -128,6 +137,14 @@ def tune(
     (:mod:`tuner.tune.companion`), simulated after the grid and ranked with it.
     ``schedules``: search scheduled floors where the longest profile has a daily or weekly
     rhythm (:mod:`tuner.tune.schedules`, cron in ``schedule_timezone``, default UTC).
+
+    One profile of two days or more is a history: it is tuned with held-out validation, stress
+    and the finer search (:func:`tuner.tune.walkforward.tune_history`); ``holdout`` is
+    :func:`tuner.tune.history.parse_holdout`'s value (None: a quarter, in whole days; 0: off),
+    ``stress_level`` None calibrates the level on walk-forward folds, ``max_instances`` caps
+    MaxCapacity.
+    Scheduled floors and step companions are searched on the other path only (several
+    profiles, a scenario, or ``holdout`` 0); with held-out validation they are not yet.
     """
     capacity = capacity or Capacity.default()
     settings = settings or SimulationSettings()
@@ -138,6 +155,25 @@ def tune(
     names = [p.name for p in profiles]
     if len(set(names)) != len(names):
         raise ValidationError(f"profile names must be unique, got {names}")
+    if max_instances is not None and max_instances < 1:
+        raise ValidationError(f"--max-instances >= 1 must hold, got {max_instances}")
+    if stress_level is not None and not 1 <= stress_level <= 10:
+        raise ValidationError(f"--stress-level must be in [1, 10], got {stress_level:g}")
+    held = holdout_minutes(holdout, len(per_minute(profiles[0]))) if len(profiles) == 1 else 0
+    if held:
+        return _tune_history(
+            profiles[0],
+            held,
+            objective,
+            capacity=capacity,
+            settings=settings,
+            grid=grid,
+            current=current,
+            timelines_top=timelines_top,
+            progress=progress,
+            stress_level=stress_level,
+            max_instances=max_instances,
+        )
     levels, high = grid.capacity_bounds(profiles, capacity.max_rps_per_instance)
     mins, maxes = grid.min_capacities or levels, grid.max_capacities or (high,)
     grid_policies = grid.candidates(profiles, capacity.max_rps_per_instance)
@@ -254,6 +290,109 @@ def tune(
         timelines=timelines,
         companions=companions,
         rhythm=rhythm,
+        validation={"note": _no_holdout(profiles, holdout)},
+    )
+
+
+def _no_holdout(profiles: Sequence[Profile], holdout: float | None) -> str:
+    """Why this tuning has no held-out split, in one sentence for the report."""
+    if holdout == 0:
+        return "Held-out validation is off (--holdout off)."
+    if len(profiles) > 1:
+        return (
+            "Held-out validation does not apply: several profiles were given, each a scenario "
+            "to survive rather than a history with a future to hold out; give one recorded "
+            "history of two days or more to tune on its past and validate on its newest window."
+        )
+    return (
+        f"Held-out validation does not apply: {profiles[0].name} lasts "
+        f"{profiles[0].duration_s / 3600:g} h, under the two days (or twice --holdout) a "
+        "history needs to hold its newest window out; it is a scenario, not a history."
+    )
+
+
+def _tune_history(
+    profile: Profile,
+    held: int,
+    objective: Objective,
+    *,
+    capacity: Capacity,
+    settings: SimulationSettings,
+    grid: Grid,
+    current: ScalingPolicy | None,
+    timelines_top: int,
+    progress: Progress,
+    stress_level: float | None,
+    max_instances: int | None,
+) -> Tuning:
+    """The history path of :func:`tune`: search, validation and stress, then the usual score."""
+    levels, high = grid.capacity_bounds([profile], capacity.max_rps_per_instance)
+    rule = ScalingPolicy.aws_rule_of_thumb(
+        capacity.max_rps_per_instance, min_capacity=min(levels), max_capacity=max(high, 1)
+    )
+    extras = [rule, *([current] if current else [])]
+    found = tune_history(
+        profile,
+        held,
+        objective,
+        capacity,
+        settings,
+        grid,
+        extras,
+        stress_level=stress_level,
+        max_instances=max_instances,
+        progress=progress,
+    )
+    by_label = {p.label: p for p in found.policies}
+    table = score(
+        found.results,
+        found.policies,
+        objective,
+        rule_of_thumb=rule.label,
+        current=current.label if current else None,
+        cost_profiles=found.cost_profiles,
+    )
+    recommendation = recommend(table, found.results, objective)
+    best = by_label[recommendation.label]
+    recommended = best.replace(name=current.name if current else DEFAULT_POLICY_NAME)
+    shown = [recommendation.label, *recommendation.alternatives, rule.label]
+    shown += [*([current.label] if current else []), *list(table["candidate"])[:timelines_top]]
+    shown = list(dict.fromkeys(shown))
+    kept = {label: found.evidence.timeline(label) if found.evidence else None for label in shown}
+    missing = [by_label[x] for x in shown if kept[x] is None]
+    timelines = (
+        _timelines([profile], missing, capacity, objective, settings)
+        if missing
+        else {profile.name: {}}
+    )
+    # in the order shown (the report's colours follow it)
+    timelines[profile.name] = {
+        x: frame if frame is not None else timelines[profile.name][x] for x, frame in kept.items()
+    }
+    validation = {
+        **found.validation,
+        "recommended": recommendation.label,
+        "rule_of_thumb": rule.label,
+        "current": current.label if current else None,
+        "searched": found.searched,
+    }
+    return Tuning(
+        profiles=(profile,),
+        capacity=capacity,
+        objective=objective,
+        settings=settings,
+        grid=grid,
+        policies=by_label,
+        rule_of_thumb=rule,
+        current=current,
+        min_capacities=tuple(sorted({p.min_capacity for p in found.policies})),
+        max_capacities=tuple(sorted({p.max_capacity for p in found.policies})),
+        results=found.results,
+        candidates=table,
+        recommendation=recommendation,
+        recommended=recommended,
+        timelines=timelines,
+        validation=validation,
     )
 
 

@@ -55,20 +55,23 @@ def score(
     *,
     rule_of_thumb: str | None = None,
     current: str | None = None,
+    cost_profiles: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """One row per candidate: policy fields, aggregates over profiles x seeds, flags and rank.
 
     Rank 1 is the recommendation: the cheapest candidate meeting the objective on every run; when
-    none does, the one that misses it by the smallest factor.
+    none does, the one that misses it by the smallest factor. ``cost_profiles`` limits the
+    monthly cost to those profiles (a history's parts; stress scenarios are judged, not priced).
     """
-    per_profile = results.groupby(["candidate", "profile"], sort=False).agg(
+    priced = results if cost_profiles is None else results[results["profile"].isin(cost_profiles)]
+    per_profile = priced.groupby(["candidate", "profile"], sort=False).agg(
         monthly_cost_usd=("monthly_cost_usd", "mean")
     )
     g = results.groupby("candidate", sort=False)
     table = pd.DataFrame(
         {
             "monthly_cost_usd": per_profile.groupby(level=0, sort=False)["monthly_cost_usd"].mean(),
-            "mean_instances": g["mean_instances"].mean(),
+            "mean_instances": priced.groupby("candidate", sort=False)["mean_instances"].mean(),
             "slo_violation_rate": g["slo_violation_rate"].max(),
             "error_rate": g["error_rate"].max(),
             "p99_latency_ms": g["p99_latency_ms"].max(),

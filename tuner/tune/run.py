@@ -10,6 +10,7 @@ report files are rendered from it by :mod:`tuner.report.render`)::
     results.csv                one row per candidate x profile x seed (simulation summaries)
     recommendation.json        label, meets_objective, alternatives, reasons (sentences)
     recommended.policy.json    the policy file, ready for ``tuner apply``
+    validation.json            held-out validation and stress of a history (or a note why none)
     timelines/<profile>/<candidate>.csv   simulated timelines of the plotted candidates
     trials/<candidate>__<profile>/timeline.csv   measured live by tuner.live.trial: t_s (profile
                                    seconds), instances_in_service, desired_capacity, invocations,
@@ -40,6 +41,7 @@ RECOMMENDATION = "recommendation.json"
 RECOMMENDED_POLICY = "recommended.policy.json"
 TIMELINES = "timelines"
 TRIALS = "trials"
+VALIDATION = "validation.json"
 
 
 def folder_name(name: str) -> str:
@@ -77,6 +79,8 @@ class Run:
     """profile name -> candidate label -> simulated timeline."""
     trials: dict[str, Trial] = field(default_factory=dict)
     """trials/ folder name -> trial (one per candidate and profile)."""
+    validation: dict[str, Any] = field(default_factory=dict)
+    """Held-out validation and stress (validation.json; empty for runs made before it)."""
 
     @property
     def profiles(self) -> list[str]:
@@ -112,6 +116,7 @@ class Run:
                     _csv(folder / "timeline.csv"),
                     summary,
                 )
+        validation = _json(path / VALIDATION) if (path / VALIDATION).is_file() else {}
         return cls(
             path=path,
             manifest=manifest,
@@ -121,6 +126,7 @@ class Run:
             recommended=recommended,
             timelines=timelines,
             trials=trials,
+            validation=validation,
         )
 
 
@@ -155,6 +161,10 @@ def write_run(run: Run) -> Path:
         json.dumps(run.recommendation.to_dict(), indent=2) + "\n", encoding="utf-8"
     )
     run.recommended.save(path / RECOMMENDED_POLICY)
+    if run.validation:
+        (path / VALIDATION).write_text(
+            json.dumps(run.validation, indent=2) + "\n", encoding="utf-8"
+        )
     folders = {
         p["name"]: p.get("folder", folder_name(p["name"])) for p in run.manifest.get("profiles", [])
     }
