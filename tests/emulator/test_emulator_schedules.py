@@ -89,6 +89,7 @@ def test_tuned_floor_is_applied_fired_at_its_virtual_time_and_restored(
         grid=Grid(
             target_fractions=(0.85,), scale_out_cooldowns_s=(0,), scale_in_cooldowns_s=(300,)
         ),
+        holdout=0,  # floors are searched on the scenario path (no held-out split)
     )
     policy = tuning.recommended
     actions = {a.name: a for a in policy.scheduled_actions or ()}

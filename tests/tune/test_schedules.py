@@ -105,8 +105,9 @@ def test_keep_cheaper_keeps_only_floors_that_beat_the_best_unscheduled_candidate
 
 
 def test_tune_recommends_a_floor_only_when_cheaper_and_no_schedules_turns_it_off() -> None:
-    with_floor = tune([busy_days()], OBJECTIVE, settings=FAST, grid=SMALL)
-    plain = tune([busy_days()], OBJECTIVE, settings=FAST, grid=SMALL, schedules=False)
+    # Floors are searched on the scenario path: a single history is held out unless holdout=0.
+    with_floor = tune([busy_days()], OBJECTIVE, settings=FAST, grid=SMALL, holdout=0)
+    plain = tune([busy_days()], OBJECTIVE, settings=FAST, grid=SMALL, schedules=False, holdout=0)
     best = with_floor.recommended
     assert best.scheduled_actions and with_floor.recommendation.meets_objective
     assert plain.recommended.scheduled_actions is None and plain.recommendation.meets_objective
@@ -153,6 +154,8 @@ def test_cli_writes_the_floor_into_the_recommended_policy_file(
         "1",
         "--grid",
         str(grid),
+        "--holdout",
+        "off",
         "--out",
         str(out),
     ]

@@ -363,12 +363,6 @@ def run(args: argparse.Namespace) -> int:
     if args.metric_lag_s is None:
         args.metric_lag_s = 60.0 if capacity.metric_lag_s is None else capacity.metric_lag_s
     guardrails = guardrails_from(args)  # checked before simulating, like every flag
-    if args.live and args.dry_run:
-        progress("dry run: simulating and reporting only; no live trial, no AWS change")
-    if args.live and not args.dry_run:
-        from tuner.live.trial import session_endpoint_url
-
-        check_can_confirm(yes=args.yes, endpoint_url=session_endpoint_url(aws_session(args)))
     out = Path(args.out or f"reports/tune-{now:%Y%m%d-%H%M%S}")
     if args.live and not args.force and (out / "manifest.json").is_file():
         return add_trials(args, out, capacity, guardrails, window, limit_s)
@@ -407,6 +401,10 @@ def run(args: argparse.Namespace) -> int:
                 "raise --max-instances, set max_capacities in --grid, or --scale-to-capacity"
             )
         check_live(args, session, live, args.top, guardrails, limit_s)
+        if not args.dry_run:  # asked after the simulation; refused now if it cannot be asked
+            from tuner.live.trial import session_endpoint_url
+
+            check_can_confirm(yes=args.yes, endpoint_url=session_endpoint_url(aws_session(args)))
     out = _out_dir(args, now)
     fitted = _backtest(args, out) if args.backtest else None
     if fitted is not None:
