@@ -229,3 +229,21 @@ def test_bad_holdout_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path)
     )
     assert code == 2
     assert "--holdout" in capsys.readouterr().err
+
+
+def test_a_flat_history_is_tuned_with_an_empty_flash_scenario() -> None:
+    """Demand that never rises has no ramp to replay: stress builds no flash spike (it divided
+    by a zero ramp rate before) and the steady level is covered by the recommendation."""
+    from tuner.profiles import parse_profile
+
+    flat = parse_profile({"name": "flat", "segment": [{"hold": "3d", "rps": 10}]})
+    tuning = tune(
+        [flat],
+        Objective(slo_p99_ms=300, max_error_rate=0.001),
+        settings=SimulationSettings(seeds=(0,)),
+    )
+    assert tuning.validation.get("note") is None  # the history path ran
+    policy = tuning.recommended
+    # 10 rps x 60 s at the recommended target: the steady count the policy settles at
+    assert policy.steady_capacity(10.0) >= 1
+    assert tuning.recommendation.meets_objective

@@ -400,11 +400,11 @@ def run(args: argparse.Namespace) -> int:
                 f"{grid.peak_headroom:g} / {capacity.max_rps_per_instance:g} rps per instance): "
                 "raise --max-instances, set max_capacities in --grid, or --scale-to-capacity"
             )
-        check_live(args, session, live, args.top, guardrails, limit_s)
         if not args.dry_run:  # asked after the simulation; refused now if it cannot be asked
             from tuner.live.trial import session_endpoint_url
 
             check_can_confirm(yes=args.yes, endpoint_url=session_endpoint_url(aws_session(args)))
+        check_live(args, session, live, args.top, guardrails, limit_s)
     out = _out_dir(args, now)
     fitted = _backtest(args, out) if args.backtest else None
     if fitted is not None:

@@ -95,8 +95,10 @@ class Shape:
         flash = day.copy()
         height = s * self.ramp_rise_rps
         steep = max(self.steepest_rps_per_min, height / max(w, 1))
-        climb = np.minimum(np.arange(1, math.ceil(height / steep) + 1) * steep, height)
-        spike = np.concatenate([climb, np.full(FLASH_HOLD_MIN, height)]) if height > 0 else climb
+        # A history without any rise (flat demand) has no ramp to replay: the flash is empty.
+        steps = math.ceil(height / steep) if height > 0 and steep > 0 else 0
+        climb = np.minimum(np.arange(1, steps + 1) * steep, height)
+        spike = np.concatenate([climb, np.full(FLASH_HOLD_MIN, height)]) if steps else climb
         quiet = int(np.argmin(np.convolve(flash, np.ones(60) / 60, mode="valid"))) + 30
         i = min(quiet, max(len(flash) - len(spike), 0))
         flash[i : i + len(spike)] += spike[: len(flash) - i]
