@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from tuner.errors import PolicyError, plain, read_json_file
+from tuner.policy.fields import check_keys, integer
 from tuner.policy.resource import Resource, ResourceKind
 from tuner.policy.schedule import ScheduledScalingAction, check_actions
 from tuner.policy.step import StepScalingPolicy
@@ -99,26 +100,6 @@ _METRIC_TABLE: dict[MetricType, tuple[str, int, ResourceKind]] = {
 }
 
 
-def _integer(value: Any, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise PolicyError(f"{where} must be an integer, got {plain(value)!r}")
-    return int(value)
-
-
-def _check_keys(obj: Any, where: str, allowed: set[str], required: set[str]) -> Mapping[str, Any]:
-    if not isinstance(obj, Mapping):
-        raise PolicyError(f"{where} must be a JSON object, got {type(obj).__name__}")
-    unknown = sorted(set(obj) - allowed)
-    if unknown:
-        raise PolicyError(
-            f"{where}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})"
-        )
-    missing = sorted(required - set(obj))
-    if missing:
-        raise PolicyError(f"{where}.{missing[0]} is required")
-    return obj
-
-
 @dataclass(frozen=True, kw_only=True)
 class ScalingPolicy:
     """A scalable target's range plus one target-tracking policy on it.
@@ -160,8 +141,8 @@ class ScalingPolicy:
             raise PolicyError(f"PolicyName must differ between the policies, got {names}")
         set_(self, "step_policies", steps)
         tt = "TargetTrackingScalingPolicyConfiguration"
-        set_(self, "min_capacity", _integer(self.min_capacity, "ScalableTarget.MinCapacity"))
-        set_(self, "max_capacity", _integer(self.max_capacity, "ScalableTarget.MaxCapacity"))
+        set_(self, "min_capacity", integer(self.min_capacity, "ScalableTarget.MinCapacity"))
+        set_(self, "max_capacity", integer(self.max_capacity, "ScalableTarget.MaxCapacity"))
         floor = self.kind.min_capacity_floor
         if self.min_capacity < floor:
             raise PolicyError(
@@ -196,7 +177,7 @@ class ScalingPolicy:
             ("scale_out_cooldown_s", "ScaleOutCooldown"),
             ("scale_in_cooldown_s", "ScaleInCooldown"),
         ):
-            value = _integer(getattr(self, attr), f"{tt}.{key}")
+            value = integer(getattr(self, attr), f"{tt}.{key}")
             if not 0 <= value <= MAX_COOLDOWN_S:
                 raise PolicyError(f"{tt}.{key} must be in 0..{MAX_COOLDOWN_S} s, got {value}")
             set_(self, attr, value)
@@ -331,7 +312,7 @@ class ScalingPolicy:
 
     @classmethod
     def from_dict(cls, data: Any) -> ScalingPolicy:
-        top = _check_keys(
+        top = check_keys(
             data,
             "policy",
             {
@@ -351,14 +332,14 @@ class ScalingPolicy:
             StepScalingPolicy.from_dict(s, f"StepScalingPolicies[{i}]")
             for i, s in enumerate(raw_steps)
         )
-        target = _check_keys(
+        target = check_keys(
             top["ScalableTarget"],
             "ScalableTarget",
             {"MinCapacity", "MaxCapacity"},
             {"MinCapacity", "MaxCapacity"},
         )
         tt = "TargetTrackingScalingPolicyConfiguration"
-        config = _check_keys(
+        config = check_keys(
             top[tt],
             tt,
             {
@@ -373,7 +354,7 @@ class ScalingPolicy:
         )
         metric_type: str | None = None
         if "PredefinedMetricSpecification" in config:
-            spec = _check_keys(
+            spec = check_keys(
                 config["PredefinedMetricSpecification"],
                 f"{tt}.PredefinedMetricSpecification",
                 {"PredefinedMetricType", "ResourceLabel"},

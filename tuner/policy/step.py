@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tuner.errors import PolicyError
+from tuner.policy.fields import check_keys, integer
 from tuner.policy.resource import Resource, ResourceKind
 
 # Step scaling's default Cooldown (API StepScalingPolicyConfiguration: "If not specified, the
@@ -88,26 +89,6 @@ def _number(value: Any, where: str) -> float:
     return float(value)
 
 
-def _integer(value: Any, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise PolicyError(f"{where} must be an integer, got {value!r}")
-    return int(value)
-
-
-def _keys(obj: Any, where: str, allowed: set[str], required: set[str]) -> Mapping[str, Any]:
-    if not isinstance(obj, Mapping):
-        raise PolicyError(f"{where} must be a JSON object, got {type(obj).__name__}")
-    unknown = sorted(set(obj) - allowed)
-    if unknown:
-        raise PolicyError(
-            f"{where}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})"
-        )
-    missing = sorted(required - set(obj))
-    if missing:
-        raise PolicyError(f"{where}.{missing[0]} is required")
-    return obj
-
-
 def _enum(cls: type[enum.StrEnum], value: Any, where: str) -> Any:
     try:
         return cls(value)
@@ -153,18 +134,18 @@ class StepAlarm:
     def __post_init__(self) -> None:
         set_ = object.__setattr__
         set_(self, "threshold", _number(self.threshold, "Alarm.Threshold"))
-        set_(self, "period_s", _integer(self.period_s, "Alarm.Period"))
+        set_(self, "period_s", integer(self.period_s, "Alarm.Period"))
         if self.period_s not in (10, 30) and (self.period_s < 60 or self.period_s % 60):
             raise PolicyError(
                 f"Alarm.Period must be 10, 30 or a multiple of 60 s, got {self.period_s}"
             )
         set_(
-            self, "evaluation_periods", _integer(self.evaluation_periods, "Alarm.EvaluationPeriods")
+            self, "evaluation_periods", integer(self.evaluation_periods, "Alarm.EvaluationPeriods")
         )
         set_(
             self,
             "datapoints_to_alarm",
-            _integer(self.datapoints_to_alarm, "Alarm.DatapointsToAlarm"),
+            integer(self.datapoints_to_alarm, "Alarm.DatapointsToAlarm"),
         )
         if self.evaluation_periods < 1:
             raise PolicyError(
@@ -212,14 +193,14 @@ class StepScalingPolicy:
             "metric_aggregation",
             _enum(MetricAggregation, self.metric_aggregation, f"{cfg}.MetricAggregationType"),
         )
-        cooldown = _integer(self.cooldown_s, f"{cfg}.Cooldown")
+        cooldown = integer(self.cooldown_s, f"{cfg}.Cooldown")
         if not 0 <= cooldown <= MAX_STEP_COOLDOWN_S:
             raise PolicyError(
                 f"{cfg}.Cooldown must be in 0..{MAX_STEP_COOLDOWN_S} s, got {cooldown}"
             )
         set_(self, "cooldown_s", cooldown)
         if self.min_adjustment_magnitude is not None:
-            mam = _integer(self.min_adjustment_magnitude, f"{cfg}.MinAdjustmentMagnitude")
+            mam = integer(self.min_adjustment_magnitude, f"{cfg}.MinAdjustmentMagnitude")
             if self.adjustment_type is not AdjustmentType.PERCENT_CHANGE_IN_CAPACITY:
                 raise PolicyError(
                     f"{cfg}.MinAdjustmentMagnitude applies only to PercentChangeInCapacity, "
@@ -238,7 +219,7 @@ class StepScalingPolicy:
         # API StepAdjustment: "The ranges of your step adjustments can't overlap or have a gap";
         # at most one null lower and one null upper bound, never both null in one step.
         for i, s in enumerate(self.steps):
-            _integer(s.scaling_adjustment, f"{where}[{i}].ScalingAdjustment")
+            integer(s.scaling_adjustment, f"{where}[{i}].ScalingAdjustment")
             if s.lower is None and s.upper is None:
                 raise PolicyError(
                     f"{where}[{i}]: MetricIntervalLowerBound and MetricIntervalUpperBound "
@@ -352,7 +333,7 @@ class StepScalingPolicy:
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "StepScalingPolicies[]") -> StepScalingPolicy:
-        top = _keys(
+        top = check_keys(
             data,
             where,
             {"PolicyName", "StepScalingPolicyConfiguration", "Alarm"},
@@ -363,7 +344,7 @@ class StepScalingPolicy:
             raise PolicyError(f"{where}.PolicyName must be a non-empty string, got {name!r}")
         where = f"StepScalingPolicies[{name}]"
         cfg_where = f"{where}.StepScalingPolicyConfiguration"
-        cfg = _keys(
+        cfg = check_keys(
             top["StepScalingPolicyConfiguration"],
             cfg_where,
             {
@@ -381,7 +362,7 @@ class StepScalingPolicy:
         steps = []
         for i, s in enumerate(raw_steps):
             sw = f"{cfg_where}.StepAdjustments[{i}]"
-            s = _keys(
+            s = check_keys(
                 s,
                 sw,
                 {"MetricIntervalLowerBound", "MetricIntervalUpperBound", "ScalingAdjustment"},
@@ -391,13 +372,13 @@ class StepScalingPolicy:
             upper = s.get("MetricIntervalUpperBound")
             steps.append(
                 StepAdjustment(
-                    _integer(s["ScalingAdjustment"], f"{sw}.ScalingAdjustment"),
+                    integer(s["ScalingAdjustment"], f"{sw}.ScalingAdjustment"),
                     None if lower is None else _number(lower, f"{sw}.MetricIntervalLowerBound"),
                     None if upper is None else _number(upper, f"{sw}.MetricIntervalUpperBound"),
                 )
             )
         aw = f"{where}.Alarm"
-        alarm = _keys(
+        alarm = check_keys(
             top["Alarm"],
             aw,
             {
