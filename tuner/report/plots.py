@@ -7,7 +7,8 @@ for the importing process and no window can open; ``png`` renders one to bytes (
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -173,6 +174,10 @@ def pareto_figure(
     return fig
 
 
+Spec = tuple[pd.DataFrame, str, Any, tuple[float, float] | None, Callable[[float], str]]
+"""One heatmap panel: data, title, colour map, colour limits (None: the data's), cell text."""
+
+
 def heatmap_figure(
     profile: str,
     cost: pd.DataFrame,
@@ -186,8 +191,8 @@ def heatmap_figure(
     fig = Figure(figsize=(12, 0.9 + 0.38 * max(len(cost), 4)), layout="constrained")
     axes = fig.subplots(1, 2)
     worst = float(np.nanmax(violation.to_numpy(dtype=float), initial=0.0)) * 100
-    specs = (
-        (cost, "monthly cost (USD)", "viridis", None, lambda v: f"${v:,.0f}"),
+    specs: tuple[Spec, ...] = (
+        (cost, "monthly cost (USD)", "viridis", None, _money_cell),
         # Fixed scale from 0 so white means "no violation" and red "at least twice the bound".
         (
             violation * 100,
@@ -228,6 +233,10 @@ def heatmap_figure(
             ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, lw=2.5, ec="#009E73"))
     fig.suptitle(f"{profile}: target value x scale-in cooldown ({fixed}; green box: recommended)")
     return fig
+
+
+def _money_cell(v: float) -> str:
+    return f"${v:,.0f}"
 
 
 def _pct_cell(v: float) -> str:
