@@ -270,19 +270,7 @@ class AutoScaling(ClientAdapter):
             self.client.register_scalable_target,
             **policy.register_scalable_target_args(resource),
         )
-        self._call(
-            "PutScalingPolicy",
-            self.client.put_scaling_policy,
-            **policy.put_scaling_policy_args(resource),
-        )
-        for step in policy.step_policies:
-            # the policy first: the alarm's action is its ARN (user guide, step scaling)
-            put = self._call(
-                "PutScalingPolicy",
-                self.client.put_scaling_policy,
-                **step.put_scaling_policy_args(resource),
-            )
-            self.alarms.put(step.put_metric_alarm_args(resource, put["PolicyARN"]))
+        self._put_policies(policy, resource)
         manage = policy.scheduled_actions is not None
         if manage:
             self._put_scheduled_actions(policy, resource)
@@ -347,19 +335,7 @@ class AutoScaling(ClientAdapter):
         for live in live_policies:
             if live["PolicyName"] != policy.name:
                 self.delete_policy(resource, live["PolicyName"])
-        self._call(
-            "PutScalingPolicy",
-            self.client.put_scaling_policy,
-            **policy.put_scaling_policy_args(resource),
-        )
-        for step in policy.step_policies:
-            # the policy first: the alarm's action is its ARN (user guide, step scaling)
-            put = self._call(
-                "PutScalingPolicy",
-                self.client.put_scaling_policy,
-                **step.put_scaling_policy_args(resource),
-            )
-            self.alarms.put(step.put_metric_alarm_args(resource, put["PolicyARN"]))
+        self._put_policies(policy, resource)
         steps = [s.name for s in policy.step_policies]
         # Scheduled actions stay stored but suspended: a candidate's own are not trialled.
         live_policy = self.read_policy(resource, policy.name, steps=steps)
@@ -491,6 +467,22 @@ class AutoScaling(ClientAdapter):
             if a.get("ScalableTargetAction"):
                 args["ScalableTargetAction"] = a["ScalableTargetAction"]
             self._call("PutScheduledAction", self.client.put_scheduled_action, **base, **args)
+
+    def _put_policies(self, policy: ScalingPolicy, resource: Resource) -> None:
+        """Put the target-tracking policy, then each step policy and the alarm acting on it."""
+        self._call(
+            "PutScalingPolicy",
+            self.client.put_scaling_policy,
+            **policy.put_scaling_policy_args(resource),
+        )
+        for step in policy.step_policies:
+            # the policy first: the alarm's action is its ARN (user guide, step scaling)
+            put = self._call(
+                "PutScalingPolicy",
+                self.client.put_scaling_policy,
+                **step.put_scaling_policy_args(resource),
+            )
+            self.alarms.put(step.put_metric_alarm_args(resource, put["PolicyARN"]))
 
     def _delete_step_alarms(
         self,

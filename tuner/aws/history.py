@@ -25,6 +25,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from tuner.aws.autoscaling import AutoScaling
 from tuner.aws.clients import AwsSession, translate_client_error
 from tuner.errors import AwsError, TunerError, read_json_file
+from tuner.model.recording import parse_time
 from tuner.policy.policy import SERVICE_NAMESPACE
 from tuner.policy.resource import Resource
 
@@ -42,22 +43,6 @@ def _iso(value: Any) -> Any:
     if isinstance(value, list):
         return [_iso(v) for v in value]
     return value
-
-
-def parse_time(value: Any, where: str) -> float:
-    """Epoch seconds from an ISO-8601 string, a datetime or a number."""
-    if isinstance(value, dt.datetime):
-        return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).timestamp()
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            t = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            pass
-        else:
-            return (t if t.tzinfo else t.replace(tzinfo=dt.UTC)).timestamp()
-    raise TunerError(f"{where} must be an ISO-8601 time, got {value!r}")
 
 
 def _pages(client: Any, operation: str, key: str, **kwargs: Any) -> Iterator[dict[str, Any]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -139,3 +140,14 @@ def _is_local_aws(url: str) -> bool:
             return "speed" in json.loads(resp.read())
     except (OSError, ValueError):
         return False
+
+
+def parse_end(value: str) -> dt.datetime:
+    """--end: an ISO-8601 time, UTC unless it names a zone."""
+    from tuner.errors import ValidationError
+
+    try:
+        end = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as e:
+        raise ValidationError(f"--end must be ISO-8601, got {value!r}") from e
+    return end if end.tzinfo else end.replace(tzinfo=dt.UTC)

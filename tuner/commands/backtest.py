@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tuner.commands._common import add_aws_options, aws_session
+from tuner.commands._common import add_aws_options, aws_session, parse_end
 
 if TYPE_CHECKING:
     from tuner.aws import AwsSession
@@ -111,15 +111,7 @@ def _window(args: argparse.Namespace, now_s: float) -> tuple[dt.datetime, dt.dat
             f"the window must be in (0, 15] days (CloudWatch keeps 1-minute data 15 days), "
             f"got {hours / 24:g} days"
         )
-    if args.end:
-        try:
-            end = dt.datetime.fromisoformat(args.end.replace("Z", "+00:00"))
-        except ValueError as e:
-            raise ValidationError(f"--end must be ISO-8601, got {args.end!r}") from e
-        if end.tzinfo is None:
-            end = end.replace(tzinfo=dt.UTC)
-    else:
-        end = dt.datetime.fromtimestamp(now_s, dt.UTC)
+    end = parse_end(args.end) if args.end else dt.datetime.fromtimestamp(now_s, dt.UTC)
     end = dt.datetime.fromtimestamp(int(end.timestamp()) // 60 * 60, dt.UTC)
     return end - dt.timedelta(hours=hours), end
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tuner.commands._common import add_aws_options, aws_session, endpoint_clock
+from tuner.commands._common import add_aws_options, aws_session, endpoint_clock, parse_end
 
 # Below this share of periods with traffic the history is mostly empty: say so.
 SPARSE_SHARE = 0.5
@@ -79,12 +79,7 @@ def run(args: argparse.Namespace) -> int:
         )
     end: dt.datetime | None = None
     if args.end:
-        try:
-            end = dt.datetime.fromisoformat(args.end.replace("Z", "+00:00"))
-        except ValueError as e:
-            raise ValidationError(f"--end must be ISO-8601, got {args.end!r}") from e
-        if end.tzinfo is None:
-            end = end.replace(tzinfo=dt.UTC)
+        end = parse_end(args.end)
     period_s = args.period_s or history_period_s(args.days)
     if period_s not in (60, 300, 3600):
         raise ValidationError(f"--period-s must be 60, 300 or 3600, got {period_s}")

@@ -25,7 +25,10 @@ from tuner.policy.policy import ScalingPolicy
 _CAPACITY_RE_WORDS = ("Setting desired instance count to ", "Setting desired count to ")
 
 
-def _epoch(value: Any, where: str) -> float:
+def parse_time(value: Any, where: str) -> float:
+    """Epoch seconds from an ISO-8601 string, a datetime or a number."""
+    if isinstance(value, dt.datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).timestamp()
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if isinstance(value, str):
@@ -57,8 +60,8 @@ def activities_from(doc: Mapping[str, Any]) -> tuple[RecordedActivity, ...]:
         end = a.get("EndTime")
         out.append(
             RecordedActivity(
-                start_s=_epoch(a.get("StartTime"), f"activities[{i}].StartTime"),
-                end_s=None if end is None else _epoch(end, f"activities[{i}].EndTime"),
+                start_s=parse_time(a.get("StartTime"), f"activities[{i}].StartTime"),
+                end_s=None if end is None else parse_time(end, f"activities[{i}].EndTime"),
                 to_capacity=n,
                 status=str(a.get("StatusCode", "Successful")),
                 cause=str(a.get("Cause", "")),
@@ -84,7 +87,7 @@ def spans_from(doc: Mapping[str, Any]) -> tuple[PolicySpan, ...]:
                 " and DescribeScalingPolicies give them)"
             ) from e
         if policies:
-            spans.append(PolicySpan(_epoch(span["from"], f"policy_spans[{i}].from"), policies))
+            spans.append(PolicySpan(parse_time(span["from"], f"policy_spans[{i}].from"), policies))
     if not spans:
         raise ValidationError(
             "the scaling history holds no target-tracking policy: nothing to backtest"
@@ -158,7 +161,9 @@ def recording_from(
     for column in ("timestamp", "invocations"):
         if column not in history.columns:
             raise ValidationError(f"history must have a {column!r} column, got {list(history)}")
-    stamps = np.array([_epoch(v, "history.timestamp") for v in history["timestamp"]], dtype=float)
+    stamps = np.array(
+        [parse_time(v, "history.timestamp") for v in history["timestamp"]], dtype=float
+    )
     if len(stamps) < 2:
         raise ValidationError(f"history needs at least 2 rows, got {len(stamps)}")
     step = float(np.median(np.diff(stamps)))
