@@ -25,6 +25,7 @@ from tuner.emulator.endpoint import EmulatedEndpoint, Outcome
 
 _MAX_BODY = 8 * 1024 * 1024  # SageMaker's synchronous payload limit is 6 MB
 _INVOKE = re.compile(r"^/endpoints/([^/]+)/invocations$")
+_INVOKE_STREAM = re.compile(r"^/endpoints/([^/]+)/invocations-response-stream$")
 _SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/([^/,\s]+)/([^/,\s]+)/aws4_request")
 _SWEEP_S = 1.0
 CONTROL_SERVICES = frozenset({"application-autoscaling", "monitoring", "sagemaker"})
@@ -37,6 +38,10 @@ _TIMEOUT_MESSAGE = (
 )
 
 Reply = Callable[[HttpResponse], None]
+OpenStream = Callable[[int, list[tuple[str, str]]], "ChunkedWriter"]
+"""Starts a chunked response with this status and headers (the connection's ``start_stream``)."""
+StreamHandler = Callable[[str, HttpRequest, Reply, OpenStream], None]
+"""Answers InvokeEndpointWithResponseStream (endpoint name, request, reply, open a stream)."""
 ControlHandler = Callable[[HttpRequest], HttpResponse]
 """Answers a control-plane request (runs in a worker thread)."""
 
@@ -64,8 +69,11 @@ class Router:
         *,
         region: str = "us-east-1",
         limits: HttpLimits | None = None,
+        streams: StreamHandler | None = None,
     ) -> None:
         self.limits = limits or HttpLimits()
+        self.streams = streams
+        """InvokeEndpointWithResponseStream's handler (None: answered 404 as unknown)."""
         self.buffered = 0
         """Request bytes held by all connections (see HttpLimits.max_buffered_bytes)."""
         self.region = region
@@ -94,10 +102,13 @@ class Router:
             conn.expire()
         self._loop.call_later(_SWEEP_S, self._sweep)
 
-    def handle(self, req: HttpRequest, reply: Reply) -> None:
+    def handle(self, req: HttpRequest, reply: Reply, open_stream: OpenStream | None = None) -> None:
         m = _INVOKE.match(req.path) if req.method == "POST" else None
+        s = _INVOKE_STREAM.match(req.path) if req.method == "POST" and m is None else None
         if m is not None:
             self._invoke(m.group(1), reply)
+        elif s is not None and self.streams is not None and open_stream is not None:
+            self.streams(unquote(s.group(1)), req, reply, open_stream)
         elif req.path == "/_tuner/clock":
             reply(HttpResponse.json(200, self._clock.to_json()))
         elif req.path.startswith("/_tuner/") and req.path[8:] in self._documents:
@@ -163,29 +174,75 @@ class Router:
             elif outcome is Outcome.THROTTLED:
                 reply(self._runtime_error(429, "ThrottlingException", "Rate exceeded"))
             else:
-                reply(
-                    self._runtime_error(
-                        424,
-                        "ModelError",
-                        _TIMEOUT_MESSAGE,
-                        OriginalStatusCode=0,
-                        OriginalMessage="Your invocation timed out while waiting for a response "
-                        "from container primary.",
-                        LogStreamArn=f"arn:aws:logs:us-east-1:{ACCOUNT_ID}:log-group:"
-                        f"/aws/sagemaker/Endpoints/{ep.name}",
-                    )
-                )
+                reply(timeout_error(ep.name, self._request_id()))
 
         ep.invoke(done)
 
     def _runtime_error(self, status: int, code: str, message: str, **extra: Any) -> HttpResponse:
-        body = json.dumps({"message": message, **extra}).encode()
-        headers = [
-            ("Content-Type", "application/json"),
-            ("x-amzn-ErrorType", f"{code}:http://internal.amazon.com/coral/com.amazon.sagemaker/"),
-            ("x-amzn-RequestId", self._request_id()),
-        ]
-        return HttpResponse(status, headers, body)
+        return runtime_error(status, code, message, self._request_id(), **extra)
+
+    def request_id(self) -> str:
+        """A new x-amzn-RequestId."""
+        return self._request_id()
+
+
+def runtime_error(
+    status: int, code: str, message: str, request_id: str, **extra: Any
+) -> HttpResponse:
+    """A SageMaker runtime error answer (botocore reads the code from x-amzn-ErrorType)."""
+    body = json.dumps({"message": message, **extra}).encode()
+    headers = [
+        ("Content-Type", "application/json"),
+        ("x-amzn-ErrorType", f"{code}:http://internal.amazon.com/coral/com.amazon.sagemaker/"),
+        ("x-amzn-RequestId", request_id),
+    ]
+    return HttpResponse(status, headers, body)
+
+
+def timeout_error(endpoint: str, request_id: str) -> HttpResponse:
+    """SageMaker's 424 ModelError for an invocation that timed out."""
+    return runtime_error(
+        424,
+        "ModelError",
+        _TIMEOUT_MESSAGE,
+        request_id,
+        OriginalStatusCode=0,
+        OriginalMessage="Your invocation timed out while waiting for a response "
+        "from container primary.",
+        LogStreamArn=f"arn:aws:logs:us-east-1:{ACCOUNT_ID}:log-group:"
+        f"/aws/sagemaker/Endpoints/{endpoint}",
+    )
+
+
+class ChunkedWriter:
+    """The body of a streamed answer, written as HTTP/1.1 chunks (event loop thread only)."""
+
+    def __init__(self, conn: HttpConnection) -> None:
+        self._conn = conn
+        self._ended = False
+
+    @property
+    def closed(self) -> bool:
+        """The client is gone (or the stream ended): nothing more reaches it."""
+        t = self._conn.transport
+        return self._ended or t is None or t.is_closing()
+
+    def write(self, data: bytes) -> None:
+        if not data or self.closed:
+            return
+        t = self._conn.transport
+        assert t is not None
+        t.write(b"%x\r\n%s\r\n" % (len(data), data))
+
+    def end(self) -> None:
+        """The last chunk; the connection takes its next request."""
+        if self._ended:
+            return
+        t = self._conn.transport
+        if t is not None and not t.is_closing():
+            t.write(b"0\r\n\r\n")
+        self._ended = True
+        self._conn.answered()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -323,12 +380,15 @@ class HttpConnection(asyncio.Protocol):
         self._pending: _Pending | None = None
         self._scanned = 0  # bytes of the buffer already searched for the end of the head
         self._held = 0  # bytes this connection counts in router.buffered
+        self.transport: asyncio.Transport | None = None
+        """The transport while connected (what a ChunkedWriter writes to)."""
         self.deadline = 0.0
         """Loop time by which the connection must make progress (0: none while answering)."""
         self.deadline_kind = "idle"
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
+        self.transport = self._transport
         if len(self._router.connections) >= self._limits.max_connections:
             self._keep_alive = False
             self._reply(
@@ -344,6 +404,7 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
+        self.transport = None
         self._router.connections.discard(self)
         self._router.buffered -= self._held
         self._held = 0
@@ -394,6 +455,25 @@ class HttpConnection(asyncio.Protocol):
         if t is None or t.is_closing():
             return
         t.write(_encode(resp, self._keep_alive))
+        self.answered()
+
+    def start_stream(self, status: int, headers: list[tuple[str, str]]) -> ChunkedWriter:
+        """Write a chunked answer's head; the returned writer sends the body and ends it."""
+        lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}"]
+        lines.extend(f"{k}: {v}" for k, v in headers)
+        lines.append("Transfer-Encoding: chunked")
+        if not self._keep_alive:
+            lines.append("Connection: close")
+        t = self._transport
+        if t is not None and not t.is_closing():
+            t.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        return ChunkedWriter(self)
+
+    def answered(self) -> None:
+        """The answer is complete: close, or wait for (or parse) the next request."""
+        t = self._transport
+        if t is None or t.is_closing():
+            return
         self._waiting = False
         if not self._keep_alive:
             t.close()
@@ -507,7 +587,9 @@ class HttpConnection(asyncio.Protocol):
         path, _, query = req.target.partition("?")
         self._waiting = True
         self.deadline = 0.0
-        self._router.handle(HttpRequest(req.method, path, query, req.headers, body), self._reply)
+        self._router.handle(
+            HttpRequest(req.method, path, query, req.headers, body), self._reply, self.start_stream
+        )
         return True
 
 
