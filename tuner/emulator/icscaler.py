@@ -91,9 +91,25 @@ class ComponentScaler(Autoscaler):
         )
         self._loop_ref = loop
 
+        self._next_boot()
+
+    def _next_boot(self) -> None:
+        """The controller's boot time for its next scale-out: when one more copy would serve."""
+        self.tt.boot_s = np.full(1, self.pool.copy_ready_s(self.runtime.name))
+
     def decided(self, desired: int, in_service: int) -> None:
         self.pool.set_copies(self.runtime.name, desired)
-        self.tt.boot_s = np.full(1, self.pool.copy_ready_s(self.runtime.name))
+        self._next_boot()
+
+    def set_desired_by_hand(self, n: int) -> None:
+        with self._lock:
+            self._next_boot()
+        super().set_desired_by_hand(n)
+
+    def refresh(self) -> None:
+        with self._lock:
+            self._next_boot()
+        super().refresh()
 
     def sample(self, boundary_v: float) -> StepSample:
         rt = self.runtime
@@ -102,7 +118,7 @@ class ComponentScaler(Autoscaler):
         now = rt.inflight / max(1, rt.in_service)
         step = rt.metrics.summary(boundary_v - STEP_S, STEP_S, now)
         with self._lock:
-            self.tt.boot_s = np.full(1, self.pool.copy_ready_s(rt.name))
+            self._next_boot()
         self._loop_ref.call_soon_threadsafe(self.placed.reapply)
         return StepSample(
             step.invocations_per_instance,

@@ -9,9 +9,11 @@ runtime route here costs no thread, no task and no WSGI environ per request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import re
+import socket
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -217,9 +219,10 @@ def timeout_error(endpoint: str, request_id: str) -> HttpResponse:
 class ChunkedWriter:
     """The body of a streamed answer, written as HTTP/1.1 chunks (event loop thread only)."""
 
-    def __init__(self, conn: HttpConnection) -> None:
+    def __init__(self, conn: HttpConnection, head: bytes) -> None:
         self._conn = conn
         self._ended = False
+        self._head = head  # sent with the first chunk: one segment, no wait for an ACK
 
     @property
     def closed(self) -> bool:
@@ -232,7 +235,8 @@ class ChunkedWriter:
             return
         t = self._conn.transport
         assert t is not None
-        t.write(b"%x\r\n%s\r\n" % (len(data), data))
+        t.write(b"%s%x\r\n%s\r\n" % (self._head, len(data), data))
+        self._head = b""
 
     def end(self) -> None:
         """The last chunk; the connection takes its next request."""
@@ -240,7 +244,7 @@ class ChunkedWriter:
             return
         t = self._conn.transport
         if t is not None and not t.is_closing():
-            t.write(b"0\r\n\r\n")
+            t.write(self._head + b"0\r\n\r\n")
         self._ended = True
         self._conn.answered()
 
@@ -389,6 +393,10 @@ class HttpConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
         self.transport = self._transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:  # streamed chunks go out as written (no Nagle wait for an ACK)
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if len(self._router.connections) >= self._limits.max_connections:
             self._keep_alive = False
             self._reply(
@@ -464,10 +472,7 @@ class HttpConnection(asyncio.Protocol):
         lines.append("Transfer-Encoding: chunked")
         if not self._keep_alive:
             lines.append("Connection: close")
-        t = self._transport
-        if t is not None and not t.is_closing():
-            t.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-        return ChunkedWriter(self)
+        return ChunkedWriter(self, ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
 
     def answered(self) -> None:
         """The answer is complete: close, or wait for (or parse) the next request."""
