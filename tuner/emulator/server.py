@@ -24,7 +24,15 @@ from urllib.parse import unquote
 from tuner.clock import VirtualClock
 from tuner.emulator.control import ACCOUNT_ID, HttpRequest, HttpResponse
 from tuner.emulator.endpoint import EmulatedEndpoint, Outcome
+from tuner.emulator.framing import (
+    BadRequest,
+    ChunkedBody,
+    ChunkedWriter,
+    runtime_error,
+    timeout_error,
+)
 
+_DIGITS = re.compile(r"^[0-9]{1,19}$")
 _MAX_BODY = 8 * 1024 * 1024  # SageMaker's synchronous payload limit is 6 MB
 _INVOKE = re.compile(r"^/endpoints/([^/]+)/invocations$")
 _INVOKE_STREAM = re.compile(r"^/endpoints/([^/]+)/invocations-response-stream$")
@@ -33,12 +41,6 @@ _SWEEP_S = 1.0
 CONTROL_SERVICES = frozenset({"application-autoscaling", "monitoring", "sagemaker"})
 """The services the control plane answers (by SigV4 scope); any other is refused."""
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
-_TIMEOUT_MESSAGE = (
-    'Received server error (0) from primary with message "Your invocation timed out while '
-    "waiting for a response from container primary. Review the latency metrics for each "
-    'container in Amazon CloudWatch, resolve the issue, and try again."'
-)
-
 Reply = Callable[[HttpResponse], None]
 OpenStream = Callable[[int, list[tuple[str, str]]], "ChunkedWriter"]
 """Starts a chunked response with this status and headers (the connection's ``start_stream``)."""
@@ -188,67 +190,6 @@ class Router:
         return self._request_id()
 
 
-def runtime_error(
-    status: int, code: str, message: str, request_id: str, **extra: Any
-) -> HttpResponse:
-    """A SageMaker runtime error answer (botocore reads the code from x-amzn-ErrorType)."""
-    body = json.dumps({"message": message, **extra}).encode()
-    headers = [
-        ("Content-Type", "application/json"),
-        ("x-amzn-ErrorType", f"{code}:http://internal.amazon.com/coral/com.amazon.sagemaker/"),
-        ("x-amzn-RequestId", request_id),
-    ]
-    return HttpResponse(status, headers, body)
-
-
-def timeout_error(endpoint: str, request_id: str) -> HttpResponse:
-    """SageMaker's 424 ModelError for an invocation that timed out."""
-    return runtime_error(
-        424,
-        "ModelError",
-        _TIMEOUT_MESSAGE,
-        request_id,
-        OriginalStatusCode=0,
-        OriginalMessage="Your invocation timed out while waiting for a response "
-        "from container primary.",
-        LogStreamArn=f"arn:aws:logs:us-east-1:{ACCOUNT_ID}:log-group:"
-        f"/aws/sagemaker/Endpoints/{endpoint}",
-    )
-
-
-class ChunkedWriter:
-    """The body of a streamed answer, written as HTTP/1.1 chunks (event loop thread only)."""
-
-    def __init__(self, conn: HttpConnection, head: bytes) -> None:
-        self._conn = conn
-        self._ended = False
-        self._head = head  # sent with the first chunk: one segment, no wait for an ACK
-
-    @property
-    def closed(self) -> bool:
-        """The client is gone (or the stream ended): nothing more reaches it."""
-        t = self._conn.transport
-        return self._ended or t is None or t.is_closing()
-
-    def write(self, data: bytes) -> None:
-        if not data or self.closed:
-            return
-        t = self._conn.transport
-        assert t is not None
-        t.write(b"%s%x\r\n%s\r\n" % (self._head, len(data), data))
-        self._head = b""
-
-    def end(self) -> None:
-        """The last chunk; the connection takes its next request."""
-        if self._ended:
-            return
-        t = self._conn.transport
-        if t is not None and not t.is_closing():
-            t.write(self._head + b"0\r\n\r\n")
-        self._ended = True
-        self._conn.answered()
-
-
 @dataclass(frozen=True, kw_only=True)
 class HttpLimits:
     """What one client may hold of the server: bytes, time (real seconds) and connections."""
@@ -269,88 +210,6 @@ class HttpLimits:
     clients send large bodies slowly at once."""
 
 
-class _BadRequest(Exception):
-    """Malformed framing: answered with this status and closed."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-
-_HEX = re.compile(rb"^[0-9A-Fa-f]{1,16}$")
-_DIGITS = re.compile(r"^[0-9]{1,19}$")
-_MAX_CHUNK_LINE = 4096
-
-
-class _Chunked:
-    """An incremental chunked-body decoder: each byte of the buffer is looked at once."""
-
-    def __init__(self, limit: int) -> None:
-        self.body = bytearray()
-        self._limit = limit
-        self._left = -1  # chunk data still to come; 0: its CRLF; -1: a size line next
-        self._trailer = False
-        self._trailer_bytes = 0
-
-    def feed(self, buf: bytearray) -> bool:
-        """Consume what it can from the front of ``buf``; True once the body is complete."""
-        pos, n = 0, len(buf)
-        try:
-            while pos < n:
-                if self._trailer:
-                    eol = buf.find(b"\r\n", pos)
-                    if eol < 0:
-                        self._trailer_bytes += n - pos
-                        if self._trailer_bytes > _MAX_CHUNK_LINE:
-                            raise _BadRequest(400, "BadRequest", "chunked trailer too long")
-                        return False
-                    line_empty = eol == pos
-                    pos = eol + 2
-                    if line_empty:
-                        del buf[:pos]
-                        pos = n = 0
-                        return True
-                elif self._left < 0:
-                    eol = buf.find(b"\r\n", pos, pos + _MAX_CHUNK_LINE)
-                    if eol < 0:
-                        if n - pos >= _MAX_CHUNK_LINE:
-                            raise _BadRequest(400, "BadRequest", "chunk size line too long")
-                        return False
-                    size_text = bytes(buf[pos:eol]).split(b";", 1)[0].strip()
-                    if not _HEX.match(size_text):
-                        raise _BadRequest(
-                            400, "BadRequest", f"malformed chunk size {size_text[:32]!r}"
-                        )
-                    size = int(size_text, 16)
-                    pos = eol + 2
-                    if size == 0:
-                        self._trailer = True
-                        continue
-                    if len(self.body) + size > self._limit:
-                        raise _BadRequest(
-                            413,
-                            "RequestEntityTooLarge",
-                            f"request body larger than {self._limit} bytes",
-                        )
-                    self._left = size
-                elif self._left > 0:
-                    take = min(self._left, n - pos)
-                    self.body += buf[pos : pos + take]
-                    self._left -= take
-                    pos += take
-                else:  # the chunk's data is in: its CRLF must follow
-                    if n - pos < 2:
-                        return False
-                    if buf[pos : pos + 2] != b"\r\n":
-                        raise _BadRequest(400, "BadRequest", "chunk data not followed by CRLF")
-                    pos += 2
-                    self._left = -1
-            return False
-        finally:
-            if pos:
-                del buf[:pos]
-
-
 @dataclass
 class _Pending:
     """A request whose head has arrived, waiting for its body."""
@@ -360,7 +219,7 @@ class _Pending:
     version: str
     headers: dict[str, str]
     length: int = 0
-    chunked: _Chunked | None = None
+    chunked: ChunkedBody | None = None
 
 
 class HttpConnection(asyncio.Protocol):
@@ -505,7 +364,7 @@ class HttpConnection(asyncio.Protocol):
                     return
                 if not self._parse_one():
                     return
-        except _BadRequest as e:
+        except BadRequest as e:
             self._fail(e.status, e.code, e.message)
         finally:
             self._in_parse = False
@@ -516,7 +375,7 @@ class HttpConnection(asyncio.Protocol):
         end = buf.find(b"\r\n\r\n", max(0, self._scanned - 3), self._limits.max_head_bytes + 4)
         if end < 0:
             if len(buf) > self._limits.max_head_bytes:
-                raise _BadRequest(431, "RequestHeaderFieldsTooLarge", "request header too large")
+                raise BadRequest(431, "RequestHeaderFieldsTooLarge", "request header too large")
             self._scanned = len(buf)
             return None
         self._scanned = 0
@@ -524,36 +383,36 @@ class HttpConnection(asyncio.Protocol):
         del buf[: end + 4]
         parts = head[0].split(" ")
         if len(parts) != 3 or not parts[0].isalpha() or not parts[2].startswith("HTTP/1."):
-            raise _BadRequest(400, "BadRequest", "malformed request line")
+            raise BadRequest(400, "BadRequest", "malformed request line")
         method, target, version = parts
         headers: dict[str, str] = {}
         for line in head[1:]:
             name, colon, value = line.partition(":")
             name = name.strip().lower()
             if not colon or not name or " " in name:
-                raise _BadRequest(400, "BadRequest", "malformed header line")
+                raise BadRequest(400, "BadRequest", "malformed header line")
             value = value.strip()
             framing = name in ("content-length", "transfer-encoding")
             if framing and name in headers and headers[name] != value:
-                raise _BadRequest(400, "BadRequest", f"conflicting {name} headers")
+                raise BadRequest(400, "BadRequest", f"conflicting {name} headers")
             headers[name] = value
         pending = _Pending(method, target, version, headers)
         te = headers.get("transfer-encoding")
         if te is not None:
             if "content-length" in headers:
-                raise _BadRequest(
+                raise BadRequest(
                     400, "BadRequest", "both Transfer-Encoding and Content-Length given"
                 )
             if te.lower() != "chunked":
-                raise _BadRequest(501, "NotImplemented", f"Transfer-Encoding {te!r} not supported")
-            pending.chunked = _Chunked(self._limits.max_body_bytes)
+                raise BadRequest(501, "NotImplemented", f"Transfer-Encoding {te!r} not supported")
+            pending.chunked = ChunkedBody(self._limits.max_body_bytes)
         else:
             text = headers.get("content-length", "0")
             if not _DIGITS.match(text):
-                raise _BadRequest(400, "BadRequest", f"malformed Content-Length {text[:32]!r}")
+                raise BadRequest(400, "BadRequest", f"malformed Content-Length {text[:32]!r}")
             pending.length = int(text)
             if pending.length > self._limits.max_body_bytes:
-                raise _BadRequest(
+                raise BadRequest(
                     413,
                     "RequestEntityTooLarge",
                     f"request body larger than {self._limits.max_body_bytes} bytes",

@@ -22,8 +22,9 @@ from collections.abc import Callable
 from tuner import eventstream
 from tuner.emulator.components import Refusal
 from tuner.emulator.control import ACCOUNT_ID, HttpRequest, HttpResponse
+from tuner.emulator.framing import ChunkedWriter, runtime_error, timeout_error
 from tuner.emulator.icapi import Components
-from tuner.emulator.server import ChunkedWriter, OpenStream, Reply, runtime_error, timeout_error
+from tuner.emulator.server import OpenStream, Reply
 from tuner.emulator.tokens import TOKEN_LINE, parse_generation
 from tuner.errors import ValidationError
 
