@@ -134,7 +134,7 @@ def _profile(tmp_path: Path, text: str) -> Path:
 
 def _run(tmp_path, profile_path, srv, **kw):
     cfg = LoadTestConfig(
-        profile_path=profile_path,
+        profile=load_profile(profile_path),
         endpoint="my-endpoint",
         out_dir=tmp_path / "out",
         host=srv.url,
