@@ -169,6 +169,24 @@ def test_foreign_traffic_is_flagged(local_aws: object, tmp_path: Path) -> None:
     assert "foreign traffic or lost requests" in summary["traffic_warning"]
 
 
+def test_trial_dry_run_of_a_replay_csv_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The CSV is loaded once and the object goes to the trials: no replay TOML in --out."""
+    from tuner.cli import main
+
+    csv = tmp_path / "hist.csv"
+    csv.write_text("timestamp,invocations\n2024-06-03T08:00:00Z,60\n2024-06-03T08:01:00Z,120\n")
+    policy = CANDIDATE.save(tmp_path / "candidate.policy.json")
+    out = tmp_path / "run"
+    argv = ["trial", "--endpoint", ENDPOINT, "--policy", str(policy), "--profile", str(csv)]
+    dry = ["--dry-run", "--endpoint-url", "http://127.0.0.1:9"]
+    assert main([*argv, "--out", str(out), *dry]) == 0
+    assert "dry run: tuner trial would make these AWS calls" in capsys.readouterr().out
+    assert not out.exists()
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["candidate.policy.json", "hist.csv"]
+
+
 def _start_trial(tmp_path: Path, minutes: int) -> tuple[subprocess.Popen[str], Path]:
     policy = CANDIDATE.save(tmp_path / "candidate.policy.json")
     run_dir = tmp_path / "run"
