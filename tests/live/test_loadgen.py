@@ -394,6 +394,21 @@ def test_stock_locust_rejects_a_missing_payload_in_one_line(tmp_path):
     ]
 
 
+def test_stock_locust_rejects_malformed_profile_content_in_one_line(tmp_path):
+    content = tmp_path / "content.json"
+    content.write_text(json.dumps({"name": "x", "kind": [0], "duration_s": [60.0]}))
+    cmd = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "-u", "1",
+           "--profile-content", str(content), "--endpoint-name", "e",
+           "--host", "http://127.0.0.1:9"]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=_env(), cwd=tmp_path)
+    assert done.returncode == 2
+    lines = [ln for ln in done.stderr.splitlines() if "error" in ln]
+    assert lines == [
+        f"sagemaker_endpoint: error: --profile-content {content}: profile content is malformed: "
+        "KeyError: 'params'"
+    ]
+
+
 def _env() -> dict[str, str]:
     import os
 
