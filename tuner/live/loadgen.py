@@ -7,8 +7,9 @@ plus N workers on 127.0.0.1 (or only the master, for workers started on other ho
 row per period. It plays a loaded :class:`~tuner.profiles.Profile`, never a file: the profile's
 content (``Profile.to_content``, replays already read) goes to Locust in a private temporary
 JSON file (``--profile-content``) removed after the run (a kill -9 leaves it to the system's
-temporary folder), so nothing is parsed twice and nothing is written beside the user's files. Workers get that content and send their records back through
-Locust's messages (see the locustfile): the master alone writes ``requests.csv``.
+temporary folder), so nothing is parsed twice and nothing is written beside the user's files.
+Workers get that content and send their records back through Locust's messages (see the
+locustfile): the master alone writes ``requests.csv``.
 
 Per-request CSV (``requests.csv``), one row per request the profile scheduled, sorted by seq:
 
