@@ -90,6 +90,8 @@ class ComponentScaler(Autoscaler):
             target=self.placed,
         )
         self._loop_ref = loop
+        self.instances_at: dict[float, int] = {}
+        """Instances running on the endpoint at each step boundary (for the timeline)."""
 
         self._next_boot()
 
@@ -130,6 +132,8 @@ class ComponentScaler(Autoscaler):
 
     def publish(self, boundary_v: float, sample: StepSample) -> None:
         rt = self.runtime
+        if len(self.instances_at) < len(self.history) + 1_000:  # after the step's decisions
+            self.instances_at[boundary_v] = self.pool.instances(boundary_v)[0]
         when = self.clock.datetime_at(boundary_v - STEP_S)
         datums = component_datums(sample.summary, when, rt.name, minute=False)
         if (boundary_v - self.clock.v0) % MINUTE_S == 0:

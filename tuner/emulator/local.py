@@ -205,7 +205,11 @@ class LocalAws:
             log=self._log,
         )
         api = ComponentApi(ControlApi(plane, self.autoscaler, self.clock), components)
-        documents = {"status": self.status, "timeline": self.timeline}
+        documents = {
+            "status": self.status,
+            "timeline": self.timeline,
+            "components": self.components_document,
+        }
         router = self._router = Router(
             self.endpoint,
             self.clock,
@@ -317,6 +321,29 @@ class LocalAws:
             "invocations_total": ep.total_invocations,
             "scaling_activities": len(self.autoscaler.activities),
             "inference_components": self.component_status(),
+        }
+
+    def component_timeline(self, name: str) -> dict[str, Any]:
+        """An inference component's copies per 10-s step (as ``timeline()`` for instances).
+
+        ``rows``: [start virtual epoch s, copies in service, desired copies, instances running on
+        the endpoint] for each step, as they are after the decisions at its start.
+        """
+        comps = self.components
+        item = comps.get(name) if comps is not None else None
+        if item is None:
+            raise ValidationError(f"no inference component {name!r} on the local AWS")
+        scaler = item.scaler
+        rows = [[t, n, d, scaler.instances_at.get(t, 0)] for t, n, d, _ in list(scaler.history)]
+        return {"step_s": 10, "virtual_epoch_s": self.clock.v0, "rows": rows}
+
+    def components_document(self) -> dict[str, Any]:
+        """The ``/_tuner/components`` document: status and timeline of every component."""
+        comps = self.components
+        names = comps.names() if comps is not None else []
+        return {
+            **self.component_status(),
+            "timelines": {n: self.component_timeline(n)["rows"] for n in names},
         }
 
     def component_status(self) -> dict[str, Any]:
