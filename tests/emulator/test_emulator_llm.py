@@ -93,6 +93,20 @@ def test_stream_follows_the_token_model() -> None:
             assert len(data4.splitlines()) == 30
             itl4 = (times4[-1] - times4[0]) * speed / 29
             assert itl4 == pytest.approx(0.058, rel=0.12)
+
+        # InvokeEndpoint on the component: the whole answer once the last token is out,
+        # 0.200 + 9 x 0.040 = 0.560 s virtual
+        t0 = time.perf_counter()
+        resp = rt.invoke_endpoint(
+            EndpointName=ENDPOINT,
+            InferenceComponentName=IC,
+            Body=json.dumps(
+                {"inputs": " ".join(["w"] * 400), "parameters": {"max_new_tokens": 10}}
+            ),
+        )
+        took_v = (time.perf_counter() - t0) * speed
+        assert json.loads(resp["Body"].read()) == {"generated_text": " tok" * 10}
+        assert took_v == pytest.approx(0.560, abs=0.05)
     finally:
         aws.stop()
 

@@ -44,8 +44,9 @@ _REASONS = {s.value: s.phrase for s in HTTPStatus}
 Reply = Callable[[HttpResponse], None]
 OpenStream = Callable[[int, list[tuple[str, str]]], "ChunkedWriter"]
 """Starts a chunked response with this status and headers (the connection's ``start_stream``)."""
-StreamHandler = Callable[[str, HttpRequest, Reply, OpenStream], None]
-"""Answers InvokeEndpointWithResponseStream (endpoint name, request, reply, open a stream)."""
+StreamHandler = Callable[[str, HttpRequest, Reply, OpenStream | None], None]
+"""Answers an inference component's invocation (endpoint name, request, reply, and how to open
+a stream: None for InvokeEndpoint, answered in one piece)."""
 ControlHandler = Callable[[HttpRequest], HttpResponse]
 """Answers a control-plane request (runs in a worker thread)."""
 
@@ -109,7 +110,10 @@ class Router:
     def handle(self, req: HttpRequest, reply: Reply, open_stream: OpenStream | None = None) -> None:
         m = _INVOKE.match(req.path) if req.method == "POST" else None
         s = _INVOKE_STREAM.match(req.path) if req.method == "POST" and m is None else None
-        if m is not None:
+        component = "x-amzn-sagemaker-inference-component" in req.headers
+        if m is not None and component and self.streams is not None:
+            self.streams(unquote(m.group(1)), req, reply, None)  # answered whole, not streamed
+        elif m is not None:
             self._invoke(m.group(1), reply)
         elif s is not None and self.streams is not None and open_stream is not None:
             self.streams(unquote(s.group(1)), req, reply, open_stream)

@@ -11,7 +11,9 @@ unknown endpoint or component, a missing component header on an endpoint with se
 copy in service ("Inference Component has no capacity to process this request..."); 424
 ModelError for a malformed body or a request that waited past the timeout; 429 when the queue is
 full. The ``X-Amzn-SageMaker-Inference-Component`` header names the component; without it an
-endpoint with exactly one component serves from that one.
+endpoint with exactly one component serves from that one. ``InvokeEndpoint`` with that header is
+served by the component too, answered in one piece once the last token is generated
+(``{"generated_text": ...}``).
 """
 
 from __future__ import annotations
@@ -39,10 +41,15 @@ NO_CAPACITY_MESSAGE = (
 class StreamAnswer:
     """One request's answer: an error before the first token, else the token stream."""
 
-    __slots__ = ("_reply", "_open", "_request_id", "_endpoint", "_variant", "_writer")
+    __slots__ = ("_reply", "_open", "_request_id", "_endpoint", "_variant", "_writer", "_n")
 
     def __init__(
-        self, reply: Reply, open_stream: OpenStream, request_id: str, endpoint: str, variant: str
+        self,
+        reply: Reply,
+        open_stream: OpenStream | None,
+        request_id: str,
+        endpoint: str,
+        variant: str,
     ) -> None:
         self._reply = reply
         self._open = open_stream
@@ -50,6 +57,7 @@ class StreamAnswer:
         self._endpoint = endpoint
         self._variant = variant
         self._writer: ChunkedWriter | None = None
+        self._n = 0
 
     @property
     def closed(self) -> bool:
@@ -65,6 +73,9 @@ class StreamAnswer:
             self._reply(timeout_error(self._endpoint, rid))
 
     def tokens(self, n: int) -> None:
+        self._n += n
+        if self._open is None:  # InvokeEndpoint: the whole text when the last token is out
+            return
         if self._writer is None:
             self._writer = self._open(
                 200,
@@ -78,6 +89,15 @@ class StreamAnswer:
         self._writer.write(eventstream.payload_part(TOKEN_LINE * n))
 
     def end(self) -> None:
+        if self._open is None and self._n:
+            body = json.dumps({"generated_text": " tok" * self._n}).encode()
+            headers = [
+                ("Content-Type", "application/json"),
+                ("x-Amzn-Invoked-Production-Variant", self._variant),
+                ("x-amzn-RequestId", self._request_id),
+            ]
+            self._reply(HttpResponse(200, headers, body))
+            return
         if self._writer is None:  # ended before any token (the component was deleted)
             self._reply(
                 runtime_error(
@@ -99,7 +119,7 @@ class StreamRoute:
         self._request_id = request_id
 
     def __call__(
-        self, endpoint: str, req: HttpRequest, reply: Reply, open_stream: OpenStream
+        self, endpoint: str, req: HttpRequest, reply: Reply, open_stream: OpenStream | None
     ) -> None:
         comps = self.components
         rid = self._request_id()
