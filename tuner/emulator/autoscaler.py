@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from tuner.clock import VirtualClock
-from tuner.emulator.activities import ActivityLog
+from tuner.emulator.activities import ActivityLog, activity_cause, alarm_changes
 from tuner.emulator.control import MotoPlane
 from tuner.emulator.endpoint import EmulatedEndpoint
 from tuner.emulator.metrics import (
@@ -255,7 +255,7 @@ class Autoscaler:
                 )
             self._push_in_service()
             self._schedule_completion()
-            changed = self._step_alarm_changes()
+            changed = alarm_changes(self._steps, self.tt.step_alarm_on[0], self._alarm_states)
         self.publish(boundary_v, step)
         for name, on, reason in changed:
             # CloudWatch shows the state the controller evaluated, as AWS's alarm would
@@ -271,29 +271,6 @@ class Autoscaler:
                 )
             except TunerError as e:
                 self._log(f"autoscaler: cannot set alarm {name}: {e}")
-
-    def _step_alarm_changes(self) -> list[tuple[str, bool, str]]:
-        """(alarm name, in ALARM, reason) of step alarms whose state changed at this step."""
-        if not self._steps:
-            return []
-        on = self.tt.step_alarm_on[0]
-        out = []
-        for step, state in zip(self._steps, on, strict=False):
-            name, now = step.alarm_name, bool(state)
-            before = self._alarm_states.setdefault(name, False)  # new: as moto created it (OK)
-            if before is not now:
-                a = step.alarm
-                m_of_n = f"{a.datapoints_to_alarm} of the last {a.evaluation_periods}"
-                reason = (
-                    f"Threshold Crossed: at least {m_of_n} datapoints {a.comparison.value} "
-                    f"{a.threshold:g} (tuner emulator)"
-                    if now
-                    else f"Threshold not crossed: fewer than {m_of_n} datapoints "
-                    f"{a.comparison.value} {a.threshold:g} (tuner emulator)"
-                )
-                self._alarm_states[name] = now
-                out.append((name, now, reason))
-        return out
 
     def _run_scheduled(
         self, boundary_v: float, target: dict[str, Any], policies: list[dict[str, Any]]
@@ -474,25 +451,11 @@ class Autoscaler:
 
     def _record(self, events: tuple[ScalingEvent, ...] | list[ScalingEvent]) -> None:
         for ev in events:
+            cause = activity_cause(
+                ev, self.resource.resource_id, self._registered, self._fired, self._steps
+            )
             start_v = self._epoch_v + ev.t_s
             end_v = self._epoch_v + ev.completes_at_s
-            if ev.cause is ScalingCause.REGISTERED:
-                lo, hi = self._registered or (ev.to_capacity, ev.to_capacity)
-                cause = f"scalable target range set to {lo}..{hi}"
-            elif ev.cause is ScalingCause.SCHEDULED:
-                lo, hi = self._registered or (ev.to_capacity, ev.to_capacity)
-                cause = (
-                    f"scheduled action {', '.join(self._fired) or '?'} set the range to {lo}..{hi}"
-                )
-            else:
-                steps = {s.name: s.alarm_name for s in self._steps}
-                if ev.cause in (ScalingCause.ALARM_HIGH, ScalingCause.ALARM_LOW):
-                    alarm = f"TargetTracking-{self.resource.resource_id}-{ev.cause.value}"
-                elif ev.cause is ScalingCause.STEP_ALARM:
-                    alarm = steps.get(ev.policy or "", ev.cause.value)
-                else:
-                    alarm = ev.cause.value
-                cause = f"monitor alarm {alarm} in state ALARM triggered policy {ev.policy}"
             self.activities.add(ev.description, cause, start_v, end_v, ev.to_capacity)
             self._log(
                 f"scaling activity: {ev.kind.value} {ev.from_capacity} -> {ev.to_capacity} "
