@@ -307,3 +307,31 @@ def test_component_metrics_in_cloudwatch() -> None:
         assert stat("NoCapacityInvocationFailures", IC, "Sum", 60) == 0
     finally:
         aws.stop()
+
+
+def test_spec_model_values_and_capacity_doc_by_hand() -> None:
+    from tuner.emulator.tokens import parse_generation
+    from tuner.errors import ValidationError
+
+    spec = LlmServerSpec()  # 2500 prefill tokens/s (+30 % per other sequence), 30 decode, 8
+    assert spec.ttft_s(512, 1) == pytest.approx(0.2048)
+    assert spec.ttft_s(512, 8) == pytest.approx(0.2048 * 3.1)
+    assert spec.itl_s(1) == pytest.approx(1 / 30)
+    assert spec.itl_s(8) == pytest.approx(2.05 / 30)
+    assert spec.copy_load_s + spec.instance_boot_s == 525.0  # the uncached cold start
+    doc = spec.capacity_doc(prompt_tokens=512, output_tokens=256)
+    assert doc["kind"] == "llm" and doc["max_concurrency_per_copy"] == 8
+    assert [p["concurrency"] for p in doc["ttft_ms"]] == [1, 2, 4, 8]
+    assert doc["ttft_ms"][-1] == {"concurrency": 8, "p50": 634.88, "p99": 634.88}
+    assert doc["itl_ms"][0]["p50"] == pytest.approx(33.333)
+    assert parse_generation(b'{"inputs": "a b  c\\nd", "parameters": {"max_new_tokens": 3}}') == (
+        4,
+        3,
+    )
+    assert parse_generation(b'{"inputs": ""}') == (0, 256)
+    for bad in (b"{", b'{"inputs": 5}', b'{"inputs": "x", "parameters": {"max_new_tokens": 0}}'):
+        with pytest.raises(ValidationError):
+            parse_generation(bad)
+    with pytest.raises(ValidationError, match="min_instances <= max_instances"):
+        LlmServerSpec(min_instances=3, max_instances=2)
+    assert LlmServerSpec.from_json(spec.to_json()) == spec

@@ -118,6 +118,41 @@ class LlmServerSpec:
         """Copies the endpoint can place: MaxInstanceCount x copies per instance."""
         return self.max_instances * self.copies_per_instance
 
+    def capacity_doc(
+        self,
+        *,
+        prompt_tokens: int = 512,
+        output_tokens: int = 256,
+        concurrency: tuple[int, ...] | None = None,
+    ) -> dict[str, Any]:
+        """What a perfect calibration of this copy would write: the token-aware capacity file
+        of issue #16 (``kind: llm``), TTFT and ITL at each concurrency from this model (no
+        spread: p50 = p99), the limits and load times as configured."""
+        top = self.max_concurrent_sequences
+        points = concurrency or tuple(sorted({c for c in (1, 2, 4, top) if c <= top}))
+        return {
+            "kind": "llm",
+            "instance_type": self.instance_type,
+            "hourly_usd": self.hourly_usd,
+            "copies_per_instance": self.copies_per_instance,
+            "instance_boot_s": self.instance_boot_s,
+            "copy_load_s": self.copy_load_s,
+            "max_concurrency_per_copy": self.max_concurrent_sequences,
+            "timeout_ms": self.timeout_ms,
+            "prompt_tokens": prompt_tokens,
+            "output_tokens": output_tokens,
+            "ttft_ms": [
+                {"concurrency": c, "p50": t, "p99": t}
+                for c in points
+                for t in [round(self.ttft_s(prompt_tokens, c) * 1000.0, 3)]
+            ],
+            "itl_ms": [
+                {"concurrency": c, "p50": t, "p99": t}
+                for c in points
+                for t in [round(self.itl_s(c) * 1000.0, 3)]
+            ],
+        }
+
     # -- files -----------------------------------------------------------------------------------
 
     def to_json(self) -> dict[str, Any]:
