@@ -32,6 +32,9 @@ def _client(aws: LocalAws, service: str) -> Any:
     )
 
 
+_server_ttft_ms: list[float] = []
+
+
 def _stream(rt: Any, words: int, tokens: int, component: str = IC) -> tuple[list[float], bytes]:
     """Real seconds from the call to each PayloadPart, and the bytes they carried."""
     body = {"inputs": " ".join(["word"] * words), "parameters": {"max_new_tokens": tokens}}
@@ -43,6 +46,7 @@ def _stream(rt: Any, words: int, tokens: int, component: str = IC) -> tuple[list
         ContentType="application/json",
     )
     assert resp["ContentType"] == "application/jsonlines"
+    _server_ttft_ms.append(float(resp["ResponseMetadata"]["HTTPHeaders"]["x-tuner-server-ttft-ms"]))
     times, data = [], b""
     for event in resp["Body"]:
         times.append(time.perf_counter() - t0)
@@ -74,6 +78,10 @@ def test_stream_follows_the_token_model() -> None:
         lines = [json.loads(x) for x in data.splitlines()]
         assert lines == [{"token": {"text": " tok"}}] * 24  # exactly max_new_tokens
         v = [t * speed for t in times]
+        # the server's own TTFT (arrival to first write) is the model's; the client's adds the
+        # loopback and botocore, a few real ms
+        assert _server_ttft_ms[-1] == pytest.approx(200.0, abs=5.0)
+        assert 0 <= times[0] * 1000 - _server_ttft_ms[-1] / speed < 10
         # TTFT = 400 / 2000 = 0.200 s; ITL = 1 / 25 = 0.040 s alone on the copy (virtual)
         assert v[0] == pytest.approx(0.200, abs=0.03)
         itl = (v[-1] - v[0]) / 23

@@ -22,6 +22,7 @@ import json
 from collections.abc import Callable
 
 from tuner import eventstream
+from tuner.clock import VirtualClock
 from tuner.emulator.components import Refusal
 from tuner.emulator.control import ACCOUNT_ID, HttpRequest, HttpResponse
 from tuner.emulator.framing import ChunkedWriter, runtime_error, timeout_error
@@ -31,6 +32,9 @@ from tuner.emulator.tokens import TOKEN_LINE, parse_generation
 from tuner.errors import ValidationError
 
 COMPONENT_HEADER = "x-amzn-sagemaker-inference-component"
+SERVER_TTFT_HEADER = "X-Tuner-Server-Ttft-Ms"
+"""The emulator's own TTFT of a streamed answer: virtual ms from the request's arrival to its
+first token's write (real ms = this / speed), to check a client's TTFT against."""
 NO_CAPACITY_MESSAGE = (
     "Inference Component has no capacity to process this request. ApplicationAutoScaling may be "
     "in-progress (if configured) or try to increase the capacity by invoking "
@@ -41,7 +45,17 @@ NO_CAPACITY_MESSAGE = (
 class StreamAnswer:
     """One request's answer: an error before the first token, else the token stream."""
 
-    __slots__ = ("_reply", "_open", "_request_id", "_endpoint", "_variant", "_writer", "_n")
+    __slots__ = (
+        "_reply",
+        "_open",
+        "_request_id",
+        "_endpoint",
+        "_variant",
+        "_writer",
+        "_n",
+        "_clock",
+        "_arrival_v",
+    )
 
     def __init__(
         self,
@@ -50,6 +64,7 @@ class StreamAnswer:
         request_id: str,
         endpoint: str,
         variant: str,
+        clock: VirtualClock,
     ) -> None:
         self._reply = reply
         self._open = open_stream
@@ -58,6 +73,8 @@ class StreamAnswer:
         self._variant = variant
         self._writer: ChunkedWriter | None = None
         self._n = 0
+        self._clock = clock
+        self._arrival_v = clock.now()
 
     @property
     def closed(self) -> bool:
@@ -77,6 +94,7 @@ class StreamAnswer:
         if self._open is None:  # InvokeEndpoint: the whole text when the last token is out
             return
         if self._writer is None:
+            ttft_ms = (self._clock.now() - self._arrival_v) * 1000.0
             self._writer = self._open(
                 200,
                 [
@@ -84,6 +102,7 @@ class StreamAnswer:
                     ("X-Amzn-SageMaker-Content-Type", "application/jsonlines"),
                     ("x-Amzn-Invoked-Production-Variant", self._variant),
                     ("x-amzn-RequestId", self._request_id),
+                    (SERVER_TTFT_HEADER, f"{ttft_ms:.3f}"),
                 ],
             )
         self._writer.write(eventstream.payload_part(TOKEN_LINE * n))
@@ -153,7 +172,7 @@ class StreamRoute:
         except ValidationError as e:
             reply(_model_error(str(e), rid))
             return
-        answer = StreamAnswer(reply, open_stream, rid, endpoint, item.variant)
+        answer = StreamAnswer(reply, open_stream, rid, endpoint, item.variant, comps.clock)
         item.runtime.invoke(prompt, new_tokens, answer)
 
 
