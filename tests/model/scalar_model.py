@@ -232,12 +232,14 @@ def run(
             backlog = offered - served
             new_queue = min(backlog, n * serving.max_rps * serving.timeout_s)
         old_queue, queue = queue, new_queue
-        # metrics: 60-s InvocationsPerInstance sums the steps of its minute
-        partial += arrivals / max(n, 1)
+        # metrics: 60-s InvocationsPerInstance sums the steps of its minute (an inference
+        # component at zero copies publishes no per-copy datapoint: NaN, a missing one)
+        partial += math.nan if copies is not None and n == 0 else arrivals / max(n, 1)
         if t % 60 == 0:
             waiting[False].append((boundary_at_or_after(t + lag_s), partial))
             partial = 0.0
         if step_s == 10 and copies is not None:
+            copy_metric = copy_metric if n > 0 else math.nan
             waiting[True].append((boundary_at_or_after(t + lag_s), copy_metric))
         elif step_s == 10:
             load = served / (step_s * max(n, 1))
@@ -362,7 +364,7 @@ def run(
         required = []
         for rule in rules:
             data = seen[rule.high_resolution]
-            if not data:
+            if not data or math.isnan(data[-1]):
                 required.append(None)
                 continue
             r = math.ceil(base * data[-1] / rule.target - 1e-9)

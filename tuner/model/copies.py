@@ -11,10 +11,13 @@ policy or alarm reads a 10-s metric (``ConcurrentRequestsPerCopy``), else 60-s. 
   duration = TTFT + output tokens x ITL (p50s). TTFT is the curve's at ``x`` plus the queue wait
   (mean wait for p50, the longest for p99); ITL is the curve's at ``x``.
 - ``ConcurrentRequestsPerCopy`` of a step (Maximum) = ``x`` + the peak queue per copy in
-  service; ``InvocationsPerCopy`` = requests / copies in service (at least 1).
+  service; ``InvocationsPerCopy`` = requests / copies in service.
 - Zero copies in service: every request of the step fails at once and is a
   ``NoCapacityInvocationFailures``, which the controller's step alarms read
-  (``TargetTracking.step(..., no_capacity_failures=)``); the concurrency metric is 0 then.
+  (``TargetTracking.step(..., no_capacity_failures=)``). No copy publishes the per-copy metrics
+  then: their datapoints are missing (NaN to the controller), which breaks the runs of breaching
+  datapoints, so target tracking's scale-in alarm needs its 90 (15) fresh low datapoints after
+  the first copy serves again and cannot remove it while its load is still unseen.
 - A scale-out loads copies in ``copy_load_s``, plus ``instance_boot_s`` when the first copy
   added finds no room on the running instances (:meth:`LlmCapacity.boot_s_for`), ± the boot
   jitter of :class:`tuner.model.settings.SimulationSettings` (``boot_s`` there, if set,
@@ -52,6 +55,7 @@ LLM_SUMMARY_COLUMNS = (
     *SUMMARY_COLUMNS,
     "ttft_p99_ms",
     "itl_p99_ms",
+    "e2e_p99_ms",
     "no_capacity_failures",
     "copy_hours",
     "mean_copies",
@@ -76,6 +80,7 @@ LLM_TIMELINE_COLUMNS = (
     "ttft_p99_ms",
     "itl_p50_ms",
     "itl_p99_ms",
+    "e2e_p99_ms",
     "updating",
 )
 
@@ -164,7 +169,8 @@ class CopiesResult:
     summary: pd.DataFrame = field(repr=False)
 
     def timeline(self, i: int) -> pd.DataFrame:
-        """Candidate i, one row per step (p99_latency_ms: the end-to-end p99 estimate)."""
+        """Candidate i, one row per step. The latency columns (p50/p99_latency_ms) are TTFT's,
+        the objective's latency; ``e2e_p99_ms`` is TTFT p99 + output tokens x ITL p99."""
         if not 0 <= i < len(self.policies):
             raise IndexError(f"candidate index must be in 0..{len(self.policies) - 1}, got {i}")
         cap, p = self.capacity, self.period_s
@@ -186,14 +192,13 @@ class CopiesResult:
                 "no_capacity_failures": out.no_capacity,
                 "served": out.served,
                 "queued": out.queue_end,
-                "p50_latency_ms": out.ttft_p50_ms + tokens * out.itl_p50_ms,
-                "p99_latency_ms": np.minimum(
-                    out.ttft_p99_ms + tokens * out.itl_p99_ms, cap.timeout_ms
-                ),
+                "p50_latency_ms": out.ttft_p50_ms,
+                "p99_latency_ms": out.ttft_p99_ms,
                 "ttft_p50_ms": out.ttft_p50_ms,
                 "ttft_p99_ms": out.ttft_p99_ms,
                 "itl_p50_ms": out.itl_p50_ms,
                 "itl_p99_ms": out.itl_p99_ms,
+                "e2e_p99_ms": np.minimum(out.ttft_p99_ms + tokens * out.itl_p99_ms, cap.timeout_ms),
                 "updating": (d > n).astype(int),
             },
             columns=list(LLM_TIMELINE_COLUMNS),
@@ -333,10 +338,11 @@ def _run(
         if rng is not None:
             boot = boot + rng.uniform(-jitter_s, jitter_s)
         tt.boot_s = np.maximum(boot, 0.0)
+        served_by = np.where(n > 0, n, np.nan)  # per-copy metrics: missing at zero copies
         tt.advance(
             k,
-            demand[k] / np.maximum(n, 1.0),
-            out.concurrency,
+            demand[k] / served_by,
+            out.concurrency * (served_by / served_by),
             no_capacity_failures=out.no_capacity,
         )
     return desired, in_service, queue
@@ -403,13 +409,14 @@ def summarise(
             "underprovisioned_minutes": under_steps * period_s / 60.0,
             "recovery_s": longest * float(period_s),
             "surges": surges,
-            "p99_latency_ms": _weighted_p99(e2e99, weight, failed, capacity.timeout_ms),
+            "p99_latency_ms": ttft_run,
             "requests": requests,
             "failed": failed,
             "mean_instances": instances.mean(axis=0) if T else np.zeros(C),
             "max_instances": instances.max(axis=0, initial=0).astype(int),
             "ttft_p99_ms": ttft_run,
             "itl_p99_ms": itl_run,
+            "e2e_p99_ms": _weighted_p99(e2e99, weight, failed, capacity.timeout_ms),
             "no_capacity_failures": no_capacity,
             "copy_hours": copy_hours,
             "mean_copies": desired.mean(axis=0) if T else np.zeros(C),
