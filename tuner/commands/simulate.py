@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tuner.commands._common import resolve_profile
+from tuner.commands._tune_llm import llm_capacity_or_none, refuse_llm_flags, run_llm_simulate
 from tuner.errors import ValidationError
 
 EPILOG = """\
@@ -114,6 +115,19 @@ def register(sub: Any) -> argparse.ArgumentParser:
         "at max_rps_per_instance)",
     )
     p.add_argument(
+        "--slo-ttft-p99-ms",
+        type=float,
+        metavar="MS",
+        help='LLM capacity file ("kind": "llm"): TTFT objective (default: --slo-p99-ms, else '
+        "the copy's TTFT p99 at its concurrency limit)",
+    )
+    p.add_argument(
+        "--slo-itl-p99-ms",
+        type=float,
+        metavar="MS",
+        help="LLM capacity file: ITL objective (default: the copy's ITL p99 at its limit)",
+    )
+    p.add_argument(
         "--initial-capacity",
         type=int,
         metavar="N",
@@ -174,6 +188,10 @@ def run(args: argparse.Namespace) -> int:
         [ScalingPolicy.load(path) for path in ([arg] if Path(arg).is_file() else arg.split("+"))]
         for arg in args.policy
     ]
+    llm = llm_capacity_or_none(args.capacity)
+    if llm is not None:
+        return run_llm_simulate(args, llm, groups, _jsonable)
+    refuse_llm_flags(args)
     scheduled = [parse_scheduled(text) for text in args.scheduled]
     capacity = Capacity.load(args.capacity) if args.capacity else Capacity.default()
     if args.metric_lag_s is None:
