@@ -93,7 +93,8 @@ def test_cli_tunes_with_an_llm_capacity_file_and_reports_ttft_and_the_idle_trade
 ):
     profile = tmp_path / "idle.toml"
     profile.write_text(
-        'name = "idle-busy"\n[[segment]]\nhold = "1h"\nrps = 0\n[[segment]]\nhold = "1h"\nrps = 0.3\n'
+        'name = "idle-busy"\n[[segment]]\nhold = "1h"\nrps = 0\n'
+        '[[segment]]\nhold = "1h"\nrps = 0.3\n'
     )
     cap = FAST.save(tmp_path / "llm.json")
     grid = tmp_path / "grid.toml"
