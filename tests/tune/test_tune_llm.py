@@ -14,9 +14,10 @@ from tuner.model.settings import SimulationSettings
 from tuner.policy.policy import MetricType, ScalingPolicy
 from tuner.policy.resource import ResourceKind
 from tuner.profiles.profile import build_profile
+from tuner.report.render import write_report
 from tuner.tune import Grid, tune
 from tuner.tune.llm import FROM_ZERO, idle_tradeoff, llm_objective
-from tuner.tune.run import Run
+from tuner.tune.run import Run, trial_folder
 
 # a copy that loads in 60 s on an instance already there (instance_boot_s 0), so a cold start
 # costs about two minutes of requests: the first failing minute's datapoint, the load, a step
@@ -125,6 +126,31 @@ def test_cli_tunes_with_an_llm_capacity_file_and_reports_ttft_and_the_idle_trade
     assert 'id="llm"' in html and "TTFT and ITL per period" in html
     candidates = pd.read_csv(out / "candidates.csv")
     assert (candidates["min_capacity"] == 0).any() and "ttft_p99_ms" in candidates
+    # a live trial of the recommendation that recorded TTFT/ITL (contract §2 columns): the
+    # report puts the measured worst p99 of each window beside the simulated one
+    label = run.recommendation.label
+    trial = trial_folder(out, label, "idle-busy")
+    trial.mkdir(parents=True)
+    t = np.arange(0, 7200, 60)
+    pd.DataFrame(
+        {
+            "t_s": t,
+            "instances_in_service": 1,
+            "desired_capacity": 1,
+            "invocations": 18,
+            "errors": 0,
+            "p99_latency_ms": 900.0,
+            "ttft_p99_ms": np.where(t == 3600, 1234.0, 800.0),
+            "itl_p99_ms": 77.0,
+        }
+    ).to_csv(trial / "timeline.csv", index=False)
+    (trial / "summary.json").write_text(json.dumps({"candidate": label, "profile": "idle-busy"}))
+    write_report(out)
+    md = (out / "report.md").read_text()
+    header = next(line for line in md.splitlines() if line.startswith("| From |"))
+    assert "TTFT p99, measured" in header and "ITL p99, measured" in header
+    row = next(line for line in md.splitlines() if line.startswith("| 60 min |"))
+    assert "1,234 ms" in row and "77 ms" in row
 
 
 def test_cli_simulate_an_ic_policy_file(tmp_path, capsys):
