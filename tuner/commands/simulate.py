@@ -36,6 +36,11 @@ slo_violation_rate, scale_out_events, scale_in_events, underprovisioned_minutes,
 With several --policy, timeline.csv and summary.json describe the first, DIR/summary.csv has one
 row per policy and DIR/timelines/<label>.csv holds each timeline.
 
+With --capacity naming an LLM capacity file ("kind": "llm", see README "LLM endpoints") the
+policies scale an inference component's copies: the timeline adds TTFT/ITL p50 and p99 per
+10-s period and requests refused at zero copies; --slo-ttft-p99-ms and --slo-itl-p99-ms set the
+objectives, --boot-s replaces the copy load time.
+
 The model is reference/target-tracking.md: alarms of 3 and 15 datapoints (10-s metrics: 3 and
 90), metric lag, boot delay with the endpoint Updating, cooldowns, Min/Max. Instances are billed
 from launch, so booting ones count in instance_hours.

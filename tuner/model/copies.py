@@ -25,10 +25,9 @@ policy or alarm reads a 10-s metric (``ConcurrentRequestsPerCopy``), else 60-s. 
 - Billing: instances = ceil(desired copies / copies_per_instance) within the managed instance
   scaling range, loading ones included; a component at zero copies costs no instance when
   ``min_instances`` is 0.
-- The objective: a request violates it when it fails, or its TTFT exceeds ``slo_ttft_p99_ms``,
-  or its ITL p99 exceeds ``slo_itl_p99_ms``; a step's shares come from log-normal latencies
-  through its p50 and p99 (:func:`tuner.model.capacity.slow_share`), the larger of the two
-  (both grow with the same concurrency).
+- The objective: a request violates it when it fails, its TTFT exceeds ``slo_ttft_p99_ms`` or
+  its ITL p99 ``slo_itl_p99_ms``; a step's shares come from log-normal latencies through its p50
+  and p99 (:func:`tuner.model.capacity.slow_share`), the larger of the two.
 """
 
 from __future__ import annotations
@@ -273,7 +272,7 @@ def simulate_copies_demand(
             raise ValidationError(f"{flag} > 0 must hold, got {value:g}")
     check_size(len(demand), policies, initial_capacity, ())
     if settings.boot_s is not None:
-        capacity = _with_copy_load(capacity, settings.boot_s)
+        capacity = replace(capacity, copy_load_s=float(settings.boot_s))
     choices = ModelChoices(metric_lag_s=settings.metric_lag_s, boot_s=capacity.copy_load_s)
     tt = TargetTracking(
         policies,
@@ -311,10 +310,6 @@ def simulate_copies_demand(
         queue,
         summary,
     )
-
-
-def _with_copy_load(capacity: LlmCapacity, copy_load_s: float) -> LlmCapacity:
-    return replace(capacity, copy_load_s=float(copy_load_s))
 
 
 def _run(
