@@ -1,7 +1,8 @@
 """Load-test a SageMaker endpoint, simulate and tune its target-tracking policy, report why."""
 
 from tuner.errors import TunerError
-from tuner.policy.policy import MetricType, ScalingPolicy
+from tuner.policy.tracking import MetricType
+from tuner.policy.policy import ScalingPolicy
 from tuner.policy.resource import Resource, ResourceKind
 
 __all__ = ["MetricType", "Resource", "ResourceKind", "ScalingPolicy", "TunerError"]

@@ -18,7 +18,8 @@ from tuner.errors import PolicyError, TargetNotRegistered, TunerError, read_json
 from tuner.policy.policy import SERVICE_NAMESPACE, ScalingPolicy
 from tuner.policy.resource import Resource
 from tuner.policy.schedule import ScheduledScalingAction
-from tuner.policy.step import policy_name_of, step_from_aws
+from tuner.policy.alarm import policy_name_of
+from tuner.policy.step import step_from_aws
 
 SNAPSHOT_VERSION = 1
 # Fields of DescribeScalingPolicies / DescribeScheduledActions entries that AWS computes; they are

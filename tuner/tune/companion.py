@@ -19,7 +19,8 @@ from typing import Any
 import pandas as pd
 
 from tuner.errors import ValidationError
-from tuner.policy.policy import MetricType, ScalingPolicy
+from tuner.policy.tracking import MetricType
+from tuner.policy.policy import ScalingPolicy
 from tuner.policy.step import (
     AdjustmentType,
     StepAdjustment,
