@@ -19,8 +19,8 @@ import numpy as np
 
 from tuner.errors import PolicyError, ValidationError
 from tuner.model.stepping import stream_of
-from tuner.policy.tracking import MetricType
 from tuner.policy.policy import ScalingPolicy
+from tuner.policy.tracking import MetricType
 
 CONCURRENCY_TYPES = {
     MetricType.CONCURRENT_REQUESTS_PER_MODEL,
@@ -190,7 +190,7 @@ def normalise_candidates(
         if not group:
             raise ValidationError(f"candidate {i} has no policy")
         for p in group:
-            if p.metric_type not in CONCURRENCY_TYPES | INVOCATION_TYPES:
+            if p.tracks_target and p.metric_type not in CONCURRENCY_TYPES | INVOCATION_TYPES:
                 metric = p.metric_type.value if p.metric_type else "CustomizedMetricSpecification"
                 raise PolicyError(
                     f"PredefinedMetricType must be one of {', '.join(SUPPORTED_METRICS)} to be "

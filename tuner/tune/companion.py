@@ -19,14 +19,14 @@ from typing import Any
 import pandas as pd
 
 from tuner.errors import ValidationError
-from tuner.policy.tracking import MetricType
+from tuner.policy.alarm import StepAlarm
 from tuner.policy.policy import ScalingPolicy
 from tuner.policy.step import (
     AdjustmentType,
     StepAdjustment,
-    StepAlarm,
     StepScalingPolicy,
 )
+from tuner.policy.tracking import MetricType
 
 COMPANION_NAME = "tuner-step-scale-out"
 
@@ -60,6 +60,8 @@ class CompanionGrid:
 
     def companions(self, base: ScalingPolicy) -> list[ScalingPolicy]:
         """``base`` with each companion of the grid beside it."""
+        if base.target_value is None:
+            raise ValidationError(f"a step companion needs target tracking beside it: {base.label}")
         kinds = [(AdjustmentType.CHANGE_IN_CAPACITY, a) for a in self.change_adjustments] + [
             (AdjustmentType.PERCENT_CHANGE_IN_CAPACITY, a) for a in self.percent_adjustments
         ]
