@@ -9,9 +9,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tests.model import scalar_model
+from tests.model.test_step_scaling import _rule, _scenario
 from tuner.model.capacity import Capacity
 from tuner.model.controller import TargetTracking
-from tuner.model.scaling import AlarmState, ModelChoices, ScalingCause
+from tuner.model.scaling import AlarmState, ModelChoices, ScalingCause, step_s_for
 from tuner.model.settings import SimulationSettings
 from tuner.model.simulator import simulate_demand
 from tuner.policy import (
@@ -170,3 +172,58 @@ def test_cli_simulate_a_step_only_policy_file(tmp_path: Path, capsys) -> None:
     summary = json.loads((out / "summary.json").read_text())
     assert summary["scale_out_events"] == 1 and summary["scale_in_events"] == 0
     assert "step-min1-max10-s1800+2" in capsys.readouterr().out + json.dumps(summary)
+
+
+def test_vectorised_simulator_matches_the_scalar_model_with_step_policies_alone():
+    # the random scenarios of test_step_scaling.py, each candidate's step policies without its
+    # target tracking; the scalar model then runs with no target-tracking rule at all
+    serving = scalar_model.Serving(20.0, 60.0, [(5, 40.0), (20, 60.0)])
+    compared = scaled = 0
+    for seed in range(60):
+        sc = _scenario(seed)
+        alone = [
+            ScalingPolicy(
+                min_capacity=p.min_capacity,
+                max_capacity=p.max_capacity,
+                step_policies=p.step_policies,
+            )
+            for p in sc["candidates"]
+            if p.step_policies
+        ]
+        if not alone or step_s_for(alone) != sc["step_s"]:
+            continue  # a 10-s scenario whose step alarms are all 60-s ones
+        result = simulate_demand(
+            sc["demand"],
+            sc["step_s"],
+            alone,
+            Capacity.default(),
+            initial_capacity=sc["initial"],
+            scheduled=sc["scheduled"],
+            settings=SimulationSettings(
+                boot_s=sc["boot_s"], metric_lag_s=sc["lag_s"], boot_jitter_s=0.0
+            ),
+        )
+        for i, p in enumerate(alone):
+            ref = scalar_model.run(
+                list(sc["demand"]),
+                sc["step_s"],
+                [],
+                p.min_capacity,
+                p.max_capacity,
+                lag_s=sc["lag_s"],
+                boot_s=sc["boot_s"],
+                initial=sc["initial"],
+                scheduled=[(a.at_s, a.min_capacity, a.max_capacity) for a in sc["scheduled"]],
+                serving=serving,
+                step_rules=[_rule(s) for s in p.step_policies],
+            )
+            where = f"seed {seed} candidate {i} ({p.label})"
+            assert result.desired[:, i].tolist() == ref.desired, where
+            assert result.in_service[:, i].tolist() == ref.in_service, where
+            row = result.summary.iloc[i]
+            counts = (row.scale_out_events, row.scale_in_events)
+            assert counts == (ref.scale_outs, ref.scale_ins), where
+            compared += 1
+            scaled += (ref.scale_outs + ref.scale_ins) > 0
+    # worth something only if many candidates were compared and most of them did scale
+    assert compared >= 60 and scaled >= compared // 2, (compared, scaled)
