@@ -235,3 +235,23 @@ def test_aws_cli_of_step_policies_alone_runs_against_the_local_aws_and_reads_bac
         assert scaling.read_policy(resource, steps=POLICY.policy_names) is None
         types = sorted(p["PolicyType"] for p in scaling.describe_policies(resource))
         assert types == ["StepScaling", "StepScaling"]
+
+
+def test_the_report_lists_the_step_policies_without_target_tracking_fields() -> None:
+    from types import SimpleNamespace
+
+    from tuner.report.document import policy_values
+
+    table = policy_values(SimpleNamespace(recommended=POLICY))  # type: ignore[arg-type]
+    rows = dict(zip(table["Field"], table["Value"], strict=True))
+    assert list(rows) == [
+        "MinCapacity",
+        "MaxCapacity",
+        "StepScaling burst-out",
+        "StepScaling idle-in",
+    ]
+    assert rows["StepScaling burst-out"] == (
+        "InvocationsPerInstance GreaterThanOrEqualToThreshold 1800 (1 of 1 x 60 s): "
+        "ChangeInCapacity +2, +4, cooldown 120 s"
+    )
+    assert rows["StepScaling idle-in"].endswith("PercentChangeInCapacity -50, cooldown 300 s")

@@ -14,6 +14,7 @@ from collections.abc import Callable
 import pandas as pd
 
 from tuner.policy.resource import Resource
+from tuner.policy.step import AdjustmentType
 from tuner.report import tables
 from tuner.tune.run import Run
 
@@ -76,9 +77,9 @@ def policy_values(run: Run) -> pd.DataFrame:
         ]
     for step in p.step_policies:
         a = step.alarm
-        first = ", ".join(
+        adjustments = ", ".join(
             f"{s.scaling_adjustment:+d}"
-            if step.adjustment_type.value != "ExactCapacity"
+            if step.adjustment_type is not AdjustmentType.EXACT_CAPACITY
             else f"={s.scaling_adjustment}"
             for s in step.steps
         )
@@ -87,7 +88,7 @@ def policy_values(run: Run) -> pd.DataFrame:
                 f"StepScaling {step.name}",
                 f"{a.metric_name} {a.comparison.value} {a.threshold:g} "
                 f"({a.datapoints_to_alarm} of {a.evaluation_periods} x {a.period_s} s): "
-                f"{step.adjustment_type.value} {first}, cooldown {step.cooldown_s} s",
+                f"{step.adjustment_type.value} {adjustments}, cooldown {step.cooldown_s} s",
             )
         )
     return pd.DataFrame(rows, columns=["Field", "Value"])
