@@ -19,8 +19,7 @@ import numpy as np
 
 from tuner.errors import PolicyError, ValidationError
 from tuner.model.stepping import stream_of
-from tuner.policy.policy import ScalingPolicy
-from tuner.policy.tracking import MetricType
+from tuner.policy.policy import MetricType, ScalingPolicy
 
 CONCURRENCY_TYPES = {
     MetricType.CONCURRENT_REQUESTS_PER_MODEL,

@@ -40,7 +40,8 @@ from tuner.policy.step import StepScalingPolicy
 from tuner.policy.tracking import DEFAULT_COOLDOWN_S as DEFAULT_COOLDOWN_S
 from tuner.policy.tracking import DEFAULT_POLICY_NAME as DEFAULT_POLICY_NAME
 from tuner.policy.tracking import MAX_COOLDOWN_S as MAX_COOLDOWN_S
-from tuner.policy.tracking import MAX_TARGET_VALUE, MIN_TARGET_VALUE
+from tuner.policy.tracking import MAX_TARGET_VALUE as MAX_TARGET_VALUE
+from tuner.policy.tracking import MIN_TARGET_VALUE as MIN_TARGET_VALUE
 from tuner.policy.tracking import MetricType as MetricType
 
 SERVICE_NAMESPACE = "sagemaker"
