@@ -35,9 +35,7 @@ def policy_fields(data: Any) -> dict[str, Any]:
     )
     tt = "TargetTrackingScalingPolicyConfiguration"
     if tt not in top and not top.get("StepScalingPolicies"):
-        raise PolicyError(
-            f"policy: a scaling policy is required: {tt}, StepScalingPolicies, or both"
-        )
+        raise PolicyError(f"a scaling policy is required: {tt}, StepScalingPolicies, or both")
     if tt not in top and "PolicyName" in top:
         raise PolicyError(f"PolicyName names the target-tracking policy: it needs {tt}")
     raw_steps = top.get("StepScalingPolicies", [])
