@@ -206,7 +206,7 @@ class CopiesResult:
 
 def steady_copies(policy: ScalingPolicy, capacity: LlmCapacity, rps: float) -> int:
     """Copies ``policy`` settles on for a steady ``rps`` (the warm start), within its range."""
-    if rps <= 0:
+    if rps <= 0 or policy.target_value is None:  # step policies alone: start at Min
         return policy.min_capacity
     if policy.metric_type is MetricType.CONCURRENT_REQUESTS_PER_COPY:
         target = min(policy.target_value, float(capacity.max_concurrency_per_copy))
