@@ -111,24 +111,6 @@ def test_scale_out_from_zero_by_step_alarm_and_back_to_zero() -> None:
             ComparisonOperator="GreaterThanOrEqualToThreshold",
             AlarmActions=[arn],
         )
-        put_from_v = aws.clock.now()  # the put takes virtual seconds at this speed
-        aas.put_scaling_policy(
-            PolicyName="copies-track-concurrency",
-            ServiceNamespace="sagemaker",
-            ResourceId=RESOURCE,
-            ScalableDimension=DIMENSION,
-            PolicyType="TargetTrackingScaling",
-            TargetTrackingScalingPolicyConfiguration={
-                "TargetValue": 4.0,
-                "PredefinedMetricSpecification": {
-                    "PredefinedMetricType": "SageMakerInferenceComponent"
-                    "ConcurrentRequestsPerCopyHighResolution"
-                },
-                "ScaleInCooldown": 60,
-                "ScaleOutCooldown": 60,
-            },
-        )
-        put_to_v = aws.clock.now()
         targets = aas.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
         ours = [t for t in targets if t["ResourceId"] == RESOURCE]
         assert ours and ours[0]["ScalableDimension"] == DIMENSION
@@ -165,11 +147,30 @@ def test_scale_out_from_zero_by_step_alarm_and_back_to_zero() -> None:
         assert doc["RuntimeConfig"] == {"DesiredCopyCount": 1, "CurrentCopyCount": 1}
         assert _status(aws)["instances_running"] == 1
 
+        # then target tracking joins the step policy, to take the copies back to zero
+        put_from_v = aws.clock.now()  # the put takes virtual seconds at this speed
+        aas.put_scaling_policy(
+            PolicyName="copies-track-concurrency",
+            ServiceNamespace="sagemaker",
+            ResourceId=RESOURCE,
+            ScalableDimension=DIMENSION,
+            PolicyType="TargetTrackingScaling",
+            TargetTrackingScalingPolicyConfiguration={
+                "TargetValue": 4.0,
+                "PredefinedMetricSpecification": {
+                    "PredefinedMetricType": "SageMakerInferenceComponent"
+                    "ConcurrentRequestsPerCopyHighResolution"
+                },
+                "ScaleInCooldown": 60,
+                "ScaleOutCooldown": 60,
+            },
+        )
+        put_to_v = aws.clock.now()
         # AlarmLow (90 datapoints of 10 s below 0.9 x 4, seen after the 60-s lag) takes the copy
-        # away, to MinCapacity 0, and the instance with it. The emulator publishes 0 for the
-        # steps at zero copies, so the low run counts from the policy's first datapoints: the
-        # first boundary B after the put sees the datapoint closing at B - 60, the 90th is seen
-        # at B + 890, and B is within 10 s after the put (an alarm re-invokes once a minute).
+        # away, to MinCapacity 0, and the instance with it. The low run counts from the policy's
+        # first datapoints: the first boundary B after the put sees the datapoint closing at
+        # B - 60, the 90th is seen at B + 890, and B is within 10 s after the put (an alarm
+        # re-invokes once a minute).
         # The put took effect at some time in [put_from_v, put_to_v]; at this speed on a loaded
         # machine the scaler may process steps up to a minute of virtual time late, so a put can
         # reach a step that closed before it (hence the lower bound's slack).
