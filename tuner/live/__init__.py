@@ -27,6 +27,7 @@ from tuner.live.calibration_steps import (
 from tuner.live.loadgen import (
     ERROR_KINDS,
     LOCUSTFILE,
+    LlmLoad,
     LoadTestConfig,
     LoadTestResult,
     locust_commands,
@@ -85,6 +86,7 @@ __all__ = [
     "JOURNAL_NAME",
     "LATE_S",
     "LOCUSTFILE",
+    "LlmLoad",
     "LoadTestConfig",
     "LoadTestResult",
     "PROBE_BODY",

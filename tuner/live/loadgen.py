@@ -19,7 +19,14 @@ latency_ms     float  from sending to the full response; empty if not sent
 status         int    HTTP status; 0 for no response (connection failure, timeout, not sent)
 error          str    empty on success, else one of ERROR_KINDS
 worker         int    Locust process that sent it (0 without workers)
+ttft_ms        float  streaming: sending to the first PayloadPart (time to first token)
+itl_mean_ms    float  streaming: mean gap between consecutive tokens
+itl_p99_ms     float  streaming: 99th percentile of those gaps
+prompt_tokens  int    streaming: words of the prompt sent
+output_tokens  int    streaming: token lines received
 =============  =====  ====================================================================
+
+The streaming columns are empty for InvokeEndpoint requests (``--stream`` off).
 
 With workers, ``sent_epoch_s`` is on the master's clock: each worker measures its offset from
 the master's clock and converts; the offsets are in ``summary.json`` (``workers``).
@@ -50,7 +57,8 @@ import pandas as pd
 
 from tuner.errors import LoadTestError, ValidationError
 from tuner.profiles.profile import Profile, load_profile
-from tuner.records import REQUEST_COLUMNS
+from tuner.profiles.tokens import TokenSpec
+from tuner.records import REQUEST_COLUMNS, STREAM_COLUMNS
 
 LOCUSTFILE = Path(__file__).resolve().parents[2] / "locustfiles" / "sagemaker_endpoint.py"
 ERROR_KINDS = (
@@ -63,6 +71,8 @@ ERROR_KINDS = (
     "timeout",
     "connection",
     "inflight_cap",
+    "stream_error",
+    "no_capacity",
 )
 
 
@@ -98,6 +108,12 @@ class LoadTestConfig:
     """Wall-clock epoch of profile time 0 (None: as soon as Locust is ready)."""
     request_timeout_s: float = 70.0
     period_s: float = 60.0
+    stream: bool = False
+    """InvokeEndpointWithResponseStream with LMI/TGI bodies; records TTFT, ITL and tokens."""
+    inference_component: str | None = None
+    """Target this inference component (the X-Amzn-SageMaker-Inference-Component header)."""
+    tokens: TokenSpec = TokenSpec()
+    """Prompt/output lengths of streaming requests (a profile's request trace overrides them)."""
     locustfile: Path = LOCUSTFILE
     env: Mapping[str, str] = field(default_factory=dict)
     """Extra environment for the Locust processes (e.g. credentials)."""
@@ -127,7 +143,21 @@ class LoadTestConfig:
             raise ValidationError(
                 f"--payload-order must be cycle or random, got {self.payload_order!r}"
             )
+        if self.stream and self.payload is not None:
+            raise ValidationError(
+                "--stream builds its own bodies (--prompt-tokens/--output-tokens or a request "
+                "trace); drop --payload"
+            )
         return profile
+
+
+@dataclass(frozen=True, kw_only=True)
+class LlmLoad:
+    """How a trial's load reaches an LLM endpoint: streaming, an inference component, lengths."""
+
+    stream: bool = True
+    inference_component: str | None = None
+    tokens: TokenSpec = TokenSpec()
 
 
 @dataclass(frozen=True)
@@ -184,6 +214,16 @@ def locust_commands(config: LoadTestConfig, profile: Profile) -> list[list[str]]
     ]  # fmt: skip
     if config.host:
         head += ["--host", config.host]
+    if config.stream:
+        t = config.tokens
+        custom += [
+            "--stream",
+            "--prompt-tokens", str(t.prompt_tokens), "--output-tokens", str(t.output_tokens),
+            "--token-dist", t.distribution.value, "--token-sigma", repr(t.sigma),
+            "--token-spread", repr(t.spread), "--token-seed", str(t.seed),
+        ]  # fmt: skip
+    if config.inference_component:
+        custom += ["--inference-component", config.inference_component]
     if not config.workers:
         return [common + head + custom]
     port = config.master_port or _free_port()
@@ -349,11 +389,17 @@ def _watch(
 def read_requests(path: Path) -> pd.DataFrame:
     """The per-request CSV as a DataFrame (error '' on success)."""
     df = pd.read_csv(
-        path, dtype={"error": "string"}, keep_default_na=False, na_values={"latency_ms": [""]}
+        path,
+        dtype={"error": "string"},
+        keep_default_na=False,
+        na_values={c: [""] for c in ("latency_ms", *STREAM_COLUMNS)},
     )
-    missing = set(REQUEST_COLUMNS) - set(df.columns)
+    missing = set(REQUEST_COLUMNS) - set(STREAM_COLUMNS) - set(df.columns)
     if missing:
         raise LoadTestError(f"{path}: request records lack columns {sorted(missing)}")
+    for col in STREAM_COLUMNS:  # records from before streaming have none
+        if col not in df.columns:
+            df[col] = np.nan
     df["error"] = df["error"].fillna("").astype(str)
     return df
 
@@ -417,7 +463,32 @@ def per_period(
     widths = np.minimum(period_s, profile.duration_s - table["t_s"].to_numpy())
     table["profile_rps"] = expected / widths
     table["achieved_rps"] = table["sent"] / widths
+    if "ttft_ms" in requests.columns and requests["ttft_ms"].notna().any():
+        _stream_columns(table, requests, due, ok, widths)
     return table
+
+
+def _stream_columns(
+    table: pd.DataFrame, requests: pd.DataFrame, due: np.ndarray, ok: np.ndarray, widths: Any
+) -> None:
+    """TTFT p50/p99 and ITL p99 over the period's successful streams; tokens/s generated."""
+    n = len(table)
+    streams = pd.DataFrame(
+        {
+            "bin": due[ok],
+            "ttft": requests["ttft_ms"].to_numpy(dtype=float)[ok],
+            "itl": requests["itl_p99_ms"].to_numpy(dtype=float)[ok],
+        }
+    )
+    by = streams.groupby("bin")
+    ttft = by["ttft"].quantile([0.5, 0.99]).unstack()
+    for p, col in ((0.5, "ttft_p50_ms"), (0.99, "ttft_p99_ms")):
+        table[col] = ttft[p].reindex(range(n)).to_numpy() if p in ttft else np.nan
+    # The p99 over the period's token gaps, approximated by the p99 of the requests' own p99s.
+    itl = by["itl"].quantile(0.99)
+    table["itl_p99_ms"] = itl.reindex(range(n)).to_numpy()
+    tokens = np.nan_to_num(requests["output_tokens"].to_numpy(dtype=float))
+    table["output_tokens_per_s"] = np.bincount(due, weights=tokens, minlength=n) / widths
 
 
 def summarize(
@@ -456,4 +527,27 @@ def summarize(
         else {},
         "start_epoch_s": start,
         "config": cfg,
+        **_stream_summary(requests, ok),
+    }
+
+
+def _stream_summary(requests: pd.DataFrame, ok: pd.Series) -> dict[str, Any]:
+    """summary.json's streaming figures (none for InvokeEndpoint runs)."""
+    if "ttft_ms" not in requests.columns or not requests["ttft_ms"].notna().any():
+        return {}
+    done = requests[ok]
+
+    def q(col: str) -> dict[str, float | None]:
+        values = done[col].dropna()
+        return {
+            f"p{int(p * 100)}": float(values.quantile(p)) if len(values) else None
+            for p in (0.5, 0.9, 0.99)
+        }
+
+    return {
+        "ttft_ms": q("ttft_ms"),
+        "itl_p99_ms": q("itl_p99_ms"),
+        "itl_mean_ms": float(done["itl_mean_ms"].mean()) if len(done) else None,
+        "prompt_tokens": int(np.nan_to_num(requests["prompt_tokens"].to_numpy(float)).sum()),
+        "output_tokens": int(np.nan_to_num(requests["output_tokens"].to_numpy(float)).sum()),
     }

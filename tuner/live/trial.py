@@ -46,7 +46,7 @@ import pandas as pd
 from tuner.aws import AutoScaling, AwsSession, Endpoints, fetch_variant_metrics
 from tuner.clock import VirtualClock
 from tuner.errors import TrialError, TunerError, ValidationError
-from tuner.live.loadgen import LoadTestConfig, run_loadtest, start_epoch
+from tuner.live.loadgen import LlmLoad, LoadTestConfig, run_loadtest, start_epoch
 from tuner.live.safety import JOURNAL_NAME, live_change
 from tuner.policy import Resource, ScalingPolicy
 from tuner.profiles.profile import Profile, load_profile
@@ -199,6 +199,7 @@ def default_driver(
     seed: int,
     log: Callable[[str], None],
     start_at_epoch_s: float | None = None,
+    llm: LlmLoad | None = None,
 ) -> pd.DataFrame:
     """Play the profile with Locust (tuner.live.loadgen) and return its per-request records."""
     config = LoadTestConfig(
@@ -211,6 +212,9 @@ def default_driver(
         workers=workers,
         seed=seed,
         start_at_epoch_s=start_at_epoch_s,
+        stream=llm is not None and llm.stream,
+        inference_component=llm.inference_component if llm else None,
+        tokens=llm.tokens if llm else LoadTestConfig.tokens,
     )
     # sys.stderr as it is now, not as it was when loadgen was imported (pytest swaps it).
     return run_loadtest(config, progress=sys.stderr).requests
@@ -236,6 +240,8 @@ class TrialSpec:
     lead_real_s: float = 3.0
     """Real seconds between launching the load generator and the profile's start (Locust's
     start-up); a stand-in driver in tests needs less."""
+    llm: LlmLoad | None = None
+    """Streaming / inference-component load (passed to the driver as ``llm``); None: plain."""
 
     def __post_init__(self) -> None:
         if self.workers < 0:
@@ -316,6 +322,7 @@ def run_trial(
                     seed=spec.seed,
                     log=log,
                     start_at_epoch_s=clock.to_real(t0),
+                    **({"llm": spec.llm} if spec.llm is not None else {}),
                 )
             # Profile time 0 as it really was: Locust starts a moment after it is launched.
             started = start_epoch(requests, clock.speed)
@@ -505,6 +512,7 @@ def run_trials(
     seed: int = 0,
     driver: LoadDriver = default_driver,
     log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
+    llm: LlmLoad | None = None,
 ) -> list[Path]:
     """Every candidate on every profile, one after the other; finished trials are skipped."""
     done = []
@@ -519,6 +527,7 @@ def run_trials(
                 workers=workers,
                 seed=seed,
                 guardrails=guardrails,
+                llm=llm,
             )
             done.append(run_trial(spec, run_dir, session, driver=driver, log=log))
     return done
