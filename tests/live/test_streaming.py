@@ -149,10 +149,9 @@ def test_azure_trace_replay_sends_each_requests_tokens_grouped_and_split(tmp_pat
     trace = tmp_path / "azure_code.csv"
     counts = [(17, 5), (3, 9), (250, 2), (40, 13), (8, 1), (99, 7)] * 3
     stamps = pd.date_range("2023-11-16 18:15:46", periods=len(counts), freq="500ms")
-    trace.write_text(
-        "TIMESTAMP,ContextTokens,GeneratedTokens\n"
-        + "".join(f"{t:%Y-%m-%d %H:%M:%S.%f}0,{c},{g}\n" for t, (c, g) in zip(stamps, counts))
-    )
+    pairs = zip(stamps, counts, strict=True)
+    rows = [f"{t:%Y-%m-%d %H:%M:%S.%f}0,{c},{g}\n" for t, (c, g) in pairs]
+    trace.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n" + "".join(rows))
     path = _profile(tmp_path, f'name = "azure"\n[[segment]]\nreplay = "{trace}"\n')
     profile = load_profile(path)
     assert profile.mean_prompt_tokens == pytest.approx(np.mean([c for c, _ in counts]))

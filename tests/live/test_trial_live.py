@@ -152,7 +152,7 @@ def test_foreign_traffic_is_flagged(local_aws: object, tmp_path: Path) -> None:
             rows.append((seq, (sent - start_at_epoch_s) * speed, sent, 10.0, 200, "", 0))
             if seq % 2:
                 invoke()  # foreign: not in the trial's records
-        return pd.DataFrame(rows, columns=list(REQUEST_COLUMNS))
+        return pd.DataFrame(rows, columns=list(REQUEST_COLUMNS[:7]))
 
     profile = tmp_path / "quiet.toml"
     profile.write_text('name = "quiet"\n[[segment]]\nhold = "2m"\nrps = 0.2\n')
