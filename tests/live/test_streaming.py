@@ -76,7 +76,7 @@ def _profile(tmp_path: Path, text: str) -> Path:
 
 def _run(tmp_path: Path, profile: Path, srv: StreamServer, **kw) -> pd.DataFrame:
     cfg = LoadTestConfig(
-        profile_path=profile,
+        profile=load_profile(profile),
         endpoint="llm-ep",
         out_dir=tmp_path / "out",
         host=srv.url,

@@ -6,12 +6,13 @@ import argparse
 import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from tuner.aws import AwsSession
     from tuner.clock import VirtualClock
     from tuner.policy import Resource
+    from tuner.profiles import Profile, TokenSpec
 
 
 def add_aws_options(parser: argparse.ArgumentParser) -> None:
@@ -75,7 +76,7 @@ def resource_from(args: argparse.Namespace) -> Resource:
 PROFILES_DIR = Path(__file__).resolve().parents[2] / "locustfiles" / "profiles"
 
 
-def resolve_profile(spec: str) -> tuple[Any, Path]:
+def resolve_profile(spec: str) -> tuple[Profile, Path]:
     """--profile: a TOML file, a replay CSV, or a ready profile's name -> (Profile, its file)."""
     from tuner.errors import ValidationError
     from tuner.profiles.profile import load_profile, parse_profile
@@ -187,7 +188,7 @@ def add_stream_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--token-seed", type=int, default=0, help="seed of the lengths (default 0)")
 
 
-def token_spec_from(args: argparse.Namespace) -> Any:
+def token_spec_from(args: argparse.Namespace) -> TokenSpec:
     """The TokenSpec of the parsed stream options (ValidationError on a bad one)."""
     from tuner.profiles.tokens import TokenDistribution, TokenSpec
 

@@ -38,7 +38,6 @@ from tuner.tune.run import (
     Trial,
     folder_name,
     trial_folder,
-    write_replay_profile,
     write_run,
 )
 from tuner.tune.schedules import (
@@ -91,6 +90,5 @@ __all__ = [
     "tune",
     "unmodelled",
     "versions",
-    "write_replay_profile",
     "write_run",
 ]
