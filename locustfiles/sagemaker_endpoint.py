@@ -544,6 +544,10 @@ def _error_kind(status: int, resp) -> str:
         return "not_ready"
     if status == 503 or "unavailable" in kind:
         return "unavailable"
+    if status == 400 and b"no capacity" in (resp.content or b"").lower():
+        # An inference component at zero copies: "Inference Component has no capacity to process
+        # this request" (a ValidationError; CloudWatch counts it as NoCapacityInvocationFailures).
+        return "no_capacity"
     return "server_error" if status >= 500 else "client_error"
 
 

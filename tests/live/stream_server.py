@@ -6,6 +6,8 @@ concurrency limit), sleeps ``prefill_s``, then writes ``max_new_tokens`` JSON to
 event-stream PayloadParts, ``tokens_per_part`` to a part, ``token_delay_s`` apart, as HTTP/1.1
 chunks. ``split`` cuts every part's payload in two parts (lines split across messages). It logs,
 per request, when it received it and when it finished writing the first PayloadPart.
+``no_capacity`` answers as an inference component at zero copies; ``fail_after`` ends each
+stream with a ModelStreamError after that many tokens.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from tests.live.test_loadgen import signature_ok
-from tuner.eventstream import CONTENT_TYPE, payload_part
+from tuner.eventstream import CONTENT_TYPE, payload_part, stream_error
 
 
 @dataclass
@@ -43,6 +45,10 @@ class StreamServer:
     tokens_per_part: int = 1
     split: bool = False
     slots: int | None = None
+    no_capacity: bool = False
+    """Answer every request as an inference component at zero copies does (400)."""
+    fail_after: int | None = None
+    """End every stream with a ModelStreamError after this many tokens."""
     served: list[Served] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -104,6 +110,10 @@ class StreamServer:
                     return self._reply(403, b'{"message": "bad signature"}', "InvalidSignature")
                 if not self.path.endswith("/invocations-response-stream") or words < 0:
                     return self._reply(400, b'{"message": "bad request"}', "ValidationError")
+                if server.no_capacity:
+                    msg = b'{"message": "Inference Component has no capacity to process this '
+                    msg += b'request."}'
+                    return self._reply(400, msg, "ValidationError")
                 if server.sem is not None:
                     server.sem.acquire()
                 try:
@@ -122,6 +132,9 @@ class StreamServer:
                 line = b'{"token": {"text": " tok"}}\n'
                 k = server.tokens_per_part
                 for i in range(0, new, k):
+                    if server.fail_after is not None and i >= server.fail_after:
+                        self._chunk(stream_error("CUDA out of memory"))
+                        break
                     if i:
                         time.sleep(server.token_delay_s)
                     data = line * min(k, new - i)

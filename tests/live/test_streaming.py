@@ -173,6 +173,27 @@ def test_azure_trace_replay_sends_each_requests_tokens_grouped_and_split(tmp_pat
 
 
 @pytest.mark.parametrize(
+    ("server", "error", "tokens"),
+    [
+        ({"no_capacity": True}, "no_capacity", np.nan),
+        ({"fail_after": 3}, "model_error", 3.0),
+    ],
+    ids=["no-capacity", "error-mid-stream"],
+)
+def test_stream_failures_are_recorded_by_kind(tmp_path, server, error, tokens):
+    srv = StreamServer(**server)
+    try:
+        path = _profile(tmp_path, '[[segment]]\nhold = "4s"\nrps = 2\n')
+        result = _run(tmp_path, path, srv, tokens=TokenSpec(prompt_tokens=4, output_tokens=8))
+    finally:
+        srv.close()
+    req = result.requests
+    assert len(req) == 8 and (req["error"] == error).all()
+    np.testing.assert_array_equal(req["output_tokens"].to_numpy(float), [tokens] * 8)
+    assert result.periods[f"failed_{error}"].sum() == 8
+
+
+@pytest.mark.parametrize(
     ("csv_text", "needle"),
     [
         ("TIMESTAMP,ContextTokens\n2023-11-16 18:15:46,4\n", "missing GeneratedTokens"),
@@ -217,3 +238,37 @@ def test_token_draws_are_seeded_per_request_and_keep_the_mean():
     assert p.min() >= 50 and p.max() <= 150 and p.mean() == pytest.approx(100, rel=0.02)
     body = json.loads(__import__("tuner.profiles.tokens", fromlist=["x"]).stream_body(3, 7))
     assert body == {"inputs": "tok tok tok", "parameters": {"max_new_tokens": 7}, "stream": True}
+
+
+def test_per_period_stream_columns_by_hand():
+    from tuner.live.loadgen import per_period
+    from tuner.profiles.profile import parse_profile
+
+    profile = parse_profile({"segment": [{"hold": "20s", "rps": 0.2}]})
+    req = pd.DataFrame(
+        {
+            "seq": [0, 1, 2, 3],
+            "scheduled_s": [2.5, 7.5, 12.5, 17.5],
+            "sent_epoch_s": [1002.5, 1007.5, 1012.5, 1017.5],
+            "latency_ms": [900.0, 1100.0, 800.0, 50.0],
+            "status": [200, 200, 200, 400],
+            "error": ["", "", "", "no_capacity"],
+            "worker": [0, 0, 0, 0],
+            "ttft_ms": [100.0, 300.0, 50.0, np.nan],
+            "itl_mean_ms": [20.0, 22.0, 21.0, np.nan],
+            "itl_p99_ms": [30.0, 40.0, 25.0, np.nan],
+            "prompt_tokens": [10, 10, 10, 10],
+            "output_tokens": [40, 50, 30, np.nan],
+        }
+    )
+    t = per_period(req, profile, period_s=10.0, speed=1.0, start_epoch_s=1000.0)
+    assert t["ttft_p50_ms"].tolist() == pytest.approx([200.0, 50.0])
+    assert t["ttft_p99_ms"].tolist() == pytest.approx([100 + 0.99 * 200, 50.0])
+    assert t["itl_p99_ms"].tolist() == pytest.approx([30 + 0.99 * 10, 25.0])
+    assert t["output_tokens_per_s"].tolist() == pytest.approx([9.0, 3.0])
+    assert t["failed_no_capacity"].tolist() == [0, 1]
+    # Without streaming columns the table has none of these.
+    plain = per_period(
+        req.drop(columns=["ttft_ms"]), profile, period_s=10.0, speed=1.0, start_epoch_s=1000.0
+    )
+    assert "ttft_p50_ms" not in plain.columns
