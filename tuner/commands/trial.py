@@ -86,7 +86,7 @@ def register(sub: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from tuner.errors import ValidationError
-    from tuner.live.loadgen import LlmLoad
+    from tuner.live.streaming import LlmLoad
     from tuner.live.trial import TrialSpec, run_trials
     from tuner.policy.policy import ScalingPolicy
 

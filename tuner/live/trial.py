@@ -46,8 +46,9 @@ import pandas as pd
 from tuner.aws import AutoScaling, AwsSession, Endpoints, fetch_variant_metrics
 from tuner.clock import VirtualClock
 from tuner.errors import TrialError, TunerError, ValidationError
-from tuner.live.loadgen import LlmLoad, LoadTestConfig, run_loadtest, start_epoch
+from tuner.live.loadgen import LoadTestConfig, run_loadtest, start_epoch
 from tuner.live.safety import JOURNAL_NAME, live_change
+from tuner.live.streaming import LlmLoad
 from tuner.policy import Resource, ScalingPolicy
 from tuner.profiles.profile import Profile
 from tuner.tune.run import trial_folder
