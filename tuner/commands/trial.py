@@ -144,12 +144,12 @@ def run(args: argparse.Namespace) -> int:
     others = [
         p["PolicyName"]
         for p in scaling.describe_policies(resource)
-        if p["PolicyName"] != policy.name
+        if p["PolicyName"] not in policy.policy_names
     ]
     confirm(
         [
             f"trial on {resource.resource_id}: {len(profiles)} profile(s), peak {peak:g} rps",
-            format_diff(scaling.read_policy(resource, policy.name), policy),
+            format_diff(scaling.read_like(policy, resource), policy),
             "  removed for the trial, restored after: "
             + (", ".join(others) if others else "no other policy"),
             "  scheduled scaling suspended, dynamic scaling resumed for the trial",
