@@ -45,6 +45,13 @@ def test_calibrate_stream_finds_the_concurrency_limit(tmp_path, monkeypatch, cap
         assert 20 <= point["p50"] < 45, point
     for point in cap["itl_ms"]:
         assert point["p50"] == pytest.approx(8, abs=3), point
+    try:  # the contract's loader (helper ic's tuner.model.llm_capacity) reads it, once merged
+        from tuner.model.llm_capacity import LlmCapacity
+    except ImportError:
+        LlmCapacity = None
+    if LlmCapacity is not None:
+        loaded = LlmCapacity.load(out)
+        assert loaded.max_concurrency_per_copy == cap["max_concurrency_per_copy"]
     steps = pd.read_csv(tmp_path / "llm-capacity-steps.csv")
     over = steps[steps["concurrency"] > K]
     assert len(over) and (over["passed"] == 0).all()
