@@ -30,6 +30,7 @@ import pandas as pd
 
 from tuner.errors import PolicyError, ValidationError
 from tuner.model.capacity import Capacity
+from tuner.model.llm_capacity import LlmCapacity
 from tuner.model.scaling import step_s_for
 from tuner.model.settings import SimulationSettings
 from tuner.model.simulator import check_size, simulate
@@ -56,7 +57,8 @@ class Tuning:
     """What one tuning decided, and the evidence: the in-memory form of a run directory."""
 
     profiles: tuple[Profile, ...]
-    capacity: Capacity
+    capacity: Capacity | LlmCapacity
+    """The instance's capacity file, or an LLM copy's (:mod:`tuner.tune.llm`)."""
     objective: Objective
     settings: SimulationSettings
     grid: Grid
@@ -114,7 +116,7 @@ def tune(
     profiles: Sequence[Profile],
     objective: Objective,
     *,
-    capacity: Capacity | None = None,
+    capacity: Capacity | LlmCapacity | None = None,
     settings: SimulationSettings | None = None,
     grid: Grid | None = None,
     current: ScalingPolicy | None = None,
@@ -145,7 +147,28 @@ def tune(
     MaxCapacity.
     Scheduled floors and step companions are searched on the other path only (several
     profiles, a scenario, or ``holdout`` 0); with held-out validation they are not yet.
+
+    An :class:`LlmCapacity` tunes an inference component's copies instead
+    (:func:`tuner.tune.llm.tune_llm`: TTFT/ITL objectives, MinCopyCount 0 searched);
+    ``current``, schedules, companions and held-out validation do not apply there.
     """
+    if isinstance(capacity, LlmCapacity):
+        from tuner.tune.llm import tune_llm  # it builds on this module
+
+        if current is not None or companions is not None:
+            raise ValidationError(
+                "an LLM capacity file tunes copies of an inference component: the current "
+                "policy and step companions are not evaluated there"
+            )
+        return tune_llm(
+            profiles,
+            objective,
+            capacity=capacity,
+            settings=settings,
+            grid=grid,
+            timelines_top=timelines_top,
+            progress=progress,
+        )
     capacity = capacity or Capacity.default()
     settings = settings or SimulationSettings()
     grid = grid or Grid()
@@ -484,6 +507,14 @@ def manifest(
             "max_error_rate": objective.max_error_rate,
             "max_slo_violation": objective.max_slo_violation,
             "margin": objective.margin,
+            **(
+                {
+                    "slo_ttft_p99_ms": objective.slo_ttft_p99_ms,
+                    "slo_itl_p99_ms": objective.slo_itl_p99_ms,
+                }
+                if objective.slo_ttft_p99_ms is not None
+                else {}
+            ),
         },
         "simulation": {
             "seeds": list(settings.seeds),
