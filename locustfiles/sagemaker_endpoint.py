@@ -23,6 +23,14 @@ AWS_ENDPOINT_URL, else ``https://runtime.sagemaker.{region}.amazonaws.com``.
 
 Every request is one row of ``--requests-csv`` (columns: see tuner/live/loadgen.py).
 
+Streaming (``--stream``): requests go to ``POST {host}/endpoints/{name}/
+invocations-response-stream`` (InvokeEndpointWithResponseStream; ``--inference-component`` adds
+the ``X-Amzn-SageMaker-Inference-Component`` header) with LMI/TGI bodies whose prompt and
+``max_new_tokens`` come from the profile's request trace, else from ``--prompt-tokens``,
+``--output-tokens`` and ``--token-dist`` (tuner/profiles/tokens.py). The event-stream answer is
+read one message at a time as it arrives (tuner/tokenstream.py): each row gets TTFT, ITL mean
+and p99, prompt and output tokens; latency_ms is the time to the end of the stream.
+
 ``tuner loadtest`` (and trials, calibration) pass ``--profile-content FILE`` instead of
 ``--profile``: the JSON of an already loaded profile (``Profile.to_content``, replays already
 read), so the master rebuilds it with ``profile_from_content`` and parses no profile file.
@@ -72,11 +80,15 @@ import numpy as np
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 
-from tuner.errors import ProfileError
+from tuner.errors import ProfileError, ValidationError
 from tuner.profiles.profile import Profile, load_profile, profile_from_content
+from tuner.profiles.tokens import TokenDistribution, TokenSpec, stream_body
 from tuner.records import REQUEST_COLUMNS
+from tuner.tokenstream import read_stream
 
 NAME = "InvokeEndpoint"
+STREAM_NAME = "InvokeEndpointWithResponseStream"
+NO_STREAM = ("", "", "", "", "")  # the streaming columns of a row that is not a stream
 DEFAULT_PAYLOAD = b'{"inputs": "tuner load test"}'
 # Round trips to the master per skew measurement; the shortest bounds the error best (NTP's rule).
 SKEW_PINGS = 7
@@ -117,6 +129,20 @@ def _options(parser) -> None:
         default=0.0,
         help="wall-clock epoch at which profile time 0 begins (default: as soon as ready)",
     )
+    g.add_argument("--stream", action="store_true", help="InvokeEndpointWithResponseStream")
+    g.add_argument("--inference-component", default="", help="inference component (header)")
+    g.add_argument("--prompt-tokens", type=int, default=512, help="--stream: mean prompt words")
+    g.add_argument("--output-tokens", type=int, default=256, help="--stream: mean max_new_tokens")
+    g.add_argument(
+        "--token-dist",
+        default="fixed",
+        choices=[d.value for d in TokenDistribution],
+        help="--stream: how lengths vary (fixed, lognormal with --token-sigma, uniform with "
+        "--token-spread)",
+    )
+    g.add_argument("--token-sigma", type=float, default=0.5, help="lognormal sigma of log")
+    g.add_argument("--token-spread", type=float, default=0.5, help="uniform: mean x [1-s, 1+s]")
+    g.add_argument("--token-seed", type=int, default=0, help="seed of the token lengths")
     g.add_argument(
         "--sign-each-request",
         action="store_true",
@@ -200,7 +226,13 @@ class _Signer:
     """
 
     def __init__(
-        self, region: str, content_type: str, accept: str, variant: str, reuse: bool = True
+        self,
+        region: str,
+        content_type: str,
+        accept: str,
+        variant: str,
+        reuse: bool = True,
+        component: str = "",
     ) -> None:
         creds = botocore.session.get_session().get_credentials()
         if creds is None:
@@ -211,6 +243,8 @@ class _Signer:
         self.base = {"Content-Type": content_type, "Accept": accept}
         if variant:
             self.base["X-Amzn-SageMaker-Target-Variant"] = variant
+        if component:
+            self.base["X-Amzn-SageMaker-Inference-Component"] = component
         self.frozen = None
         self.auth: SigV4Auth | None = None
         self.reuse, self.second, self.memo = reuse, -1, {}
@@ -316,8 +350,26 @@ class _Run:
         self.payloads = load_payloads(opts.payload)
         self.seed = None if opts.seed < 0 else opts.seed
         self.region = _region(opts)
+        self.stream = bool(opts.stream)
+        try:
+            self.tokens = TokenSpec(
+                prompt_tokens=opts.prompt_tokens,
+                output_tokens=opts.output_tokens,
+                distribution=TokenDistribution(opts.token_dist),
+                sigma=opts.token_sigma,
+                spread=opts.token_spread,
+                seed=opts.token_seed,
+            )
+        except ValidationError as e:
+            raise _Fatal(str(e)) from None
+        accept = "application/vnd.amazon.eventstream" if self.stream else opts.accept
         self.signer = _Signer(
-            self.region, opts.content_type, opts.accept, opts.variant, not opts.sign_each_request
+            self.region,
+            opts.content_type,
+            accept,
+            opts.variant,
+            not opts.sign_each_request,
+            opts.inference_component,
         )
         self.driver_taken = False
         self.recorder: _Recorder | _Shipper | None = None
@@ -326,6 +378,19 @@ class _Run:
         self.done_workers: dict[int, dict] = {}
         self.worker_count = 1
         self.t0 = 0.0
+        self.token_cache: dict[int, tuple[int, int]] = {}
+
+    def token_counts(self, seqs: np.ndarray) -> None:
+        """Draw the (prompt, output) tokens of the coming requests ``seqs`` once, in bulk."""
+        if not self.stream or not seqs.size:
+            return
+        assert self.profile is not None
+        if self.profile.has_tokens:
+            prompt, output = self.profile.tokens_for(seqs)
+        else:
+            prompt, output = self.tokens.draw(seqs)
+        pairs = zip(prompt.tolist(), np.maximum(output, 1).tolist(), strict=True)
+        self.token_cache.update(zip(seqs.tolist(), pairs, strict=True))
 
     def csv_path(self) -> Path:
         return Path(self.opts.requests_csv)
@@ -479,6 +544,10 @@ def _error_kind(status: int, resp) -> str:
         return "not_ready"
     if status == 503 or "unavailable" in kind:
         return "unavailable"
+    if status == 400 and b"no capacity" in (resp.content or b"").lower():
+        # An inference component at zero copies: "Inference Component has no capacity to process
+        # this request" (a ValidationError; CloudWatch counts it as NoCapacityInvocationFailures).
+        return "no_capacity"
     return "server_error" if status >= 500 else "client_error"
 
 
@@ -550,7 +619,8 @@ class SageMakerEndpointUser(FastHttpUser):
         profile, speed, t0 = run.profile, run.opts.speed, plan["t0"]
         assert profile is not None
         index, count = plan["index"], plan["count"]
-        self.path = f"/endpoints/{quote(run.opts.endpoint_name, safe='')}/invocations"
+        action = "invocations-response-stream" if run.stream else "invocations"
+        self.path = f"/endpoints/{quote(run.opts.endpoint_name, safe='')}/{action}"
         self.url = self.host.rstrip("/") + self.path
         window_s = max(1.0, 2.0 * speed)  # plan two real seconds of arrivals at a time
         seq0, start = 0, 0.0
@@ -560,6 +630,7 @@ class SageMakerEndpointUser(FastHttpUser):
             seq0 += times.size
             start += window_s
             mine = seqs % count == index
+            run.token_counts(seqs[mine])
             for seq, t in zip(seqs[mine].tolist(), times[mine].tolist(), strict=True):
                 delay = t0 + t / speed - time.time()
                 if delay > 0:
@@ -579,8 +650,10 @@ class SageMakerEndpointUser(FastHttpUser):
                     0,
                     "inflight_cap",
                     worker,
+                    *NO_STREAM,
                 )
             )
+            run.token_cache.pop(seq, None)
             self.environment.events.request.fire(
                 request_type="POST",
                 name=NAME,
@@ -597,7 +670,7 @@ class SageMakerEndpointUser(FastHttpUser):
                 )
             return
         self.inflight += 1
-        gevent.spawn(self._invoke, run, seq, t, worker)
+        gevent.spawn(self._invoke_stream if run.stream else self._invoke, run, seq, t, worker)
 
     def _invoke(self, run: _Run, seq: int, t: float, worker: int) -> None:
         body = run.payloads[_payload_index(seq, len(run.payloads), run.opts)]
@@ -626,6 +699,68 @@ class SageMakerEndpointUser(FastHttpUser):
                     status,
                     kind,
                     worker,
+                    *NO_STREAM,
+                )
+            )
+
+    def _invoke_stream(self, run: _Run, seq: int, t: float, worker: int) -> None:
+        prompt, output = run.token_cache.pop(seq)
+        body = stream_body(prompt, output)
+        status, kind, latency_ms, sent = 0, "connection", float("nan"), time.time()
+        stream = None
+        try:
+            headers = run.signer.headers(self.url, body)
+            sent, began = time.time(), time.perf_counter()
+            with self.client.request(
+                "POST",
+                self.path,
+                data=body,
+                headers=headers,
+                name=STREAM_NAME,
+                catch_response=True,
+                stream=True,
+            ) as resp:
+                status = int(resp.status_code or 0)
+                kind = _error_kind(status, resp)
+                raw = getattr(resp, "_response", None)
+                if not kind and raw is not None:
+                    # Read one event-stream message at a time as it arrives (geventhttpclient's
+                    # read(n) returns once n body bytes are in, chunked encoding undone).
+                    stream = read_stream(raw.read, began)
+                    kind = stream.error
+                latency_ms = (time.perf_counter() - began) * 1000
+                # Locust's own stats: the time to the end of the stream, not to the headers.
+                resp.request_meta["response_time"] = latency_ms
+                if kind:
+                    resp.failure(kind if stream is None else f"{kind}: {stream.message}")
+                else:
+                    resp.success()
+        except Exception as e:  # a connection dropped mid-stream: the row says so
+            if not kind:
+                kind = "timeout" if "timeout" in type(e).__name__.lower() else "connection"
+        finally:
+            self.inflight -= 1
+            streamed = (
+                (
+                    f"{stream.ttft_ms:.3f}",
+                    f"{stream.itl_mean_ms:.3f}",
+                    f"{stream.itl_p99_ms:.3f}",
+                    prompt,
+                    stream.output_tokens,
+                )
+                if stream is not None
+                else ("", "", "", prompt, "")
+            )
+            run.recorder.rows.append(
+                (
+                    seq,
+                    f"{t:.6f}",
+                    f"{sent + run.offset_s:.6f}",
+                    f"{latency_ms:.3f}",
+                    status,
+                    kind,
+                    worker,
+                    *(c.replace("nan", "") if isinstance(c, str) else c for c in streamed),
                 )
             )
 

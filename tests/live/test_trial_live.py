@@ -156,7 +156,7 @@ def test_foreign_traffic_is_flagged(local_aws: object, tmp_path: Path) -> None:
             rows.append((seq, (sent - start_at_epoch_s) * speed, sent, 10.0, 200, "", 0))
             if seq % 2:
                 invoke()  # foreign: not in the trial's records
-        return pd.DataFrame(rows, columns=list(REQUEST_COLUMNS))
+        return pd.DataFrame(rows, columns=list(REQUEST_COLUMNS[:7]))
 
     quiet = parse_profile({"name": "quiet", "segment": [{"hold": "2m", "rps": 0.2}]})
     spec = TrialSpec(endpoint=ENDPOINT, policy=CANDIDATE, profile=quiet, lead_real_s=0.3)

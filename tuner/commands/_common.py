@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from tuner.aws import AwsSession
     from tuner.clock import VirtualClock
     from tuner.policy import Resource
-    from tuner.profiles import Profile
+    from tuner.profiles import Profile, TokenSpec
 
 
 def add_aws_options(parser: argparse.ArgumentParser) -> None:
@@ -152,3 +152,51 @@ def parse_end(value: str) -> dt.datetime:
     except ValueError as e:
         raise ValidationError(f"--end must be ISO-8601, got {value!r}") from e
     return end if end.tzinfo else end.replace(tzinfo=dt.UTC)
+
+
+def add_stream_options(p: argparse.ArgumentParser) -> None:
+    """--stream, --inference-component and the token-length options (loadtest, trial)."""
+    g = p.add_argument_group("LLM endpoints (streaming)")
+    g.add_argument(
+        "--stream",
+        action="store_true",
+        help="InvokeEndpointWithResponseStream with LMI/TGI bodies; records TTFT, ITL, tokens",
+    )
+    g.add_argument(
+        "--inference-component", help="target this inference component (header on each request)"
+    )
+    g.add_argument("--prompt-tokens", type=int, default=512, help="mean prompt words (default 512)")
+    g.add_argument(
+        "--output-tokens", type=int, default=256, help="mean max_new_tokens (default 256)"
+    )
+    g.add_argument(
+        "--token-dist",
+        choices=["fixed", "lognormal", "uniform"],
+        default="fixed",
+        help="how lengths vary around the means (default fixed); a profile replaying an LLM "
+        "request trace (TIMESTAMP,ContextTokens,GeneratedTokens) gives each request its own",
+    )
+    g.add_argument(
+        "--token-sigma", type=float, default=0.5, help="lognormal: sigma of log(length), mean kept"
+    )
+    g.add_argument(
+        "--token-spread",
+        type=float,
+        default=0.5,
+        help="uniform: lengths in mean x [1 - spread, 1 + spread] (default 0.5)",
+    )
+    g.add_argument("--token-seed", type=int, default=0, help="seed of the lengths (default 0)")
+
+
+def token_spec_from(args: argparse.Namespace) -> TokenSpec:
+    """The TokenSpec of the parsed stream options (ValidationError on a bad one)."""
+    from tuner.profiles.tokens import TokenDistribution, TokenSpec
+
+    return TokenSpec(
+        prompt_tokens=args.prompt_tokens,
+        output_tokens=args.output_tokens,
+        distribution=TokenDistribution(args.token_dist),
+        sigma=args.token_sigma,
+        spread=args.token_spread,
+        seed=args.token_seed,
+    )

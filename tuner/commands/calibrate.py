@@ -6,7 +6,12 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tuner.commands._common import add_aws_options, aws_session
+from tuner.commands._common import (
+    add_aws_options,
+    add_stream_options,
+    aws_session,
+    token_spec_from,
+)
 from tuner.commands._live import add_guardrail_options, confirm, finite_float, guardrails_from
 
 if TYPE_CHECKING:
@@ -18,6 +23,13 @@ EPILOG = """\
 examples:
   tuner calibrate --endpoint my-endpoint --slo-p99-ms 500 --out capacity.json
   tuner calibrate --endpoint demo-endpoint --slo-p99-ms 300 --start-rps 5 --measure-boot
+  tuner calibrate --stream --endpoint llm-ep --inference-component llama-ic \
+      --prompt-tokens 512 --output-tokens 256 --out llm-capacity.json
+
+--stream measures an LLM endpoint as it is (hold it at --copies copies): closed-loop streams at
+concurrency 1, 2, 4, ... until TTFT p99 rises past max(--ttft-factor x its value at concurrency
+1, that + --ttft-slack-ms) or errors pass --max-error-rate, then one by one inside; writes the
+token-aware capacity file (kind "llm") with TTFT/ITL p50/p99 by concurrency per copy.
 
 The variant is held at one instance with dynamic scaling suspended, an open-loop step test
 raises the rate (x2 steps to bracket the limit, then 10 even steps inside it), and the highest
@@ -47,8 +59,7 @@ def register(sub: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--slo-p99-ms",
         type=finite_float,
-        required=True,
-        help="latency objective: p99 of successful requests, in ms",
+        help="latency objective: p99 of successful requests, in ms (required without --stream)",
     )
     p.add_argument(
         "--max-error-rate",
@@ -84,14 +95,86 @@ def register(sub: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--out", default="capacity.json", help="capacity file (default: capacity.json)")
     p.add_argument("--seed", type=int, default=0, help="seed for payload choice")
+    add_stream_options(p)
+    g = p.add_argument_group("--stream calibration")
+    g.add_argument("--max-concurrency", type=int, default=256, help="highest concurrency tried")
+    g.add_argument("--ttft-factor", type=finite_float, default=2.0, help="limit rule (default 2)")
+    g.add_argument("--ttft-slack-ms", type=finite_float, default=50.0, help="default 50 ms")
+    g.add_argument("--copies", type=int, default=1, help="copies serving during the test")
+    g.add_argument("--instance-type", default="ml.g6.2xlarge", help="recorded in the file")
+    g.add_argument("--copies-per-instance", type=int, default=1, help="recorded in the file")
+    g.add_argument("--copy-load-s", type=finite_float, default=258.0, help="copy load time")
+    g.add_argument("--timeout-ms", type=finite_float, default=60000.0, help="request timeout")
     add_guardrail_options(p)
     add_aws_options(p)
     parser: argparse.ArgumentParser = p
     return parser
 
 
+def run_stream(args: argparse.Namespace) -> int:
+    """tuner calibrate --stream: the concurrency limit and TTFT/ITL curve of an LLM endpoint."""
+    import os
+
+    import botocore.session
+
+    from tuner.errors import ValidationError
+    from tuner.live.llm_calibration import StreamCalibrationSpec, calibrate_stream, save_capacity
+
+    spec = StreamCalibrationSpec(
+        endpoint=args.endpoint,
+        inference_component=args.inference_component,
+        tokens=token_spec_from(args),
+        step_s=args.step_s if args.step_s != 60.0 else 30.0,
+        max_concurrency=args.max_concurrency,
+        ttft_factor=args.ttft_factor,
+        ttft_slack_ms=args.ttft_slack_ms,
+        max_error_rate=args.max_error_rate if args.max_error_rate != 0.001 else 0.01,
+        copies=args.copies,
+        instance_type=args.instance_type,
+        hourly_usd=args.hourly_usd if args.hourly_usd != 0.23 else 0.9776,
+        copies_per_instance=args.copies_per_instance,
+        instance_boot_s=args.boot_s,
+        copy_load_s=args.copy_load_s,
+        timeout_ms=args.timeout_ms,
+    )
+    if args.dry_run:
+        print("dry run: tuner calibrate --stream would make these AWS calls:")
+        print("  sagemaker-runtime InvokeEndpointWithResponseStream (closed-loop steps)")
+        return 0
+    session = botocore.session.Session(profile=args.aws_profile)
+    region = args.region or session.get_config_variable("region") or os.environ.get("AWS_REGION")
+    creds = session.get_credentials()
+    if not region or creds is None:
+        raise ValidationError("no AWS region or credentials: pass --region and set credentials")
+    host = (
+        args.endpoint_url
+        or os.environ.get("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME")
+        or os.environ.get("AWS_ENDPOINT_URL")
+        or f"https://runtime.sagemaker.{region}.amazonaws.com"
+    )
+    result = calibrate_stream(
+        spec, host=host, region=region, credentials=creds, log=lambda m: print(m, flush=True)
+    )
+    out = Path(args.out)
+    save_capacity(result.capacity, out)
+    steps_path = out.with_name(out.stem + "-steps.csv")
+    result.steps.to_csv(steps_path, index=False)
+    cap = result.capacity
+    print(
+        f"one copy serves {cap['max_concurrency_per_copy']} concurrent sequences within the "
+        f"TTFT rule; wrote {out} and {steps_path}"
+    )
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    from tuner.errors import ValidationError
     from tuner.live import CalibrationSpec
+
+    if args.stream:
+        return run_stream(args)
+    if args.slo_p99_ms is None:
+        raise ValidationError("--slo-p99-ms is required (or --stream for an LLM endpoint)")
 
     spec = CalibrationSpec(
         endpoint=args.endpoint,

@@ -8,7 +8,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tuner.commands._common import add_aws_options, resolve_profile
+from tuner.commands._common import (
+    add_aws_options,
+    add_stream_options,
+    resolve_profile,
+    token_spec_from,
+)
 
 EPILOG = """\
 examples:
@@ -19,6 +24,10 @@ examples:
   tuner loadtest --profile launch-day --endpoint my-ep --workers 2 --master-only \\
       --master-bind-host 10.0.0.5 --master-port 5557 --out runs/launch
   locust -f locustfiles/sagemaker_endpoint.py --worker --master-host 10.0.0.5 --master-port 5557
+  # an LLM endpoint: streaming, one inference component, lognormal lengths around 512/256
+  tuner loadtest --profile steady --endpoint llm-ep --stream --inference-component llama-ic \
+      --prompt-tokens 512 --output-tokens 256 --token-dist lognormal --token-sigma 0.6 \
+      --out runs/llm
 
 Requests leave on the profile's schedule whatever the endpoint's latency (open loop), signed with
 SigV4 from the standard credential chain. --speed S plays the profile S times faster (for the
@@ -29,8 +38,10 @@ content and their share of the schedule, agrees the start time with each worker'
 measured, and receives every request record back (summary.json lists each worker's offset).
 
 Writes in --out: requests.csv (one row per request: seq, scheduled_s, sent_epoch_s, latency_ms,
-status, error, worker), periods.csv (per period: due, sent, completed, failures by kind, latency
-p50/p90/p99, profile vs achieved rate), summary.json, and Locust's own locust*.csv / locust.html.
+status, error, worker, ttft_ms, itl_mean_ms, itl_p99_ms, prompt_tokens, output_tokens; the
+last five only with --stream), periods.csv (per period: due, sent, completed, failures by kind,
+latency p50/p90/p99, profile vs achieved rate; with --stream TTFT p50/p99, ITL p99, output
+tokens/s), summary.json, and Locust's own locust*.csv / locust.html.
 """
 
 
@@ -93,6 +104,7 @@ def register(sub: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--period", type=float, default=60.0, help="period of periods.csv, profile seconds"
     )
+    add_stream_options(p)
     add_aws_options(p)
     return p
 
@@ -123,6 +135,9 @@ def run(args: argparse.Namespace) -> int:
         max_inflight=args.max_inflight,
         request_timeout_s=args.request_timeout,
         period_s=args.period,
+        stream=args.stream,
+        inference_component=args.inference_component,
+        tokens=token_spec_from(args),
     )
     result = run_loadtest(config, progress=sys.stderr)
     s = result.summary
@@ -136,6 +151,13 @@ def run(args: argparse.Namespace) -> int:
         f"{s['profile']}: {s['sent']}/{s['scheduled']} sent, {s['ok']} ok, failures: {fails}; "
         f"p99 {p99:.0f} {unit}"
     )
+    if "ttft_ms" in s:
+        ttft, itl = s["ttft_ms"]["p99"], s["itl_p99_ms"]["p99"]
+        print(
+            f"  streaming: TTFT p50 {(s['ttft_ms']['p50'] or float('nan')) * scale:.0f} / p99 "
+            f"{(ttft or float('nan')) * scale:.0f} {unit}, ITL p99 "
+            f"{(itl or float('nan')) * scale:.1f} {unit}, {s['output_tokens']} output tokens"
+        )
     for w in s.get("workers", []):
         late_ms = w["late_s"] * 1000
         start = f"{late_ms:.0f} ms late" if late_ms > 0 else f"ready {-late_ms:.0f} ms early"

@@ -6,7 +6,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from tuner.commands._common import add_aws_options, aws_session, resolve_profile
+from tuner.commands._common import (
+    add_aws_options,
+    add_stream_options,
+    aws_session,
+    resolve_profile,
+    token_spec_from,
+)
 from tuner.commands._live import add_guardrail_options, confirm, guardrails_from
 
 EPILOG = """\
@@ -71,6 +77,7 @@ def register(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run directory (trials/ is written inside)")
     p.add_argument("--workers", type=int, default=0, help="Locust worker processes (default: 0)")
     p.add_argument("--seed", type=int, default=0, help="seed for noise and payload choice")
+    add_stream_options(p)
     add_guardrail_options(p)
     add_aws_options(p)
     parser: argparse.ArgumentParser = p
@@ -79,6 +86,7 @@ def register(sub: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from tuner.errors import ValidationError
+    from tuner.live.streaming import LlmLoad
     from tuner.live.trial import TrialSpec, run_trials
     from tuner.policy.policy import ScalingPolicy
 
@@ -87,6 +95,12 @@ def run(args: argparse.Namespace) -> int:
     policy = ScalingPolicy.load(args.policy)
     profiles = [resolve_profile(spec)[0] for spec in args.profile]
     guardrails = guardrails_from(args)
+    tokens = token_spec_from(args)
+    llm = (
+        LlmLoad(stream=args.stream, inference_component=args.inference_component, tokens=tokens)
+        if args.stream or args.inference_component
+        else None
+    )
     for profile in profiles:
         TrialSpec(
             endpoint=args.endpoint,
@@ -153,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
         guardrails=guardrails,
         workers=args.workers,
         seed=args.seed,
+        llm=llm,
     )
     for folder in folders:
         print(folder)

@@ -25,6 +25,13 @@ from tuner.live.calibration_steps import (
     sustained,
     wait_until_idle,
 )
+from tuner.live.llm_calibration import (
+    StreamCalibrationResult,
+    StreamCalibrationSpec,
+    calibrate_stream,
+    capacity_content,
+    save_capacity,
+)
 from tuner.live.loadgen import (
     ERROR_KINDS,
     LOCUSTFILE,
@@ -52,6 +59,7 @@ from tuner.live.safety import (
     signals_raise,
     with_retries,
 )
+from tuner.live.streaming import LlmLoad, stream_period_columns, stream_summary
 from tuner.live.trial import (
     MISMATCH_SHARE,
     PRODUCTION_TAG_KEYS,
@@ -87,6 +95,14 @@ __all__ = [
     "JOURNAL_NAME",
     "LATE_S",
     "LOCUSTFILE",
+    "LlmLoad",
+    "StreamCalibrationResult",
+    "StreamCalibrationSpec",
+    "calibrate_stream",
+    "capacity_content",
+    "save_capacity",
+    "stream_period_columns",
+    "stream_summary",
     "LoadTestConfig",
     "LoadTestResult",
     "PROBE_BODY",

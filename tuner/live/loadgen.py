@@ -23,7 +23,14 @@ latency_ms     float  from sending to the full response; empty if not sent
 status         int    HTTP status; 0 for no response (connection failure, timeout, not sent)
 error          str    empty on success, else one of ERROR_KINDS
 worker         int    Locust process that sent it (0 without workers)
+ttft_ms        float  streaming: sending to the first PayloadPart (time to first token)
+itl_mean_ms    float  streaming: mean gap between consecutive tokens
+itl_p99_ms     float  streaming: 99th percentile of those gaps
+prompt_tokens  int    streaming: words of the prompt sent
+output_tokens  int    streaming: token lines received
 =============  =====  ====================================================================
+
+The streaming columns are empty for InvokeEndpoint requests (``--stream`` off).
 
 With workers, ``sent_epoch_s`` is on the master's clock: each worker measures its offset from
 the master's clock and converts; the offsets are in ``summary.json`` (``workers``).
@@ -54,8 +61,10 @@ import numpy as np
 import pandas as pd
 
 from tuner.errors import LoadTestError, ValidationError
+from tuner.live.streaming import stream_period_columns, stream_summary
 from tuner.profiles.profile import Profile
-from tuner.records import REQUEST_COLUMNS
+from tuner.profiles.tokens import TokenSpec
+from tuner.records import REQUEST_COLUMNS, STREAM_COLUMNS
 
 LOCUSTFILE = Path(__file__).resolve().parents[2] / "locustfiles" / "sagemaker_endpoint.py"
 ERROR_KINDS = (
@@ -68,6 +77,8 @@ ERROR_KINDS = (
     "timeout",
     "connection",
     "inflight_cap",
+    "stream_error",
+    "no_capacity",
 )
 
 
@@ -104,6 +115,12 @@ class LoadTestConfig:
     """Wall-clock epoch of profile time 0 (None: as soon as Locust is ready)."""
     request_timeout_s: float = 70.0
     period_s: float = 60.0
+    stream: bool = False
+    """InvokeEndpointWithResponseStream with LMI/TGI bodies; records TTFT, ITL and tokens."""
+    inference_component: str | None = None
+    """Target this inference component (the X-Amzn-SageMaker-Inference-Component header)."""
+    tokens: TokenSpec = TokenSpec()
+    """Prompt/output lengths of streaming requests (a profile's request trace overrides them)."""
     locustfile: Path = LOCUSTFILE
     env: Mapping[str, str] = field(default_factory=dict)
     """Extra environment for the Locust processes (e.g. credentials)."""
@@ -131,6 +148,11 @@ class LoadTestConfig:
         if self.payload_order not in ("cycle", "random"):
             raise ValidationError(
                 f"--payload-order must be cycle or random, got {self.payload_order!r}"
+            )
+        if self.stream and self.payload is not None:
+            raise ValidationError(
+                "--stream builds its own bodies (--prompt-tokens/--output-tokens or a request "
+                "trace); drop --payload"
             )
 
 
@@ -191,6 +213,16 @@ def locust_commands(config: LoadTestConfig, content_file: Path) -> list[list[str
     ]  # fmt: skip
     if config.host:
         head += ["--host", config.host]
+    if config.stream:
+        t = config.tokens
+        custom += [
+            "--stream",
+            "--prompt-tokens", str(t.prompt_tokens), "--output-tokens", str(t.output_tokens),
+            "--token-dist", t.distribution.value, "--token-sigma", repr(t.sigma),
+            "--token-spread", repr(t.spread), "--token-seed", str(t.seed),
+        ]  # fmt: skip
+    if config.inference_component:
+        custom += ["--inference-component", config.inference_component]
     if not config.workers:
         return [common + head + custom]
     port = config.master_port or _free_port()
@@ -373,11 +405,17 @@ def _watch(
 def read_requests(path: Path) -> pd.DataFrame:
     """The per-request CSV as a DataFrame (error '' on success)."""
     df = pd.read_csv(
-        path, dtype={"error": "string"}, keep_default_na=False, na_values={"latency_ms": [""]}
+        path,
+        dtype={"error": "string"},
+        keep_default_na=False,
+        na_values={c: [""] for c in ("latency_ms", *STREAM_COLUMNS)},
     )
-    missing = set(REQUEST_COLUMNS) - set(df.columns)
+    missing = set(REQUEST_COLUMNS) - set(STREAM_COLUMNS) - set(df.columns)
     if missing:
         raise LoadTestError(f"{path}: request records lack columns {sorted(missing)}")
+    for col in STREAM_COLUMNS:  # records from before streaming have none
+        if col not in df.columns:
+            df[col] = np.nan
     df["error"] = df["error"].fillna("").astype(str)
     return df
 
@@ -441,6 +479,8 @@ def per_period(
     widths = np.minimum(period_s, profile.duration_s - table["t_s"].to_numpy())
     table["profile_rps"] = expected / widths
     table["achieved_rps"] = table["sent"] / widths
+    if "ttft_ms" in requests.columns and requests["ttft_ms"].notna().any():
+        stream_period_columns(table, requests, due, ok, widths)
     return table
 
 
@@ -484,4 +524,5 @@ def summarize(
         else {},
         "start_epoch_s": start,
         "config": cfg,
+        **stream_summary(requests, ok),
     }

@@ -48,6 +48,7 @@ from tuner.clock import VirtualClock
 from tuner.errors import TrialError, TunerError, ValidationError
 from tuner.live.loadgen import LoadTestConfig, run_loadtest, start_epoch
 from tuner.live.safety import JOURNAL_NAME, live_change
+from tuner.live.streaming import LlmLoad
 from tuner.policy import Resource, ScalingPolicy
 from tuner.profiles.profile import Profile
 from tuner.tune.run import trial_folder
@@ -199,6 +200,7 @@ def default_driver(
     seed: int,
     log: Callable[[str], None],
     start_at_epoch_s: float | None = None,
+    llm: LlmLoad | None = None,
 ) -> pd.DataFrame:
     """Play the profile with Locust (tuner.live.loadgen) and return its per-request records."""
     config = LoadTestConfig(
@@ -211,6 +213,9 @@ def default_driver(
         workers=workers,
         seed=seed,
         start_at_epoch_s=start_at_epoch_s,
+        stream=llm is not None and llm.stream,
+        inference_component=llm.inference_component if llm else None,
+        tokens=llm.tokens if llm else LoadTestConfig.tokens,
     )
     # sys.stderr as it is now, not as it was when loadgen was imported (pytest swaps it).
     return run_loadtest(config, progress=sys.stderr).requests
@@ -237,6 +242,8 @@ class TrialSpec:
     lead_real_s: float = 3.0
     """Real seconds between launching the load generator and the profile's start (Locust's
     start-up); a stand-in driver in tests needs less."""
+    llm: LlmLoad | None = None
+    """Streaming / inference-component load (passed to the driver as ``llm``); None: plain."""
 
     def __post_init__(self) -> None:
         if self.workers < 0:
@@ -317,6 +324,7 @@ def run_trial(
                     seed=spec.seed,
                     log=log,
                     start_at_epoch_s=clock.to_real(t0),
+                    **({"llm": spec.llm} if spec.llm is not None else {}),
                 )
             # Profile time 0 as it really was: Locust starts a moment after it is launched.
             started = start_epoch(requests, clock.speed)
@@ -506,6 +514,7 @@ def run_trials(
     seed: int = 0,
     driver: LoadDriver = default_driver,
     log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
+    llm: LlmLoad | None = None,
 ) -> list[Path]:
     """Every candidate on every profile, one after the other; finished trials are skipped."""
     done = []
@@ -520,6 +529,7 @@ def run_trials(
                 workers=workers,
                 seed=seed,
                 guardrails=guardrails,
+                llm=llm,
             )
             done.append(run_trial(spec, run_dir, session, driver=driver, log=log))
     return done

@@ -64,6 +64,7 @@ from tuner.profiles.replay import (
     parse_rate,
     replay_pieces,
     replay_start_epoch,
+    replay_tokens,
 )
 
 # Poisson noise is drawn per block of this many profile seconds, so arrivals() in any window and
@@ -114,6 +115,14 @@ class Profile:
     start_epoch_s: float | None = None
     """Absolute time of t = 0 (epoch s): the top-level ``start``, else a replay's first played
     instant when the profile opens with one at time_scale 1; None: no absolute start."""
+    prompt_tokens: np.ndarray = field(
+        default_factory=lambda: np.zeros(0, np.int64), repr=False, compare=False
+    )
+    """Prompt tokens of each request of a replayed LLM request trace, in order (empty if none)."""
+    output_tokens: np.ndarray = field(
+        default_factory=lambda: np.zeros(0, np.int64), repr=False, compare=False
+    )
+    """Generated tokens of each request of a replayed LLM request trace (empty if none)."""
     # Pieces, sorted by start: rate is linear (r0 -> r1) or diurnal sine (lo, hi, period, phase).
     _start: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False, compare=False)
     _dur: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False, compare=False)
@@ -139,6 +148,29 @@ class Profile:
             )
         return top
 
+    @property
+    def has_tokens(self) -> bool:
+        """Whether the profile replays a request trace with per-request token counts."""
+        return bool(self.prompt_tokens.size)
+
+    @property
+    def mean_prompt_tokens(self) -> float | None:
+        """Mean prompt tokens per request of the replayed trace; None without one."""
+        return float(self.prompt_tokens.mean()) if self.has_tokens else None
+
+    @property
+    def mean_output_tokens(self) -> float | None:
+        """Mean generated tokens per request of the replayed trace; None without one."""
+        return float(self.output_tokens.mean()) if self.has_tokens else None
+
+    def tokens_for(self, seqs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(prompt, output) tokens of requests ``seqs``: request k takes the trace's row k (rows
+        cycle when the profile asks for more requests than the trace has)."""
+        if not self.has_tokens:
+            raise ProfileError(f"{self.name}: the profile carries no per-request token counts")
+        k = np.asarray(seqs, dtype=np.int64) % self.prompt_tokens.size
+        return self.prompt_tokens[k], self.output_tokens[k]
+
     def to_content(self) -> dict[str, Any]:
         """The profile as plain data (lists, no files): what a Locust master ships to workers.
 
@@ -153,6 +185,8 @@ class Profile:
             "kind": self._kind.tolist(),
             "duration_s": self._dur.tolist(),
             "params": self._p.tolist(),
+            "prompt_tokens": self.prompt_tokens.tolist(),
+            "output_tokens": self.output_tokens.tolist(),
         }
 
     def _piece(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -291,8 +325,10 @@ def build_profile(
     seed: int = 0,
     segments: tuple[str, ...] = (),
     start_epoch_s: float | None = None,
+    tokens: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Profile:
-    """A Profile from pieces ``(kind, duration_s, params)`` (kind 0 linear r0,r1; 1 sine)."""
+    """A Profile from pieces ``(kind, duration_s, params)`` (kind 0 linear r0,r1; 1 sine);
+    ``tokens``: (prompt, output) token counts per request of a replayed request trace."""
     pieces = [pc for pc in pieces if pc[1] > 0]
     if not pieces:
         raise ProfileError(f"{name}: a profile needs at least one segment longer than 0 s")
@@ -313,6 +349,8 @@ def build_profile(
         seed=seed,
         segments=segments,
         start_epoch_s=start_epoch_s,
+        prompt_tokens=np.asarray(tokens[0] if tokens else [], dtype=np.int64),
+        output_tokens=np.asarray(tokens[1] if tokens else [], dtype=np.int64),
         _start=start,
         _dur=dur,
         _kind=kind,
@@ -346,6 +384,10 @@ def profile_from_content(data: Mapping[str, Any]) -> Profile:
             noise=Noise(str(data["noise"])),
             seed=int(data["seed"]),
             segments=tuple(str(s) for s in data.get("segments", ())),
+            tokens=(
+                np.asarray(data.get("prompt_tokens", []), dtype=np.int64),
+                np.asarray(data.get("output_tokens", []), dtype=np.int64),
+            ),
         )
     except (KeyError, TypeError, ValueError, IndexError) as e:
         raise ProfileError(f"profile content is malformed: {type(e).__name__}: {e}") from e
@@ -390,6 +432,8 @@ def parse_profile(
         raise ProfileError(f"{source}: needs at least one [[segment]] table")
     pieces: list[tuple[int, float, tuple[float, float, float, float]]] = []
     lines: list[str] = []
+    prompts: list[np.ndarray] = []
+    outputs: list[np.ndarray] = []
     prev_rps = 0.0
     for k, seg in enumerate(segs):
         where = f"{source}: segment[{k + 1}]"
@@ -398,6 +442,9 @@ def parse_profile(
         new, line, prev_rps = _segment(seg, where, prev_rps, base_dir or Path("."))
         pieces += new
         lines.append(line)
+        if "replay" in seg and (found := replay_tokens(seg, where, base_dir or Path("."))):
+            prompts.append(found[0])
+            outputs.append(found[1])
     start_epoch: float | None = None
     if "start" in data:
         start_epoch = _absolute(data["start"], f"{source}: start")
@@ -410,6 +457,7 @@ def parse_profile(
         seed=seed,
         segments=tuple(lines),
         start_epoch_s=start_epoch,
+        tokens=(np.concatenate(prompts), np.concatenate(outputs)) if prompts else None,
     )
 
 

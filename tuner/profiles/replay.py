@@ -70,8 +70,8 @@ def replay_pieces(seg: Mapping[str, Any], where: str, base_dir: Path) -> Pieces:
     if not isinstance(path, str) or not path:
         raise ProfileError(f"{where}.replay: must be a CSV path, got {path!r}")
     csv = (base_dir / path).expanduser()
-    times, counts = read_replay_csv(csv)
-    step = _interval(times, seg, where, csv)
+    times, counts, tokens = _read_cached(csv)
+    step = _interval(times, seg, where, csv, per_request=tokens is not None)
     span_s = float(times[-1] - times[0])
     if span_s > MAX_PROFILE_S:
         raise ProfileError(
@@ -81,20 +81,15 @@ def replay_pieces(seg: Mapping[str, Any], where: str, base_dir: Path) -> Pieces:
     bins = np.rint((times - times[0]) / step).astype(np.int64)
     filled: np.ndarray = np.bincount(bins, weights=counts).astype(float)
     seen = np.bincount(bins) > 0
-    gaps = str(seg.get("gaps", "interpolate"))
+    # A request trace's empty intervals had no requests; a metric history's were not recorded.
+    gaps = str(seg.get("gaps", "interpolate" if tokens is None else "zero"))
     if gaps not in ("interpolate", "zero"):
         raise ProfileError(f'{where}.gaps: must be "interpolate" or "zero", got {gaps!r}')
     if gaps == "interpolate" and not seen.all():
         idx = np.arange(len(filled))
         filled = np.interp(idx, idx[seen], filled[seen])
     edges = np.arange(len(filled) + 1) * step  # trace seconds from the first row
-    lo = _replay_start(seg.get("start"), times[0], f"{where}.start")
-    hi = edges[-1] if "limit" not in seg else lo + parse_duration(seg["limit"], f"{where}.limit")
-    hi = min(hi, edges[-1])
-    if hi <= lo:
-        raise ProfileError(
-            f"{where}.start: must fall inside the trace ({format_duration(edges[-1])} long)"
-        )
+    lo, hi = _window(seg, where, times, float(edges[-1]))
     a, b = np.clip(edges[:-1], lo, hi), np.clip(edges[1:], lo, hi)
     keep = b > a
     rates = filled[keep] / step
@@ -121,17 +116,74 @@ def replay_pieces(seg: Mapping[str, Any], where: str, base_dir: Path) -> Pieces:
     return new, line, float(rates[-1])
 
 
+def _window(
+    seg: Mapping[str, Any], where: str, times: np.ndarray, end_s: float
+) -> tuple[float, float]:
+    """The [lo, hi) trace seconds (from the first row) a replay segment plays."""
+    lo = _replay_start(seg.get("start"), times[0], f"{where}.start")
+    hi = end_s if "limit" not in seg else lo + parse_duration(seg["limit"], f"{where}.limit")
+    hi = min(hi, end_s)
+    if hi <= lo:
+        raise ProfileError(
+            f"{where}.start: must fall inside the trace ({format_duration(end_s)} long)"
+        )
+    return lo, hi
+
+
+def replay_tokens(
+    seg: Mapping[str, Any], where: str, base_dir: Path
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """(prompt, output) tokens of each request a replay segment plays, in time order; None when
+    its CSV is a ``timestamp,invocations`` history rather than a request trace."""
+    times, _, tokens = _read_cached((base_dir / str(seg["replay"])).expanduser())
+    if tokens is None:
+        return None
+    step = _interval(times, seg, where, Path(str(seg["replay"])), per_request=True)
+    bins = np.rint((times - times[0]) / step)
+    lo, hi = _window(seg, where, times, float((bins[-1] + 1) * step))
+    # A row plays where its interval starts; the window keeps the intervals it overlaps.
+    keep = (bins * step + step > lo) & (bins * step < hi)
+    return tokens[0][keep], tokens[1][keep]
+
+
 def replay_start_epoch(seg: Mapping[str, Any], where: str, base_dir: Path) -> float | None:
     """Epoch seconds of the first instant a replay segment plays; None unless time_scale is 1
     (a compressed replay's profile seconds are not wall-clock seconds)."""
     if float(seg.get("time_scale", 1.0)) != 1.0:
         return None
-    times, _ = read_replay_csv((base_dir / str(seg["replay"])).expanduser())
+    times, _, _ = _read_cached((base_dir / str(seg["replay"])).expanduser())
     return float(times[0]) + _replay_start(seg.get("start"), times[0], f"{where}.start")
 
 
+TOKEN_TRACE_COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
+"""An LLM request trace (the Azure LLM inference traces' columns): one row per request."""
+
+Tokens = tuple[np.ndarray, np.ndarray]
+_CACHE: dict[tuple[str, float], tuple[np.ndarray, np.ndarray, Tokens | None]] = {}
+
+
+def _read_cached(path: Path) -> tuple[np.ndarray, np.ndarray, Tokens | None]:
+    """read_trace, once per file version (a profile reads its replay for pieces and tokens)."""
+    try:
+        key = (str(path.resolve()), path.stat().st_mtime)
+    except OSError:
+        return read_trace(path)
+    if key not in _CACHE:
+        if len(_CACHE) >= 4:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = read_trace(path)
+    return _CACHE[key]
+
+
 def read_replay_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(epoch seconds, invocations) from a ``timestamp,invocations`` CSV, sorted by time."""
+    """(epoch seconds, invocations) from a ``timestamp,invocations`` CSV, sorted by time; a
+    request trace (``TIMESTAMP,ContextTokens,GeneratedTokens``) counts 1 per row."""
+    times, counts, _ = read_trace(path)
+    return times, counts
+
+
+def read_trace(path: Path) -> tuple[np.ndarray, np.ndarray, Tokens | None]:
+    """(epoch seconds, invocations, (prompt, output) tokens or None), sorted by time."""
     import pandas as pd  # noqa: PLC0415 - only replays need pandas
 
     try:
@@ -140,6 +192,8 @@ def read_replay_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise ProfileError(f"{path}: replay CSV not found") from None
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
         raise ProfileError(f"{path}: cannot read the replay CSV: {e}") from e
+    if set(TOKEN_TRACE_COLUMNS) & set(df.columns):
+        return _token_trace(path, df)
     missing = {"timestamp", "invocations"} - set(df.columns)
     if missing:
         raise ProfileError(
@@ -147,7 +201,50 @@ def read_replay_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
         )
     if df.empty:
         raise ProfileError(f"{path}: replay CSV has no rows")
-    ts = df["timestamp"]
+    secs = _epoch_seconds(path, df["timestamp"])
+    inv = pd.to_numeric(df["invocations"], errors="coerce").to_numpy(dtype=float)
+    bad = ~np.isfinite(inv) | (inv < 0)
+    if bad.any():
+        row = int(bad.argmax())
+        raise ProfileError(
+            f"{path}: line {row + 2}: invocations must be a number >= 0, "
+            f"got {plain(df['invocations'].iloc[row])!r}"
+        )
+    order = np.argsort(secs, kind="stable")
+    return secs[order], inv[order], None
+
+
+def _token_trace(path: Path, df: Any) -> tuple[np.ndarray, np.ndarray, Tokens]:
+    import pandas as pd  # noqa: PLC0415
+
+    missing = [c for c in TOKEN_TRACE_COLUMNS if c not in df.columns]
+    if missing:
+        raise ProfileError(
+            f"{path}: a request trace needs columns {','.join(TOKEN_TRACE_COLUMNS)}, "
+            f"missing {','.join(missing)}"
+        )
+    if df.empty:
+        raise ProfileError(f"{path}: request trace has no rows")
+    secs = _epoch_seconds(path, df["TIMESTAMP"])
+    counts = []
+    for col in TOKEN_TRACE_COLUMNS[1:]:
+        raw = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
+        bad = ~np.isfinite(raw) | (raw != np.rint(raw)) | (raw < 0)
+        if bad.any():
+            row = int(bad.argmax())
+            raise ProfileError(
+                f"{path}: line {row + 2}: {col} must be an integer >= 0, "
+                f"got {plain(df[col].iloc[row])!r}"
+            )
+        counts.append(raw.astype(np.int64))
+    order = np.argsort(secs, kind="stable")
+    return secs[order], np.ones(len(secs)), (counts[0][order], counts[1][order])
+
+
+def _epoch_seconds(path: Path, ts: Any) -> np.ndarray:
+    """Epoch seconds of a timestamp column: numbers, or ISO-8601 (UTC unless it names a zone)."""
+    import pandas as pd  # noqa: PLC0415
+
     numeric = pd.to_numeric(ts, errors="coerce")
     if numeric.notna().all():
         secs = numeric.to_numpy(dtype=float)
@@ -167,21 +264,16 @@ def read_replay_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
                 f"got {plain(ts.iloc[row])!r}"
             )
         secs = (parsed - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy()
-    inv = pd.to_numeric(df["invocations"], errors="coerce").to_numpy(dtype=float)
-    bad = ~np.isfinite(inv) | (inv < 0)
-    if bad.any():
-        row = int(bad.argmax())
-        raise ProfileError(
-            f"{path}: line {row + 2}: invocations must be a number >= 0, "
-            f"got {plain(df['invocations'].iloc[row])!r}"
-        )
-    order = np.argsort(secs, kind="stable")
-    return secs[order], inv[order]
+    return np.asarray(secs, dtype=float)
 
 
-def _interval(times: np.ndarray, seg: Mapping[str, Any], where: str, csv: Path) -> float:
+def _interval(
+    times: np.ndarray, seg: Mapping[str, Any], where: str, csv: Path, *, per_request: bool = False
+) -> float:
     if "interval" in seg:
         return parse_duration(seg["interval"], f"{where}.interval")
+    if per_request:
+        return 1.0  # one row per request: spread each second's requests over that second
     diffs = np.diff(times)
     diffs = diffs[diffs > 0]
     if not diffs.size:

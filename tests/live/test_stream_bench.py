@@ -1,0 +1,134 @@
+"""`make bench`: streaming InvokeEndpointWithResponseStream requests/s from one Locust process.
+
+A local asyncio server answers every request at once with ``max_new_tokens`` one-token
+PayloadParts in HTTP/1.1 chunks, so what is measured is the load generator: signing, sending,
+reading the event stream message by message and timing every token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.live.test_loadgen import _env, _Headers, signature_ok
+from tuner.eventstream import payload_part
+from tuner.live.loadgen import LOCUSTFILE
+
+LINE = b'{"token": {"text": " tok"}}\n'
+
+
+class FastStreamServer:
+    """Asyncio keep-alive server streaming max_new_tokens parts; checks one signature in 20."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.tokens = 0
+        self.checked = self.bad = 0
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        part = payload_part(LINE)
+        chunk = b"%x\r\n%s\r\n" % (len(part), part)
+        head = (
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.amazon.eventstream\r\n"
+            b"X-Amzn-SageMaker-Content-Type: application/jsonlines\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
+        replies: dict[int, bytes] = {}
+
+        async def handle(reader, writer) -> None:
+            try:
+                while True:
+                    raw = await reader.readuntil(b"\r\n\r\n")
+                    lines = raw.decode("latin-1").split("\r\n")
+                    hdrs = _Headers(
+                        (k.strip().lower(), v.strip())
+                        for k, v in (ln.split(":", 1) for ln in lines[1:] if ":" in ln)
+                    )
+                    body = await reader.readexactly(int(hdrs.get("content-length", 0)))
+                    self.times.append(time.time())
+                    if len(self.times) % 20 == 1:
+                        self.checked += 1
+                        path = lines[0].split(" ")[1]
+                        self.bad += not signature_ok(hdrs["host"], path, hdrs, body)
+                    n = int(json.loads(body)["parameters"]["max_new_tokens"])
+                    self.tokens += n
+                    if n not in replies:
+                        replies[n] = head + chunk * n + b"0\r\n\r\n"
+                    writer.write(replies[n])
+            except (asyncio.IncompleteReadError, ConnectionError):
+                writer.close()
+
+        async def start() -> None:
+            self.server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=1024)
+            self.url = f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+            ready.set()
+
+        def serve() -> None:
+            self.loop.run_until_complete(start())
+            self.loop.run_forever()
+
+        self.thread = threading.Thread(target=serve, daemon=True)
+        self.thread.start()
+        ready.wait(10)
+
+    def rate(self, since: float, until: float) -> float:
+        t = np.array(self.times)
+        return float(((t >= since) & (t < until)).sum() / (until - since))
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+@pytest.mark.benchmark
+def test_bench_streaming_requests_per_locust_process(tmp_path: Path):
+    seconds, rounds = 15, 2
+    srv = FastStreamServer()
+    profile = tmp_path / "p.toml"
+    profile.write_text('[[segment]]\nhold = "30s"\nrps = 30000\n')
+    rates: dict[int, list[float]] = {16: [], 128: []}
+    try:
+        for _ in range(rounds):
+            for tokens in rates:
+                cmd = [
+                    sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
+                    "-u", "1", "-t", f"{seconds}s", "--host", srv.url, "--profile", str(profile),
+                    "--endpoint-name", "bench", "--requests-csv", str(tmp_path / "r.csv"),
+                    "--max-inflight", "1000", "--loglevel", "ERROR", "--stream",
+                    "--prompt-tokens", "64", "--output-tokens", str(tokens),
+                ]  # fmt: skip
+                began = time.time()
+                with (tmp_path / "bench.log").open("a") as log:
+                    proc = subprocess.Popen(
+                        cmd, stdout=log, stderr=subprocess.STDOUT, env=_env(), cwd=tmp_path
+                    )
+                    try:
+                        proc.wait(timeout=seconds + 60)
+                    finally:
+                        if proc.poll() is None:
+                            proc.kill()
+                            proc.wait()
+                rates[tokens].append(srv.rate(began + 5, began + seconds - 2))
+    finally:
+        srv.close()
+    lines = "\n".join(
+        f"  {tokens:4d} output tokens/request: {' '.join(f'{r:6.0f}' for r in rs)}  median "
+        f"{np.median(rs):6.0f} streaming req/s = {np.median(rs) * tokens:8.0f} tokens/s"
+        for tokens, rs in rates.items()
+    )
+    print(
+        f"\nbench streaming loadgen: InvokeEndpointWithResponseStream requests/s from one Locust "
+        f"process to a local server (one token per PayloadPart, every token timed), {rounds} "
+        f"alternating rounds of {seconds} s (noisy on a shared machine):\n{lines}\n"
+        f"  signatures checked {srv.checked}, bad {srv.bad}"
+    )
+    assert srv.bad == 0 and srv.checked > 10
+    assert min(min(r) for r in rates.values()) > 0
