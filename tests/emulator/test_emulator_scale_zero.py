@@ -84,6 +84,21 @@ def test_scale_out_from_zero_by_step_alarm_and_back_to_zero() -> None:
             MinCapacity=0,
             MaxCapacity=2,
         )
+        with pytest.raises(ClientError) as err:  # a variant's metric cannot scale copies
+            aas.put_scaling_policy(
+                PolicyName="wrong-metric",
+                ServiceNamespace="sagemaker",
+                ResourceId=RESOURCE,
+                ScalableDimension=DIMENSION,
+                PolicyType="TargetTrackingScaling",
+                TargetTrackingScalingPolicyConfiguration={
+                    "TargetValue": 100.0,
+                    "PredefinedMetricSpecification": {
+                        "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"
+                    },
+                },
+            )
+        assert err.value.response["Error"]["Code"] == "ValidationException"
         arn = aas.put_scaling_policy(
             PolicyName="scale-out-from-zero",
             ServiceNamespace="sagemaker",

@@ -30,6 +30,7 @@ from tuner.emulator.icscaler import ComponentScaler
 from tuner.emulator.tokens import LlmServerSpec
 from tuner.errors import TunerError, ValidationError
 from tuner.model.settings import SimulationSettings
+from tuner.policy.policy import ScalingPolicy
 
 _SM = "SageMaker."
 _AAS = "AnyScaleFrontendService."
@@ -315,6 +316,13 @@ class ComponentApi:
                 raise ValidationError(
                     f"Minimum capacity cannot be greater than maximum capacity ({lo} > {hi})"
                 )
+        if target == _AAS + "PutScalingPolicy" and params.get("PolicyType") == (
+            "TargetTrackingScaling"
+        ):
+            dim = str(params.get("ScalableDimension", ""))
+            registered = self.components.plane.scalable_target(rid, dim)
+            if registered is not None:  # else moto answers ObjectNotFoundException
+                ScalingPolicy.from_aws(registered, params)  # PolicyError: 400 as AWS answers
         resp = self.inner(req)
         if resp.status < 300 and target in _REFRESH and item is not None:
             item.scaler.refresh()
