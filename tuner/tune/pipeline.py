@@ -141,8 +141,9 @@ def tune(
     One profile of two days or more is a history: it is tuned with held-out validation, stress
     and the finer search (:func:`tuner.tune.walkforward.tune_history`); ``holdout`` is
     :func:`tuner.tune.history.parse_holdout`'s value (None: a quarter, in whole days; 0: off),
-    ``stress_level`` None calibrates the level on walk-forward folds, ``max_instances`` caps
-    MaxCapacity.
+    ``stress_level`` None calibrates the level on walk-forward folds (0: no margin or stress,
+    the objective itself over the whole history; see :mod:`tuner.tune.holdout`),
+    ``max_instances`` caps MaxCapacity.
     Scheduled floors and step companions are searched on the other path only (several
     profiles, a scenario, or ``holdout`` 0); with held-out validation they are not yet.
     """
@@ -157,8 +158,8 @@ def tune(
         raise ValidationError(f"profile names must be unique, got {names}")
     if max_instances is not None and max_instances < 1:
         raise ValidationError(f"--max-instances >= 1 must hold, got {max_instances}")
-    if stress_level is not None and not 1 <= stress_level <= 10:
-        raise ValidationError(f"--stress-level must be in [1, 10], got {stress_level:g}")
+    if stress_level is not None and not (stress_level == 0 or 1 <= stress_level <= 10):
+        raise ValidationError(f"--stress-level must be 0 or in [1, 10], got {stress_level:g}")
     held = holdout_minutes(holdout, len(per_minute(profiles[0]))) if len(profiles) == 1 else 0
     if held:
         return _tune_history(
@@ -344,15 +345,16 @@ def _tune_history(
         progress=progress,
     )
     by_label = {p.label: p for p in found.policies}
+    judged = found.objective or objective
     table = score(
         found.results,
         found.policies,
-        objective,
+        judged,
         rule_of_thumb=rule.label,
         current=current.label if current else None,
         cost_profiles=found.cost_profiles,
     )
-    recommendation = recommend(table, found.results, objective)
+    recommendation = recommend(table, found.results, judged)
     best = by_label[recommendation.label]
     recommended = best.replace(name=current.name if current else DEFAULT_POLICY_NAME)
     shown = [recommendation.label, *recommendation.alternatives, rule.label]

@@ -2,19 +2,22 @@
 
 1. Coarse search on seed 0: every candidate of :func:`tuner.tune.refine.coarse` over the whole
    history, judged on each walk-forward fold's past and future.
-2. Calibration: per fold, the least stress level at which the cheapest policy meeting the
-   objective on its past (and on the stress scenarios built from that past) also meets it on
-   the window after it; the level used is the largest any fold needed.
-3. Refinement around the cheapest candidates that meet the objective in-sample (older part),
-   held-out (newest window) and under stress at that level: every integer MinCapacity near
-   them, every cooldown pair, target values bisected towards the feasibility edge.
+2. Calibration (:func:`tuner.tune.holdout.calibrate`): per fold, the least rung of safety at
+   which the cheapest policy tuned on its past also meets the objective on the window after it;
+   the rung used is the largest the folds needed (surge folds aside, see
+   :func:`tuner.tune.holdout.required_level`).
+3. Refinement around the cheapest candidates that pass the gates of that rung: at x0
+   (:data:`tuner.tune.holdout.POOLED`) the objective itself over the whole history as one; from
+   x1 up, the objective with its margin in-sample (older part) and held-out (newest window) each,
+   and under stress at that level. Every integer MinCapacity near them, every cooldown pair,
+   target values bisected towards the feasibility edge.
 4. The finalists (and the baselines) on every seed; their rows go to the usual score.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
@@ -26,7 +29,9 @@ from tuner.tune.grid import Grid
 from tuner.tune.history import DemandProfile, Fold, per_minute, walk_forward
 from tuner.tune.holdout import (
     HELD_OUT,
+    HISTORY,
     IN_SAMPLE,
+    POOLED,
     Evidence,
     FoldResult,
     calibrate,
@@ -52,6 +57,9 @@ class HistoryTuning:
     searched: int = 0
     evidence: Evidence | None = None
     """The simulated evidence (its first-seed runs give timelines without simulating again)."""
+    objective: Objective | None = None
+    """The objective the rows' ``meets_objective`` was judged against (at x0, without the
+    margin: the folds showed the objective itself held on the next window)."""
 
 
 def tune_history(
@@ -83,6 +91,7 @@ def tune_history(
 
     ev.groups[IN_SAMPLE] = within(0, newest.train_end)
     ev.groups[HELD_OUT] = within(newest.train_end, D)
+    ev.groups[HISTORY] = within(0, D)
     for n, f in enumerate(folds):
         ev.groups[f"fold{n}:train"] = within(0, f.train_end)
         ev.groups[f"fold{n}:valid"] = within(f.train_end, f.end)
@@ -106,23 +115,19 @@ def tune_history(
         fold_results, level = [], stress_level
         why = "set with --stress-level"
     shape = Shape.of(rates, reaction_s)
-    sprof, sparts = stress_profile(shape, level, "final")
+    pooled = level == POOLED
+    sprof, sparts = stress_profile(shape, level, "final") if not pooled else (None, {})
     ev.dilute(sparts, holdout_min)
     pool = {p.label: p for p in first}
 
-    def gates(labels: Sequence[str], seeds: Sequence[int] = (seed0,)) -> tuple[pd.DataFrame, ...]:
-        ev.add(sprof, [pool[x] for x in labels], sparts, seeds)
-        ins = ev.stats([IN_SAMPLE, HELD_OUT], labels, seeds)
-        return (
-            ins,
-            ev.stats([IN_SAMPLE], labels, seeds),
-            ev.stats([HELD_OUT], labels, seeds),
-            ev.worst(list(sparts), labels, seeds),
-        )
-
     def ranked(labels: Sequence[str]) -> list[str]:
-        both, ins, held, st = gates(labels)
-        ok = both["meets"] & ins["meets"] & held["meets"] & st["meets"].reindex(both.index)
+        both = ev.stats([HISTORY], labels, [seed0], raw=pooled)
+        ok = both["meets"]
+        if sprof is not None:
+            ev.add(sprof, [pool[x] for x in labels], sparts, [seed0])
+            ok &= ev.stats([IN_SAMPLE], labels, [seed0])["meets"]
+            ok &= ev.stats([HELD_OUT], labels, [seed0])["meets"]
+            ok &= ev.worst(list(sparts), labels, [seed0])["meets"].reindex(both.index)
         return list(both[ok].sort_values("monthly_cost_usd").index)
 
     good = ranked(list(pool))
@@ -136,18 +141,20 @@ def tune_history(
         pool.update({p.label: p for p in sharp})
         ev.add(history, sharp, parts, [seed0], keep=True)
         good = ranked(list(pool))
-    both = ev.stats([IN_SAMPLE, HELD_OUT], list(pool), [seed0])
+    both = ev.stats([HISTORY], list(pool), [seed0], raw=pooled)
     near_miss = list(both[~both.index.isin(good)].sort_values("monthly_cost_usd").index[:8])
     finalists = list(dict.fromkeys([*good[:FINALISTS], *near_miss, *(p.label for p in extras)]))
     chosen = [pool[x] for x in finalists]
     progress(f"{len(chosen)} finalists on seeds {', '.join(map(str, settings.seeds))}")
     ev.add(history, chosen, parts, settings.seeds, keep=True)
-    ev.add(sprof, chosen, sparts, settings.seeds)
-    results = _results(ev, finalists, history.name, sparts, settings.seeds)
+    if sprof is not None:
+        ev.add(sprof, chosen, sparts, settings.seeds)
+    judged = (HISTORY,) if pooled else (IN_SAMPLE, HELD_OUT)
+    results = _results(ev, finalists, history.name, sparts, settings.seeds, judged, raw=pooled)
     validation = _validation(
         ev, finalists, folds, fold_results, level, why, shape, sparts, settings.seeds, holdout_min
     )
-    cost_profiles = (f"{history.name} ({IN_SAMPLE})", f"{history.name} ({HELD_OUT})")
+    cost_profiles = tuple(f"{history.name} ({part})" for part in judged)
     return HistoryTuning(
         policies=chosen,
         results=results,
@@ -155,6 +162,7 @@ def tune_history(
         validation=validation,
         searched=len(pool),
         evidence=ev,
+        objective=replace(objective, margin=1.0) if pooled else objective,
     )
 
 
@@ -169,19 +177,24 @@ def _results(
     name: str,
     sparts: dict[str, tuple[int, int]],
     seeds: Sequence[int],
+    judged: Sequence[str],
+    *,
+    raw: bool = False,
 ) -> pd.DataFrame:
-    """Rows shaped like :func:`tuner.tune.search.evaluate`'s, one per candidate x part x seed."""
+    """Rows shaped like :func:`tuner.tune.search.evaluate`'s, one per candidate x part x seed:
+    the ``judged`` parts of the history and the stress scenarios; ``meets_objective`` against
+    the objective's bounds with its margin (``raw``: the bounds themselves)."""
     assert ev.rows is not None
     r = ev.rows[ev.rows["candidate"].isin(list(labels)) & ev.rows["seed"].isin(list(seeds))]
     frames = [r[r["part"].isin(list(sparts))]]
-    for part in (IN_SAMPLE, HELD_OUT):
+    for part in judged:
         g = r[r["part"].isin(ev.groups[part])].groupby(["candidate", "seed"], sort=False)
         sums = ["requests", "failed", "bad", "instance_hours", "minutes"]
         whole = g[[*sums, "scale_out_events", "scale_in_events"]].sum()
         whole[["p99_latency_ms", "recovery_s"]] = g[["p99_latency_ms", "recovery_s"]].max()
         frames.append(whole.reset_index().assign(part=part))
     r = pd.concat(frames, ignore_index=True)
-    keep = {IN_SAMPLE: f"{name} ({IN_SAMPLE})", HELD_OUT: f"{name} ({HELD_OUT})"}
+    keep = {part: f"{name} ({part})" for part in judged}
     keep.update({k: k.split(":", 1)[1] for k in sparts})
     # a stress scenario's rates are against a held-out window's traffic (Evidence.dilution)
     weighted = r["requests"] * r["part"].map(ev.dilution).fillna(1.0)
@@ -208,9 +221,10 @@ def _results(
     out["mean_instances"] = out["instance_hours"] / hours
     out["monthly_cost_usd"] = out["cost_usd"] / hours * 730.0
     o = ev.objective
-    out["meets_objective"] = (out["slo_violation_rate"] <= o.violation_bound) & (
-        out["error_rate"] <= o.error_bound
+    v_bound, e_bound = (
+        (o.max_slo_violation, o.max_error_rate) if raw else (o.violation_bound, o.error_bound)
     )
+    out["meets_objective"] = (out["slo_violation_rate"] <= v_bound) & (out["error_rate"] <= e_bound)
     return out.reset_index(drop=True)
 
 
@@ -227,13 +241,16 @@ def _validation(
     holdout_min: int,
 ) -> dict[str, Any]:
     """What the report's held-out section shows (also saved as validation.json)."""
-    ins = ev.stats([IN_SAMPLE], labels, seeds)
-    held = ev.stats([HELD_OUT], labels, seeds)
+    pooled = level == POOLED
+    ins = ev.stats([IN_SAMPLE], labels, seeds, raw=pooled)
+    held = ev.stats([HELD_OUT], labels, seeds, raw=pooled)
+    whole = ev.stats([HISTORY], labels, seeds, raw=pooled)
     stress = {k.rsplit(":", 1)[1].split(" ")[0]: ev.stats([k], labels, seeds) for k in sparts}
     table = {
         label: {
             "in_sample": _fig(ins, label),
             "held_out": _fig(held, label),
+            "history": _fig(whole, label),
             "stress": {kind: _fig(st, label) for kind, st in stress.items()},
         }
         for label in labels
@@ -246,7 +263,10 @@ def _validation(
         "in_sample_days": folds[0].train_end / 1440,
         "stress_level": level,
         "stress_level_reason": why,
-        "stress_scenarios": shape.describe(level),
+        "judged": "history as one, the objective itself"
+        if pooled
+        else "in-sample and held-out each with the margin, and stress",
+        "stress_scenarios": {} if pooled else shape.describe(level),
         "stress_kinds": list(KINDS),
         "folds": [
             {
@@ -255,6 +275,8 @@ def _validation(
                 "in_sample_pick": r.in_sample_pick,
                 "in_sample_pick_meets_next_window": r.in_sample_pick_meets,
                 "pick": r.pick,
+                "surge": r.surge,
+                "peak_ratio": round(r.peak_ratio, 4),
             }
             for r in fold_results
         ],
