@@ -44,7 +44,7 @@ from tuner.tune.stress import LEVELS, Shape
 
 IN_SAMPLE = "in-sample"
 HELD_OUT = "held-out"
-HISTORY = "history"
+HISTORY = "whole history"
 """The in-sample part and the held-out window pooled: the whole history, judged as one."""
 POOLED = 0.0
 """The calibration's lowest rung: no margin, no stress, the history judged as one (see above)."""
@@ -271,10 +271,10 @@ def calibrate(
         past = float(rates_rps[: fold.train_end].max(initial=0.0))
         ahead = float(rates_rps[fold.train_end : fold.end].max(initial=0.0))
         ratio = ahead / past if past > 0 else float("inf")
-        facts = {"surge": ahead > past, "peak_ratio": ratio}
+        surge = ahead > past
         pooled = cheapest(evidence.stats([train], list(by_label), seeds=[seed], raw=True))
         if pooled is not None and bool(va.loc[pooled, "meets"]):
-            out.append(FoldResult(fold, POOLED, plain, _meets(va, plain), pooled, **facts))
+            out.append(FoldResult(fold, POOLED, plain, _meets(va, plain), pooled, surge, ratio))
             continue
         shape = Shape.of(rates_rps[: fold.train_end], reaction_s)
         order = list(tr[tr["meets"]].sort_values("monthly_cost_usd").index)
@@ -293,9 +293,9 @@ def calibrate(
             if pick is None:
                 break  # no candidate survives this level: higher ones are harder still
             if bool(va.loc[pick, "meets"]):
-                found = FoldResult(fold, level, plain, _meets(va, plain), pick, **facts)
+                found = FoldResult(fold, level, plain, _meets(va, plain), pick, surge, ratio)
                 break
-        out.append(found or FoldResult(fold, None, plain, _meets(va, plain), None, **facts))
+        out.append(found or FoldResult(fold, None, plain, _meets(va, plain), None, surge, ratio))
     return out
 
 
@@ -304,11 +304,13 @@ def _meets(stats: pd.DataFrame, label: str | None) -> bool:
 
 
 def stress_profile(
-    shape: Shape, level: float, prefix: str
+    shape: Shape, level: float, prefix: str, start_epoch_s: float | None = None
 ) -> tuple[DemandProfile, dict[str, tuple[int, int]]]:
     """The four scenarios played one after another, and their parts (minute ranges).
 
     Their failures are judged against a held-out window's traffic (see ``Evidence.dilution``).
+    ``start_epoch_s`` is the clock of the first scenario's minute 0 (the busiest day's midnight,
+    for scheduled floors); every scenario lasts whole days, so each keeps its time of day.
     """
     scenarios = shape.scenarios(level)
     parts: dict[str, tuple[int, int]] = {}
@@ -317,7 +319,7 @@ def stress_profile(
         parts[f"{prefix}:{s.name}"] = (at, at + len(s.rates_rps))
         at += len(s.rates_rps)
     rates = np.concatenate([s.rates_rps for s in scenarios])
-    return DemandProfile(f"{prefix}:stress x{level:g}", rates), parts
+    return DemandProfile(f"{prefix}:stress x{level:g}", rates, start_epoch_s), parts
 
 
 def _levels(xs: Sequence[float]) -> str:

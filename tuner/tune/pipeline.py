@@ -144,8 +144,8 @@ def tune(
     ``stress_level`` None calibrates the level on walk-forward folds (0: no margin or stress,
     the objective itself over the whole history; see :mod:`tuner.tune.holdout`),
     ``max_instances`` caps MaxCapacity.
-    Scheduled floors and step companions are searched on the other path only (several
-    profiles, a scenario, or ``holdout`` 0); with held-out validation they are not yet.
+    Scheduled floors are searched on both paths (on a history, judged by its held-out gates);
+    step companions on the other path only (several profiles, a scenario, or ``holdout`` 0).
     """
     capacity = capacity or Capacity.default()
     settings = settings or SimulationSettings()
@@ -174,6 +174,8 @@ def tune(
             progress=progress,
             stress_level=stress_level,
             max_instances=max_instances,
+            schedules=schedules,
+            schedule_timezone=schedule_timezone,
         )
     levels, high = grid.capacity_bounds(profiles, capacity.max_rps_per_instance)
     mins, maxes = grid.min_capacities or levels, grid.max_capacities or (high,)
@@ -237,28 +239,9 @@ def tune(
                 rule_of_thumb=rule.label,
                 current=current.label if current else None,
             )
-    recommendation = recommend(table, results, objective)
-    chosen = by_label[recommendation.label]
-    if rhythm is not None and chosen.scheduled_actions:
-        on = next(a for a in chosen.scheduled_actions if a.name == FLOOR_ON)
-        plain = table[~table["candidate"].map(lambda c: bool(by_label[c].scheduled_actions))]
-        plain = plain[plain["meets_objective"]]
-        versus = (
-            f"the best policy without one ({plain.iloc[0]['candidate']}, "
-            f"${plain.iloc[0]['monthly_cost_usd']:,.0f}/month)"
-            if len(plain)
-            else "every policy without one, none of which meets the objective"
-        )
-        recommendation = dataclasses.replace(
-            recommendation,
-            reasons=(
-                *recommendation.reasons,
-                f"It carries a scheduled floor: MinCapacity {on.min_capacity} over "
-                f"{rhythm.description} (the busy hours of the history, one hour early), "
-                f"{chosen.min_capacity} otherwise (scheduled actions {FLOOR_ON} and "
-                f"{FLOOR_OFF}); cheaper than {versus} at the same objective.",
-            ),
-        )
+    recommendation = _floor_reason(
+        recommend(table, results, objective), table, by_label, rhythm, "objective"
+    )
     shown = [
         recommendation.label,
         *recommendation.alternatives,
@@ -295,6 +278,38 @@ def tune(
     )
 
 
+def _floor_reason(
+    recommendation: Recommendation,
+    table: pd.DataFrame,
+    by_label: dict[str, ScalingPolicy],
+    rhythm: Rhythm | None,
+    objective: str,
+) -> Recommendation:
+    """The recommendation with a sentence on its scheduled floor, if it carries one."""
+    chosen = by_label[recommendation.label]
+    if rhythm is None or not chosen.scheduled_actions:
+        return recommendation
+    on = next(a for a in chosen.scheduled_actions if a.name == FLOOR_ON)
+    plain = table[~table["candidate"].map(lambda c: bool(by_label[c].scheduled_actions))]
+    plain = plain[plain["meets_objective"]]
+    versus = (
+        f"the best policy without one ({plain.iloc[0]['candidate']}, "
+        f"${plain.iloc[0]['monthly_cost_usd']:,.0f}/month)"
+        if len(plain)
+        else "every policy without one, none of which meets the objective"
+    )
+    return dataclasses.replace(
+        recommendation,
+        reasons=(
+            *recommendation.reasons,
+            f"It carries a scheduled floor: MinCapacity {on.min_capacity} over "
+            f"{rhythm.description} (the busy hours of the history, one hour early), "
+            f"{chosen.min_capacity} otherwise (scheduled actions {FLOOR_ON} and "
+            f"{FLOOR_OFF}); cheaper than {versus} at the same {objective}.",
+        ),
+    )
+
+
 def _no_holdout(profiles: Sequence[Profile], holdout: float | None) -> str:
     """Why this tuning has no held-out split, in one sentence for the report."""
     if holdout == 0:
@@ -325,6 +340,8 @@ def _tune_history(
     progress: Progress,
     stress_level: float | None,
     max_instances: int | None,
+    schedules: bool,
+    schedule_timezone: str | None,
 ) -> Tuning:
     """The history path of :func:`tune`: search, validation and stress, then the usual score."""
     levels, high = grid.capacity_bounds([profile], capacity.max_rps_per_instance)
@@ -343,6 +360,8 @@ def _tune_history(
         stress_level=stress_level,
         max_instances=max_instances,
         progress=progress,
+        schedules=schedules,
+        zone_name=schedule_timezone,
     )
     by_label = {p.label: p for p in found.policies}
     judged = found.objective or objective
@@ -354,7 +373,13 @@ def _tune_history(
         current=current.label if current else None,
         cost_profiles=found.cost_profiles,
     )
-    recommendation = recommend(table, found.results, judged)
+    recommendation = _floor_reason(
+        recommend(table, found.results, judged),
+        table,
+        by_label,
+        found.rhythm,
+        "held-out objective",
+    )
     best = by_label[recommendation.label]
     recommended = best.replace(name=current.name if current else DEFAULT_POLICY_NAME)
     shown = [recommendation.label, *recommendation.alternatives, rule.label]
@@ -394,6 +419,7 @@ def _tune_history(
         recommendation=recommendation,
         recommended=recommended,
         timelines=timelines,
+        rhythm=found.rhythm,
         validation=validation,
     )
 

@@ -11,7 +11,11 @@
    x1 up, the objective with its margin in-sample (older part) and held-out (newest window) each,
    and under stress at that level. Every integer MinCapacity near them, every cooldown pair,
    target values bisected towards the feasibility edge.
-4. The finalists (and the baselines) on every seed; their rows go to the usual score.
+4. Scheduled floors (with ``schedules``, where the history has a daily or weekly rhythm,
+   :mod:`tuner.tune.schedules`): floor variants of the best candidates, judged by the same gates
+   on the history's own clock; kept only when cheaper than the cheapest plain candidate that
+   passes them, so one is recommended only when cheaper at the same held-out objective.
+5. The finalists (and the baselines) on every seed; their rows go to the usual score.
 """
 
 from __future__ import annotations
@@ -24,9 +28,10 @@ import pandas as pd
 
 from tuner.model.capacity import Capacity
 from tuner.model.settings import SimulationSettings
+from tuner.model.timetable import profile_start
 from tuner.policy.policy import ScalingPolicy
 from tuner.tune.grid import Grid
-from tuner.tune.history import DemandProfile, Fold, per_minute, walk_forward
+from tuner.tune.history import DAY_MIN, DemandProfile, Fold, per_minute, walk_forward
 from tuner.tune.holdout import (
     HELD_OUT,
     HISTORY,
@@ -40,6 +45,7 @@ from tuner.tune.holdout import (
     stress_profile,
 )
 from tuner.tune.refine import bisect_targets, coarse, neighbours
+from tuner.tune.schedules import Rhythm, detect_rhythm, schedule_candidates
 from tuner.tune.search import Objective
 from tuner.tune.stress import KINDS, LEVELS, Shape
 
@@ -60,6 +66,8 @@ class HistoryTuning:
     objective: Objective | None = None
     """The objective the rows' ``meets_objective`` was judged against (at x0, without the
     margin: the folds showed the objective itself held on the next window)."""
+    rhythm: Rhythm | None = None
+    """The rhythm the scheduled-floor search found (None: none, or not searched)."""
 
 
 def tune_history(
@@ -74,9 +82,12 @@ def tune_history(
     stress_level: float | None,
     max_instances: int | None,
     progress: Callable[[str], None],
+    schedules: bool = False,
+    zone_name: str | None = None,
 ) -> HistoryTuning:
     rates = per_minute(profile)
-    history = DemandProfile(profile.name, rates)
+    start = profile_start(profile).timestamp()
+    history = DemandProfile(profile.name, rates, start)
     D = len(rates)
     folds = walk_forward(D, holdout_min)
     newest = folds[0]
@@ -116,7 +127,8 @@ def tune_history(
         why = "set with --stress-level"
     shape = Shape.of(rates, reaction_s)
     pooled = level == POOLED
-    sprof, sparts = stress_profile(shape, level, "final") if not pooled else (None, {})
+    busiest = start + shape.busiest_day * DAY_MIN * 60.0
+    sprof, sparts = stress_profile(shape, level, "final", busiest) if not pooled else (None, {})
     ev.dilute(sparts, holdout_min)
     pool = {p.label: p for p in first}
 
@@ -141,6 +153,23 @@ def tune_history(
         pool.update({p.label: p for p in sharp})
         ev.add(history, sharp, parts, [seed0], keep=True)
         good = ranked(list(pool))
+    rhythm = None
+    if schedules:
+        rhythm, floors = _floors(profile, zone_name, [pool[x] for x in good], pool, capacity)
+        if floors:
+            progress(f"scheduled floors over {rhythm.description if rhythm else ''}: {len(floors)}")
+            pool.update({p.label: p for p in floors})
+            ev.add(history, floors, parts, [seed0], keep=True)
+            good = ranked(list(pool))
+            plain = [x for x in good if not pool[x].scheduled_actions]
+            bar = (
+                float(ev.stats([HISTORY], plain[:1], [seed0])["monthly_cost_usd"].min())
+                if plain
+                else float("inf")
+            )
+            cost = ev.stats([HISTORY], good, [seed0])["monthly_cost_usd"]
+            # a floor only where it is cheaper than the best plain policy at the same gates
+            good = [x for x in good if not pool[x].scheduled_actions or cost[x] < bar]
     both = ev.stats([HISTORY], list(pool), [seed0], raw=pooled)
     near_miss = list(both[~both.index.isin(good)].sort_values("monthly_cost_usd").index[:8])
     finalists = list(dict.fromkeys([*good[:FINALISTS], *near_miss, *(p.label for p in extras)]))
@@ -163,7 +192,25 @@ def tune_history(
         searched=len(pool),
         evidence=ev,
         objective=replace(objective, margin=1.0) if pooled else objective,
+        rhythm=rhythm,
     )
+
+
+def _floors(
+    profile: Any,
+    zone_name: str | None,
+    ranked: Sequence[ScalingPolicy],
+    pool: dict[str, ScalingPolicy],
+    capacity: Capacity,
+) -> tuple[Rhythm | None, list[ScalingPolicy]]:
+    """The history's rhythm and the scheduled-floor variants of its best candidates not yet
+    simulated (none without a rhythm or a candidate that passes the gates)."""
+    rhythm = detect_rhythm(profile, zone_name)
+    if rhythm is None or not ranked:
+        return rhythm, []
+    mins = sorted({p.min_capacity for p in pool.values()})
+    found = schedule_candidates(rhythm, ranked, mins, capacity.max_rps_per_instance)
+    return rhythm, [p for p in found if p.label not in pool]
 
 
 def _explicit(grid: Grid) -> bool:
