@@ -10,9 +10,11 @@ from tuner.tune.grid import (
 )
 from tuner.tune.pipeline import (
     Tuning,
-    manifest,
     tune,
     unmodelled,
+)
+from tuner.tune.provenance import (
+    manifest,
     versions,
 )
 from tuner.tune.recommend import (

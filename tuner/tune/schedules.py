@@ -14,6 +14,16 @@ its busy hours instead of a high MinCapacity all day.
 4. The pipeline judges them with its own evaluation function, beside every other candidate;
    :func:`keep_cheaper` keeps only those cheaper than the best unscheduled candidate that meets
    the objective (or that meet it when no unscheduled one does).
+
+On a history tuned with held-out validation a floor is also a bet on *when* the extremes come:
+it is cheaper because its night level is lower, so it holds only if the surges keep to the busy
+hours. :func:`extremes_keep_to` checks that bet first: each day's largest rise within one
+reaction time, for the days whose rise is at least half the history's largest (the events that
+decide standing capacity); if all of them fell inside the floor's window and that is not
+unlikely by chance (``f ** k`` over :data:`CHANCE`, for ``k`` events and a window covering the
+share ``f`` of the day, as if events came at any hour), the floors are not searched: a few
+spikes that happened to land in the busy hours are no rhythm (AMZN's two spikes of 18x and 30x
+its median both fell late in the evening; its next spikes did not).
 """
 
 from __future__ import annotations
@@ -21,7 +31,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -39,6 +49,9 @@ LEAD_H = 1
 BASES = 4
 """Best-ranked policies given scheduled floors."""
 DAY_H, WEEK_H = 24, 168
+CHANCE = 0.05
+"""Largest chance that the extremes all landed in the floor's window by accident for the floors
+to be searched on a history (the conventional 5% significance level)."""
 FLOOR_ON, FLOOR_OFF = "tuner-floor-on", "tuner-floor-off"
 
 EvaluateFn = Callable[[Sequence[ScalingPolicy]], pd.DataFrame]
@@ -235,3 +248,33 @@ def search_schedules(
         pd.concat([results, rows], ignore_index=True), [*ranked, *candidates]
     )
     return rhythm, kept, kept_rows
+
+
+def extremes_keep_to(
+    rhythm: Rhythm, rates_rps: np.ndarray, start: datetime, reaction_min: int
+) -> tuple[bool, str]:
+    """Whether the history's extremes keep to the floor's window beyond chance (see the module
+    docstring), and the figures in words."""
+    r = np.asarray(rates_rps, dtype=float)
+    w = max(1, reaction_min)
+    if len(r) <= w:
+        return True, "too short to tell"
+    rise = r[w:] - r[:-w]
+    days = math.ceil(len(rise) / 1440)
+    ends = [d * 1440 + int(np.argmax(rise[d * 1440 : (d + 1) * 1440])) + w for d in range(days)]
+    top = float(rise.max())
+    events = [i for i in ends if top > 0 and r[i] - r[i - w] >= 0.5 * top]
+    zone = timezone(rhythm.zone_name)
+    length = (rhythm.end_h - rhythm.start_h) % DAY_H or DAY_H
+    inside = 0
+    for i in events:
+        t = (start + timedelta(minutes=i)).astimezone(zone)
+        hit = (t.hour - rhythm.start_h) % DAY_H < length
+        inside += hit and (t.weekday() < 5 or not rhythm.weekdays_only)
+    share = length / DAY_H * (5 / 7 if rhythm.weekdays_only else 1.0)
+    chance = share ** len(events)
+    words = (
+        f"{inside} of the {len(events)} days' largest rises fell inside the floor's hours "
+        f"({share:.0%} of the week); by chance: {chance:.0%}"
+    )
+    return inside < len(events) or chance <= CHANCE, words

@@ -45,7 +45,7 @@ from tuner.tune.holdout import (
     stress_profile,
 )
 from tuner.tune.refine import bisect_targets, coarse, neighbours
-from tuner.tune.schedules import Rhythm, detect_rhythm, schedule_candidates
+from tuner.tune.schedules import Rhythm, detect_rhythm, extremes_keep_to, schedule_candidates
 from tuner.tune.search import Objective
 from tuner.tune.stress import KINDS, LEVELS, Shape
 
@@ -155,9 +155,11 @@ def tune_history(
         good = ranked(list(pool))
     rhythm = None
     if schedules:
-        rhythm, floors = _floors(profile, zone_name, [pool[x] for x in good], pool, capacity)
+        best = [pool[x] for x in good]
+        w = shape.reaction_min
+        rhythm, floors = _floors(profile, zone_name, best, pool, capacity, w, progress)
         if floors:
-            progress(f"scheduled floors over {rhythm.description if rhythm else ''}: {len(floors)}")
+            progress(f"scheduled floors: {len(floors)} candidates")
             pool.update({p.label: p for p in floors})
             ev.add(history, floors, parts, [seed0], keep=True)
             good = ranked(list(pool))
@@ -202,11 +204,17 @@ def _floors(
     ranked: Sequence[ScalingPolicy],
     pool: dict[str, ScalingPolicy],
     capacity: Capacity,
+    reaction_min: int,
+    progress: Callable[[str], None],
 ) -> tuple[Rhythm | None, list[ScalingPolicy]]:
     """The history's rhythm and the scheduled-floor variants of its best candidates not yet
     simulated (none without a rhythm or a candidate that passes the gates)."""
     rhythm = detect_rhythm(profile, zone_name)
     if rhythm is None or not ranked:
+        return rhythm, []
+    ok, why = extremes_keep_to(rhythm, per_minute(profile), profile_start(profile), reaction_min)
+    progress(f"scheduled floors over {rhythm.description}: {why}")
+    if not ok:
         return rhythm, []
     mins = sorted({p.min_capacity for p in pool.values()})
     found = schedule_candidates(rhythm, ranked, mins, capacity.max_rps_per_instance)
