@@ -23,6 +23,10 @@ AWS_ENDPOINT_URL, else ``https://runtime.sagemaker.{region}.amazonaws.com``.
 
 Every request is one row of ``--requests-csv`` (columns: see tuner/live/loadgen.py).
 
+``tuner loadtest`` (and trials, calibration) pass ``--profile-content FILE`` instead of
+``--profile``: the JSON of an already loaded profile (``Profile.to_content``, replays already
+read), so the master rebuilds it with ``profile_from_content`` and parses no profile file.
+
 Distributed (``--master`` plus ``--worker`` processes, on this host or others), everything goes
 through Locust's own messages, so a worker needs only this file and the ``tuner`` package, no
 profile and no shared folder:
@@ -89,6 +93,11 @@ def _options(parser) -> None:
                 "traffic profile TOML (tuner format), e.g. locustfiles/profiles/steady.toml"
             )
     g = parser.add_argument_group("SageMaker endpoint (tuner)")
+    g.add_argument(
+        "--profile-content",
+        default="",
+        help="JSON of a loaded profile (Profile.to_content), instead of --profile",
+    )
     g.add_argument("--endpoint-name", default="", help="SageMaker endpoint to invoke")
     g.add_argument("--variant", default="", help="production variant to target (header)")
     g.add_argument("--region", default="", help="AWS region (default: standard chain)")
@@ -148,6 +157,16 @@ def load_payloads(path: str) -> list[bytes]:
     if not bodies:
         raise _Fatal(f"--payload: {p} has no payload lines")
     return bodies
+
+
+def _profile_content(path: str) -> Profile:
+    """The profile whose content (Profile.to_content) the JSON file at ``path`` holds."""
+    try:
+        return profile_from_content(json.loads(Path(path).read_text(encoding="utf-8")))
+    except (OSError, ValueError) as e:
+        raise _Fatal(f"--profile-content {path}: not a profile's content: {e}") from None
+    except ProfileError as e:
+        raise _Fatal(f"--profile-content {path}: {e}") from None
 
 
 def _region(opts) -> str:
@@ -279,6 +298,8 @@ class _Run:
             # Locust does not forward its own options (--profile is one) to workers, and the file
             # may not exist on their host: the master's plan carries the profile's content.
             pass
+        elif opts.profile_content:
+            self.profile = _profile_content(opts.profile_content)
         elif not opts.profile:
             raise _Fatal("--profile is required (a traffic profile TOML)")
         else:

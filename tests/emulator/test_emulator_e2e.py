@@ -127,7 +127,7 @@ def e2e(tmp_path_factory: pytest.TempPathFactory) -> Any:
         try:
             result = run_loadtest(
                 LoadTestConfig(
-                    profile_path=profile_path,
+                    profile=load_profile(profile_path),
                     endpoint=ENDPOINT,
                     out_dir=tmp_path / "load",
                     host=aws.url,

@@ -114,7 +114,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Any:
         start_v = clock.v0 + 60 * math.ceil((clock.now() - clock.v0 + 10 * SPEED) / 60)
         result = run_loadtest(
             LoadTestConfig(
-                profile_path=profile_path,
+                profile=load_profile(profile_path),
                 endpoint=ENDPOINT,
                 out_dir=tmp_path / "load",
                 host=aws.url,

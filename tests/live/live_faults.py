@@ -27,6 +27,7 @@ from botocore.exceptions import ClientError
 from tuner.aws import AutoScaling, AwsSession
 from tuner.policy.policy import MetricType, ScalingPolicy
 from tuner.policy.resource import Resource
+from tuner.profiles import Profile, load_profile
 from tuner.records import REQUEST_COLUMNS
 
 ENDPOINT = "safety-endpoint"
@@ -240,7 +241,7 @@ def kill_self(operation: str) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def no_load(profile_path: Path, **kwargs: Any) -> pd.DataFrame:
+def no_load(profile: Profile, **kwargs: Any) -> pd.DataFrame:
     """A load driver that sends nothing (the fault tests are about what is changed and put back)."""
     return pd.DataFrame({c: [] for c in REQUEST_COLUMNS})
 
@@ -254,7 +255,7 @@ def _serve() -> None:
     spec = TrialSpec(
         endpoint=ENDPOINT,
         policy=ScalingPolicy.load(policy),
-        profile_path=Path(profile),
+        profile=load_profile(profile),
         start_capacity=2,
         settle_s=0.0,
         lead_real_s=0.05,

@@ -33,12 +33,13 @@ from tuner.live.calibration_steps import (
     refine_rates,
     rerun_reason,
     runtime_probe,
+    step_profile,
     step_profile_toml,
     sustained,
     wait_until_idle,
 )
 from tuner.model.capacity import Capacity
-from tuner.profiles.profile import parse_profile
+from tuner.profiles.profile import Profile, parse_profile
 
 
 def _records(steps: list[Step], latency_ms: list[float], fail_share: list[float]) -> pd.DataFrame:
@@ -66,12 +67,14 @@ def test_bracket_and_refine_rates() -> None:
 
 
 def test_step_profile_plays_the_rates() -> None:
-    import tomllib
-
     text = step_profile_toml("cal", [1.5, 3, 6], 60)
     profile = parse_profile(tomllib.loads(text))
     assert profile.duration_s == 180
     assert np.allclose(profile.counts(60), [90, 180, 360])
+    # What calibration hands the load driver: that profile, loaded (rates to 6 digits).
+    played = step_profile("cal", [1.5, 3, 1 / 3], 60)
+    assert played.name == "cal" and played.duration_s == 180
+    assert played.rate_at(np.array([30.0, 90.0, 150.0])).tolist() == [1.5, 3.0, 0.333333]
 
 
 def test_analysis_finds_highest_passing_step_before_first_failure() -> None:
@@ -370,8 +373,10 @@ class _ScriptedEndpoint:
         self.runs: list[str] = []
         self.probes = 0
 
-    def driver(self, profile_path: Path, *, speed: float, out_dir: Path, **_: Any) -> Any:
-        rates = [seg["rps"] for seg in tomllib.loads(Path(profile_path).read_text())["segment"]]
+    def driver(self, profile: Profile, *, speed: float, out_dir: Path, **_: Any) -> Any:
+        # The loaded step profile: one 60-s hold per rate, read at each step's middle.
+        steps = round(profile.duration_s / 60)
+        rates = profile.rate_at(np.arange(steps) * 60.0 + 30.0).tolist()
         run = Path(out_dir).name
         self.runs.append(run)
         frames = []

@@ -43,6 +43,7 @@ from tuner.live import safety
 from tuner.live.safety import JOURNAL_NAME, LOCK_TAG_PREFIX, LockHeld
 from tuner.live.trial import TrialSpec, run_trial
 from tuner.model.capacity import Capacity
+from tuner.profiles import Profile, load_profile
 
 SPEED = 100.0
 CAPACITY = Capacity.from_dict(
@@ -138,7 +139,7 @@ def _spec(tmp_path: Path, **kwargs: Any) -> TrialSpec:
     defaults: dict[str, Any] = {
         "endpoint": ENDPOINT,
         "policy": CANDIDATE,
-        "profile_path": _profile(tmp_path),
+        "profile": load_profile(_profile(tmp_path)),
         "start_capacity": 2,
         "settle_s": 0.0,
         "lead_real_s": 0.05,
@@ -155,9 +156,9 @@ def test_only_the_candidate_is_active_during_the_trial(
 ) -> None:
     seen: list[dict[str, Any]] = []
 
-    def inspecting(profile_path: Path, **kwargs: Any) -> pd.DataFrame:
+    def inspecting(profile: Profile, **kwargs: Any) -> pd.DataFrame:
         seen.append(exact_state(aws_url))
-        return no_load(profile_path)
+        return no_load(profile)
 
     run_trial(
         _spec(tmp_path),
@@ -241,7 +242,6 @@ def test_each_mutating_call_killed_then_tuner_restore_restores_exactly(
     assert _settled_state(aws_url) == original
     n = len(calls)
     by_kill = []
-    spec = _spec(tmp_path)
     policy = CANDIDATE.save(tmp_path / "candidate.policy.json")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT")}
     driver = subprocess.Popen(
@@ -251,7 +251,7 @@ def test_each_mutating_call_killed_then_tuner_restore_restores_exactly(
             "tests.live.live_faults",
             aws_url,
             str(tmp_path / "kill"),
-            str(spec.profile_path),
+            str(_profile(tmp_path)),
             str(policy),
         ],
         cwd=REPO,
@@ -304,7 +304,7 @@ def test_kill_9_then_the_same_trial_again_restores_first(
             "tests.live.live_faults",
             aws_url,
             str(tmp_path / "runs"),
-            str(spec.profile_path),
+            str(_profile(tmp_path)),
             str(policy),
         ],
         cwd=REPO,
@@ -338,10 +338,10 @@ def test_a_second_live_change_is_refused_while_one_runs(
     release = threading.Event()
     started = threading.Event()
 
-    def blocking(profile_path: Path, **kwargs: Any) -> pd.DataFrame:
+    def blocking(profile: Profile, **kwargs: Any) -> pd.DataFrame:
         started.set()
         release.wait(30)
-        return no_load(profile_path)
+        return no_load(profile)
 
     errors: list[BaseException] = []
 
@@ -469,7 +469,7 @@ def test_calibration_that_fails_puts_the_instance_count_back(
     assert before == {**original, "desired": 2, "current": 2}
     held: list[dict[str, Any]] = []
 
-    def failing(profile_path: Path, **kwargs: Any) -> pd.DataFrame:
+    def failing(profile: Profile, **kwargs: Any) -> pd.DataFrame:
         held.append(exact_state(aws_url))
         raise LoadTestError("locust exited with 1 (injected)")
 

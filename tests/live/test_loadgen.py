@@ -134,7 +134,7 @@ def _profile(tmp_path: Path, text: str) -> Path:
 
 def _run(tmp_path, profile_path, srv, **kw):
     cfg = LoadTestConfig(
-        profile_path=profile_path,
+        profile=load_profile(profile_path),
         endpoint="my-endpoint",
         out_dir=tmp_path / "out",
         host=srv.url,
@@ -217,6 +217,56 @@ def test_master_and_two_workers_deliver_the_profile(tmp_path, server):
     assert sorted(req["seq"]) == list(range(1800))  # each scheduled request sent exactly once
     assert req.groupby("worker").size().to_dict() == {0: 900, 1: 900}
     assert not list((tmp_path / "out").glob("requests.worker*.csv"))
+
+
+REPLAY_CSV = "timestamp,invocations\n2024-06-03T08:00:00Z,600\n2024-06-03T08:01:00Z,1200\n"
+
+
+def test_the_loaded_profile_is_played_after_its_files_are_gone(tmp_path, server):
+    """The load test plays the Profile object: its TOML and replay CSV are deleted first."""
+    (tmp_path / "hist.csv").write_text(REPLAY_CSV)
+    toml = _profile(tmp_path, 'name = "hist"\n[[segment]]\nreplay = "hist.csv"\n')
+    profile = load_profile(toml)
+    toml.unlink()
+    (tmp_path / "hist.csv").unlink()
+    speed = 15.0
+    result = run_loadtest(
+        LoadTestConfig(
+            profile=profile,
+            endpoint="my-endpoint",
+            out_dir=tmp_path / "out",
+            host=server.url,
+            env=CREDS_ENV,
+            speed=speed,
+        ),
+        progress=None,
+    )
+    expected = np.array([600.0, 1200.0])  # 10 then 20 rps, a minute each
+    assert profile.counts(60).tolist() == expected.tolist()
+    at_server = _per_minute_at_server(server, result, speed, 2)
+    assert np.all(np.abs(at_server - expected) <= 0.01 * expected), at_server
+    assert result.summary["profile"] == "hist" and result.summary["ok"] == 1800
+    # Locust got the content in a private file, removed after the run; nothing else was written.
+    command = result.summary["commands"][0].split()
+    content = Path(command[command.index("--profile-content") + 1])
+    assert "--profile" not in command and not content.exists()
+    assert not content.parent.exists() and content.parent.parent != tmp_path / "out"
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["out"]
+
+
+def test_cli_plays_a_replay_csv_without_writing_a_profile_file(tmp_path, server, monkeypatch):
+    for key, value in CREDS_ENV.items():
+        monkeypatch.setenv(key, value)
+    csv = tmp_path / "hist.csv"
+    csv.write_text(REPLAY_CSV)
+    out = tmp_path / "out"
+    argv = ["loadtest", "--profile", str(csv), "--endpoint", "my-endpoint", "--host", server.url]
+    assert main([*argv, "--speed", "15", "--out", str(out)]) == 0
+    assert len(server.received) == 1800
+    assert pd.read_csv(out / "periods.csv")["ok"].tolist() == [600, 1200]
+    # No replay TOML beside the results (tune and trial used to write OUT/profiles/hist.toml).
+    assert not list(out.rglob("*.toml")) and not (out / "profiles").exists()
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["hist.csv", "out"]
 
 
 def test_errors_payloads_and_variant_are_recorded(tmp_path, server):
@@ -341,6 +391,21 @@ def test_stock_locust_rejects_a_missing_payload_in_one_line(tmp_path):
     lines = [ln for ln in done.stderr.splitlines() if "error" in ln]
     assert lines == [
         f"sagemaker_endpoint: error: --payload: file not found: {tmp_path / 'none.jsonl'}"
+    ]
+
+
+def test_stock_locust_rejects_malformed_profile_content_in_one_line(tmp_path):
+    content = tmp_path / "content.json"
+    content.write_text(json.dumps({"name": "x", "kind": [0], "duration_s": [60.0]}))
+    cmd = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "-u", "1",
+           "--profile-content", str(content), "--endpoint-name", "e",
+           "--host", "http://127.0.0.1:9"]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=_env(), cwd=tmp_path)
+    assert done.returncode == 2
+    lines = [ln for ln in done.stderr.splitlines() if "error" in ln]
+    assert lines == [
+        f"sagemaker_endpoint: error: --profile-content {content}: profile content is malformed: "
+        "KeyError: 'params'"
     ]
 
 

@@ -27,6 +27,7 @@ from tuner.live.trial import TrialSpec, run_trial
 from tuner.model.capacity import Capacity
 from tuner.policy.policy import ScalingPolicy
 from tuner.policy.resource import Resource
+from tuner.profiles import Profile, load_profile, parse_profile
 from tuner.records import REQUEST_COLUMNS
 
 ENDPOINT = "trial-endpoint"
@@ -80,7 +81,10 @@ def _profile(tmp_path: Path, minutes: int = 8) -> Path:
 def test_trial_collects_metrics_counts_and_requests(local_aws: object, tmp_path: Path) -> None:
     scaling = _scaling(local_aws)
     scaling.apply(ORIGINAL, RESOURCE)
-    spec = TrialSpec(endpoint=ENDPOINT, policy=CANDIDATE, profile_path=_profile(tmp_path))
+    path = _profile(tmp_path)
+    profile = load_profile(path)
+    path.unlink()  # the trial plays the loaded profile: its file is not read again
+    spec = TrialSpec(endpoint=ENDPOINT, policy=CANDIDATE, profile=profile)
     folder = run_trial(
         spec,
         tmp_path / "run",
@@ -141,7 +145,7 @@ def test_foreign_traffic_is_flagged(local_aws: object, tmp_path: Path) -> None:
         runtime.invoke_endpoint(EndpointName=ENDPOINT, Body=b"{}", ContentType="application/json")
 
     def driver(
-        profile_path: Path, *, start_at_epoch_s: float, speed: float, **kwargs: object
+        profile: Profile, *, start_at_epoch_s: float, speed: float, **kwargs: object
     ) -> pd.DataFrame:
         """20 requests of the trial's own, and 10 from someone else in between."""
         time.sleep(max(0.0, start_at_epoch_s - time.time()))
@@ -154,9 +158,8 @@ def test_foreign_traffic_is_flagged(local_aws: object, tmp_path: Path) -> None:
                 invoke()  # foreign: not in the trial's records
         return pd.DataFrame(rows, columns=list(REQUEST_COLUMNS))
 
-    profile = tmp_path / "quiet.toml"
-    profile.write_text('name = "quiet"\n[[segment]]\nhold = "2m"\nrps = 0.2\n')
-    spec = TrialSpec(endpoint=ENDPOINT, policy=CANDIDATE, profile_path=profile, lead_real_s=0.3)
+    quiet = parse_profile({"name": "quiet", "segment": [{"hold": "2m", "rps": 0.2}]})
+    spec = TrialSpec(endpoint=ENDPOINT, policy=CANDIDATE, profile=quiet, lead_real_s=0.3)
     folder = run_trial(
         spec, tmp_path / "run", AwsSession(endpoint_url=url), driver=driver, log=lambda m: None
     )
@@ -164,6 +167,24 @@ def test_foreign_traffic_is_flagged(local_aws: object, tmp_path: Path) -> None:
     assert summary["sent"] == 20 and summary["cloudwatch_invocations"] == 30
     assert summary["invocations_mismatch"] == pytest.approx(0.5)
     assert "foreign traffic or lost requests" in summary["traffic_warning"]
+
+
+def test_trial_dry_run_of_a_replay_csv_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The CSV is loaded once and the object goes to the trials: no replay TOML in --out."""
+    from tuner.cli import main
+
+    csv = tmp_path / "hist.csv"
+    csv.write_text("timestamp,invocations\n2024-06-03T08:00:00Z,60\n2024-06-03T08:01:00Z,120\n")
+    policy = CANDIDATE.save(tmp_path / "candidate.policy.json")
+    out = tmp_path / "run"
+    argv = ["trial", "--endpoint", ENDPOINT, "--policy", str(policy), "--profile", str(csv)]
+    dry = ["--dry-run", "--endpoint-url", "http://127.0.0.1:9"]
+    assert main([*argv, "--out", str(out), *dry]) == 0
+    assert "dry run: tuner trial would make these AWS calls" in capsys.readouterr().out
+    assert not out.exists()
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["candidate.policy.json", "hist.csv"]
 
 
 def _start_trial(tmp_path: Path, minutes: int) -> tuple[subprocess.Popen[str], Path]:

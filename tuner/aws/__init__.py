@@ -5,11 +5,12 @@ or are injected; none is created at import, so moto intercepts them in tests.
 """
 
 from tuner.aws.alarms import Alarms
-from tuner.aws.autoscaling import AutoScaling, ScalingSnapshot
+from tuner.aws.autoscaling import AutoScaling
 from tuner.aws.clients import AwsSession, translate_client_error
 from tuner.aws.cloudwatch import SAGEMAKER_METRICS, fetch_variant_metrics
 from tuner.aws.endpoint import Endpoints
 from tuner.aws.runtime import Runtime
+from tuner.aws.snapshot import ScalingSnapshot
 
 __all__ = [
     "Alarms",

@@ -13,8 +13,8 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tuner.aws.clients import ClientAdapter, translate_client_error
+from tuner.policy.alarm import policy_arn_tail
 from tuner.policy.resource import Resource
-from tuner.policy.step import policy_arn_tail
 
 # put-metric-alarm's own fields, the ones a snapshot keeps to put an alarm back
 _ALARM_PUT_KEYS = (

@@ -3,24 +3,23 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import warnings
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tuner.aws.alarms import Alarms
 from tuner.aws.clients import AwsSession, ClientAdapter, translate_client_error
-from tuner.errors import PolicyError, TargetNotRegistered, TunerError, read_json_file
+from tuner.aws.snapshot import ScalingSnapshot as ScalingSnapshot
+from tuner.aws.snapshot import jsonable
+from tuner.errors import PolicyError, TargetNotRegistered, TunerError
+from tuner.policy.alarm import policy_name_of
 from tuner.policy.policy import SERVICE_NAMESPACE, ScalingPolicy
 from tuner.policy.resource import Resource
 from tuner.policy.schedule import ScheduledScalingAction
-from tuner.policy.step import policy_name_of, step_from_aws
+from tuner.policy.step import StepScalingPolicy, step_from_aws
 
-SNAPSHOT_VERSION = 1
 # Fields of DescribeScalingPolicies / DescribeScheduledActions entries that AWS computes; they are
 # not accepted by the Put* calls and are dropped before a restore.
 _POLICY_PUT_KEYS = (
@@ -37,82 +36,6 @@ def _put_fields(action: dict[str, Any]) -> dict[str, Any]:
     """The fields of a scheduled action that PutScheduledAction sets (None ones dropped)."""
     keys = (*_SCHEDULED_PUT_KEYS, "ScalableTargetAction")
     return {k: action[k] for k in keys if action.get(k) is not None}
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dt.datetime):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items() if k != "ResponseMetadata"}
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    return value
-
-
-@dataclass(frozen=True)
-class ScalingSnapshot:
-    """Everything Application Auto Scaling holds for one resource, to put back exactly."""
-
-    resource: Resource
-    target: dict[str, Any] | None
-    """The DescribeScalableTargets entry (None: nothing was registered)."""
-    policies: tuple[dict[str, Any], ...] = ()
-    scheduled_actions: tuple[dict[str, Any], ...] = ()
-    alarms: tuple[dict[str, Any], ...] = ()
-    """put-metric-alarm arguments of the CloudWatch alarms acting on the step policies."""
-    taken_at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat())
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "version": SNAPSHOT_VERSION,
-            "resource_id": self.resource.resource_id,
-            "taken_at": self.taken_at,
-            "target": self.target,
-            "policies": list(self.policies),
-            "scheduled_actions": list(self.scheduled_actions),
-            "alarms": list(self.alarms),
-        }
-
-    def save(self, path: str | Path) -> Path:
-        """Write atomically (a torn snapshot would make restore impossible)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
-            tmp.replace(path)
-        except OSError as e:
-            tmp.unlink(missing_ok=True)  # never leave NAME.tmp behind
-            raise TunerError(f"{path}: cannot write the snapshot ({e.strerror or e})") from e
-        return path
-
-    @classmethod
-    def load(cls, path: str | Path) -> ScalingSnapshot:
-        path = Path(path)
-        data = read_json_file(path, TunerError, "snapshot")
-        if not isinstance(data, dict) or data.get("version") != SNAPSHOT_VERSION:
-            raise TunerError(f"{path}: not a tuner scaling snapshot (version {SNAPSHOT_VERSION})")
-        try:
-            snap = cls(
-                resource=Resource.parse(data["resource_id"]),
-                target=data["target"],
-                policies=tuple(data["policies"]),
-                scheduled_actions=tuple(data["scheduled_actions"]),
-                alarms=tuple(data.get("alarms", ())),  # absent from snapshots before step scaling
-                taken_at=data["taken_at"],
-            )
-        except (KeyError, TypeError) as e:
-            raise TunerError(f"{path}: snapshot field {e} is missing or malformed") from e
-        target = snap.target
-        if target is not None:
-            for key in ("MinCapacity", "MaxCapacity"):
-                value = target.get(key) if isinstance(target, dict) else None
-                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                    raise TunerError(f"{path}: target.{key} must be an integer >= 0, got {value!r}")
-        for i, policy in enumerate(snap.policies):
-            if not isinstance(policy, dict) or not isinstance(policy.get("PolicyName"), str):
-                raise TunerError(f"{path}: policies[{i}] must be an object with a PolicyName")
-        return snap
 
 
 class AutoScaling(ClientAdapter):
@@ -162,13 +85,13 @@ class AutoScaling(ClientAdapter):
             ScalableDimension=resource.scalable_dimension,
         ):
             if target["ResourceId"] == resource.resource_id:
-                return _jsonable(target)  # type: ignore[no-any-return]
+                return jsonable(target)  # type: ignore[no-any-return]
         return None
 
     def _of_resource(self, operation: str, key: str, resource: Resource) -> list[dict[str, Any]]:
         """A Describe* listing for one resource (filtered here too: moto ignores some filters)."""
         return [
-            _jsonable(item)
+            jsonable(item)
             for item in self._pages(
                 operation,
                 key,
@@ -199,51 +122,81 @@ class AutoScaling(ClientAdapter):
         *,
         steps: Iterable[str] = (),
         with_schedules: bool = False,
+        tracking: bool = True,
     ) -> ScalingPolicy | None:
         """The live target-tracking policy (by name, else the first one), or None.
 
         ``steps`` names step policies to read with it, each with the alarm acting on it (one
-        without an alarm is left out: it could never act). ``with_schedules``: with the target's
-        scheduled actions (else ScheduledActions is None).
+        without an alarm is left out: it could never act). ``tracking=False``: the step policies
+        alone, as a step-only policy (None when none of them is there). ``with_schedules``: with
+        the target's scheduled actions (else ScheduledActions is None).
         """
         target = self.describe_target(resource)
         if target is None:
             return None
         live = self.describe_policies(resource)
-        tracking = [
-            p
-            for p in live
-            if p.get("PolicyType") == "TargetTrackingScaling"
-            and (name is None or p["PolicyName"] == name)
-        ]
+        found = self._read_steps(resource, live, list(steps))
         if not tracking:
-            return None
-        policy = ScalingPolicy.from_aws(target, sorted(tracking, key=lambda p: p["PolicyName"])[0])
+            if not found:
+                return None
+            policy = ScalingPolicy(
+                min_capacity=target["MinCapacity"],
+                max_capacity=target["MaxCapacity"],
+                kind=resource.kind,
+                step_policies=found,
+            )
+        else:
+            mine = [
+                p
+                for p in live
+                if p.get("PolicyType") == "TargetTrackingScaling"
+                and (name is None or p["PolicyName"] == name)
+            ]
+            if not mine:
+                return None
+            first = sorted(mine, key=lambda p: p["PolicyName"])[0]
+            policy = ScalingPolicy.from_aws(target, first).replace(step_policies=found)
         if with_schedules:
             policy = policy.replace(scheduled_actions=self.read_scheduled_actions(resource))
+        return policy
+
+    def read_like(
+        self, policy: ScalingPolicy, resource: Resource, *, with_schedules: bool = False
+    ) -> ScalingPolicy | None:
+        """The live counterpart of ``policy``: its target tracking (if it has one, by name) and
+        its step policies (by name), to compare with it."""
+        return self.read_policy(
+            resource,
+            policy.name if policy.tracks_target else None,
+            steps=[s.name for s in policy.step_policies],
+            with_schedules=with_schedules,
+            tracking=policy.tracks_target,
+        )
+
+    def _read_steps(
+        self, resource: Resource, live: list[dict[str, Any]], steps: list[str]
+    ) -> tuple[StepScalingPolicy, ...]:
+        """The named live step policies, in ``steps`` order, each with the alarm acting on it."""
         wanted = [
-            p
-            for p in live
-            if p.get("PolicyType") == "StepScaling" and p["PolicyName"] in set(steps)
+            p for p in live if p.get("PolicyType") == "StepScaling" and p["PolicyName"] in steps
         ]
         if not wanted:
-            return policy
+            return ()
         by_policy: dict[str, dict[str, Any]] = {}
         for alarm in self.alarms.acting_on(resource, [p["PolicyName"] for p in wanted]):
             for action in alarm.get("AlarmActions", []):
                 by_policy.setdefault(policy_name_of(action) or "", alarm)
-        found = tuple(
+        return tuple(
             step_from_aws(p, by_policy[p["PolicyName"]])
-            for p in sorted(wanted, key=lambda p: list(steps).index(p["PolicyName"]))
+            for p in sorted(wanted, key=lambda p: steps.index(p["PolicyName"]))
             if p["PolicyName"] in by_policy
         )
-        return policy.replace(step_policies=found)
 
     def describe_activities(self, resource: Resource) -> list[dict[str, Any]]:
         """Scaling activities, newest first; [] with a warning where the backend lacks the call."""
         try:
             return [
-                _jsonable(a)
+                jsonable(a)
                 for a in self._pages(
                     "describe_scaling_activities",
                     "ScalingActivities",
@@ -274,12 +227,7 @@ class AutoScaling(ClientAdapter):
         manage = policy.scheduled_actions is not None
         if manage:
             self._put_scheduled_actions(policy, resource)
-        live = self.read_policy(
-            resource,
-            policy.name,
-            steps=[s.name for s in policy.step_policies],
-            with_schedules=manage,
-        )
+        live = self.read_like(policy, resource, with_schedules=manage)
         if live != policy:
             raise PolicyError(
                 f"read-back of {resource.resource_id} differs from what was applied: "
@@ -332,16 +280,16 @@ class AutoScaling(ClientAdapter):
         self._call("RegisterScalableTarget", self.client.register_scalable_target, **args)
         live_policies = self.describe_policies(resource)
         self._delete_step_alarms(resource, live_policies)
+        keep = policy.name if policy.tracks_target else None
         for live in live_policies:
-            if live["PolicyName"] != policy.name:
+            if live["PolicyName"] != keep:
                 self.delete_policy(resource, live["PolicyName"])
         self._put_policies(policy, resource)
-        steps = [s.name for s in policy.step_policies]
         # Scheduled actions stay stored but suspended: a candidate's own are not trialled.
-        live_policy = self.read_policy(resource, policy.name, steps=steps)
+        live_policy = self.read_like(policy, resource)
         wanted = policy.replace(scheduled_actions=None)
         names = sorted(p["PolicyName"] for p in self.describe_policies(resource))
-        if live_policy != wanted or names != sorted([policy.name, *steps]):
+        if live_policy != wanted or names != sorted(policy.policy_names):
             raise PolicyError(
                 f"read-back of {resource.resource_id} is not the candidate alone: policies "
                 f"{names}, {live_policy.to_dict() if live_policy else None} != {wanted.to_dict()}"
@@ -469,12 +417,13 @@ class AutoScaling(ClientAdapter):
             self._call("PutScheduledAction", self.client.put_scheduled_action, **base, **args)
 
     def _put_policies(self, policy: ScalingPolicy, resource: Resource) -> None:
-        """Put the target-tracking policy, then each step policy and the alarm acting on it."""
-        self._call(
-            "PutScalingPolicy",
-            self.client.put_scaling_policy,
-            **policy.put_scaling_policy_args(resource),
-        )
+        """Put the target-tracking policy (if any), then each step policy and its alarm."""
+        if policy.tracks_target:
+            self._call(
+                "PutScalingPolicy",
+                self.client.put_scaling_policy,
+                **policy.put_scaling_policy_args(resource),
+            )
         for step in policy.step_policies:
             # the policy first: the alarm's action is its ARN (user guide, step scaling)
             put = self._call(

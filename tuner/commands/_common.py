@@ -6,12 +6,13 @@ import argparse
 import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from tuner.aws import AwsSession
     from tuner.clock import VirtualClock
     from tuner.policy import Resource
+    from tuner.profiles import Profile
 
 
 def add_aws_options(parser: argparse.ArgumentParser) -> None:
@@ -75,7 +76,7 @@ def resource_from(args: argparse.Namespace) -> Resource:
 PROFILES_DIR = Path(__file__).resolve().parents[2] / "locustfiles" / "profiles"
 
 
-def resolve_profile(spec: str) -> tuple[Any, Path]:
+def resolve_profile(spec: str) -> tuple[Profile, Path]:
     """--profile: a TOML file, a replay CSV, or a ready profile's name -> (Profile, its file)."""
     from tuner.errors import ValidationError
     from tuner.profiles.profile import load_profile, parse_profile

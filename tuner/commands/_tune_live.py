@@ -87,24 +87,23 @@ def live_profile(
     capacity: Capacity,
     out: Path | None,
     window: tuple[float, float] | None,
-) -> tuple[Profile, Path]:
-    """A profile for the trials: the profile (scaled as tuned), cut to --live-window; its file
-    is written to OUT/live-profiles/ (out None: checked only)."""
-    profile, path = profile_for(spec, args, capacity, out)
-    if window is not None:
-        from tuner.profiles.window import window as cut
-
-        profile = cut(profile, *window)
-    if out is None:
-        return profile, path
+) -> Profile:
+    """A profile for the trials: the profile (scaled as tuned), cut to --live-window. The trials
+    play this object; a window is also recorded in OUT/live-profiles/ (out None: checked only)."""
+    profile, _ = profile_for(spec, args, capacity, out)
     if window is None:
-        return profile, toml_for(path, out)
+        return profile
     from tuner.profiles.window import to_toml
+    from tuner.profiles.window import window as cut
+
+    profile = cut(profile, *window)
+    if out is None:
+        return profile
 
     target = out / "live-profiles" / f"{folder_name(profile.name)}.toml"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(to_toml(profile, description=f"{spec}, window {args.live_window}"))
-    return profile, target
+    return profile
 
 
 def check_live(
@@ -161,12 +160,12 @@ def human(seconds: float) -> str:
     return f"{h}h{m:02d}m"
 
 
-def print_dry_run(args: argparse.Namespace, live_paths: Sequence[Path]) -> None:
+def print_dry_run(args: argparse.Namespace, live: Sequence[Profile]) -> None:
     from tuner.commands.trial import AWS_CALLS
 
     print(
         f"dry run: no live trial ran; --live would make these AWS calls on {args.endpoint}/"
-        f"{args.variant} per candidate ({args.top}) and profile ({len(live_paths)}):"
+        f"{args.variant} per candidate ({args.top}) and profile ({len(live)}):"
     )
     for line in AWS_CALLS:
         print(f"  {line}")
@@ -198,12 +197,12 @@ def add_trials(
     ]
     if not specs:
         raise ValidationError(f"{out}: the run records no profile files; give --live-profile")
-    live = [live_profile(spec, args, capacity, None, window)[0] for spec in specs]
+    live = [live_profile(spec, args, capacity, None, window) for spec in specs]
     session = None if args.dry_run else aws_session(args)
     check_live(args, session, live, len(top), guardrails, limit_s)
-    live_paths = [live_profile(spec, args, capacity, out, window)[1] for spec in specs]
+    live = [live_profile(spec, args, capacity, out, window) for spec in specs]
     if args.dry_run:
-        print_dry_run(args, live_paths)
+        print_dry_run(args, live)
         return 0
     assert session is not None
     from tuner.commands._live import confirm
@@ -218,7 +217,7 @@ def add_trials(
         run_live(
             out,
             top,
-            live_paths,
+            live,
             endpoint=args.endpoint,
             variant=args.variant,
             session=session,
@@ -264,7 +263,7 @@ def ranked_policies(saved: Any, top: int) -> list[ScalingPolicy]:
 def run_live(
     out: Path,
     candidates: Sequence[ScalingPolicy],
-    profiles: Sequence[Path],
+    profiles: Sequence[Profile],
     *,
     endpoint: str,
     variant: str,
@@ -281,7 +280,7 @@ def run_live(
     done: list[Path] = []
     pairs = [(c, p) for c in candidates for p in profiles]
     progress(f"live trials of {', '.join(c.label for c in candidates)} on {endpoint}")
-    for i, (policy, path) in enumerate(pairs):
+    for i, (policy, profile) in enumerate(pairs):
         elapsed = time.monotonic() - began
         if time_limit_s is not None and elapsed > time_limit_s:
             log(
@@ -292,7 +291,7 @@ def run_live(
         done += run_trials(
             out,
             candidates=[policy],
-            profiles=[path],
+            profiles=[profile],
             endpoint=endpoint,
             variant=variant,
             session=session,
@@ -300,12 +299,3 @@ def run_live(
             log=log,
         )
     return done
-
-
-def toml_for(path: Path, out: Path) -> Path:
-    """A profile file the trial can load: the TOML itself, or a replay TOML for a bare CSV."""
-    if path.suffix.lower() != ".csv":
-        return path
-    from tuner.tune import write_replay_profile
-
-    return write_replay_profile(out, path)

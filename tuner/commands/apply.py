@@ -22,11 +22,11 @@ examples:
 
 Prints the live configuration against the file field by field, registers the scalable target,
 puts the target-tracking policy and any step policies with their CloudWatch alarms (the
-alarm's action is the step policy), reads all back and checks they equal the file. When the file
-has "ScheduledActions", they become the target's scheduled actions: live ones it does not name
-are deleted (the diff lists them), changed ones replaced, new ones put. Without the key, live
-scheduled actions stay as they are. Take a `tuner snapshot` first if you may want the old
-configuration back.
+alarm's action is the step policy; a file may hold step policies alone), reads all back and
+checks they equal the file. When the file has "ScheduledActions", they become the target's
+scheduled actions: live ones it does not name are deleted (the diff lists them), changed ones
+replaced, new ones put. Without the key, live scheduled actions stay as they are. Take a
+`tuner snapshot` first if you may want the old configuration back.
 It asks before changing anything (--yes skips the question; without a terminal --yes is
 required; the local AWS never asks) and is refused while a trial or calibration holds the
 endpoint's lock.
@@ -80,19 +80,14 @@ def apply_policy(
         Endpoints(session=session).describe(resource.endpoint).variant(resource.variant or "")
     scaling = AutoScaling(session=session)
     manage = policy.scheduled_actions is not None
-    live = scaling.read_policy(
-        resource,
-        policy.name,
-        steps=[s.name for s in policy.step_policies],
-        with_schedules=manage,
-    )
-    mine = {policy.name, *(s.name for s in policy.step_policies)}
+    live = scaling.read_like(policy, resource, with_schedules=manage)
+    mine = set(policy.policy_names)
     live_actions = [a["ScheduledActionName"] for a in scaling.describe_scheduled_actions(resource)]
     current = scaling.read_scheduled_actions(resource) if manage else None
     others = [
         p["PolicyName"] for p in scaling.describe_policies(resource) if p["PolicyName"] not in mine
     ]
-    print(f"{resource.resource_id}  policy {policy.name}")
+    print(f"{resource.resource_id}  policy {', '.join(policy.policy_names)}")
     print(format_diff(live, policy, live_actions=current))
     if others:
         print(f"  note: other policies on this target stay as they are: {', '.join(others)}")
@@ -108,7 +103,11 @@ def apply_policy(
         print("dry run: would call")
         calls: list[tuple[str, dict[str, Any]]] = [
             ("RegisterScalableTarget", policy.register_scalable_target_args(resource)),
-            ("PutScalingPolicy", policy.put_scaling_policy_args(resource)),
+            *(
+                [("PutScalingPolicy", policy.put_scaling_policy_args(resource))]
+                if policy.tracks_target
+                else []
+            ),
             *(
                 ("PutScalingPolicy", s.put_scaling_policy_args(resource))
                 for s in policy.step_policies

@@ -101,13 +101,9 @@ def run(args: argparse.Namespace) -> int:
     from tuner.live.loadgen import LoadTestConfig, run_loadtest
     from tuner.live.trial import discover_clock
 
-    _, profile_path = resolve_profile(args.profile)
-    if profile_path.suffix.lower() == ".csv":
-        from tuner.tune import write_replay_profile
-
-        profile_path = write_replay_profile(Path(args.out), profile_path)
+    profile, _ = resolve_profile(args.profile)  # a TOML or a replay CSV, read once
     config = LoadTestConfig(
-        profile_path=profile_path,
+        profile=profile,
         endpoint=args.endpoint,
         out_dir=Path(args.out),
         host=args.host or args.endpoint_url,

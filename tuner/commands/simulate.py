@@ -36,8 +36,10 @@ With several --policy, timeline.csv and summary.json describe the first, DIR/sum
 row per policy and DIR/timelines/<label>.csv holds each timeline.
 
 The model is reference/target-tracking.md: alarms of 3 and 15 datapoints (10-s metrics: 3 and
-90), metric lag, boot delay with the endpoint Updating, cooldowns, Min/Max. Instances are billed
-from launch, so booting ones count in instance_hours.
+90), metric lag, boot delay with the endpoint Updating, cooldowns, Min/Max. Step policies in the
+file's StepScalingPolicies run on their own alarms, beside target tracking or without it (then
+alarm_high and alarm_low stay 0). Instances are billed from launch, so booting ones count in
+instance_hours.
 """
 
 
@@ -46,8 +48,9 @@ def register(sub: Any) -> argparse.ArgumentParser:
         "simulate",
         help="replay a traffic profile against a scaling policy, write timeline and summary",
         description="Simulate how Application Auto Scaling would size the endpoint under a\n"
-        "traffic profile with the given target-tracking policy: instances, alarms, queueing,\n"
-        "errors, latency and cost, period by period, in a fraction of a second.",
+        "traffic profile with the given scaling policy (target tracking, step policies or both):\n"
+        "instances, alarms, queueing, errors, latency and cost, period by period, in a fraction\n"
+        "of a second.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

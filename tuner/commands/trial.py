@@ -81,29 +81,23 @@ def run(args: argparse.Namespace) -> int:
     from tuner.errors import ValidationError
     from tuner.live.trial import TrialSpec, run_trials
     from tuner.policy.policy import ScalingPolicy
-    from tuner.tune import write_replay_profile
 
-    # Every input checked before any AWS call, in --dry-run too.
+    # Every input checked before any AWS call, in --dry-run too. Each profile file (TOML or
+    # replay CSV) is read once here; the trials play the loaded profiles.
     policy = ScalingPolicy.load(args.policy)
-    # Every input checked before any call; a replay CSV gets a replay TOML in the run directory.
-    resolved = [resolve_profile(spec) for spec in args.profile]
-    loaded = [profile for profile, _ in resolved]
-    profiles = [
-        write_replay_profile(Path(args.out), path) if path.suffix.lower() == ".csv" else path
-        for _, path in resolved
-    ]
+    profiles = [resolve_profile(spec)[0] for spec in args.profile]
     guardrails = guardrails_from(args)
-    for path in profiles:
+    for profile in profiles:
         TrialSpec(
             endpoint=args.endpoint,
             variant=args.variant,
             policy=policy,
-            profile_path=path,
+            profile=profile,
             workers=args.workers,
             seed=args.seed,
             guardrails=guardrails,
         )
-    peak = max(p.peak_rps for p in loaded)
+    peak = max(p.peak_rps for p in profiles)
     if peak > guardrails.max_rps:
         raise ValidationError(
             f"profile peak rate <= --max-rps must hold, got {peak:g} > {guardrails.max_rps:g} rps"
@@ -136,12 +130,12 @@ def run(args: argparse.Namespace) -> int:
     others = [
         p["PolicyName"]
         for p in scaling.describe_policies(resource)
-        if p["PolicyName"] != policy.name
+        if p["PolicyName"] not in policy.policy_names
     ]
     confirm(
         [
             f"trial on {resource.resource_id}: {len(profiles)} profile(s), peak {peak:g} rps",
-            format_diff(scaling.read_policy(resource, policy.name), policy),
+            format_diff(scaling.read_like(policy, resource), policy),
             "  removed for the trial, restored after: "
             + (", ".join(others) if others else "no other policy"),
             "  scheduled scaling suspended, dynamic scaling resumed for the trial",

@@ -28,7 +28,6 @@ from tuner.commands._tune_live import (
     profile_for,
     progress,
     run_live,
-    toml_for,
 )
 from tuner.errors import ValidationError
 
@@ -384,11 +383,11 @@ def run(args: argparse.Namespace) -> int:
     point_out_mismatch([p for p, _ in loaded], capacity, guardrails.max_instances)
     grid = Grid.load(args.grid) if args.grid else Grid()
     holdout = parse_holdout(args.holdout)
-    live_paths: list[Path] = []
+    live: list[Profile] = []
     live_specs = args.live_profile or list(args.profile)
     session = aws_session(args) if args.endpoint and not args.dry_run else None
     if args.live:
-        live = [live_profile(spec, args, capacity, None, window)[0] for spec in live_specs]
+        live = [live_profile(spec, args, capacity, None, window) for spec in live_specs]
         _, max_capacity = grid.capacity_bounds(
             [p for p, _ in loaded], capacity.max_rps_per_instance
         )
@@ -413,7 +412,7 @@ def run(args: argparse.Namespace) -> int:
     # Derived profiles (scaled, windowed) are written into the run directory once it exists.
     loaded = [profile_for(spec, args, capacity, out) for spec in args.profile]
     if args.live:
-        live_paths = [live_profile(spec, args, capacity, out, window)[1] for spec in live_specs]
+        live = [live_profile(spec, args, capacity, out, window) for spec in live_specs]
     run_tuning(
         loaded,
         objective,
@@ -434,7 +433,7 @@ def run(args: argparse.Namespace) -> int:
         companions=CompanionGrid() if args.step_companion else None,
         schedules=args.schedules,
         schedule_timezone=args.schedule_timezone,
-        live_profiles=live_paths,
+        live_profiles=live,
         guardrails=guardrails,
         time_limit_s=limit_s,
         holdout=holdout,
@@ -442,7 +441,7 @@ def run(args: argparse.Namespace) -> int:
         max_instances=args.max_instances,
     )
     if args.live and args.dry_run:
-        print_dry_run(args, live_paths)
+        print_dry_run(args, live)
     return 0
 
 
@@ -483,7 +482,7 @@ def run_tuning(
     companions: CompanionGrid | None = None,
     schedules: bool = True,
     schedule_timezone: str | None = None,
-    live_profiles: Sequence[Path] | None = None,
+    live_profiles: Sequence[Profile] | None = None,
     guardrails: Guardrails | None = None,
     time_limit_s: float | None = None,
     ask_first: bool = False,
@@ -558,7 +557,7 @@ def run_tuning(
             run_live(
                 out,
                 top,
-                live_profiles or [toml_for(path, out) for _, path in loaded],
+                live_profiles or profiles,
                 endpoint=endpoint,
                 variant=variant,
                 session=session,

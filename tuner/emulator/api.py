@@ -136,6 +136,7 @@ class ControlApi:
         if not create or target is None or params.get("PolicyType") != "TargetTrackingScaling":
             return
         policy = ScalingPolicy.from_aws(target, params)
+        assert policy.target_value is not None  # from_aws reads a target-tracking policy
         arn = resp.json_body().get("PolicyARN", f"policyName/{name}")
         choices = self.autoscaler.tt.choices
         conc = policy.metric_period_s == 10

@@ -406,9 +406,10 @@ class Autoscaler:
             hi = max(lo, min(hi, d))
         if in_suspended:
             lo = min(hi, max(lo, d))
-        policies = [p.replace(min_capacity=lo, max_capacity=hi) for p in self._base] or [
-            self._placeholder(lo, hi)
-        ]
+        policies = [p.replace(min_capacity=lo, max_capacity=hi) for p in self._base]
+        if self._steps and not policies:  # step policies alone on the target
+            return [ScalingPolicy(min_capacity=lo, max_capacity=hi, step_policies=self._steps)]
+        policies = policies or [self._placeholder(lo, hi)]
         if self._steps:  # step policies ride on the first policy: the same target
             policies[0] = policies[0].replace(step_policies=self._steps)
         return policies

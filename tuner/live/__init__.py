@@ -20,6 +20,7 @@ from tuner.live.calibration_steps import (
     refine_rates,
     rerun_reason,
     runtime_probe,
+    step_profile,
     step_profile_toml,
     sustained,
     wait_until_idle,
@@ -35,6 +36,7 @@ from tuner.live.loadgen import (
     run_loadtest,
     start_epoch,
     summarize,
+    write_profile_content,
 )
 from tuner.live.safety import (
     EXIT_RESTORE_FAILED,
@@ -116,9 +118,11 @@ __all__ = [
     "live_change",
     "start_epoch",
     "steady_heap",
+    "step_profile",
     "step_profile_toml",
     "summarize",
     "sustained",
     "trial_dir",
     "wait_until_idle",
+    "write_profile_content",
 ]

@@ -42,7 +42,7 @@ from tuner.live.calibration_steps import (
     refine_rates,
     rerun_reason,
     runtime_probe,
-    step_profile_toml,
+    step_profile,
     sustained,
     wait_until_idle,
 )
@@ -310,14 +310,13 @@ def _run_steps(
     log: Callable[[str], None],
 ) -> pd.DataFrame:
     steps = [Step(i * spec.step_s, (i + 1) * spec.step_s, r) for i, r in enumerate(rates)]
-    path = work / f"calibrate-{phase}.toml"
-    path.write_text(step_profile_toml(f"calibrate-{phase}", rates, spec.step_s), encoding="utf-8")
+    profile = step_profile(f"calibrate-{phase}", rates, spec.step_s)
     log(
         f"{phase}: {len(rates)} step(s) of {spec.step_s:g} s, {rates[0]:.3g} to {rates[-1]:.3g} rps"
     )
     with steady_heap():
         requests = driver(
-            path,
+            profile,
             endpoint=spec.endpoint,
             variant=spec.variant,
             host=session_endpoint_url(session),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
+import tomllib
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ import pandas as pd
 from tuner.aws import AwsSession, Runtime
 from tuner.clock import VirtualClock
 from tuner.errors import TunerError
+from tuner.profiles.profile import Profile, parse_profile
 
 # The locustfile's default body: what every step sends, so a probe costs the model what they do.
 PROBE_BODY = b'{"inputs": "tuner load test"}'
@@ -61,10 +63,16 @@ def refine_rates(good_rps: float, bad_rps: float, n: int) -> list[float]:
 
 
 def step_profile_toml(name: str, rates: Sequence[float], step_s: float) -> str:
+    """The steps as a profile TOML: one ``hold`` segment per rate (rates to 6 digits)."""
     lines = [f'name = "{name}"', ""]
     for rps in rates:
         lines += ["[[segment]]", f'hold = "{step_s:g}s"', f"rps = {rps:.6g}", ""]
     return "\n".join(lines)
+
+
+def step_profile(name: str, rates: Sequence[float], step_s: float) -> Profile:
+    """The steps as the profile the load generator plays (that of :func:`step_profile_toml`)."""
+    return parse_profile(tomllib.loads(step_profile_toml(name, rates, step_s)), source=name)
 
 
 def _median(values: np.ndarray) -> float:

@@ -4,8 +4,12 @@ The package never imports locust (it patches the whole process with gevent): ``r
 starts ``python -m locust -f locustfiles/sagemaker_endpoint.py`` headless, alone or as a master
 plus N workers on 127.0.0.1 (or only the master, for workers started on other hosts with
 :func:`worker_command`), shows progress on stderr, and turns the per-request records into one
-row per period. Workers get the profile's content and send their records back through Locust's
-messages (see the locustfile): the master alone writes ``requests.csv``.
+row per period. It plays a loaded :class:`~tuner.profiles.Profile`, never a file: the profile's
+content (``Profile.to_content``, replays already read) goes to Locust in a private temporary
+JSON file (``--profile-content``) removed after the run (a kill -9 leaves it to the system's
+temporary folder), so nothing is parsed twice and nothing is written beside the user's files.
+Workers get that content and send their records back through Locust's messages (see the
+locustfile): the master alone writes ``requests.csv``.
 
 Per-request CSV (``requests.csv``), one row per request the profile scheduled, sorted by seq:
 
@@ -39,9 +43,10 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -49,7 +54,7 @@ import numpy as np
 import pandas as pd
 
 from tuner.errors import LoadTestError, ValidationError
-from tuner.profiles.profile import Profile, load_profile
+from tuner.profiles.profile import Profile
 from tuner.records import REQUEST_COLUMNS
 
 LOCUSTFILE = Path(__file__).resolve().parents[2] / "locustfiles" / "sagemaker_endpoint.py"
@@ -70,7 +75,8 @@ ERROR_KINDS = (
 class LoadTestConfig:
     """One load test: what to play, against what, with how many Locust processes."""
 
-    profile_path: Path
+    profile: Profile
+    """The loaded profile to play (commands load the file once; Locust gets its content)."""
     endpoint: str
     out_dir: Path
     host: str | None = None
@@ -102,9 +108,8 @@ class LoadTestConfig:
     env: Mapping[str, str] = field(default_factory=dict)
     """Extra environment for the Locust processes (e.g. credentials)."""
 
-    def validate(self) -> Profile:
-        """Check every input before starting anything; returns the loaded profile."""
-        profile = load_profile(self.profile_path)
+    def validate(self) -> None:
+        """Check every input before starting anything."""
         if not self.endpoint:
             raise ValidationError("--endpoint must be a SageMaker endpoint name, got ''")
         if not self.speed > 0:
@@ -127,7 +132,6 @@ class LoadTestConfig:
             raise ValidationError(
                 f"--payload-order must be cycle or random, got {self.payload_order!r}"
             )
-        return profile
 
 
 @dataclass(frozen=True)
@@ -146,17 +150,20 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def locust_commands(config: LoadTestConfig, profile: Profile) -> list[list[str]]:
-    """The Locust command lines: one, or a master followed by its workers."""
+def locust_commands(config: LoadTestConfig, content_file: Path) -> list[list[str]]:
+    """The Locust command lines: one, or a master followed by its workers.
+
+    ``content_file`` holds the profile's content as JSON (:func:`write_profile_content`).
+    """
     out = config.out_dir.resolve()
-    budget_s = profile.duration_s / config.speed + config.request_timeout_s + 30
+    budget_s = config.profile.duration_s / config.speed + config.request_timeout_s + 30
     if config.workers:
         budget_s += config.workers_wait_s
     if config.start_at_epoch_s:
         budget_s += max(0.0, config.start_at_epoch_s - time.time())
     common = [sys.executable, "-m", "locust", "-f", str(config.locustfile)]
     custom = [
-        "--profile", str(Path(config.profile_path).resolve()),
+        "--profile-content", str(Path(content_file).resolve()),
         "--endpoint-name", config.endpoint,
         "--speed", repr(config.speed),
         "--requests-csv", str(out / "requests.csv"),
@@ -196,6 +203,12 @@ def locust_commands(config: LoadTestConfig, profile: Profile) -> list[list[str]]
         return [master]
     worker = worker_command("127.0.0.1", port, locustfile=config.locustfile)
     return [master] + [list(worker) for _ in range(config.workers)]
+
+
+def write_profile_content(profile: Profile, path: Path) -> Path:
+    """``profile`` as the JSON the locustfile's ``--profile-content`` reads back."""
+    path.write_text(json.dumps(profile.to_content()), encoding="utf-8")
+    return path
 
 
 def worker_command(
@@ -239,14 +252,25 @@ def stop_group(proc: subprocess.Popen[bytes]) -> None:
 
 def run_loadtest(config: LoadTestConfig, *, progress: TextIO | None = sys.stderr) -> LoadTestResult:
     """Play the profile with Locust; write requests.csv, periods.csv, summary.json in out_dir."""
-    profile = config.validate()
+    config.validate()
+    profile = config.profile
     out = config.out_dir
     out.mkdir(parents=True, exist_ok=True)
     for stale in [*out.glob("requests*.csv"), out / "requests.workers.json"]:
         stale.unlink(missing_ok=True)
     if config.external_workers and config.master_port is None:
         config = replace(config, master_port=_free_port())
-    commands = locust_commands(config, profile)
+    # The master reads the profile's content from a private folder (mode 0700) removed after
+    # the run: the user's profile file is not read again, and nothing is added beside it.
+    with tempfile.TemporaryDirectory(prefix="tuner-loadtest-") as private:
+        content_file = write_profile_content(profile, Path(private) / "profile.json")
+        return _play(config, locust_commands(config, content_file), progress)
+
+
+def _play(
+    config: LoadTestConfig, commands: list[list[str]], progress: TextIO | None
+) -> LoadTestResult:
+    profile, out = config.profile, config.out_dir
     if config.external_workers and progress is not None:
         host = config.master_bind_host
         host = "THIS_HOST" if host in ("0.0.0.0", "*", "::") else host
@@ -433,7 +457,11 @@ def summarize(
     sent = requests[requests["error"] != "inflight_cap"]
     lag = (sent["sent_epoch_s"] - start - sent["scheduled_s"] / config.speed) * 1000
     kinds = requests["error"][requests["error"] != ""].value_counts().to_dict()
-    cfg = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items() if k != "env"}
+    cfg = {
+        f.name: str(v) if isinstance(v := getattr(config, f.name), Path) else v
+        for f in fields(config)
+        if f.name not in ("env", "profile")
+    }
     return {
         "profile": profile.name,
         "duration_s": profile.duration_s,

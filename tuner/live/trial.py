@@ -35,7 +35,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,7 +49,7 @@ from tuner.errors import TrialError, TunerError, ValidationError
 from tuner.live.loadgen import LoadTestConfig, run_loadtest, start_epoch
 from tuner.live.safety import JOURNAL_NAME, live_change
 from tuner.policy import Resource, ScalingPolicy
-from tuner.profiles.profile import Profile, load_profile
+from tuner.profiles.profile import Profile
 from tuner.tune.run import trial_folder
 
 MISMATCH_SHARE = 0.02
@@ -183,12 +183,12 @@ class _Poller:
 
 
 LoadDriver = Callable[..., pd.DataFrame]
-"""(profile_path, *, endpoint, variant, host, speed, out_dir, workers, seed, log,
-start_at_epoch_s=None) -> the per-request records"""
+"""(profile, *, endpoint, variant, host, speed, out_dir, workers, seed, log,
+start_at_epoch_s=None) -> the per-request records; ``profile`` is the loaded Profile."""
 
 
 def default_driver(
-    profile_path: Path,
+    profile: Profile,
     *,
     endpoint: str,
     variant: str,
@@ -202,7 +202,7 @@ def default_driver(
 ) -> pd.DataFrame:
     """Play the profile with Locust (tuner.live.loadgen) and return its per-request records."""
     config = LoadTestConfig(
-        profile_path=Path(profile_path),
+        profile=profile,
         endpoint=endpoint,
         variant=variant,
         host=host,
@@ -223,7 +223,8 @@ class TrialSpec:
     endpoint: str
     variant: str = "AllTraffic"
     policy: ScalingPolicy
-    profile_path: Path
+    profile: Profile
+    """The loaded profile to play (the load generator gets its content, not a file)."""
     start_capacity: int | None = None
     """Instances when the load starts (default: where the policy settles for the profile's
     opening rate, as the simulator starts)."""
@@ -273,7 +274,7 @@ def run_trial(
     log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
 ) -> Path:
     """Run one trial; return its folder. Skips (and returns) a trial already finished."""
-    profile = load_profile(spec.profile_path)
+    profile = spec.profile
     out = trial_dir(run_dir, spec.policy, profile)
     if (out / "summary.json").exists() and not (out / JOURNAL_NAME).exists():
         log(f"{out.name}: already finished, skipped (delete the folder to run it again)")
@@ -306,7 +307,7 @@ def run_trial(
             t0 = float(math.ceil((clock.now() + lead_s) / period_s) * period_s)
             with steady_heap():
                 requests = driver(
-                    spec.profile_path,
+                    profile,
                     endpoint=spec.endpoint,
                     variant=spec.variant,
                     host=session_endpoint_url(session),
@@ -496,7 +497,7 @@ def run_trials(
     run_dir: Path,
     *,
     candidates: list[ScalingPolicy],
-    profiles: list[Path],
+    profiles: Sequence[Profile],
     endpoint: str,
     session: AwsSession,
     variant: str = "AllTraffic",
@@ -509,13 +510,13 @@ def run_trials(
     """Every candidate on every profile, one after the other; finished trials are skipped."""
     done = []
     for i, policy in enumerate(candidates, 1):
-        for profile_path in profiles:
-            log(f"[{i}/{len(candidates)}] {policy.label} x {Path(profile_path).name}")
+        for profile in profiles:
+            log(f"[{i}/{len(candidates)}] {policy.label} x {profile.name}")
             spec = TrialSpec(
                 endpoint=endpoint,
                 variant=variant,
                 policy=policy,
-                profile_path=Path(profile_path),
+                profile=profile,
                 workers=workers,
                 seed=seed,
                 guardrails=guardrails,

@@ -153,6 +153,9 @@ class TargetTracking:
         names = np.empty(shape, dtype=object)
         for i, g in enumerate(groups):
             for j, p in enumerate(g):
+                names[i, j] = p.name
+                if p.target_value is None:  # step policies only: a slot that never acts
+                    continue
                 conc = p.metric_type in CONCURRENCY_TYPES
                 self.target[i, j] = p.target_value
                 self.is_conc[i, j] = conc
@@ -163,10 +166,10 @@ class TargetTracking:
                 )
                 out_cd[i, j] = p.scale_out_cooldown_s
                 in_cd[i, j] = p.scale_in_cooldown_s
-                names[i, j] = p.name
         if self.is_conc.any() and self.step_s != 10:
             raise ValidationError(f"a 10-s metric needs step_s = 10, got {self.step_s}")
-        self.low_threshold = self.target * ch.low_ratio
+        # a slot without a policy never breaches either alarm (-inf: nothing is below it)
+        self.low_threshold = np.where(self.active, self.target * ch.low_ratio, -np.inf)
         self._out_cd = out_cd
         self._in_cd_len = np.where(self.scale_in_enabled, in_cd, 0).max(axis=1)
         self._any_enabled = self.scale_in_enabled.any(axis=1)

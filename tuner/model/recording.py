@@ -140,8 +140,9 @@ def choices_from_alarms(
             )
             choices = replace(choices, **{field: n})
         threshold = alarm.get("Threshold")
-        if isinstance(threshold, (int, float)) and policy.target_value > 0:
-            ratio = round(float(threshold) / policy.target_value, 4)
+        target = policy.target_value
+        if isinstance(threshold, (int, float)) and target is not None and target > 0:
+            ratio = round(float(threshold) / target, 4)
             if 0 < ratio <= 1 and not math.isclose(ratio, defaults.low_ratio, rel_tol=1e-3):
                 notes.append(
                     f"AlarmLow as created fires below {ratio:g} x the target (model default "

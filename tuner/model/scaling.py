@@ -189,7 +189,7 @@ def normalise_candidates(
         if not group:
             raise ValidationError(f"candidate {i} has no policy")
         for p in group:
-            if p.metric_type not in CONCURRENCY_TYPES | INVOCATION_TYPES:
+            if p.tracks_target and p.metric_type not in CONCURRENCY_TYPES | INVOCATION_TYPES:
                 metric = p.metric_type.value if p.metric_type else "CustomizedMetricSpecification"
                 raise PolicyError(
                     f"PredefinedMetricType must be one of {', '.join(SUPPORTED_METRICS)} to be "

@@ -1,5 +1,9 @@
 """Scaling policies as AWS shapes: the frozen ScalingPolicy, the resource, diffs and exports."""
 
+from tuner.policy.alarm import (
+    Comparison,
+    StepAlarm,
+)
 from tuner.policy.cron import (
     Schedule,
     fire_times,
@@ -18,11 +22,7 @@ from tuner.policy.export import (
     to_terraform,
 )
 from tuner.policy.policy import (
-    DEFAULT_COOLDOWN_S,
-    DEFAULT_POLICY_NAME,
-    MAX_COOLDOWN_S,
     SERVICE_NAMESPACE,
-    MetricType,
     ScalingPolicy,
 )
 from tuner.policy.resource import (
@@ -32,12 +32,27 @@ from tuner.policy.resource import (
 from tuner.policy.schedule import (
     ScheduledScalingAction,
 )
+from tuner.policy.step import (
+    AdjustmentType,
+    MetricAggregation,
+    StepAdjustment,
+    StepScalingPolicy,
+)
+from tuner.policy.tracking import (
+    DEFAULT_COOLDOWN_S,
+    DEFAULT_POLICY_NAME,
+    MAX_COOLDOWN_S,
+    MetricType,
+)
 
 __all__ = [
+    "AdjustmentType",
+    "Comparison",
     "DEFAULT_COOLDOWN_S",
     "DEFAULT_POLICY_NAME",
     "FORMATS",
     "MAX_COOLDOWN_S",
+    "MetricAggregation",
     "MetricType",
     "Resource",
     "ResourceKind",
@@ -45,6 +60,9 @@ __all__ = [
     "ScalingPolicy",
     "Schedule",
     "ScheduledScalingAction",
+    "StepAdjustment",
+    "StepAlarm",
+    "StepScalingPolicy",
     "export_policy",
     "fire_times",
     "format_diff",

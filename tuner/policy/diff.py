@@ -23,21 +23,24 @@ def _action_summary(action: ScheduledScalingAction) -> str:
 def _flat_fields(policy: ScalingPolicy | None, *, schedules: bool = True) -> dict[str, Any]:
     if policy is None:
         return {}
-    config = policy.to_dict()["TargetTrackingScalingPolicyConfiguration"]
-    metric = (
-        policy.metric_type.value
-        if policy.metric_type is not None
-        else json.dumps(policy.customized_metric, sort_keys=True)
-    )
     out: dict[str, Any] = {
         "MinCapacity": policy.min_capacity,
         "MaxCapacity": policy.max_capacity,
-        "TargetValue": policy.target_value,
-        "Metric": metric,
-        "ScaleOutCooldown": config["ScaleOutCooldown"],
-        "ScaleInCooldown": config["ScaleInCooldown"],
-        "DisableScaleIn": policy.disable_scale_in,
     }
+    if policy.tracks_target:
+        # target tracking's fields only when it exists: a step-only side shows them as (none)
+        metric = (
+            policy.metric_type.value
+            if policy.metric_type is not None
+            else json.dumps(policy.customized_metric, sort_keys=True)
+        )
+        out.update(
+            TargetValue=policy.target_value,
+            Metric=metric,
+            ScaleOutCooldown=policy.scale_out_cooldown_s,
+            ScaleInCooldown=policy.scale_in_cooldown_s,
+            DisableScaleIn=policy.disable_scale_in,
+        )
     for step in policy.step_policies:
         # one line per step policy: its configuration and alarm as the policy file writes them
         out[f"StepScaling {step.name}"] = json.dumps(

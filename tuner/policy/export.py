@@ -29,16 +29,20 @@ def export_policy(policy: ScalingPolicy, resource: Resource, fmt: str) -> str:
 
 
 def to_aws_cli(policy: ScalingPolicy, resource: Resource) -> str:
-    """The two ``aws application-autoscaling`` commands with their --cli-input-json payloads."""
+    """``aws application-autoscaling`` (and, for step policies, ``aws cloudwatch``) commands
+    with their --cli-input-json payloads."""
     target = policy.register_scalable_target_args(resource)
     register = json.dumps(target, indent=2)
-    put = json.dumps(policy.put_scaling_policy_args(resource), indent=2)
     text = (
         "aws application-autoscaling register-scalable-target --cli-input-json "
-        f"{shlex.quote(register)}\n\n"
-        "aws application-autoscaling put-scaling-policy --cli-input-json "
-        f"{shlex.quote(put)}\n"
+        f"{shlex.quote(register)}\n"
     )
+    if policy.tracks_target:
+        put = json.dumps(policy.put_scaling_policy_args(resource), indent=2)
+        text += (
+            "\naws application-autoscaling put-scaling-policy --cli-input-json "
+            f"{shlex.quote(put)}\n"
+        )
     for step in policy.step_policies:
         # The alarm's action is the step policy's ARN, which put-scaling-policy returns; options
         # given beside --cli-input-json take precedence over its fields (AWS CLI user guide).
@@ -94,9 +98,9 @@ def _yaml(value: Any, indent: int = 0) -> list[str]:
 
 
 def to_cloudformation(policy: ScalingPolicy, resource: Resource) -> str:
-    """CloudFormation (YAML): ScalableTarget (with its ScheduledActions) + ScalingPolicy."""
+    """CloudFormation (YAML): ScalableTarget (with its ScheduledActions), the target-tracking
+    ScalingPolicy, and each step ScalingPolicy with the CloudWatch Alarm acting on it."""
     register = policy.register_scalable_target_args(resource)
-    put = policy.put_scaling_policy_args(resource)
     target: dict[str, Any] = {
         "ServiceNamespace": register["ServiceNamespace"],
         "ResourceId": register["ResourceId"],
@@ -106,28 +110,33 @@ def to_cloudformation(policy: ScalingPolicy, resource: Resource) -> str:
     }
     if policy.scheduled_actions:
         target["ScheduledActions"] = [a.to_dict() for a in policy.scheduled_actions]
-    template = {
-        "AWSTemplateFormatVersion": "2010-09-09",
-        "Description": f"Target-tracking autoscaling for {resource.resource_id} (tuner)",
-        "Resources": {
-            "ScalableTarget": {
-                "Type": "AWS::ApplicationAutoScaling::ScalableTarget",
-                "Properties": target,
-            },
-            "ScalingPolicy": {
-                "Type": "AWS::ApplicationAutoScaling::ScalingPolicy",
-                "Properties": {
-                    "PolicyName": put["PolicyName"],
-                    "PolicyType": put["PolicyType"],
-                    "ScalingTargetId": {"Ref": "ScalableTarget"},
-                    "TargetTrackingScalingPolicyConfiguration": put[
-                        "TargetTrackingScalingPolicyConfiguration"
-                    ],
-                },
-            },
+    kinds = ["Target-tracking"] if policy.tracks_target else []
+    kinds += ["step-scaling"] if policy.step_policies else []
+    resources: dict[str, Any] = {
+        "ScalableTarget": {
+            "Type": "AWS::ApplicationAutoScaling::ScalableTarget",
+            "Properties": target,
         },
     }
-    resources: dict[str, Any] = template["Resources"]  # type: ignore[assignment]
+    template = {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Description": f"{' and '.join(kinds).capitalize()} autoscaling for "
+        f"{resource.resource_id} (tuner)",
+        "Resources": resources,
+    }
+    if policy.tracks_target:
+        put = policy.put_scaling_policy_args(resource)
+        resources["ScalingPolicy"] = {
+            "Type": "AWS::ApplicationAutoScaling::ScalingPolicy",
+            "Properties": {
+                "PolicyName": put["PolicyName"],
+                "PolicyType": put["PolicyType"],
+                "ScalingTargetId": {"Ref": "ScalableTarget"},
+                "TargetTrackingScalingPolicyConfiguration": put[
+                    "TargetTrackingScalingPolicyConfiguration"
+                ],
+            },
+        }
     for i, step in enumerate(policy.step_policies, start=1):
         alarm = step.put_metric_alarm_args(resource, "")
         del alarm["AlarmActions"]
@@ -154,9 +163,28 @@ def _hcl_name(text: str) -> str:
 
 
 def to_terraform(policy: ScalingPolicy, resource: Resource) -> str:
-    """Terraform: aws_appautoscaling_target + aws_appautoscaling_policy."""
+    """Terraform: aws_appautoscaling_target + aws_appautoscaling_policy (target tracking, and
+    each step policy with its aws_cloudwatch_metric_alarm)."""
     name = _hcl_name(resource.name)
     ref = f"aws_appautoscaling_target.{name}"
+    return (
+        f'resource "aws_appautoscaling_target" "{name}" {{\n'
+        '  service_namespace  = "sagemaker"\n'
+        f"  resource_id        = {json.dumps(resource.resource_id)}\n"
+        f"  scalable_dimension = {json.dumps(resource.scalable_dimension)}\n"
+        f"  min_capacity       = {policy.min_capacity}\n"
+        f"  max_capacity       = {policy.max_capacity}\n"
+        "}\n"
+        + _terraform_tracking(policy, name, ref)
+        + "".join(_terraform_step(step, name, ref, resource) for step in policy.step_policies)
+        + _terraform_scheduled(policy.scheduled_actions or (), name, ref)
+    )
+
+
+def _terraform_tracking(policy: ScalingPolicy, name: str, ref: str) -> str:
+    """The target-tracking aws_appautoscaling_policy ("" when the file has none)."""
+    if policy.target_value is None:
+        return ""
     if policy.metric_type is not None:
         metric = (
             "    predefined_metric_specification {\n"
@@ -166,31 +194,20 @@ def to_terraform(policy: ScalingPolicy, resource: Resource) -> str:
     else:
         metric = _terraform_custom_metric(policy.customized_metric or {})
     return (
-        (
-            f'resource "aws_appautoscaling_target" "{name}" {{\n'
-            '  service_namespace  = "sagemaker"\n'
-            f"  resource_id        = {json.dumps(resource.resource_id)}\n"
-            f"  scalable_dimension = {json.dumps(resource.scalable_dimension)}\n"
-            f"  min_capacity       = {policy.min_capacity}\n"
-            f"  max_capacity       = {policy.max_capacity}\n"
-            "}\n\n"
-            f'resource "aws_appautoscaling_policy" "{name}" {{\n'
-            f"  name               = {json.dumps(policy.name)}\n"
-            '  policy_type        = "TargetTrackingScaling"\n'
-            f"  service_namespace  = {ref}.service_namespace\n"
-            f"  resource_id        = {ref}.resource_id\n"
-            f"  scalable_dimension = {ref}.scalable_dimension\n\n"
-            "  target_tracking_scaling_policy_configuration {\n"
-            f"    target_value       = {policy.target_value:g}\n"
-            f"    scale_out_cooldown = {policy.scale_out_cooldown_s}\n"
-            f"    scale_in_cooldown  = {policy.scale_in_cooldown_s}\n"
-            f"    disable_scale_in   = {str(policy.disable_scale_in).lower()}\n\n"
-            f"{metric}"
-            "  }\n"
-            "}\n"
-        )
-        + "".join(_terraform_step(step, name, ref, resource) for step in policy.step_policies)
-        + _terraform_scheduled(policy.scheduled_actions or (), name, ref)
+        f'\nresource "aws_appautoscaling_policy" "{name}" {{\n'
+        f"  name               = {json.dumps(policy.name)}\n"
+        '  policy_type        = "TargetTrackingScaling"\n'
+        f"  service_namespace  = {ref}.service_namespace\n"
+        f"  resource_id        = {ref}.resource_id\n"
+        f"  scalable_dimension = {ref}.scalable_dimension\n\n"
+        "  target_tracking_scaling_policy_configuration {\n"
+        f"    target_value       = {policy.target_value:g}\n"
+        f"    scale_out_cooldown = {policy.scale_out_cooldown_s}\n"
+        f"    scale_in_cooldown  = {policy.scale_in_cooldown_s}\n"
+        f"    disable_scale_in   = {str(policy.disable_scale_in).lower()}\n\n"
+        f"{metric}"
+        "  }\n"
+        "}\n"
     )
 
 

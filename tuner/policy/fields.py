@@ -3,11 +3,15 @@ policies, scheduled actions): one message per rule, naming the field."""
 
 from __future__ import annotations
 
+import enum
+import math
 import numbers
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from tuner.errors import PolicyError, plain
+
+E = TypeVar("E", bound=enum.StrEnum)
 
 
 def integer(value: Any, where: str) -> int:
@@ -30,3 +34,21 @@ def check_keys(obj: Any, where: str, allowed: set[str], required: set[str]) -> M
     if missing:
         raise PolicyError(f"{where}.{missing[0]} is required")
     return obj
+
+
+def number(value: Any, where: str) -> float:
+    """``value`` as a finite float; a bool or a string is refused."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise PolicyError(f"{where} must be a number, got {plain(value)!r}")
+    if not math.isfinite(value):
+        raise PolicyError(f"{where} must be finite, got {value!r}")
+    return float(value)
+
+
+def choice(cls: type[E], value: Any, where: str) -> E:
+    """``value`` as a member of the string enum ``cls``; the message lists the allowed ones."""
+    try:
+        return cls(value)
+    except ValueError:
+        allowed = ", ".join(m.value for m in cls)
+        raise PolicyError(f"{where} must be one of {allowed}, got {value!r}") from None

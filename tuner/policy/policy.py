@@ -1,4 +1,4 @@
-"""ScalingPolicy: a target-tracking policy plus its scalable target, validated and frozen.
+"""ScalingPolicy: a scalable target with its target-tracking and step policies, frozen.
 
 The policy file (``*.policy.json``) uses AWS field names so it reads like the console and works
 with the AWS CLI::
@@ -10,16 +10,18 @@ with the AWS CLI::
          "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"},
        "ScaleOutCooldown": 60, "ScaleInCooldown": 300, "DisableScaleIn": false}}
 
-Optional top-level keys: ``PolicyName``, ``ScalableDimension`` (which says whether the policy
-is for an endpoint variant or an inference component) and ``ScheduledActions`` (scheduled
-MinCapacity/MaxCapacity changes of the target, :mod:`tuner.policy.schedule`; when the key is
-there the file owns the target's scheduled actions, when it is absent they are left alone).
+A file holds target tracking, step policies (``StepScalingPolicies``, each with its CloudWatch
+alarm, :mod:`tuner.policy.step`) or both: at least one scaling policy. Parsing is
+:mod:`tuner.policy.policy_file`. Optional top-level keys: ``PolicyName`` (of the
+target-tracking policy), ``ScalableDimension`` (which says whether the policy is for an endpoint
+variant or an inference component) and ``ScheduledActions`` (scheduled MinCapacity/MaxCapacity
+changes of the target, :mod:`tuner.policy.schedule`; when the key is there the file owns the
+target's scheduled actions, when it is absent they are left alone).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import enum
 import hashlib
 import json
 import math
@@ -30,90 +32,41 @@ from pathlib import Path
 from typing import Any
 
 from tuner.errors import PolicyError, plain, read_json_file
-from tuner.policy.fields import check_keys, integer
+from tuner.policy.fields import integer
+from tuner.policy.policy_file import aws_policy_file, policy_fields
 from tuner.policy.resource import Resource, ResourceKind
 from tuner.policy.schedule import ScheduledScalingAction, check_actions
 from tuner.policy.step import StepScalingPolicy
+from tuner.policy.tracking import DEFAULT_COOLDOWN_S as DEFAULT_COOLDOWN_S
+from tuner.policy.tracking import DEFAULT_POLICY_NAME as DEFAULT_POLICY_NAME
+from tuner.policy.tracking import MAX_COOLDOWN_S as MAX_COOLDOWN_S
+from tuner.policy.tracking import MAX_TARGET_VALUE as MAX_TARGET_VALUE
+from tuner.policy.tracking import MIN_TARGET_VALUE as MIN_TARGET_VALUE
+from tuner.policy.tracking import MetricType as MetricType
 
 SERVICE_NAMESPACE = "sagemaker"
-DEFAULT_POLICY_NAME = "tuner-target-tracking"
-# AWS caps both cooldowns at one day (Application Auto Scaling API reference).
-MAX_COOLDOWN_S = 86_400
-# TargetValue range Application Auto Scaling accepts (API reference: 8.515920e-109 to
-# 1.174271e+108, i.e. 2^-360 to 2^360); MinCapacity/MaxCapacity are 32-bit integers in its model.
-MIN_TARGET_VALUE = 8.515920e-109
-MAX_TARGET_VALUE = 1.174271e108
+# MinCapacity/MaxCapacity are 32-bit integers in Application Auto Scaling's model.
 MAX_RESOURCE_CAPACITY = 2**31 - 1
-# Default cooldown for SageMaker variants (target-tracking.md §1).
-DEFAULT_COOLDOWN_S = 300
-
-
-class MetricType(enum.StrEnum):
-    """The SageMaker predefined metric types of target tracking (target-tracking.md §1)."""
-
-    INVOCATIONS_PER_INSTANCE = "SageMakerVariantInvocationsPerInstance"
-    CONCURRENT_REQUESTS_PER_MODEL = "SageMakerVariantConcurrentRequestsPerModelHighResolution"
-    INVOCATIONS_PER_COPY = "SageMakerInferenceComponentInvocationsPerCopy"
-    CONCURRENT_REQUESTS_PER_COPY = (
-        "SageMakerInferenceComponentConcurrentRequestsPerCopyHighResolution"
-    )
-    PROVISIONED_CONCURRENCY_UTILIZATION = "SageMakerVariantProvisionedConcurrencyUtilization"
-
-    @property
-    def cloudwatch_metric(self) -> str:
-        """The AWS/SageMaker CloudWatch metric the alarms watch."""
-        return _METRIC_TABLE[self][0]
-
-    @property
-    def period_s(self) -> int:
-        """Alarm period: 10 s for the high-resolution types, 60 s otherwise."""
-        return _METRIC_TABLE[self][1]
-
-    @property
-    def kind(self) -> ResourceKind:
-        """The resource kind the metric type can scale."""
-        return _METRIC_TABLE[self][2]
-
-    @property
-    def high_resolution(self) -> bool:
-        return self.period_s < 60
-
-
-_METRIC_TABLE: dict[MetricType, tuple[str, int, ResourceKind]] = {
-    MetricType.INVOCATIONS_PER_INSTANCE: ("InvocationsPerInstance", 60, ResourceKind.VARIANT),
-    MetricType.CONCURRENT_REQUESTS_PER_MODEL: (
-        "ConcurrentRequestsPerModel",
-        10,
-        ResourceKind.VARIANT,
-    ),
-    MetricType.INVOCATIONS_PER_COPY: ("InvocationsPerCopy", 60, ResourceKind.INFERENCE_COMPONENT),
-    MetricType.CONCURRENT_REQUESTS_PER_COPY: (
-        "ConcurrentRequestsPerCopy",
-        10,
-        ResourceKind.INFERENCE_COMPONENT,
-    ),
-    MetricType.PROVISIONED_CONCURRENCY_UTILIZATION: (
-        "ServerlessProvisionedConcurrencyUtilization",
-        60,
-        ResourceKind.VARIANT,
-    ),
-}
 
 
 @dataclass(frozen=True, kw_only=True)
 class ScalingPolicy:
-    """A scalable target's range plus one target-tracking policy on it.
+    """A scalable target's range plus its target-tracking policy, step policies, or both.
 
     >>> ScalingPolicy(min_capacity=1, max_capacity=8, target_value=300.0).label
     't300-min1-max8-out300-in300'
+
+    Without ``target_value`` the target has step policies only; the target-tracking fields
+    (metric, cooldowns, DisableScaleIn, name) then keep their defaults and ``metric_type`` is None.
     """
 
     min_capacity: int
     """MinCapacity of the scalable target."""
     max_capacity: int
     """MaxCapacity of the scalable target."""
-    target_value: float
-    """TargetValue of the metric (per instance per period for InvocationsPerInstance)."""
+    target_value: float | None = None
+    """TargetValue of the metric (per instance per period for InvocationsPerInstance); None: no
+    target-tracking policy (then ``step_policies`` must hold one)."""
     metric_type: MetricType | None = MetricType.INVOCATIONS_PER_INSTANCE
     """Predefined metric type, or None when ``customized_metric`` is given."""
     customized_metric: dict[str, Any] | None = field(default=None, hash=False)
@@ -136,11 +89,13 @@ class ScalingPolicy:
         for s in steps:
             if not isinstance(s, StepScalingPolicy):
                 raise PolicyError(f"StepScalingPolicies must hold step policies, got {s!r}")
-        names = [self.name, *(s.name for s in steps)]
-        if len(set(names)) != len(names):
-            raise PolicyError(f"PolicyName must differ between the policies, got {names}")
         set_(self, "step_policies", steps)
         tt = "TargetTrackingScalingPolicyConfiguration"
+        if self.target_value is None:
+            self._check_no_target_tracking(tt)
+        names = self.policy_names
+        if len(set(names)) != len(names):
+            raise PolicyError(f"PolicyName must differ between the policies, got {names}")
         set_(self, "min_capacity", integer(self.min_capacity, "ScalableTarget.MinCapacity"))
         set_(self, "max_capacity", integer(self.max_capacity, "ScalableTarget.MaxCapacity"))
         floor = self.kind.min_capacity_floor
@@ -161,17 +116,58 @@ class ScalingPolicy:
                 f"ScalableTarget.MaxCapacity <= {MAX_RESOURCE_CAPACITY} must hold (Application "
                 f"Auto Scaling's 32-bit capacity), got {self.max_capacity}"
             )
+        if self.target_value is not None:
+            self._check_target_tracking(tt)
+        if self.scheduled_actions is not None:
+            actions = tuple(sorted(self.scheduled_actions, key=lambda a: a.name))
+            check_actions(actions)
+            for a in actions:
+                if a.min_capacity is not None and a.min_capacity < floor:
+                    raise PolicyError(
+                        f"ScheduledActions[{a.name!r}].ScalableTargetAction.MinCapacity >= "
+                        f"{floor} must hold for an {self.kind.noun}, got {a.min_capacity}"
+                    )
+            set_(self, "scheduled_actions", actions)
+
+    def _check_no_target_tracking(self, tt: str) -> None:
+        """A step-only target: at least one step policy, the target-tracking fields unset."""
+        if not self.step_policies:
+            raise PolicyError(
+                f"a policy file needs a scaling policy: {tt} (TargetValue), "
+                "StepScalingPolicies, or both"
+            )
+        defaults = {
+            "customized_metric": (None, f"{tt}.CustomizedMetricSpecification"),
+            "scale_out_cooldown_s": (DEFAULT_COOLDOWN_S, f"{tt}.ScaleOutCooldown"),
+            "scale_in_cooldown_s": (DEFAULT_COOLDOWN_S, f"{tt}.ScaleInCooldown"),
+            "disable_scale_in": (False, f"{tt}.DisableScaleIn"),
+            "name": (DEFAULT_POLICY_NAME, "PolicyName (of the target-tracking policy)"),
+        }
+        for attr, (default, key) in defaults.items():
+            if getattr(self, attr) != default:
+                raise PolicyError(f"{key} needs {tt}.TargetValue (no target tracking is given)")
+        if self.metric_type not in (None, MetricType.INVOCATIONS_PER_INSTANCE):
+            # the dataclass default cannot be told from an explicit one: only it passes
+            raise PolicyError(
+                f"{tt}.PredefinedMetricSpecification needs {tt}.TargetValue "
+                "(no target tracking is given)"
+            )
+        object.__setattr__(self, "metric_type", None)
+
+    def _check_target_tracking(self, tt: str) -> None:
+        set_ = object.__setattr__
         if isinstance(self.target_value, bool) or not isinstance(self.target_value, numbers.Real):
             raise PolicyError(
                 f"{tt}.TargetValue must be a number, got {plain(self.target_value)!r}"
             )
-        set_(self, "target_value", float(self.target_value))
-        if not (math.isfinite(self.target_value) and self.target_value > 0):
-            raise PolicyError(f"{tt}.TargetValue > 0 must hold, got {self.target_value:g}")
-        if not MIN_TARGET_VALUE <= self.target_value <= MAX_TARGET_VALUE:
+        target = float(self.target_value)
+        set_(self, "target_value", target)
+        if not (math.isfinite(target) and target > 0):
+            raise PolicyError(f"{tt}.TargetValue > 0 must hold, got {target:g}")
+        if not MIN_TARGET_VALUE <= target <= MAX_TARGET_VALUE:
             raise PolicyError(
                 f"{tt}.TargetValue must be in {MIN_TARGET_VALUE:g}..{MAX_TARGET_VALUE:g} "
-                f"(Application Auto Scaling's range), got {self.target_value:g}"
+                f"(Application Auto Scaling's range), got {target:g}"
             )
         for attr, key in (
             ("scale_out_cooldown_s", "ScaleOutCooldown"),
@@ -209,34 +205,43 @@ class ScalingPolicy:
             raise PolicyError(f"{tt}.CustomizedMetricSpecification must be a non-empty object")
         if not self.name:
             raise PolicyError("PolicyName must be non-empty")
-        if self.scheduled_actions is not None:
-            actions = tuple(sorted(self.scheduled_actions, key=lambda a: a.name))
-            check_actions(actions)
-            for a in actions:
-                if a.min_capacity is not None and a.min_capacity < floor:
-                    raise PolicyError(
-                        f"ScheduledActions[{a.name!r}].ScalableTargetAction.MinCapacity >= "
-                        f"{floor} must hold for an {self.kind.noun}, got {a.min_capacity}"
-                    )
-            set_(self, "scheduled_actions", actions)
 
     # -- derived -------------------------------------------------------------------------------
 
     @property
+    def tracks_target(self) -> bool:
+        """Whether the target has a target-tracking policy (else step policies only)."""
+        return self.target_value is not None
+
+    @property
+    def policy_names(self) -> list[str]:
+        """PolicyName of every scaling policy the file puts: target tracking's first."""
+        return [*([self.name] if self.tracks_target else []), *(s.name for s in self.step_policies)]
+
+    @property
     def metric_period_s(self) -> int:
-        """Alarm period of the tracked metric (customized metrics: 60 s)."""
+        """Alarm period of the tracked metric (customized metrics: 60 s; without target
+        tracking, the shortest period of the step policies' alarms)."""
+        if self.target_value is None:
+            return min(s.alarm.period_s for s in self.step_policies)
         return self.metric_type.period_s if self.metric_type is not None else 60
 
     @property
     def label(self) -> str:
-        """Short stable name for tables and folders: ``t300-min1-max8-out60-in300``."""
-        text = (
-            f"t{self.target_value:g}-min{self.min_capacity}-max{self.max_capacity}"
-            f"-out{self.scale_out_cooldown_s}-in{self.scale_in_cooldown_s}"
-        )
+        """Short stable name for tables and folders: ``t300-min1-max8-out60-in300``.
+
+        Without target tracking: ``step-min1-max8-s1800+2`` (the step policies' labels).
+        """
+        if self.target_value is None:
+            text = f"step-min{self.min_capacity}-max{self.max_capacity}"
+        else:
+            text = (
+                f"t{self.target_value:g}-min{self.min_capacity}-max{self.max_capacity}"
+                f"-out{self.scale_out_cooldown_s}-in{self.scale_in_cooldown_s}"
+            )
         if self.metric_type is MetricType.CONCURRENT_REQUESTS_PER_MODEL:
             text = "crpm-" + text
-        elif self.metric_type is None:
+        elif self.metric_type is None and self.tracks_target:
             text = "custom-" + text
         text += "-noscalein" if self.disable_scale_in else ""
         if self.scheduled_actions:
@@ -249,9 +254,10 @@ class ScalingPolicy:
 
         For InvocationsPerInstance the alarms rest once rate x 60 / N <= TargetValue, so
         N = ceil(rate x 60 / TargetValue), within [Min, Max]. The other metric types depend on
-        latency, not rate alone: they start at MinCapacity.
+        latency, not rate alone, and step policies alone have no resting point: they start at
+        MinCapacity.
         """
-        if self.metric_type is not MetricType.INVOCATIONS_PER_INSTANCE:
+        if self.target_value is None or self.metric_type is not MetricType.INVOCATIONS_PER_INSTANCE:
             return self.min_capacity
         need = math.ceil(rate_rps * 60.0 / self.target_value - 1e-9)
         return max(self.min_capacity, min(self.max_capacity, need))
@@ -287,8 +293,10 @@ class ScalingPolicy:
 
     # -- the policy file -----------------------------------------------------------------------
 
-    def to_dict(self) -> dict[str, Any]:
-        """The policy file's JSON object (AWS field names)."""
+    def target_tracking_configuration(self) -> dict[str, Any]:
+        """TargetTrackingScalingPolicyConfiguration as PutScalingPolicy takes it."""
+        if self.target_value is None:
+            raise PolicyError("the policy has no target tracking (step policies only)")
         config: dict[str, Any] = {"TargetValue": self.target_value}
         config.update(self._metric_spec())
         config.update(
@@ -296,10 +304,15 @@ class ScalingPolicy:
             ScaleInCooldown=self.scale_in_cooldown_s,
             DisableScaleIn=self.disable_scale_in,
         )
+        return config
+
+    def to_dict(self) -> dict[str, Any]:
+        """The policy file's JSON object (AWS field names)."""
         out: dict[str, Any] = {
             "ScalableTarget": {"MinCapacity": self.min_capacity, "MaxCapacity": self.max_capacity},
-            "TargetTrackingScalingPolicyConfiguration": config,
         }
+        if self.tracks_target:
+            out["TargetTrackingScalingPolicyConfiguration"] = self.target_tracking_configuration()
         if self.name != DEFAULT_POLICY_NAME:
             out["PolicyName"] = self.name
         if self.kind is not ResourceKind.VARIANT:
@@ -312,92 +325,8 @@ class ScalingPolicy:
 
     @classmethod
     def from_dict(cls, data: Any) -> ScalingPolicy:
-        top = check_keys(
-            data,
-            "policy",
-            {
-                "ScalableTarget",
-                "TargetTrackingScalingPolicyConfiguration",
-                "PolicyName",
-                "ScalableDimension",
-                "StepScalingPolicies",
-                "ScheduledActions",
-            },
-            {"ScalableTarget", "TargetTrackingScalingPolicyConfiguration"},
-        )
-        raw_steps = top.get("StepScalingPolicies", [])
-        if not isinstance(raw_steps, list):
-            raise PolicyError("StepScalingPolicies must be a list")
-        steps = tuple(
-            StepScalingPolicy.from_dict(s, f"StepScalingPolicies[{i}]")
-            for i, s in enumerate(raw_steps)
-        )
-        target = check_keys(
-            top["ScalableTarget"],
-            "ScalableTarget",
-            {"MinCapacity", "MaxCapacity"},
-            {"MinCapacity", "MaxCapacity"},
-        )
-        tt = "TargetTrackingScalingPolicyConfiguration"
-        config = check_keys(
-            top[tt],
-            tt,
-            {
-                "TargetValue",
-                "PredefinedMetricSpecification",
-                "CustomizedMetricSpecification",
-                "ScaleOutCooldown",
-                "ScaleInCooldown",
-                "DisableScaleIn",
-            },
-            {"TargetValue"},
-        )
-        metric_type: str | None = None
-        if "PredefinedMetricSpecification" in config:
-            spec = check_keys(
-                config["PredefinedMetricSpecification"],
-                f"{tt}.PredefinedMetricSpecification",
-                {"PredefinedMetricType", "ResourceLabel"},
-                {"PredefinedMetricType"},
-            )
-            metric_type = spec["PredefinedMetricType"]
-        custom = config.get("CustomizedMetricSpecification")
-        if custom is not None and not isinstance(custom, Mapping):
-            raise PolicyError(f"{tt}.CustomizedMetricSpecification must be a JSON object")
-        if "ScalableDimension" in top:
-            kind = ResourceKind.from_dimension(top["ScalableDimension"])
-        elif metric_type in {m.value for m in MetricType}:
-            kind = MetricType(metric_type).kind
-        else:
-            kind = ResourceKind.VARIANT
-        name = top.get("PolicyName", DEFAULT_POLICY_NAME)
-        if not isinstance(name, str):
-            raise PolicyError(f"PolicyName must be a string, got {name!r}")
-        scheduled = top.get("ScheduledActions")
-        if scheduled is not None and not isinstance(scheduled, list):
-            raise PolicyError(f"ScheduledActions must be a JSON list, got {scheduled!r}")
-        actions = (
-            None
-            if scheduled is None
-            else tuple(
-                ScheduledScalingAction.from_dict(a, f"ScheduledActions[{i}]")
-                for i, a in enumerate(scheduled)
-            )
-        )
-        return cls(
-            min_capacity=target["MinCapacity"],
-            max_capacity=target["MaxCapacity"],
-            target_value=config["TargetValue"],
-            metric_type=metric_type,  # type: ignore[arg-type]  # validated in __post_init__
-            customized_metric=dict(custom) if custom is not None else None,
-            scale_out_cooldown_s=config.get("ScaleOutCooldown", DEFAULT_COOLDOWN_S),
-            scale_in_cooldown_s=config.get("ScaleInCooldown", DEFAULT_COOLDOWN_S),
-            disable_scale_in=config.get("DisableScaleIn", False),
-            kind=kind,
-            name=name,
-            step_policies=steps,
-            scheduled_actions=actions,
-        )
+        """Parse a policy file's JSON object (:mod:`tuner.policy.policy_file`)."""
+        return cls(**policy_fields(data))
 
     @classmethod
     def load(cls, path: str | Path) -> ScalingPolicy:
@@ -451,9 +380,9 @@ class ScalingPolicy:
         ]
 
     def put_scaling_policy_args(self, resource: Resource) -> dict[str, Any]:
-        """Keyword arguments of ``application-autoscaling.put_scaling_policy``."""
+        """Keyword arguments of ``put_scaling_policy`` for the target-tracking policy."""
         self.check_resource(resource)
-        config = self.to_dict()["TargetTrackingScalingPolicyConfiguration"]
+        config = self.target_tracking_configuration()
         return {
             "PolicyName": self.name,
             "ServiceNamespace": SERVICE_NAMESPACE,
@@ -466,20 +395,4 @@ class ScalingPolicy:
     @classmethod
     def from_aws(cls, target: Mapping[str, Any], policy: Mapping[str, Any]) -> ScalingPolicy:
         """Build from DescribeScalableTargets and DescribeScalingPolicies entries."""
-        config = dict(policy["TargetTrackingScalingPolicyConfiguration"])
-        config.pop("ResourceLabel", None)
-        predefined = config.get("PredefinedMetricSpecification")
-        if predefined is not None:
-            config["PredefinedMetricSpecification"] = {
-                "PredefinedMetricType": predefined["PredefinedMetricType"]
-            }
-        data = {
-            "ScalableTarget": {
-                "MinCapacity": target["MinCapacity"],
-                "MaxCapacity": target["MaxCapacity"],
-            },
-            "TargetTrackingScalingPolicyConfiguration": config,
-            "PolicyName": policy["PolicyName"],
-            "ScalableDimension": target["ScalableDimension"],
-        }
-        return cls.from_dict(data)
+        return cls.from_dict(aws_policy_file(target, policy))

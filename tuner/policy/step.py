@@ -12,31 +12,52 @@ In a policy file each step policy sits in ``StepScalingPolicies``, with AWS fiel
                "EvaluationPeriods": 1, "DatapointsToAlarm": 1, "Threshold": 1800,
                "ComparisonOperator": "GreaterThanOrEqualToThreshold"}}
 
-Rules checked on load come from the API reference (StepAdjustment, StepScalingPolicyConfiguration,
-PutMetricAlarm): intervals relative to the threshold must neither overlap nor leave gaps, at most
-one null lower and one null upper bound, never both null in one step; ExactCapacity adjustments
-are >= 0; MinAdjustmentMagnitude only with PercentChangeInCapacity; DatapointsToAlarm <=
-EvaluationPeriods.
+Rules checked on load come from the API reference (StepAdjustment, StepScalingPolicyConfiguration):
+intervals relative to the threshold must neither overlap nor leave gaps, at most one null lower
+and one null upper bound, never both null in one step; ExactCapacity adjustments are >= 0;
+MinAdjustmentMagnitude only with PercentChangeInCapacity. The alarm and its rules are
+:mod:`tuner.policy.alarm`.
 """
 
 from __future__ import annotations
 
 import enum
 import math
-import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from tuner.errors import PolicyError
-from tuner.policy.fields import check_keys, integer
-from tuner.policy.resource import Resource, ResourceKind
+from tuner.policy.alarm import NAMESPACE as NAMESPACE
+from tuner.policy.alarm import Comparison as Comparison
+from tuner.policy.alarm import StepAlarm as StepAlarm
+from tuner.policy.alarm import policy_arn_tail as policy_arn_tail
+from tuner.policy.alarm import policy_name_of as policy_name_of
+from tuner.policy.alarm import resource_dimensions as resource_dimensions
+from tuner.policy.fields import check_keys, choice, integer, number
+from tuner.policy.resource import Resource
+
+# The alarm half moved to tuner.policy.alarm; these names stay importable from here too.
+__all__ = [
+    "NAMESPACE",
+    "AdjustmentType",
+    "Comparison",
+    "DEFAULT_STEP_COOLDOWN_S",
+    "MAX_STEP_COOLDOWN_S",
+    "MetricAggregation",
+    "StepAdjustment",
+    "StepAlarm",
+    "StepScalingPolicy",
+    "policy_arn_tail",
+    "policy_name_of",
+    "resource_dimensions",
+    "step_from_aws",
+]
 
 # Step scaling's default Cooldown (API StepScalingPolicyConfiguration: "If not specified, the
 # default value is 300").
 DEFAULT_STEP_COOLDOWN_S = 300
 MAX_STEP_COOLDOWN_S = 86_400
-NAMESPACE = "AWS/SageMaker"
 
 
 class AdjustmentType(enum.StrEnum):
@@ -49,52 +70,6 @@ class MetricAggregation(enum.StrEnum):
     AVERAGE = "Average"
     MINIMUM = "Minimum"
     MAXIMUM = "Maximum"
-
-
-class Comparison(enum.StrEnum):
-    GREATER_OR_EQUAL = "GreaterThanOrEqualToThreshold"
-    GREATER = "GreaterThanThreshold"
-    LESS = "LessThanThreshold"
-    LESS_OR_EQUAL = "LessThanOrEqualToThreshold"
-
-    @property
-    def above(self) -> bool:
-        """The breach is above the threshold (it decides which interval bound is inclusive)."""
-        return self in (Comparison.GREATER_OR_EQUAL, Comparison.GREATER)
-
-    def breaches(self, value: float, threshold: float) -> bool:
-        return {
-            Comparison.GREATER_OR_EQUAL: value >= threshold,
-            Comparison.GREATER: value > threshold,
-            Comparison.LESS: value < threshold,
-            Comparison.LESS_OR_EQUAL: value <= threshold,
-        }[self]
-
-
-def resource_dimensions(resource: Resource) -> list[dict[str, str]]:
-    """The AWS/SageMaker dimensions of the resource's metrics."""
-    if resource.kind is ResourceKind.VARIANT:
-        return [
-            {"Name": "EndpointName", "Value": resource.endpoint},
-            {"Name": "VariantName", "Value": resource.variant or ""},
-        ]
-    return [{"Name": "InferenceComponentName", "Value": resource.name}]
-
-
-def _number(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise PolicyError(f"{where} must be a number, got {value!r}")
-    if not math.isfinite(value):
-        raise PolicyError(f"{where} must be finite, got {value!r}")
-    return float(value)
-
-
-def _enum(cls: type[enum.StrEnum], value: Any, where: str) -> Any:
-    try:
-        return cls(value)
-    except ValueError:
-        allowed = ", ".join(m.value for m in cls)
-        raise PolicyError(f"{where} must be one of {allowed}, got {value!r}") from None
 
 
 @dataclass(frozen=True)
@@ -116,50 +91,21 @@ class StepAdjustment:
         out["ScalingAdjustment"] = self.scaling_adjustment
         return out
 
-
-@dataclass(frozen=True, kw_only=True)
-class StepAlarm:
-    """The CloudWatch alarm (``put-metric-alarm``) whose action is the step policy."""
-
-    metric_name: str = "InvocationsPerInstance"
-    statistic: str = "Sum"
-    period_s: int = 60
-    evaluation_periods: int = 1
-    datapoints_to_alarm: int = 1
-    threshold: float
-    comparison: Comparison = Comparison.GREATER_OR_EQUAL
-    name: str | None = None
-    """AlarmName; None: derived from the policy name."""
-
-    def __post_init__(self) -> None:
-        set_ = object.__setattr__
-        set_(self, "threshold", _number(self.threshold, "Alarm.Threshold"))
-        set_(self, "period_s", integer(self.period_s, "Alarm.Period"))
-        if self.period_s not in (10, 30) and (self.period_s < 60 or self.period_s % 60):
-            raise PolicyError(
-                f"Alarm.Period must be 10, 30 or a multiple of 60 s, got {self.period_s}"
-            )
-        set_(
-            self, "evaluation_periods", integer(self.evaluation_periods, "Alarm.EvaluationPeriods")
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "StepAdjustments[]") -> StepAdjustment:
+        s = check_keys(
+            data,
+            where,
+            {"MetricIntervalLowerBound", "MetricIntervalUpperBound", "ScalingAdjustment"},
+            {"ScalingAdjustment"},
         )
-        set_(
-            self,
-            "datapoints_to_alarm",
-            integer(self.datapoints_to_alarm, "Alarm.DatapointsToAlarm"),
+        lower = s.get("MetricIntervalLowerBound")
+        upper = s.get("MetricIntervalUpperBound")
+        return cls(
+            integer(s["ScalingAdjustment"], f"{where}.ScalingAdjustment"),
+            None if lower is None else number(lower, f"{where}.MetricIntervalLowerBound"),
+            None if upper is None else number(upper, f"{where}.MetricIntervalUpperBound"),
         )
-        if self.evaluation_periods < 1:
-            raise PolicyError(
-                f"Alarm.EvaluationPeriods >= 1 must hold, got {self.evaluation_periods}"
-            )
-        if not 1 <= self.datapoints_to_alarm <= self.evaluation_periods:
-            raise PolicyError(
-                "1 <= Alarm.DatapointsToAlarm <= EvaluationPeriods must hold, "
-                f"got {self.datapoints_to_alarm} and {self.evaluation_periods}"
-            )
-        set_(self, "comparison", _enum(Comparison, self.comparison, "Alarm.ComparisonOperator"))
-        for attr, key in (("metric_name", "MetricName"), ("statistic", "Statistic")):
-            if not isinstance(getattr(self, attr), str) or not getattr(self, attr):
-                raise PolicyError(f"Alarm.{key} must be a non-empty string")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -186,12 +132,12 @@ class StepScalingPolicy:
         set_(
             self,
             "adjustment_type",
-            _enum(AdjustmentType, self.adjustment_type, f"{cfg}.AdjustmentType"),
+            choice(AdjustmentType, self.adjustment_type, f"{cfg}.AdjustmentType"),
         )
         set_(
             self,
             "metric_aggregation",
-            _enum(MetricAggregation, self.metric_aggregation, f"{cfg}.MetricAggregationType"),
+            choice(MetricAggregation, self.metric_aggregation, f"{cfg}.MetricAggregationType"),
         )
         cooldown = integer(self.cooldown_s, f"{cfg}.Cooldown")
         if not 0 <= cooldown <= MAX_STEP_COOLDOWN_S:
@@ -282,19 +228,7 @@ class StepScalingPolicy:
 
     def alarm_dict(self) -> dict[str, Any]:
         """The policy file's ``Alarm`` (put-metric-alarm field names, without its action)."""
-        a = self.alarm
-        out: dict[str, Any] = {
-            "MetricName": a.metric_name,
-            "Statistic": a.statistic,
-            "Period": a.period_s,
-            "EvaluationPeriods": a.evaluation_periods,
-            "DatapointsToAlarm": a.datapoints_to_alarm,
-            "Threshold": a.threshold,
-            "ComparisonOperator": a.comparison.value,
-        }
-        if a.name is not None:
-            out = {"AlarmName": a.name, **out}
-        return out
+        return self.alarm.to_dict()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -316,20 +250,7 @@ class StepScalingPolicy:
 
     def put_metric_alarm_args(self, resource: Resource, policy_arn: str) -> dict[str, Any]:
         """Keyword arguments of ``cloudwatch.put_metric_alarm``: the alarm acts on the policy."""
-        a = self.alarm
-        return {
-            "AlarmName": self.alarm_name,
-            "Namespace": NAMESPACE,
-            "MetricName": a.metric_name,
-            "Dimensions": resource_dimensions(resource),
-            "Statistic": a.statistic,
-            "Period": a.period_s,
-            "EvaluationPeriods": a.evaluation_periods,
-            "DatapointsToAlarm": a.datapoints_to_alarm,
-            "Threshold": a.threshold,
-            "ComparisonOperator": a.comparison.value,
-            "AlarmActions": [policy_arn],
-        }
+        return self.alarm.put_metric_alarm_args(resource, self.alarm_name, policy_arn)
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "StepScalingPolicies[]") -> StepScalingPolicy:
@@ -359,60 +280,14 @@ class StepScalingPolicy:
         raw_steps = cfg["StepAdjustments"]
         if not isinstance(raw_steps, list):
             raise PolicyError(f"{cfg_where}.StepAdjustments must be a list")
-        steps = []
-        for i, s in enumerate(raw_steps):
-            sw = f"{cfg_where}.StepAdjustments[{i}]"
-            s = check_keys(
-                s,
-                sw,
-                {"MetricIntervalLowerBound", "MetricIntervalUpperBound", "ScalingAdjustment"},
-                {"ScalingAdjustment"},
-            )
-            lower = s.get("MetricIntervalLowerBound")
-            upper = s.get("MetricIntervalUpperBound")
-            steps.append(
-                StepAdjustment(
-                    integer(s["ScalingAdjustment"], f"{sw}.ScalingAdjustment"),
-                    None if lower is None else _number(lower, f"{sw}.MetricIntervalLowerBound"),
-                    None if upper is None else _number(upper, f"{sw}.MetricIntervalUpperBound"),
-                )
-            )
-        aw = f"{where}.Alarm"
-        alarm = check_keys(
-            top["Alarm"],
-            aw,
-            {
-                "AlarmName",
-                "MetricName",
-                "Namespace",
-                "Statistic",
-                "Period",
-                "EvaluationPeriods",
-                "DatapointsToAlarm",
-                "Threshold",
-                "ComparisonOperator",
-            },
-            {"Threshold", "ComparisonOperator", "EvaluationPeriods"},
+        steps = tuple(
+            StepAdjustment.from_dict(s, f"{cfg_where}.StepAdjustments[{i}]")
+            for i, s in enumerate(raw_steps)
         )
-        if alarm.get("Namespace", NAMESPACE) != NAMESPACE:
-            raise PolicyError(f"{aw}.Namespace must be {NAMESPACE}, got {alarm['Namespace']!r}")
-        try:
-            step_alarm = StepAlarm(
-                metric_name=alarm.get("MetricName", "InvocationsPerInstance"),
-                statistic=alarm.get("Statistic", "Sum"),
-                period_s=alarm.get("Period", 60),
-                evaluation_periods=alarm["EvaluationPeriods"],
-                datapoints_to_alarm=alarm.get("DatapointsToAlarm", alarm["EvaluationPeriods"]),
-                threshold=alarm["Threshold"],
-                comparison=alarm["ComparisonOperator"],
-                name=alarm.get("AlarmName"),
-            )
-        except PolicyError as e:
-            raise PolicyError(f"{where}.{e}") from e
         return cls(
             name=name,
-            alarm=step_alarm,
-            steps=tuple(steps),
+            alarm=StepAlarm.from_dict(top["Alarm"], f"{where}.Alarm"),
+            steps=steps,
             adjustment_type=cfg["AdjustmentType"],
             min_adjustment_magnitude=cfg.get("MinAdjustmentMagnitude"),
             metric_aggregation=cfg.get("MetricAggregationType", "Average"),
@@ -420,37 +295,14 @@ class StepScalingPolicy:
         )
 
 
-def policy_arn_tail(resource: Resource, name: str) -> str:
-    """The end of a scaling policy's ARN that names its resource and policy."""
-    return f"resource/sagemaker/{resource.resource_id}:policyName/{name}"
-
-
-def policy_name_of(action: str) -> str | None:
-    """The policy name an alarm action names, if it is a scaling policy's ARN."""
-    head, sep, name = action.rpartition(":policyName/")
-    return name if sep and ":scalingPolicy:" in head else None
-
-
 def step_from_aws(policy: Mapping[str, Any], alarm: Mapping[str, Any]) -> StepScalingPolicy:
     """A StepScalingPolicy from a DescribeScalingPolicies entry and its DescribeAlarms entry."""
-    keys = (
-        "AlarmName",
-        "MetricName",
-        "Namespace",
-        "Statistic",
-        "Period",
-        "EvaluationPeriods",
-        "DatapointsToAlarm",
-        "Threshold",
-        "ComparisonOperator",
-    )
-    alarm_fields = {k: alarm[k] for k in keys if k in alarm}
-    if alarm_fields.get("AlarmName") == f"{policy['PolicyName']}-alarm":
-        del alarm_fields["AlarmName"]  # the default name: the file said nothing
+    name = policy["PolicyName"]
+    step_alarm = StepAlarm.from_aws(dict(alarm), f"{name}-alarm")
     data = {
-        "PolicyName": policy["PolicyName"],
+        "PolicyName": name,
         "StepScalingPolicyConfiguration": dict(policy["StepScalingPolicyConfiguration"]),
-        "Alarm": alarm_fields,
+        "Alarm": step_alarm.to_dict(),
     }
     return StepScalingPolicy.from_dict(data)
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 import pandas as pd
 
 from tuner.policy.resource import Resource
+from tuner.policy.step import AdjustmentType
 from tuner.report import tables
 from tuner.tune.run import Run
 
@@ -65,18 +66,32 @@ def _img(data: bytes, alt: str) -> str:
 
 def policy_values(run: Run) -> pd.DataFrame:
     p = run.recommended
-    return pd.DataFrame(
-        [
-            ("MinCapacity", str(p.min_capacity)),
-            ("MaxCapacity", str(p.max_capacity)),
+    rows = [("MinCapacity", str(p.min_capacity)), ("MaxCapacity", str(p.max_capacity))]
+    if p.target_value is not None:
+        rows += [
             ("TargetValue", f"{p.target_value:g} ({p.metric_type or 'custom metric'})"),
             ("ScaleOutCooldown", f"{p.scale_out_cooldown_s} s"),
             ("ScaleInCooldown", f"{p.scale_in_cooldown_s} s"),
             ("DisableScaleIn", str(p.disable_scale_in).lower()),
             ("PolicyName", p.name),
-        ],
-        columns=["Field", "Value"],
-    )
+        ]
+    for step in p.step_policies:
+        a = step.alarm
+        adjustments = ", ".join(
+            f"{s.scaling_adjustment:+d}"
+            if step.adjustment_type is not AdjustmentType.EXACT_CAPACITY
+            else f"={s.scaling_adjustment}"
+            for s in step.steps
+        )
+        rows.append(
+            (
+                f"StepScaling {step.name}",
+                f"{a.metric_name} {a.comparison.value} {a.threshold:g} "
+                f"({a.datapoints_to_alarm} of {a.evaluation_periods} x {a.period_s} s): "
+                f"{step.adjustment_type.value} {adjustments}, cooldown {step.cooldown_s} s",
+            )
+        )
+    return pd.DataFrame(rows, columns=["Field", "Value"])
 
 
 def apply_snippets(run: Run) -> list[tuple[str, str]]:

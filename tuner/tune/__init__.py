@@ -40,7 +40,6 @@ from tuner.tune.run import (
     Trial,
     folder_name,
     trial_folder,
-    write_replay_profile,
     write_run,
 )
 from tuner.tune.schedules import (
@@ -93,6 +92,5 @@ __all__ = [
     "tune",
     "unmodelled",
     "versions",
-    "write_replay_profile",
     "write_run",
 ]

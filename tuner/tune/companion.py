@@ -59,6 +59,8 @@ class CompanionGrid:
 
     def companions(self, base: ScalingPolicy) -> list[ScalingPolicy]:
         """``base`` with each companion of the grid beside it."""
+        if base.target_value is None:
+            raise ValidationError(f"a step companion needs target tracking beside it: {base.label}")
         kinds = [(AdjustmentType.CHANGE_IN_CAPACITY, a) for a in self.change_adjustments] + [
             (AdjustmentType.PERCENT_CHANGE_IN_CAPACITY, a) for a in self.percent_adjustments
         ]

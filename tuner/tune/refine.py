@@ -108,6 +108,8 @@ def neighbours(
             for i_s in grid.scale_in_cooldowns_s:
                 p = replace(b, scale_out_cooldown_s=int(o), scale_in_cooldown_s=int(i_s))
                 out[p.label] = p
+        if b.target_value is None:  # step policies alone: no target to move
+            continue
         step = b.target_value * TARGET_STEP / 2
         for t in (b.target_value - step, b.target_value + step):
             if t > 0:
@@ -123,10 +125,13 @@ def bisect_targets(
     other settings (the feasibility edge lies between them): ``BISECT_POINTS`` evenly spaced."""
     out: dict[str, ScalingPolicy] = {}
     for b in best:
+        if b.target_value is None:
+            continue
         higher = [
             p.target_value
             for p in pool
-            if p.target_value > b.target_value
+            if p.target_value is not None
+            and p.target_value > b.target_value
             and (p.min_capacity, p.scale_out_cooldown_s, p.scale_in_cooldown_s)
             == (b.min_capacity, b.scale_out_cooldown_s, b.scale_in_cooldown_s)
         ]

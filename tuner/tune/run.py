@@ -174,15 +174,3 @@ def write_run(run: Run) -> Path:
         for label, frame in by_label.items():
             frame.to_csv(folder / f"{folder_name(label)}.csv", index=False)
     return path
-
-
-def write_replay_profile(path: Path, csv: Path) -> Path:
-    """``profiles/<name>.toml`` replaying ``csv`` unchanged, for tools that take a profile file."""
-    out = path / "profiles" / f"{folder_name(csv.stem)}.toml"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # JSON string escapes are valid TOML basic-string escapes.
-    out.write_text(
-        f"name = {json.dumps(csv.stem)}\n[[segment]]\nreplay = {json.dumps(str(csv.resolve()))}\n",
-        encoding="utf-8",
-    )
-    return out
