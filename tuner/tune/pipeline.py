@@ -140,8 +140,8 @@ def tune(
     ``stress_level`` None calibrates the level on walk-forward folds (0: no margin or stress,
     the objective itself over the whole history; see :mod:`tuner.tune.holdout`),
     ``max_instances`` caps MaxCapacity.
-    Scheduled floors are searched on both paths (on a history, judged by its held-out gates);
-    step companions on the other path only (several profiles, a scenario, or ``holdout`` 0).
+    Scheduled floors and step companions are searched on both paths (on a history, judged by
+    its held-out gates).
     """
     capacity = capacity or Capacity.default()
     settings = settings or SimulationSettings()
@@ -172,6 +172,7 @@ def tune(
             max_instances=max_instances,
             schedules=schedules,
             schedule_timezone=schedule_timezone,
+            companions=companions,
         )
     levels, high = grid.capacity_bounds(profiles, capacity.max_rps_per_instance)
     mins, maxes = grid.min_capacities or levels, grid.max_capacities or (high,)
@@ -338,6 +339,7 @@ def _tune_history(
     max_instances: int | None,
     schedules: bool,
     schedule_timezone: str | None,
+    companions: CompanionGrid | None,
 ) -> Tuning:
     """The history path of :func:`tune`: search, validation and stress, then the usual score."""
     levels, high = grid.capacity_bounds([profile], capacity.max_rps_per_instance)
@@ -358,6 +360,7 @@ def _tune_history(
         progress=progress,
         schedules=schedules,
         zone_name=schedule_timezone,
+        companions=companions,
     )
     by_label = {p.label: p for p in found.policies}
     judged = found.objective or objective
@@ -415,6 +418,7 @@ def _tune_history(
         recommendation=recommendation,
         recommended=recommended,
         timelines=timelines,
+        companions=companions,
         rhythm=found.rhythm,
         validation=validation,
     )

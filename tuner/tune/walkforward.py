@@ -15,7 +15,9 @@
    :mod:`tuner.tune.schedules`): floor variants of the best candidates, judged by the same gates
    on the history's own clock; kept only when cheaper than the cheapest plain candidate that
    passes them, so one is recommended only when cheaper at the same held-out objective.
-5. The finalists (and the baselines) on every seed; their rows go to the usual score.
+5. With ``companions``, step scale-out companions of the nearest misses cheaper than the best
+   candidate that passes (:mod:`tuner.tune.companion`), judged by the same gates.
+6. The finalists (and the baselines) on every seed; their rows go to the usual score.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from tuner.model.capacity import Capacity
 from tuner.model.settings import SimulationSettings
 from tuner.model.timetable import profile_start
 from tuner.policy.policy import ScalingPolicy
+from tuner.tune.companion import CompanionGrid, companion_candidates
 from tuner.tune.grid import Grid
 from tuner.tune.history import DAY_MIN, DemandProfile, Fold, per_minute, walk_forward
 from tuner.tune.holdout import (
@@ -84,6 +87,7 @@ def tune_history(
     progress: Callable[[str], None],
     schedules: bool = False,
     zone_name: str | None = None,
+    companions: CompanionGrid | None = None,
 ) -> HistoryTuning:
     rates = per_minute(profile)
     start = profile_start(profile).timestamp()
@@ -172,6 +176,15 @@ def tune_history(
             cost = ev.stats([HISTORY], good, [seed0])["monthly_cost_usd"]
             # a floor only where it is cheaper than the best plain policy at the same gates
             good = [x for x in good if not pool[x].scheduled_actions or cost[x] < bar]
+    if companions is not None:
+        # the nearest misses cheaper than the best that passes, each with step companions
+        table = ev.stats([HISTORY], list(pool), [seed0], raw=pooled).reset_index()
+        table["meets_objective"] = table["candidate"].isin(good)
+        family = [p for p in companion_candidates(table, pool, companions) if p.label not in pool]
+        progress(f"{len(family)} candidates with a step scale-out companion")
+        pool.update({p.label: p for p in family})
+        ev.add(history, family, parts, [seed0], keep=True)
+        good = ranked(list(pool))
     both = ev.stats([HISTORY], list(pool), [seed0], raw=pooled)
     near_miss = list(both[~both.index.isin(good)].sort_values("monthly_cost_usd").index[:8])
     finalists = list(dict.fromkeys([*good[:FINALISTS], *near_miss, *(p.label for p in extras)]))
