@@ -18,12 +18,14 @@ after it? The rungs, least first:
 
 A fold whose next window peaks above everything in its past is a *surge* fold: it shows the
 future outgrowing the past once, not how much margin the kind of traffic already seen needs.
-One surge, of whatever size, does not say how large the next will be (AMZN's next 14 days peak at
-a quarter of its first 14), so surge folds are reported but calibrate the level only when every
-fold is one (demand keeps outgrowing its past: a trend, which the levels above x1 are for). A fold
+One surge, of whatever size, does not say how large the next will be: a level fitted to it buys
+margin against a repeat of that one event in every window, and judged against a short
+validation window the event counts as if it came every few days. So surge folds are reported
+but calibrate the level only when every fold is one (demand keeps outgrowing its past: a trend,
+which the levels above x1 are for). A fold
 that stays within its past's range yet was missed by the ``x0`` pick shows that this traffic's
-ordinary ramps need margin, and it lifts the level (ELB: its sixth day stays under the first
-five's peak, yet the pick tuned on them misses it, and its next week holds a spike 1.7x its peak).
+ordinary ramps need margin, and it lifts the level (the ELB trace: its seventh day peaks at 0.97x
+the first six days' peak, yet the pick tuned on them misses it).
 """
 
 from __future__ import annotations

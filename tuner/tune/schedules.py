@@ -22,8 +22,8 @@ reaction time, for the days whose rise is at least half the history's largest (t
 decide standing capacity); if all of them fell inside the floor's window and that is not
 unlikely by chance (``f ** k`` over :data:`CHANCE`, for ``k`` events and a window covering the
 share ``f`` of the day, as if events came at any hour), the floors are not searched: a few
-spikes that happened to land in the busy hours are no rhythm (AMZN's two spikes of 18x and 30x
-its median both fell late in the evening; its next spikes did not).
+spikes that happened to land in the busy hours are no rhythm (the AMZN trace's two spikes of 18x
+and 32x its median both fell inside its busy hours, 12:00-22:00 UTC: 17% by chance).
 """
 
 from __future__ import annotations
