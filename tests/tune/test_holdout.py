@@ -292,3 +292,11 @@ def test_x0_judges_the_whole_history_as_one_against_the_objective_itself() -> No
     assert figs["error_rate"] <= OBJECTIVE.max_error_rate
     # 30 rps at 20 rps per instance: at least two instances stand whatever the target
     assert rec.steady_capacity(30.0) >= 2
+
+
+def test_stress_level_between_0_and_1_exits_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    args = ["tune", "--profile", "steady", "--slo-p99-ms", "300", "--max-error-rate", "0.001"]
+    assert main([*args, "--stress-level", "0.5", "--out", str(tmp_path / "x")]) == 2
+    assert "--stress-level must be 0 or in [1, 10], got 0.5" in capsys.readouterr().err
