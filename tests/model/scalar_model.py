@@ -39,6 +39,8 @@ import math
 from dataclasses import dataclass, field
 from statistics import NormalDist
 
+from scalar_copies import CopyServing
+
 
 @dataclass
 class Rule:
@@ -61,7 +63,8 @@ class StepRule:
     comparison: str = ">="
     evaluation_periods: int = 1
     datapoints_to_alarm: int = 1
-    stream: str = "inv"  # "inv" (60 s), "conc" (10 s) or "conc60" (10-s peaks per minute)
+    stream: str = "inv"  # "inv" (60 s), "conc" (10 s) or "conc60" (10-s peaks per minute),
+    # "nocap" / "nocap10": NoCapacityInvocationFailures summed over 60 s / 10 s
     aggregation: str = "Average"
     adjustment_type: str = "ChangeInCapacity"
     min_magnitude: int = 0
@@ -152,8 +155,13 @@ def run(
     scheduled: list[tuple[float, int | None, int | None]] = (),  # type: ignore[assignment]
     serving: Serving | None = None,
     step_rules: list[StepRule] = (),  # type: ignore[assignment]
+    copies: CopyServing | None = None,
 ) -> Timeline:
-    """Simulate one candidate; ``boot_s`` may be a list: the boot time drawn at each step."""
+    """Simulate one candidate; ``boot_s`` may be a list: the boot time drawn at each step.
+
+    With ``copies`` the target is an inference component: ``serving`` is not used, and
+    ``boot_s`` is the jitter added to the copy's load time (tuner.model.copies).
+    """
     serving = serving or Serving()
     lo, hi = min_capacity, max_capacity
     schedule = sorted(scheduled)
@@ -186,7 +194,16 @@ def run(
     minute_peaks: list[float] = []
 
     def boot_at(k: int) -> float:
-        return boot_s[k] if isinstance(boot_s, list) else boot_s
+        drawn = boot_s[k] if isinstance(boot_s, list) else boot_s
+        if copies is None:
+            return drawn
+        # the load time of a scale-out decided at the end of step k: from the copies desired
+        # when step k began (the simulator sets it before the decisions)
+        return max(copies.boot_s(desired_at_start) + drawn, 0.0)
+
+    nocap_partial = 0.0
+    nocap_waiting: dict[str, list[tuple[float, float]]] = {"nocap": [], "nocap10": []}
+    nocap_seen: dict[str, list[float]] = {"nocap": [], "nocap10": []}
 
     def boundary_at_or_after(x: float) -> float:
         return math.ceil(x / step_s - 1e-9) * step_s
@@ -195,23 +212,36 @@ def run(
         start = k * step_s
         t = start + step_s
         out.desired.append(desired)
+        desired_at_start = desired
         out.in_service.append(in_service)
         out.alarm_high.append(any(s is not None for s in high_since))
         out.alarm_low.append(any(s is not None for s in low_since))
         out.queue_start.append(queue)
         # serve the step
         n = in_service
-        offered = queue + arrivals
-        served = min(offered, n * serving.max_rps * step_s)
-        backlog = offered - served
-        new_queue = min(backlog, n * serving.max_rps * serving.timeout_s)
+        if copies is not None:
+            _, _, new_queue, copy_metric, nocap = copies.serve(arrivals, n, queue, step_s)
+            nocap_partial += nocap
+            nocap_waiting["nocap10"].append((boundary_at_or_after(t + lag_s), nocap))
+            if t % 60 == 0:
+                nocap_waiting["nocap"].append((boundary_at_or_after(t + lag_s), nocap_partial))
+                nocap_partial = 0.0
+        else:
+            offered = queue + arrivals
+            served = min(offered, n * serving.max_rps * step_s)
+            backlog = offered - served
+            new_queue = min(backlog, n * serving.max_rps * serving.timeout_s)
         old_queue, queue = queue, new_queue
-        # metrics: 60-s InvocationsPerInstance sums the steps of its minute
-        partial += arrivals / max(n, 1)
+        # metrics: 60-s InvocationsPerInstance sums the steps of its minute (an inference
+        # component at zero copies publishes no per-copy datapoint: NaN, a missing one)
+        partial += math.nan if copies is not None and n == 0 else arrivals / max(n, 1)
         if t % 60 == 0:
             waiting[False].append((boundary_at_or_after(t + lag_s), partial))
             partial = 0.0
-        if step_s == 10:
+        if step_s == 10 and copies is not None:
+            copy_metric = copy_metric if n > 0 else math.nan
+            waiting[True].append((boundary_at_or_after(t + lag_s), copy_metric))
+        elif step_s == 10:
             load = served / (step_s * max(n, 1))
             concurrency = load * serving.p50_ms(load) / 1000 + max(old_queue, queue) / max(n, 1)
             waiting[True].append((boundary_at_or_after(t + lag_s), concurrency))
@@ -255,6 +285,11 @@ def run(
             while waiting[kind] and waiting[kind][0][0] <= t:
                 seen[kind].append(waiting[kind].pop(0)[1])
                 new_data[kind] = True
+        nocap_new = {"nocap": False, "nocap10": False}
+        for name, queued_points in nocap_waiting.items():
+            while queued_points and queued_points[0][0] <= t:
+                nocap_seen[name].append(queued_points.pop(0)[1])
+                nocap_new[name] = True
         high_now, low_now, high_call, low_call = [], [], [], []
         for j, rule in enumerate(rules):
             data = seen[rule.high_resolution]
@@ -282,8 +317,9 @@ def run(
         while len(minute_peaks) < whole:
             i = len(minute_peaks) * 6
             minute_peaks.append(max(seen[True][i : i + 6]))
-        streams = {"inv": seen[False], "conc": seen[True], "conc60": minute_peaks}
+        streams = {"inv": seen[False], "conc": seen[True], "conc60": minute_peaks, **nocap_seen}
         fresh = {"inv": new_data[False], "conc": new_data[True], "conc60": whole > peaks_before}
+        fresh.update(nocap_new)
         step_value: list[float | None] = []
         for s, rule in enumerate(step_rules):
             window = streams[rule.stream][-rule.evaluation_periods :]
@@ -328,7 +364,7 @@ def run(
         required = []
         for rule in rules:
             data = seen[rule.high_resolution]
-            if not data:
+            if not data or math.isnan(data[-1]):
                 required.append(None)
                 continue
             r = math.ceil(base * data[-1] / rule.target - 1e-9)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tuner.commands._common import resolve_profile
+from tuner.commands._tune_llm import llm_capacity_or_none, refuse_llm_flags, run_llm_simulate
 from tuner.errors import ValidationError
 
 EPILOG = """\
@@ -34,6 +35,11 @@ concurrency_per_instance) and DIR/summary.json (instance_hours, cost_usd, error_
 slo_violation_rate, scale_out_events, scale_in_events, underprovisioned_minutes, recovery_s, ...).
 With several --policy, timeline.csv and summary.json describe the first, DIR/summary.csv has one
 row per policy and DIR/timelines/<label>.csv holds each timeline.
+
+With --capacity naming an LLM capacity file ("kind": "llm", see README "LLM endpoints") the
+policies scale an inference component's copies: the timeline adds TTFT/ITL p50 and p99 per
+10-s period and requests refused at zero copies; --slo-ttft-p99-ms and --slo-itl-p99-ms set the
+objectives, --boot-s replaces the copy load time.
 
 The model is reference/target-tracking.md: alarms of 3 and 15 datapoints (10-s metrics: 3 and
 90), metric lag, boot delay with the endpoint Updating, cooldowns, Min/Max. Step policies in the
@@ -117,6 +123,19 @@ def register(sub: Any) -> argparse.ArgumentParser:
         "at max_rps_per_instance)",
     )
     p.add_argument(
+        "--slo-ttft-p99-ms",
+        type=float,
+        metavar="MS",
+        help='LLM capacity file ("kind": "llm"): TTFT objective (default: --slo-p99-ms, else '
+        "the copy's TTFT p99 at its concurrency limit)",
+    )
+    p.add_argument(
+        "--slo-itl-p99-ms",
+        type=float,
+        metavar="MS",
+        help="LLM capacity file: ITL objective (default: the copy's ITL p99 at its limit)",
+    )
+    p.add_argument(
         "--initial-capacity",
         type=int,
         metavar="N",
@@ -177,6 +196,10 @@ def run(args: argparse.Namespace) -> int:
         [ScalingPolicy.load(path) for path in ([arg] if Path(arg).is_file() else arg.split("+"))]
         for arg in args.policy
     ]
+    llm = llm_capacity_or_none(args.capacity)
+    if llm is not None:
+        return run_llm_simulate(args, llm, groups, _jsonable)
+    refuse_llm_flags(args)
     scheduled = [parse_scheduled(text) for text in args.scheduled]
     capacity = Capacity.load(args.capacity) if args.capacity else Capacity.default()
     if args.metric_lag_s is None:

@@ -29,6 +29,7 @@ from tuner.commands._tune_live import (
     progress,
     run_live,
 )
+from tuner.commands._tune_llm import llm_capacity_or_none, refuse_llm_flags, run_llm_tune
 from tuner.errors import ValidationError
 
 if TYPE_CHECKING:
@@ -44,6 +45,8 @@ EPILOG = """\
 examples:
   tuner tune --profile steady --profile flash-spike --slo-p99-ms 500 --max-error-rate 0.001 \\
       --out reports/launch
+  tuner tune --profile chat-day.toml --capacity examples/llm-capacity.json \\
+      --slo-ttft-p99-ms 1500 --slo-itl-p99-ms 100 --max-error-rate 0.02 --out reports/llm
   tuner tune --profile history.csv --capacity capacity.json --slo-p99-ms 300 \\
       --max-error-rate 0.001 --grid grid.toml --endpoint my-endpoint --out reports/retune
   tuner report reports/launch          # re-render the report from the saved files
@@ -112,9 +115,23 @@ def register(sub: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--slo-p99-ms",
         type=float,
-        required=True,
         metavar="MS",
-        help="latency objective: a request slower than this violates the SLO",
+        help="latency objective: a request slower than this violates the SLO (required, "
+        "except with an LLM capacity file)",
+    )
+    p.add_argument(
+        "--slo-ttft-p99-ms",
+        type=float,
+        metavar="MS",
+        help='LLM capacity file ("kind": "llm"): time-to-first-token objective (default: '
+        "--slo-p99-ms, else the copy's TTFT p99 at its concurrency limit)",
+    )
+    p.add_argument(
+        "--slo-itl-p99-ms",
+        type=float,
+        metavar="MS",
+        help="LLM capacity file: inter-token latency objective, a request's ITL p99 (default: "
+        "the copy's ITL p99 at its concurrency limit)",
     )
     p.add_argument(
         "--max-error-rate",
@@ -298,6 +315,8 @@ def _command_line(args: argparse.Namespace) -> str:
     for flag in (
         "capacity",
         "slo_p99_ms",
+        "slo_ttft_p99_ms",
+        "slo_itl_p99_ms",
         "max_error_rate",
         "max_slo_violation",
         "margin",
@@ -336,6 +355,12 @@ def run(args: argparse.Namespace) -> int:
     from tuner.tune.history import parse_holdout
 
     now = datetime.now(UTC).replace(microsecond=0)
+    llm = llm_capacity_or_none(args.capacity)
+    if llm is not None:
+        return run_llm_tune(args, llm, now=now, out_dir=_out_dir, command=_command_line(args))
+    refuse_llm_flags(args)
+    if args.slo_p99_ms is None:
+        raise ValidationError("--slo-p99-ms is required: the latency objective in ms")
     objective = Objective(
         slo_p99_ms=args.slo_p99_ms,
         max_error_rate=args.max_error_rate,

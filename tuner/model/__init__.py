@@ -12,6 +12,21 @@ from tuner.model.capacity import (
 from tuner.model.controller import (
     TargetTracking,
 )
+from tuner.model.copies import (
+    LLM_SUMMARY_COLUMNS,
+    LLM_TIMELINE_COLUMNS,
+    CopiesResult,
+    StepServing,
+    serve_step,
+    simulate_copies,
+    simulate_copies_demand,
+    steady_copies,
+)
+from tuner.model.llm_capacity import (
+    CurvePoint,
+    LlmCapacity,
+    is_llm_capacity,
+)
 from tuner.model.scaling import (
     CONCURRENCY_TYPES,
     INVOCATION_TYPES,
@@ -45,6 +60,17 @@ from tuner.model.timetable import (
 )
 
 __all__ = [
+    "CopiesResult",
+    "CurvePoint",
+    "LLM_SUMMARY_COLUMNS",
+    "LLM_TIMELINE_COLUMNS",
+    "LlmCapacity",
+    "StepServing",
+    "is_llm_capacity",
+    "serve_step",
+    "simulate_copies",
+    "simulate_copies_demand",
+    "steady_copies",
     "candidate_actions",
     "AlarmState",
     "CONCURRENCY_TYPES",

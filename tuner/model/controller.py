@@ -47,7 +47,7 @@ from tuner.model.scaling import (
     normalise_candidates,
     step_s_for,
 )
-from tuner.model.stepping import StepPolicies
+from tuner.model.stepping import NO_CAPACITY_STREAMS, StepPolicies
 from tuner.policy.policy import ScalingPolicy
 from tuner.policy.step import StepScalingPolicy
 
@@ -93,7 +93,12 @@ class TargetTracking:
         ch = self.choices
         self._lag_steps = max(0, math.ceil(ch.metric_lag_s / self.step_s - 1e-9))
         self._reinvoke_steps = max(1, round(ch.reinvoke_s / self.step_s))
-        self._m = {"inv": 60 // self.step_s, "conc": 10 // self.step_s or 1}
+        self._m = {
+            "inv": 60 // self.step_s,
+            "conc": 10 // self.step_s or 1,
+            "nocap": 60 // self.step_s,
+            "nocap10": 1,
+        }
         self.boot_s = np.broadcast_to(
             np.asarray(ch.boot_s if boot_s is None else boot_s, dtype=float), (self.C,)
         ).copy()
@@ -106,8 +111,8 @@ class TargetTracking:
         self._k = -1
         self.t_s = 0.0
         self._pending: dict[str, deque[tuple[int, np.ndarray]]] = {"inv": deque(), "conc": deque()}
-        self._acc = {"inv": np.zeros(self.C), "conc": np.zeros(self.C)}
-        self._count = {"inv": 0, "conc": 0}
+        self._acc = {s: np.zeros(self.C) for s in ("inv", "conc", "nocap", "nocap10")}
+        self._count = {"inv": 0, "conc": 0, "nocap": 0, "nocap10": 0}
         self._set_slots(groups, reset_all=True)
         self._steps: StepPolicies | None = self._make_steps(groups)
         self.min_capacity = np.array([g[0].min_capacity for g in groups], dtype=float)
@@ -243,10 +248,22 @@ class TargetTracking:
         )
 
     def _make_steps(self, groups: list[list[ScalingPolicy]]) -> StepPolicies | None:
+        """The step policies' state; also which NoCapacityInvocationFailures streams to keep."""
         steps = [_steps_of(g) for g in groups]
-        if not any(steps):
-            return None
-        return StepPolicies(steps, step_s=self.step_s, reinvoke_steps=self._reinvoke_steps)
+        made = (
+            StepPolicies(steps, step_s=self.step_s, reinvoke_steps=self._reinvoke_steps)
+            if any(steps)
+            else None
+        )
+        self._nocap_streams = sorted(made.streams & NO_CAPACITY_STREAMS) if made else []
+        for stream in self._nocap_streams:
+            self._pending.setdefault(stream, deque())
+        return made
+
+    @property
+    def tracks_no_capacity(self) -> bool:
+        """Whether a step alarm reads NoCapacityInvocationFailures (step() then uses its input)."""
+        return bool(self._nocap_streams)
 
     @property
     def step_alarm_on(self) -> np.ndarray:
@@ -348,10 +365,19 @@ class TargetTracking:
         k: int,
         invocations_per_instance: float | np.ndarray,
         concurrency: float | np.ndarray | None = None,
+        *,
+        no_capacity_failures: float | np.ndarray | None = None,
     ) -> StepResult:
-        """Close step k with its metric samples and decide at t = (k+1) x step_s."""
+        """Close step k with its metric samples and decide at t = (k+1) x step_s.
+
+        ``no_capacity_failures``: requests of step k that failed because no copy was in service
+        (an inference component at zero copies), the NoCapacityInvocationFailures a step policy's
+        alarm may read; None counts as zero.
+        """
         mark = len(self._events)
-        completed = self.advance(k, invocations_per_instance, concurrency)
+        completed = self.advance(
+            k, invocations_per_instance, concurrency, no_capacity_failures=no_capacity_failures
+        )
         return StepResult(
             k,
             self.t_s,
@@ -386,6 +412,7 @@ class TargetTracking:
         concurrency: float | np.ndarray | None = None,
         *,
         copy: bool = True,
+        no_capacity_failures: float | np.ndarray | None = None,
     ) -> np.ndarray | None:
         """:meth:`step` without building a result (the simulator's hot path).
 
@@ -403,6 +430,10 @@ class TargetTracking:
             self._collect(k, "conc", concurrency, copy)
         elif self.tracks_concurrency:
             raise ValidationError("a concurrency policy needs the concurrency metric each step")
+        if self._nocap_streams:
+            failures = 0.0 if no_capacity_failures is None else no_capacity_failures
+            for stream in self._nocap_streams:
+                self._collect(k, stream, failures, copy=True)
         # 2. boots complete
         completed = None
         if t >= self._next_done:
@@ -451,7 +482,7 @@ class TargetTracking:
                 value = np.array(np.broadcast_to(sample, (self.C,)), dtype=float)
         else:
             acc = self._acc[stream]
-            if stream == "inv":
+            if stream != "conc":  # invocations and failures are sums, concurrency a peak
                 acc += sample
             else:
                 np.maximum(acc, sample, out=acc)

@@ -60,9 +60,10 @@ class ModelChoices:
     # but starts no cooldown (§4.7); one that lowers it removes instances at once.
     # With no instance in service (inference components at 0) per-instance metrics divide by 1;
     # R = ceil(0 x M / T) = 0 then, so target tracking alone never scales out from zero (AWS
-    # scales components out of zero with a step-scaling policy; an ExactCapacity or
-    # ChangeInCapacity step does that here, on the invocation metric: NoCapacityInvocationFailures
-    # is not modelled).
+    # scales components out of zero with a step-scaling policy whose alarm reads
+    # NoCapacityInvocationFailures, Sum over 60 s or 10 s: the requests refused in a step, which
+    # the caller passes to step() as no_capacity_failures and the controller sums like
+    # InvocationsPerInstance).
     #
     # Step scaling (tuner.model.stepping; reference §8 and the API reference of
     # StepScalingPolicyConfiguration and StepAdjustment are [DOC]; the rest is [MODEL]):

@@ -36,9 +36,13 @@ from tuner.errors import PolicyError
 from tuner.policy.step import AdjustmentType, Comparison, MetricAggregation, StepScalingPolicy
 
 # (MetricName, Period) -> stream: "inv" 60-s InvocationsPerInstance sums, "conc" 10-s peaks of
-# ConcurrentRequestsPerModel, "conc60" the peak of six of those.
+# ConcurrentRequestsPerModel, "conc60" the peak of six of those, "nocap" 60-s and "nocap10"
+# 10-s sums of NoCapacityInvocationFailures (requests an inference component at zero copies
+# refused; the controller's ``no_capacity_failures`` input).
 _INVOCATIONS = {"InvocationsPerInstance", "InvocationsPerCopy"}
 _CONCURRENCY = {"ConcurrentRequestsPerModel", "ConcurrentRequestsPerCopy"}
+NO_CAPACITY_METRIC = "NoCapacityInvocationFailures"
+NO_CAPACITY_STREAMS = {"nocap", "nocap10"}
 _CMP = {c: i for i, c in enumerate(Comparison)}
 _AGG = {a: i for i, a in enumerate(MetricAggregation)}
 _ADJ = {a: i for i, a in enumerate(AdjustmentType)}
@@ -64,7 +68,14 @@ def stream_of(step: StepScalingPolicy) -> str:
                 f"60, got {a.statistic} and {a.period_s}"
             )
         return "conc" if a.period_s == 10 else "conc60"
-    allowed = ", ".join(sorted(_INVOCATIONS | _CONCURRENCY))
+    if a.metric_name == NO_CAPACITY_METRIC:
+        if a.statistic != "Sum" or a.period_s not in (10, 60):
+            raise PolicyError(
+                f"{where}: {a.metric_name} is modelled with Statistic Sum and Period 10 or 60, "
+                f"got {a.statistic} and {a.period_s}"
+            )
+        return "nocap" if a.period_s == 60 else "nocap10"
+    allowed = ", ".join(sorted(_INVOCATIONS | _CONCURRENCY | {NO_CAPACITY_METRIC}))
     raise PolicyError(
         f"{where}.MetricName must be one of {allowed} to be modelled, got {a.metric_name}"
     )
@@ -112,7 +123,7 @@ class StepPolicies:
         for i, g in enumerate(steps):
             for j, s in enumerate(g):
                 stream = stream_of(s)
-                if stream == "conc" and step_s != 10:
+                if stream in ("conc", "nocap10") and step_s != 10:
                     raise PolicyError(f"a 10-s alarm needs 10-s steps, got {step_s}")
                 self.active[i, j] = True
                 self.stream[i, j] = stream
@@ -149,6 +160,11 @@ class StepPolicies:
     @property
     def needs_concurrency(self) -> bool:
         return bool(self.streams & {"conc", "conc60"})
+
+    @property
+    def needs_no_capacity(self) -> bool:
+        """Whether some alarm reads NoCapacityInvocationFailures."""
+        return bool(self.streams & NO_CAPACITY_STREAMS)
 
     # -- alarms ----------------------------------------------------------------------------------
 

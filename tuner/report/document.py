@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import pandas as pd
 
-from tuner.policy.resource import Resource
+from tuner.policy.resource import Resource, ResourceKind
 from tuner.policy.step import AdjustmentType
 from tuner.report import tables
 from tuner.tune.run import Run
@@ -98,15 +98,20 @@ def apply_snippets(run: Run) -> list[tuple[str, str]]:
     """(title, text) of every way to apply the recommendation."""
     from tuner.policy.export import FORMATS, export_policy
 
-    endpoint = run.manifest.get("endpoint") or "ENDPOINT_NAME"
-    variant = run.manifest.get("variant") or "AllTraffic"
-    resource = Resource.for_variant(endpoint, variant)
     policy_file = f"{run.manifest.get('out', run.path)}/recommended.policy.json"
+    if run.recommended.kind is ResourceKind.INFERENCE_COMPONENT:
+        component = run.manifest.get("inference_component") or "INFERENCE_COMPONENT_NAME"
+        resource = Resource.for_component(component)
+        target = f"--inference-component {component}"
+    else:
+        endpoint = run.manifest.get("endpoint") or "ENDPOINT_NAME"
+        variant = run.manifest.get("variant") or "AllTraffic"
+        resource = Resource.for_variant(endpoint, variant)
+        target = f"--endpoint {endpoint} --variant {variant}"
     out = [
         (
             "tuner apply (diff and dry run first)",
-            f"tuner apply {policy_file} --endpoint {endpoint} --variant {variant} --dry-run\n"
-            f"tuner apply {policy_file} --endpoint {endpoint} --variant {variant}\n",
+            f"tuner apply {policy_file} {target} --dry-run\ntuner apply {policy_file} {target}\n",
         )
     ]
     titles = {"aws-cli": "AWS CLI", "cloudformation": "CloudFormation", "terraform": "Terraform"}

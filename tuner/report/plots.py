@@ -310,3 +310,40 @@ def backtest_figure(minutes: pd.DataFrame, invocations: np.ndarray, title: str) 
     for ax in (ax_n, ax_d):
         ax.grid(alpha=0.3)
     return fig
+
+
+def token_latency_figure(
+    title: str,
+    simulated: pd.DataFrame,
+    measured: pd.DataFrame | None,
+    *,
+    slo_ttft_ms: float,
+    slo_itl_ms: float,
+) -> Figure:
+    """An LLM endpoint per period: copies, TTFT p99 and ITL p99, simulated (dashed) and
+    measured (solid, when a live trial recorded ``ttft_p99_ms`` / ``itl_p99_ms``)."""
+    fig = Figure(figsize=(11, 7), layout="constrained")
+    ax_n, ax_ttft, ax_itl = fig.subplots(3, 1, sharex=True)
+    scale, unit = _time_axis(float(simulated["t_s"].max()) + 60)
+    for df, style, what in ((simulated, "--", "simulated"), (measured, "-", "measured")):
+        if df is None:
+            continue
+        x = df["t_s"] / scale
+        if "instances_in_service" in df:
+            ax_n.step(x, df["instances_in_service"], where="post", ls=style, lw=1.4, label=what)
+        for ax, col in ((ax_ttft, "ttft_p99_ms"), (ax_itl, "itl_p99_ms")):
+            if col in df:
+                ax.step(x, df[col], where="post", ls=style, lw=1.2, label=what)
+    ax_n.set_title(title)
+    ax_n.set_ylabel("copies in service")
+    ax_n.yaxis.get_major_locator().set_params(integer=True)
+    ax_ttft.axhline(slo_ttft_ms, color="black", lw=0.8, ls=":", label=f"SLO {slo_ttft_ms:g} ms")
+    ax_itl.axhline(slo_itl_ms, color="black", lw=0.8, ls=":", label=f"SLO {slo_itl_ms:g} ms")
+    ax_ttft.set_ylabel("TTFT p99 (ms)")
+    ax_ttft.set_yscale("log")
+    ax_itl.set_ylabel("ITL p99 (ms)")
+    ax_itl.set_xlabel(f"time since profile start ({unit})")
+    for ax in (ax_n, ax_ttft, ax_itl):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="upper left")
+    return fig

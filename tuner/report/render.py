@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tuner.report import document, plots, tables
+from tuner.report import document, llm, plots, tables
 from tuner.report.backtest import BACKTEST_JSON, section_html, section_markdown
 from tuner.tune.recommend import pareto_mask
 from tuner.tune.run import (
@@ -90,6 +90,9 @@ def write_report(path: str | Path) -> tuple[Path, Path]:
     if (folder / BACKTEST_JSON).is_file():  # tune --backtest: the model checked first
         page = page.replace("</body>", section_html(folder) + "</body>", 1)
         text += "\n" + section_markdown(folder)
+    if llm.is_llm(run):  # an inference component of an LLM: TTFT/ITL and the zero-copy trade-off
+        page = page.replace("</body>", llm.section_html(run) + "</body>", 1)
+        text += "\n" + llm.section_markdown(run)
     html_path.write_text(page, encoding="utf-8")
     md_path.write_text(text, encoding="utf-8")
     return html_path, md_path

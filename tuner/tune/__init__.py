@@ -8,6 +8,18 @@ from tuner.tune.companion import (
 from tuner.tune.grid import (
     Grid,
 )
+from tuner.tune.llm import (
+    FROM_ZERO,
+    LLM_GRID,
+    copy_policy,
+    evaluate_llm,
+    from_zero_step,
+    idle_tradeoff,
+    llm_candidates,
+    llm_objective,
+    simulate_llm_candidates,
+    tune_llm,
+)
 from tuner.tune.pipeline import (
     Tuning,
     tune,
@@ -60,7 +72,17 @@ __all__ = [
     "CompanionGrid",
     "companion_candidates",
     "CANDIDATES",
+    "FROM_ZERO",
     "Grid",
+    "LLM_GRID",
+    "copy_policy",
+    "evaluate_llm",
+    "from_zero_step",
+    "idle_tradeoff",
+    "llm_candidates",
+    "llm_objective",
+    "simulate_llm_candidates",
+    "tune_llm",
     "HOURS_PER_MONTH",
     "MANIFEST",
     "Objective",

@@ -15,7 +15,6 @@ boot jitter ±60 s, 60-s metric delay, warm start) and the default :class:`Grid`
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ import pandas as pd
 
 from tuner.errors import PolicyError, ValidationError
 from tuner.model.capacity import Capacity
+from tuner.model.llm_capacity import LlmCapacity
 from tuner.model.scaling import step_s_for
 from tuner.model.settings import SimulationSettings
 from tuner.model.simulator import check_size, simulate
@@ -36,7 +36,7 @@ from tuner.tune.grid import Grid
 from tuner.tune.history import holdout_minutes, per_minute
 from tuner.tune.recommend import Recommendation, recommend, score
 from tuner.tune.run import Run
-from tuner.tune.schedules import FLOOR_OFF, FLOOR_ON, Rhythm, search_schedules
+from tuner.tune.schedules import Rhythm, floor_reason, search_schedules
 from tuner.tune.search import Objective, evaluate, simulate_candidates
 from tuner.tune.walkforward import tune_history
 
@@ -52,7 +52,8 @@ class Tuning:
     """What one tuning decided, and the evidence: the in-memory form of a run directory."""
 
     profiles: tuple[Profile, ...]
-    capacity: Capacity
+    capacity: Capacity | LlmCapacity
+    """The instance's capacity file, or an LLM copy's (:mod:`tuner.tune.llm`)."""
     objective: Objective
     settings: SimulationSettings
     grid: Grid
@@ -110,7 +111,7 @@ def tune(
     profiles: Sequence[Profile],
     objective: Objective,
     *,
-    capacity: Capacity | None = None,
+    capacity: Capacity | LlmCapacity | None = None,
     settings: SimulationSettings | None = None,
     grid: Grid | None = None,
     current: ScalingPolicy | None = None,
@@ -142,7 +143,28 @@ def tune(
     ``max_instances`` caps MaxCapacity.
     Scheduled floors and step companions are searched on both paths (on a history, judged by
     its held-out gates).
+
+    An :class:`LlmCapacity` tunes an inference component's copies instead
+    (:func:`tuner.tune.llm.tune_llm`: TTFT/ITL objectives, MinCopyCount 0 searched);
+    ``current``, schedules, companions and held-out validation do not apply there.
     """
+    if isinstance(capacity, LlmCapacity):
+        from tuner.tune.llm import tune_llm  # it builds on this module
+
+        if current is not None or companions is not None:
+            raise ValidationError(
+                "an LLM capacity file tunes copies of an inference component: the current "
+                "policy and step companions are not evaluated there"
+            )
+        return tune_llm(
+            profiles,
+            objective,
+            capacity=capacity,
+            settings=settings,
+            grid=grid,
+            timelines_top=timelines_top,
+            progress=progress,
+        )
     capacity = capacity or Capacity.default()
     settings = settings or SimulationSettings()
     grid = grid or Grid()
@@ -236,7 +258,7 @@ def tune(
                 rule_of_thumb=rule.label,
                 current=current.label if current else None,
             )
-    recommendation = _floor_reason(
+    recommendation = floor_reason(
         recommend(table, results, objective), table, by_label, rhythm, "objective"
     )
     shown = [
@@ -272,38 +294,6 @@ def tune(
         companions=companions,
         rhythm=rhythm,
         validation={"note": _no_holdout(profiles, holdout)},
-    )
-
-
-def _floor_reason(
-    recommendation: Recommendation,
-    table: pd.DataFrame,
-    by_label: dict[str, ScalingPolicy],
-    rhythm: Rhythm | None,
-    objective: str,
-) -> Recommendation:
-    """The recommendation with a sentence on its scheduled floor, if it carries one."""
-    chosen = by_label[recommendation.label]
-    if rhythm is None or not chosen.scheduled_actions:
-        return recommendation
-    on = next(a for a in chosen.scheduled_actions if a.name == FLOOR_ON)
-    plain = table[~table["candidate"].map(lambda c: bool(by_label[c].scheduled_actions))]
-    plain = plain[plain["meets_objective"]]
-    versus = (
-        f"the best policy without one ({plain.iloc[0]['candidate']}, "
-        f"${plain.iloc[0]['monthly_cost_usd']:,.0f}/month)"
-        if len(plain)
-        else "every policy without one, none of which meets the objective"
-    )
-    return dataclasses.replace(
-        recommendation,
-        reasons=(
-            *recommendation.reasons,
-            f"It carries a scheduled floor: MinCapacity {on.min_capacity} over "
-            f"{rhythm.description} (the busy hours of the history, one hour early), "
-            f"{chosen.min_capacity} otherwise (scheduled actions {FLOOR_ON} and "
-            f"{FLOOR_OFF}); cheaper than {versus} at the same {objective}.",
-        ),
     )
 
 
@@ -372,7 +362,7 @@ def _tune_history(
         current=current.label if current else None,
         cost_profiles=found.cost_profiles,
     )
-    recommendation = _floor_reason(
+    recommendation = floor_reason(
         recommend(table, found.results, judged),
         table,
         by_label,

@@ -84,6 +84,14 @@ def manifest(
             "max_error_rate": objective.max_error_rate,
             "max_slo_violation": objective.max_slo_violation,
             "margin": objective.margin,
+            **(
+                {
+                    "slo_ttft_p99_ms": objective.slo_ttft_p99_ms,
+                    "slo_itl_p99_ms": objective.slo_itl_p99_ms,
+                }
+                if objective.slo_ttft_p99_ms is not None
+                else {}
+            ),
         },
         "simulation": {
             "seeds": list(settings.seeds),

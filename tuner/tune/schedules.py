@@ -28,6 +28,7 @@ and 32x its median both fell inside its busy hours, 12:00-22:00 UTC: 17% by chan
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ from tuner.policy.cron import timezone
 from tuner.policy.policy import ScalingPolicy
 from tuner.policy.schedule import ScheduledScalingAction
 from tuner.profiles.profile import TrafficProfile
+from tuner.tune.recommend import Recommendation
 
 MIN_AUTOCORRELATION = 0.5
 """Autocorrelation of hourly demand at the period's lag needed to call it a rhythm."""
@@ -278,3 +280,35 @@ def extremes_keep_to(
         f"({share:.0%} of the week); by chance: {chance:.0%}"
     )
     return inside < len(events) or chance <= CHANCE, words
+
+
+def floor_reason(
+    recommendation: Recommendation,
+    table: pd.DataFrame,
+    by_label: dict[str, ScalingPolicy],
+    rhythm: Rhythm | None,
+    objective: str,
+) -> Recommendation:
+    """The recommendation with a sentence on its scheduled floor, if it carries one."""
+    chosen = by_label[recommendation.label]
+    if rhythm is None or not chosen.scheduled_actions:
+        return recommendation
+    on = next(a for a in chosen.scheduled_actions if a.name == FLOOR_ON)
+    plain = table[~table["candidate"].map(lambda c: bool(by_label[c].scheduled_actions))]
+    plain = plain[plain["meets_objective"]]
+    versus = (
+        f"the best policy without one ({plain.iloc[0]['candidate']}, "
+        f"${plain.iloc[0]['monthly_cost_usd']:,.0f}/month)"
+        if len(plain)
+        else "every policy without one, none of which meets the objective"
+    )
+    return dataclasses.replace(
+        recommendation,
+        reasons=(
+            *recommendation.reasons,
+            f"It carries a scheduled floor: MinCapacity {on.min_capacity} over "
+            f"{rhythm.description} (the busy hours of the history, one hour early), "
+            f"{chosen.min_capacity} otherwise (scheduled actions {FLOOR_ON} and "
+            f"{FLOOR_OFF}); cheaper than {versus} at the same {objective}.",
+        ),
+    )

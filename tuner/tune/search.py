@@ -40,10 +40,20 @@ class Objective:
     """Largest acceptable share of requests failed or slower than ``slo_p99_ms`` (p99: 1%)."""
     margin: float = 0.8
     """The worst seed must meet each bound scaled by this factor."""
+    slo_ttft_p99_ms: float | None = None
+    """LLM endpoints (:mod:`tuner.tune.llm`): time-to-first-token objective; None elsewhere."""
+    slo_itl_p99_ms: float | None = None
+    """LLM endpoints: inter-token latency (p99 per request) objective; None elsewhere."""
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.slo_p99_ms) and self.slo_p99_ms > 0):
             raise ValidationError(f"--slo-p99-ms > 0 must hold, got {self.slo_p99_ms:g}")
+        for flag, ms in (
+            ("--slo-ttft-p99-ms", self.slo_ttft_p99_ms),
+            ("--slo-itl-p99-ms", self.slo_itl_p99_ms),
+        ):
+            if ms is not None and not (math.isfinite(ms) and ms > 0):
+                raise ValidationError(f"{flag} > 0 must hold, got {ms:g}")
         for name, value in (
             ("--max-error-rate", self.max_error_rate),
             ("--max-slo-violation", self.max_slo_violation),

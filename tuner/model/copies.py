@@ -1,0 +1,453 @@
+"""Replay a profile against candidate policies of an inference component: copies of a model.
+
+The units are copies (:class:`tuner.model.llm_capacity.LlmCapacity`); one
+:class:`tuner.model.controller.TargetTracking` steps every candidate at once, on 10-s steps when a
+policy or alarm reads a 10-s metric (``ConcurrentRequestsPerCopy``), else 60-s. Choices, once:
+
+- Serving a step (:func:`serve_step`): ``n`` copies in service complete at most
+  ``n x max_rps_per_copy`` requests per second (each copy at its concurrency limit, Little's
+  law); the rest queue, oldest first, and fail once they would wait past ``timeout_ms``. The
+  sequences in flight per copy are ``x`` with ``served rate per copy = x / duration(x)``,
+  duration = TTFT + output tokens x ITL (p50s). TTFT is the curve's at ``x`` plus the queue wait
+  (mean wait for p50, the longest for p99); ITL is the curve's at ``x``.
+- ``ConcurrentRequestsPerCopy`` of a step (Maximum) = ``x`` + the peak queue per copy in
+  service; ``InvocationsPerCopy`` = requests / copies in service.
+- Zero copies in service: every request of the step fails at once and is a
+  ``NoCapacityInvocationFailures``, which the controller's step alarms read
+  (``TargetTracking.step(..., no_capacity_failures=)``). No copy publishes the per-copy metrics
+  then: their datapoints are missing (NaN to the controller), which breaks the runs of breaching
+  datapoints, so target tracking's scale-in alarm needs its 90 (15) fresh low datapoints after
+  the first copy serves again and cannot remove it while its load is still unseen.
+- A scale-out loads copies in ``copy_load_s``, plus ``instance_boot_s`` when the first copy
+  added finds no room on the running instances (:meth:`LlmCapacity.boot_s_for`), ± the boot
+  jitter of :class:`tuner.model.settings.SimulationSettings` (``boot_s`` there, if set,
+  replaces ``copy_load_s``).
+- Billing: instances = ceil(desired copies / copies_per_instance) within the managed instance
+  scaling range, loading ones included; a component at zero copies costs no instance when
+  ``min_instances`` is 0.
+- The objective: a request violates it when it fails, its TTFT exceeds ``slo_ttft_p99_ms`` or
+  its ITL p99 ``slo_itl_p99_ms``; a step's shares come from log-normal latencies through its p50
+  and p99 (:func:`tuner.model.capacity.slow_share`), the larger of the two.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pandas as pd
+
+from tuner.errors import ValidationError
+from tuner.model.capacity import slow_share
+from tuner.model.controller import TargetTracking, step_s_for
+from tuner.model.llm_capacity import LlmCapacity
+from tuner.model.scaling import ModelChoices
+from tuner.model.settings import SimulationSettings
+from tuner.model.simulator import SUMMARY_COLUMNS, check_size
+from tuner.policy.policy import MetricType, ScalingPolicy
+from tuner.profiles.profile import TrafficProfile
+
+_BLOCK = 2048
+LLM_SUMMARY_COLUMNS = (
+    *SUMMARY_COLUMNS,
+    "ttft_p99_ms",
+    "itl_p99_ms",
+    "e2e_p99_ms",
+    "no_capacity_failures",
+    "copy_hours",
+    "mean_copies",
+    "zero_copy_hours",
+    "cold_starts",
+)
+LLM_TIMELINE_COLUMNS = (
+    "t_s",
+    "demand_rps",
+    "invocations",
+    "instances_in_service",
+    "desired_capacity",
+    "instances_billed",
+    "concurrency_per_copy",
+    "errors",
+    "no_capacity_failures",
+    "served",
+    "queued",
+    "p50_latency_ms",
+    "p99_latency_ms",
+    "ttft_p50_ms",
+    "ttft_p99_ms",
+    "itl_p50_ms",
+    "itl_p99_ms",
+    "e2e_p99_ms",
+    "updating",
+)
+
+
+@dataclass(frozen=True)
+class StepServing:
+    """One step's outcome per candidate (arrays of one shape)."""
+
+    served: np.ndarray
+    failed: np.ndarray
+    """Requests failed: timed out in the queue, or met no copy (those are also no_capacity)."""
+    no_capacity: np.ndarray
+    queue_end: np.ndarray
+    concurrency: np.ndarray
+    """ConcurrentRequestsPerCopy: sequences in flight per copy plus the peak queue per copy."""
+    ttft_p50_ms: np.ndarray
+    ttft_p99_ms: np.ndarray
+    itl_p50_ms: np.ndarray
+    itl_p99_ms: np.ndarray
+    """NaN where nothing was served."""
+
+
+def serve_step(
+    capacity: LlmCapacity,
+    arrivals: np.ndarray,
+    copies: np.ndarray,
+    queue_start: np.ndarray,
+    period_s: float,
+) -> StepServing:
+    """Serve one step: arrivals plus the carried queue meet ``copies`` copies in service."""
+    a = np.asarray(arrivals, dtype=float)
+    n = np.minimum(np.asarray(copies, dtype=float), capacity.max_copies)
+    q0 = np.asarray(queue_start, dtype=float)
+    rate = n * capacity.max_rps_per_copy
+    offered = q0 + a
+    served = np.minimum(offered, rate * period_s)
+    backlog = offered - served
+    failed = np.maximum(backlog - rate * capacity.timeout_ms / 1000.0, 0.0)
+    q1 = backlog - failed
+    no_capacity = np.where(n > 0, 0.0, failed)
+    per_copy = np.maximum(n, 1.0)
+    x = capacity.concurrency_at(served / (period_s * per_copy))
+    peak_q = np.maximum(q0, q1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        wait_mean = np.where(rate > 0, 500.0 * (q0 + q1) / rate, 0.0)
+        wait_peak = np.where(rate > 0, 1000.0 * peak_q / rate, 0.0)
+    t50, t99 = capacity.ttft_ms_at(x)
+    i50, i99 = capacity.itl_ms_at(x)
+    none = served <= 0
+    nan = np.nan
+    return StepServing(
+        served,
+        failed,
+        no_capacity,
+        q1,
+        x + peak_q / per_copy,
+        np.where(none, nan, np.minimum(t50 + wait_mean, capacity.timeout_ms)),
+        np.where(none, nan, np.minimum(t99 + wait_peak, capacity.timeout_ms)),
+        np.where(none, nan, i50),
+        np.where(none, nan, i99),
+    )
+
+
+def violation_share(out: StepServing, slo_ttft_ms: float, slo_itl_ms: float) -> np.ndarray:
+    """Share of a step's served requests over the TTFT or ITL objective."""
+    ttft = slow_share(out.ttft_p50_ms, out.ttft_p99_ms, slo_ttft_ms)
+    itl = slow_share(out.itl_p50_ms, out.itl_p99_ms, slo_itl_ms)
+    return np.asarray(np.where(out.served > 0, np.maximum(ttft, itl), 0.0))
+
+
+@dataclass(frozen=True)
+class CopiesResult:
+    """Per-candidate state per step (compact) and one summary row per candidate."""
+
+    policies: tuple[ScalingPolicy, ...]
+    period_s: int
+    capacity: LlmCapacity
+    slo_ttft_p99_ms: float
+    slo_itl_p99_ms: float
+    demand: np.ndarray = field(repr=False)
+    desired: np.ndarray = field(repr=False)
+    """(T, C) desired copies after the decisions at each step start."""
+    in_service: np.ndarray = field(repr=False)
+    queue_start: np.ndarray = field(repr=False)
+    """(T, C) requests queued at each step start."""
+    summary: pd.DataFrame = field(repr=False)
+
+    def timeline(self, i: int) -> pd.DataFrame:
+        """Candidate i, one row per step. The latency columns (p50/p99_latency_ms) are TTFT's,
+        the objective's latency; ``e2e_p99_ms`` is TTFT p99 + output tokens x ITL p99."""
+        if not 0 <= i < len(self.policies):
+            raise IndexError(f"candidate index must be in 0..{len(self.policies) - 1}, got {i}")
+        cap, p = self.capacity, self.period_s
+        n = self.in_service[:, i].astype(float)
+        d = self.desired[:, i].astype(float)
+        out = serve_step(cap, self.demand, n, self.queue_start[:, i], p)
+        x = out.concurrency
+        tokens = cap.output_tokens
+        return pd.DataFrame(
+            {
+                "t_s": np.arange(len(self.demand)) * p,
+                "demand_rps": self.demand / p,
+                "invocations": self.demand,
+                "instances_in_service": n.astype(int),
+                "desired_capacity": d.astype(int),
+                "instances_billed": cap.instances_for(d).astype(int),
+                "concurrency_per_copy": x,
+                "errors": out.failed,
+                "no_capacity_failures": out.no_capacity,
+                "served": out.served,
+                "queued": out.queue_end,
+                "p50_latency_ms": out.ttft_p50_ms,
+                "p99_latency_ms": out.ttft_p99_ms,
+                "ttft_p50_ms": out.ttft_p50_ms,
+                "ttft_p99_ms": out.ttft_p99_ms,
+                "itl_p50_ms": out.itl_p50_ms,
+                "itl_p99_ms": out.itl_p99_ms,
+                "e2e_p99_ms": np.minimum(out.ttft_p99_ms + tokens * out.itl_p99_ms, cap.timeout_ms),
+                "updating": (d > n).astype(int),
+            },
+            columns=list(LLM_TIMELINE_COLUMNS),
+        )
+
+
+def steady_copies(policy: ScalingPolicy, capacity: LlmCapacity, rps: float) -> int:
+    """Copies ``policy`` settles on for a steady ``rps`` (the warm start), within its range."""
+    if rps <= 0 or policy.target_value is None:  # step policies alone: start at Min
+        return policy.min_capacity
+    if policy.metric_type is MetricType.CONCURRENT_REQUESTS_PER_COPY:
+        target = min(policy.target_value, float(capacity.max_concurrency_per_copy))
+        per_copy = target / float(capacity.duration_s_at(np.array([target]))[0])
+    else:  # InvocationsPerCopy: requests per copy per minute
+        per_copy = policy.target_value / 60.0
+    need = math.ceil(rps / per_copy - 1e-9)
+    return int(min(max(need, policy.min_capacity), policy.max_capacity))
+
+
+def simulate_copies(
+    profile: TrafficProfile,
+    policies: Sequence[ScalingPolicy] | Sequence[Sequence[ScalingPolicy]],
+    capacity: LlmCapacity,
+    settings: SimulationSettings | None = None,
+    *,
+    seed: int = 0,
+    initial_capacity: int | np.ndarray | None = None,
+    slo_ttft_p99_ms: float | None = None,
+    slo_itl_p99_ms: float | None = None,
+) -> CopiesResult:
+    """Replay ``profile`` (its seeded counts) against every candidate policy of a component."""
+    period_s = step_s_for(policies)
+    demand = np.asarray(profile.counts(period_s, seed=seed), dtype=float)
+    return simulate_copies_demand(
+        demand,
+        period_s,
+        policies,
+        capacity,
+        settings,
+        seed=seed,
+        initial_capacity=initial_capacity,
+        slo_ttft_p99_ms=slo_ttft_p99_ms,
+        slo_itl_p99_ms=slo_itl_p99_ms,
+    )
+
+
+def simulate_copies_demand(
+    demand: np.ndarray,
+    period_s: int,
+    policies: Sequence[ScalingPolicy] | Sequence[Sequence[ScalingPolicy]],
+    capacity: LlmCapacity,
+    settings: SimulationSettings | None = None,
+    *,
+    seed: int = 0,
+    initial_capacity: int | np.ndarray | None = None,
+    slo_ttft_p99_ms: float | None = None,
+    slo_itl_p99_ms: float | None = None,
+) -> CopiesResult:
+    """Replay ``demand`` (requests per step from t = 0); objectives default to the p99s at the
+    concurrency limit. ``settings.seeds`` is ignored: ``seed`` draws the boot jitter."""
+    settings = settings or SimulationSettings()
+    demand = np.asarray(demand, dtype=float)
+    if demand.ndim != 1 or not np.isfinite(demand).all() or (demand < 0).any():
+        raise ValidationError("demand must be a 1-D array of request counts >= 0")
+    finest = step_s_for(policies)
+    if period_s != finest:
+        raise ValidationError(f"period_s must be {finest} s for these policies, got {period_s}")
+    ttft_slo = capacity.ttft_p99_at_max_ms if slo_ttft_p99_ms is None else slo_ttft_p99_ms
+    itl_slo = capacity.itl_p99_at_max_ms if slo_itl_p99_ms is None else slo_itl_p99_ms
+    for flag, value in (("--slo-ttft-p99-ms", ttft_slo), ("--slo-itl-p99-ms", itl_slo)):
+        if not (math.isfinite(value) and value > 0):
+            raise ValidationError(f"{flag} > 0 must hold, got {value:g}")
+    check_size(len(demand), policies, initial_capacity, ())
+    if settings.boot_s is not None:
+        capacity = replace(capacity, copy_load_s=float(settings.boot_s))
+    choices = ModelChoices(metric_lag_s=settings.metric_lag_s, boot_s=capacity.copy_load_s)
+    tt = TargetTracking(
+        policies,
+        choices=choices,
+        initial_capacity=initial_capacity,
+        step_s=period_s,
+        record_events=False,
+    )
+    desired, in_service, queue = _run(tt, demand, capacity, settings.boot_jitter_s, seed)
+    flat = [p if isinstance(p, ScalingPolicy) else p[0] for p in policies]
+    labels = [
+        p.label if isinstance(p, ScalingPolicy) else "+".join(q.label for q in p) for p in policies
+    ]
+    summary = summarise(
+        capacity,
+        demand,
+        period_s,
+        desired,
+        in_service,
+        queue,
+        (tt.scale_out_count, tt.scale_in_count),
+        ttft_slo,
+        itl_slo,
+    )
+    summary.insert(0, "label", labels)
+    return CopiesResult(
+        tuple(flat),
+        period_s,
+        capacity,
+        float(ttft_slo),
+        float(itl_slo),
+        demand,
+        desired,
+        in_service,
+        queue,
+        summary,
+    )
+
+
+def _run(
+    tt: TargetTracking, demand: np.ndarray, capacity: LlmCapacity, jitter_s: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The step loop: serve, feed the controller its three metrics, redraw the boot time."""
+    T, C, P = len(demand), tt.C, tt.step_s
+    desired = np.empty((T, C), dtype=np.int32)
+    in_service = np.empty((T, C), dtype=np.int32)
+    queue = np.zeros((T, C))
+    rng = np.random.default_rng(seed) if jitter_s > 0 else None
+    q = np.zeros(C)
+    for k in range(T):
+        n = tt.in_service
+        desired[k] = tt.desired
+        in_service[k] = n
+        queue[k] = q
+        out = serve_step(capacity, np.full(C, demand[k]), n, q, P)
+        q = out.queue_end
+        boot = capacity.boot_s_for(tt.desired)
+        if rng is not None:
+            boot = boot + rng.uniform(-jitter_s, jitter_s)
+        tt.boot_s = np.maximum(boot, 0.0)
+        served_by = np.where(n > 0, n, np.nan)  # per-copy metrics: missing at zero copies
+        tt.advance(
+            k,
+            demand[k] / served_by,
+            out.concurrency * (served_by / served_by),
+            no_capacity_failures=out.no_capacity,
+        )
+    return desired, in_service, queue
+
+
+def summarise(
+    capacity: LlmCapacity,
+    demand: np.ndarray,
+    period_s: int,
+    desired: np.ndarray,
+    in_service: np.ndarray,
+    queue: np.ndarray,
+    events: tuple[np.ndarray, np.ndarray],
+    slo_ttft_ms: float,
+    slo_itl_ms: float,
+) -> pd.DataFrame:
+    """Totals over the run, one row per candidate (LLM_SUMMARY_COLUMNS without the label)."""
+    T, C = desired.shape
+    failed = np.zeros(C)
+    slow = np.zeros(C)
+    no_capacity = np.zeros(C)
+    under_steps = np.zeros(C)
+    bad = np.zeros((T, C), dtype=bool)
+    # per step p99s and weights, kept as float32 for the run's percentiles
+    ttft99 = np.zeros((T, C), dtype=np.float32)
+    itl99 = np.zeros((T, C), dtype=np.float32)
+    e2e99 = np.zeros((T, C), dtype=np.float32)
+    weight = np.zeros((T, C), dtype=np.float32)
+    for r0 in range(0, T, _BLOCK):
+        r1 = min(T, r0 + _BLOCK)
+        n = in_service[r0:r1]
+        out = serve_step(capacity, demand[r0:r1, None], n, queue[r0:r1], period_s)
+        share = violation_share(out, slo_ttft_ms, slo_itl_ms)
+        failed += out.failed.sum(axis=0)
+        slow += (out.served * share).sum(axis=0)
+        no_capacity += out.no_capacity.sum(axis=0)
+        sustain = np.minimum(n, capacity.max_copies) * capacity.max_rps_per_copy * period_s
+        under = demand[r0:r1, None] > sustain + 1e-9
+        under_steps += under.sum(axis=0)
+        t99, i99 = np.nan_to_num(out.ttft_p99_ms), np.nan_to_num(out.itl_p99_ms)
+        bad[r0:r1] = under | (out.failed > 0) | (t99 > slo_ttft_ms) | (i99 > slo_itl_ms)
+        ttft99[r0:r1] = t99
+        itl99[r0:r1] = i99
+        e2e99[r0:r1] = np.minimum(t99 + capacity.output_tokens * i99, capacity.timeout_ms)
+        weight[r0:r1] = np.where(out.served > 0, out.served, 0.0)
+    surges, longest = _runs(bad)
+    requests = float(demand.sum())
+    denom = requests if requests > 0 else 1.0
+    instances = capacity.instances_for(desired)
+    hours = instances.sum(axis=0) * period_s / 3600.0
+    copy_hours = desired.sum(axis=0, dtype=np.int64) * period_s / 3600.0
+    zero = desired == 0
+    cold = (zero[:-1] & ~zero[1:]).sum(axis=0) if T > 1 else np.zeros(C, dtype=int)
+    ttft_run = _weighted_p99(ttft99, weight, failed, capacity.timeout_ms)
+    itl_run = _weighted_p99(itl99, weight, np.zeros(C), 0.0)
+    return pd.DataFrame(
+        {
+            "instance_hours": hours,
+            "cost_usd": hours * capacity.hourly_usd,
+            "error_rate": failed / denom,
+            "slo_violation_rate": (failed + slow) / denom,
+            "scale_out_events": np.asarray(events[0]).astype(int),
+            "scale_in_events": np.asarray(events[1]).astype(int),
+            "underprovisioned_minutes": under_steps * period_s / 60.0,
+            "recovery_s": longest * float(period_s),
+            "surges": surges,
+            "p99_latency_ms": ttft_run,
+            "requests": requests,
+            "failed": failed,
+            "mean_instances": instances.mean(axis=0) if T else np.zeros(C),
+            "max_instances": instances.max(axis=0, initial=0).astype(int),
+            "ttft_p99_ms": ttft_run,
+            "itl_p99_ms": itl_run,
+            "e2e_p99_ms": _weighted_p99(e2e99, weight, failed, capacity.timeout_ms),
+            "no_capacity_failures": no_capacity,
+            "copy_hours": copy_hours,
+            "mean_copies": desired.mean(axis=0) if T else np.zeros(C),
+            "zero_copy_hours": zero.sum(axis=0) * period_s / 3600.0,
+            "cold_starts": cold,
+        }
+    )
+
+
+def _weighted_p99(
+    values: np.ndarray, weight: np.ndarray, failed: np.ndarray, failed_at: float
+) -> np.ndarray:
+    """Per column, the 99th percentile over requests of per-step p99s (the ``failed`` requests
+    at ``failed_at``): the run's p99 as the summary reports it; NaN without requests."""
+    C = values.shape[1]
+    v = np.concatenate([values.astype(float), np.full((1, C), failed_at)])
+    w = np.concatenate([weight.astype(float), np.asarray(failed, dtype=float)[None, :]])
+    order = np.argsort(v, axis=0, kind="stable")
+    v_sorted = np.take_along_axis(v, order, axis=0)
+    cum = np.cumsum(np.take_along_axis(w, order, axis=0), axis=0)
+    total = cum[-1]
+    k = np.argmax(cum >= 0.99 * np.maximum(total, 1e-12), axis=0)
+    p99 = v_sorted[k, np.arange(C)]
+    return np.asarray(np.where(total > 0, p99, np.nan))
+
+
+def _runs(bad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per column of a (T, C) bool array: how many runs of True, and the longest (rows)."""
+    T, C = bad.shape
+    padded = np.zeros((T + 2, C), dtype=np.int8)
+    padded[1:-1] = bad
+    edges = np.diff(padded, axis=0)
+    surges = (edges == 1).sum(axis=0)
+    longest = np.zeros(C, dtype=np.int64)
+    for c in np.flatnonzero(surges):
+        starts = np.flatnonzero(edges[:, c] == 1)
+        ends = np.flatnonzero(edges[:, c] == -1)
+        longest[c] = int((ends - starts).max())
+    return surges, longest
