@@ -45,6 +45,11 @@ from tuner.live.loadgen import (
     summarize,
     write_profile_content,
 )
+from tuner.live.component_trial import (
+    COMPONENT_METRICS,
+    run_component_trial,
+    write_component_results,
+)
 from tuner.live.safety import (
     EXIT_RESTORE_FAILED,
     JOURNAL_NAME,
@@ -77,6 +82,9 @@ from tuner.live.trial import (
 )
 
 __all__ = [
+    "COMPONENT_METRICS",
+    "run_component_trial",
+    "write_component_results",
     "BASELINE_PROBES",
     "CalibrationResult",
     "CalibrationSpec",
