@@ -156,9 +156,7 @@ class Endpoints(ClientAdapter):
                 InferenceComponentName=name, DesiredRuntimeConfig={"CopyCount": count}
             )
         except (ClientError, BotoCoreError) as e:
-            raise translate_client_error(
-                e, f"UpdateInferenceComponentRuntimeConfig {name}"
-            ) from e
+            raise translate_client_error(e, f"UpdateInferenceComponentRuntimeConfig {name}") from e
 
     def wait_in_service(
         self,

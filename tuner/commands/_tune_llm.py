@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuner.commands._common import PROFILES_DIR, resolve_profile
+from tuner.commands._tune_llm_live import check_llm_live
 from tuner.errors import ValidationError
 
 if TYPE_CHECKING:
@@ -26,8 +27,6 @@ if TYPE_CHECKING:
 
 # flags of `tuner tune` that do not apply to an inference component's copies (yet)
 _NOT_FOR_LLM = (
-    ("live", "--live"),
-    ("endpoint", "--endpoint"),
     ("backtest", "--backtest"),
     ("step_companion", "--step-companion"),
 )
@@ -47,6 +46,7 @@ def refuse_llm_flags(args: argparse.Namespace) -> None:
     for attr, flag in (
         ("slo_ttft_p99_ms", "--slo-ttft-p99-ms"),
         ("slo_itl_p99_ms", "--slo-itl-p99-ms"),
+        ("inference_component", "--inference-component"),
     ):
         if getattr(args, attr, None) is not None:
             raise ValidationError(
@@ -95,6 +95,7 @@ def run_llm_tune(
                 f"{flag} is not available with an LLM capacity file (inference components are "
                 "tuned in simulation; trial the recommendation with `tuner trial`)"
             )
+    check_llm_live(args)
     if not args.profile:
         raise ValidationError("--profile is required (a profile TOML, replay CSV or ready name)")
     if not 1 <= args.seeds <= 100:
@@ -144,8 +145,19 @@ def run_llm_tune(
         created=now,
     )
     write_run(tuning.to_run(out, meta))
-    say("rendering the report")
-    html_path, _ = write_report(out)
+    if args.live:
+        from tuner.commands._common import aws_session
+        from tuner.commands._tune_llm_live import trial_llm_candidates
+
+        profiles = [p for p, _ in loaded]
+        try:
+            trial_llm_candidates(args, tuning, profiles, capacity, out, aws_session(args))
+        finally:
+            say("rendering the report")
+            html_path, _ = write_report(out)
+    else:
+        say("rendering the report")
+        html_path, _ = write_report(out)
     row = tuning.candidates.iloc[0]
     verdict = "meets" if tuning.recommendation.meets_objective else "does NOT meet"
     print(

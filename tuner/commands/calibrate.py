@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -139,7 +140,18 @@ def run_stream(args: argparse.Namespace) -> int:
     )
     if args.dry_run:
         print("dry run: tuner calibrate --stream would make these AWS calls:")
+        if args.inference_component:
+            print(
+                "  application-autoscaling Describe* (snapshot), RegisterScalableTarget "
+                "(SuspendedState: dynamic scaling suspended)"
+            )
+            print(
+                f"  sagemaker UpdateInferenceComponentRuntimeConfig (to {args.copies} copies), "
+                "DescribeInferenceComponent (polled)"
+            )
         print("  sagemaker-runtime InvokeEndpointWithResponseStream (closed-loop steps)")
+        if args.inference_component:
+            print("  then the snapshot and the copy count put back")
         return 0
     session = botocore.session.Session(profile=args.aws_profile)
     region = args.region or session.get_config_variable("region") or os.environ.get("AWS_REGION")
@@ -152,10 +164,28 @@ def run_stream(args: argparse.Namespace) -> int:
         or os.environ.get("AWS_ENDPOINT_URL")
         or f"https://runtime.sagemaker.{region}.amazonaws.com"
     )
-    result = calibrate_stream(
-        spec, host=host, region=region, credentials=creds, log=lambda m: print(m, flush=True)
-    )
+    from dataclasses import replace
+
+    from tuner.live.trial import discover_clock
+
+    # On the local AWS the clock is accelerated: measured real ms stand for speed x virtual ms.
+    spec = replace(spec, time_scale=discover_clock(host).speed)
     out = Path(args.out)
+
+    def log(message: str) -> None:
+        print(message, flush=True)
+
+    hold: Any = contextlib.nullcontext()
+    if args.inference_component:
+        from tuner.commands._common import aws_session
+        from tuner.live.llm_calibration import holding_copies
+
+        journal = out.with_name(out.stem + ".restore-journal.json")
+        hold = holding_copies(
+            aws_session(args), args.inference_component, args.copies, journal, log
+        )
+    with hold:
+        result = calibrate_stream(spec, host=host, region=region, credentials=creds, log=log)
     save_capacity(result.capacity, out)
     steps_path = out.with_name(out.stem + "-steps.csv")
     result.steps.to_csv(steps_path, index=False)

@@ -25,6 +25,11 @@ from tuner.live.calibration_steps import (
     sustained,
     wait_until_idle,
 )
+from tuner.live.component_trial import (
+    COMPONENT_METRICS,
+    run_component_trial,
+    write_component_results,
+)
 from tuner.live.llm_calibration import (
     StreamCalibrationResult,
     StreamCalibrationSpec,
@@ -44,11 +49,6 @@ from tuner.live.loadgen import (
     start_epoch,
     summarize,
     write_profile_content,
-)
-from tuner.live.component_trial import (
-    COMPONENT_METRICS,
-    run_component_trial,
-    write_component_results,
 )
 from tuner.live.safety import (
     EXIT_RESTORE_FAILED,

@@ -132,7 +132,9 @@ def run_component_trial(
     scaling = AutoScaling(session=session)
     hosted = endpoints.describe_component(ic).endpoint
     if hosted != spec.endpoint:
-        raise ValidationError(f"inference component {ic} is on endpoint {hosted}, not {spec.endpoint}")
+        raise ValidationError(
+            f"inference component {ic} is on endpoint {hosted}, not {spec.endpoint}"
+        )
     spec.guardrails.check(endpoints, spec.endpoint, spec.policy, profile.peak_rps)
     url = session_endpoint_url(session)
     clock = discover_clock(url)
@@ -140,7 +142,7 @@ def run_component_trial(
     log(f"trial {spec.policy.label} on {profile.name} ({resource}) at speed x{clock.speed:g}")
     with live_change(scaling, endpoints, resource, out / JOURNAL_NAME, log, endpoint_url=url):
         scaling.apply_alone(spec.policy, resource)
-        _bring_to_copies(endpoints, ic, start_copies(spec), clock, spec.wait_timeout_s, log)
+        bring_to_copies(endpoints, ic, start_copies(spec), clock, spec.wait_timeout_s, log)
         poller = CopyPoller(endpoints, ic, clock, every_virtual_s=10.0)
         with poller:
             lead_s = spec.lead_real_s * clock.speed
@@ -194,7 +196,7 @@ def _sleep_until(clock: VirtualClock, virtual_s: float) -> None:
         remaining = clock.to_real(virtual_s) - time.time()
 
 
-def _bring_to_copies(
+def bring_to_copies(
     endpoints: Endpoints,
     ic: str,
     start: int,
