@@ -28,7 +28,7 @@ What it does, all on 127.0.0.1 with dummy credentials:
   5. writes the report and shows what `tuner apply` would change.
 The clock runs --speed times faster than real time: a 25-minute profile plays in 25 s at x60.
 
-tuner demo --llm (about 3-4 minutes at x40): the same for an LLM on an inference component:
+tuner demo --llm (about 3-4 minutes at x30): the same for an LLM on an inference component:
   1. the local AWS with an inference component (an 8B-class model on ml.g6.2xlarge, copy load
      time scaled to 60 s) whose true nature the tuner does not know;
   2. today's guess (target tracking on ConcurrentRequestsPerCopyHighResolution) applied to it;
@@ -82,7 +82,7 @@ def register(sub: Any) -> argparse.ArgumentParser:
         "--speed",
         type=float,
         default=None,
-        help="virtual seconds per real second (default: 60; 40 with --llm)",
+        help="virtual seconds per real second (default: 60; 30 with --llm)",
     )
     p.add_argument(
         "--llm",
@@ -123,9 +123,9 @@ def run(args: argparse.Namespace) -> int:
     from tuner.tune import Grid, Objective
 
     if args.llm:
-        from tuner.commands.demo_llm import run_llm_demo
+        from tuner.commands._demo_llm import run_llm_demo
 
-        args.speed = 40.0 if args.speed is None else args.speed
+        args.speed = 30.0 if args.speed is None else args.speed
         return run_llm_demo(args)
     if args.short:
         raise ValidationError("--short is for --llm")

@@ -25,9 +25,12 @@ PROFILE = "demo-llm"
 PROMPT_TOKENS = 512
 OUTPUT_TOKENS = 32
 # The objective: TTFT and ITL p99; an internal assistant whose client retries a refused request
-# may accept a few percent of requests refused while a copy starts from zero.
+# may accept a few percent of requests refused while a copy starts from zero. At an accelerated
+# clock a real millisecond of client or timer jitter reads as --speed virtual ones, which
+# inflates measured ITL p99s (a 40-ms gap is 1.3 real ms at x30): hence the loose ITL objective,
+# a property of the demo, not advice.
 SLO_TTFT_P99_MS = 2000.0
-SLO_ITL_P99_MS = 150.0
+SLO_ITL_P99_MS = 1000.0
 MAX_ERROR_RATE = 0.06
 MAX_SLO_VIOLATION = 0.08
 HOURLY_USD = 0.9776
@@ -43,7 +46,7 @@ def true_spec() -> Any:
 
     return LlmServerSpec(
         prefill_tokens_per_s=2500.0,
-        prefill_contention=0.3,
+        prefill_contention=0.15,
         decode_tokens_per_s=25.0,
         decode_contention=0.15,
         max_concurrent_sequences=8,
@@ -126,7 +129,7 @@ def run_llm_demo(args: argparse.Namespace) -> int:
                 "calibrate", "--stream", "--endpoint", ENDPOINT,
                 "--inference-component", COMPONENT, "--copies", "1",
                 "--prompt-tokens", str(PROMPT_TOKENS), "--output-tokens", str(OUTPUT_TOKENS),
-                "--step-s", step_s, "--max-concurrency", "16", "--ttft-factor", "4",
+                "--step-s", step_s, "--max-concurrency", "16", "--ttft-factor", "3",
                 "--instance-type", "ml.g6.2xlarge", "--hourly-usd", f"{HOURLY_USD}",
                 "--copy-load-s", f"{COPY_LOAD_S:g}", "--boot-s", f"{INSTANCE_BOOT_S:g}",
                 "--out", str(capacity),
