@@ -16,8 +16,9 @@ import pytest
 
 from tuner.aws import AutoScaling, AwsSession, Endpoints
 from tuner.emulator import EmulatorConfig, LlmServerSpec, LocalAws
-from tuner.errors import Terminated
+from tuner.errors import Terminated, ValidationError
 from tuner.live import TrialSpec, run_trial
+from tuner.live.llm_calibration import holding_copies
 from tuner.live.safety import JOURNAL_NAME, LOCK_TAG_PREFIX
 from tuner.live.streaming import LlmLoad
 from tuner.policy import Resource
@@ -102,3 +103,41 @@ def test_interrupted_component_trial_restores_policy_and_copies(
     assert endpoints.describe_component(IC).desired == 2
     assert not any(k.startswith(LOCK_TAG_PREFIX) for k in endpoints.tags(ENDPOINT))
     assert not list((tmp_path / "run").rglob(JOURNAL_NAME))
+
+
+def test_calibration_hold_sets_and_restores_the_copies(aws: LocalAws, tmp_path: Path) -> None:
+    session = AwsSession(endpoint_url=aws.url, region="us-east-1")
+    scaling, endpoints = AutoScaling(session=session), Endpoints(session=session)
+    scaling.apply(ORIGINAL, RESOURCE)
+    journal = tmp_path / "cap.restore-journal.json"
+    # 5 copies is outside the registered 2..3: refused before anything changes
+    refused = r"--copies 5 is outside the copy range 2\.\.3"
+    too_many = holding_copies(session, IC, 5, journal, print)
+    with pytest.raises(ValidationError, match=refused), too_many:
+        raise AssertionError("not reached")
+    assert not any(k.startswith(LOCK_TAG_PREFIX) for k in endpoints.tags(ENDPOINT))
+    with holding_copies(session, IC, 3, journal, print):
+        state = endpoints.describe_component(IC)
+        assert (state.current, state.desired) == (3, 3)
+        target = scaling.describe_target(RESOURCE)
+        assert target is not None and target["SuspendedState"]["DynamicScalingInSuspended"]
+        assert journal.exists()
+    assert endpoints.describe_component(IC).desired == 2
+    target = scaling.describe_target(RESOURCE)
+    assert target is not None
+    assert not target.get("SuspendedState", {}).get("DynamicScalingInSuspended", False)
+    assert not journal.exists()
+    assert not any(k.startswith(LOCK_TAG_PREFIX) for k in endpoints.tags(ENDPOINT))
+
+
+def test_tune_live_with_an_llm_capacity_needs_the_component(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from tuner.cli import main
+
+    capacity = Path(__file__).parents[2] / "examples" / "llm-capacity.json"
+    argv = ["tune", "--profile", "steady", "--capacity", str(capacity)]
+    argv += ["--max-error-rate", "0.01", "--live", "--endpoint", "ep", "--out", str(tmp_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--inference-component" in err[0]
