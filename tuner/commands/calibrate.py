@@ -101,7 +101,19 @@ def register(sub: Any) -> argparse.ArgumentParser:
     g.add_argument("--max-concurrency", type=int, default=256, help="highest concurrency tried")
     g.add_argument("--ttft-factor", type=finite_float, default=2.0, help="limit rule (default 2)")
     g.add_argument("--ttft-slack-ms", type=finite_float, default=50.0, help="default 50 ms")
-    g.add_argument("--copies", type=int, default=1, help="copies serving during the test")
+    g.add_argument(
+        "--copies",
+        type=int,
+        default=1,
+        help="copies serving during the test (with --inference-component: held there, then put "
+        "back)",
+    )
+    g.add_argument(
+        "--no-hold",
+        action="store_true",
+        help="measure the inference component as it is: change no scaling (hold its copies "
+        "yourself)",
+    )
     g.add_argument("--instance-type", default="ml.g6.2xlarge", help="recorded in the file")
     g.add_argument("--copies-per-instance", type=int, default=1, help="recorded in the file")
     g.add_argument("--copy-load-s", type=finite_float, default=258.0, help="copy load time")
@@ -140,7 +152,7 @@ def run_stream(args: argparse.Namespace) -> int:
     )
     if args.dry_run:
         print("dry run: tuner calibrate --stream would make these AWS calls:")
-        if args.inference_component:
+        if args.inference_component and not args.no_hold:
             print(
                 "  application-autoscaling Describe* (snapshot), RegisterScalableTarget "
                 "(SuspendedState: dynamic scaling suspended)"
@@ -150,7 +162,7 @@ def run_stream(args: argparse.Namespace) -> int:
                 "DescribeInferenceComponent (polled)"
             )
         print("  sagemaker-runtime InvokeEndpointWithResponseStream (closed-loop steps)")
-        if args.inference_component:
+        if args.inference_component and not args.no_hold:
             print("  then the snapshot and the copy count put back")
         return 0
     session = botocore.session.Session(profile=args.aws_profile)
@@ -176,7 +188,7 @@ def run_stream(args: argparse.Namespace) -> int:
         print(message, flush=True)
 
     hold: Any = contextlib.nullcontext()
-    if args.inference_component:
+    if args.inference_component and not args.no_hold:
         from tuner.commands._common import aws_session
         from tuner.live.llm_calibration import holding_copies
 
