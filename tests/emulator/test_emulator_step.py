@@ -21,8 +21,9 @@ from tuner.live.loadgen import LoadTestConfig, run_loadtest, start_epoch
 from tuner.model.capacity import Capacity
 from tuner.model.settings import SimulationSettings
 from tuner.model.simulator import simulate
+from tuner.policy.alarm import StepAlarm
 from tuner.policy.policy import ScalingPolicy
-from tuner.policy.step import StepAdjustment, StepAlarm, StepScalingPolicy
+from tuner.policy.step import StepAdjustment, StepScalingPolicy
 from tuner.profiles.profile import load_profile
 
 SPEED = 40.0

@@ -11,8 +11,9 @@ import pytest
 from tuner.cli import main
 from tuner.model.llm_capacity import LlmCapacity
 from tuner.model.settings import SimulationSettings
-from tuner.policy.policy import MetricType, ScalingPolicy
+from tuner.policy.policy import ScalingPolicy
 from tuner.policy.resource import ResourceKind
+from tuner.policy.tracking import MetricType
 from tuner.profiles.profile import build_profile
 from tuner.report.render import write_report
 from tuner.tune import Grid, tune

@@ -164,8 +164,8 @@ def run_llm_simulate(
     jsonable: Any,
 ) -> int:
     """``tuner simulate`` with an LLM capacity file: copies, TTFT/ITL, zero copies."""
-    from tuner.model.controller import step_s_for
     from tuner.model.copies import simulate_copies
+    from tuner.model.scaling import step_s_for
     from tuner.model.settings import SimulationSettings
     from tuner.model.simulator import check_size
     from tuner.policy.resource import ResourceKind

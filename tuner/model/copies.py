@@ -41,12 +41,13 @@ import pandas as pd
 
 from tuner.errors import ValidationError
 from tuner.model.capacity import slow_share
-from tuner.model.controller import TargetTracking, step_s_for
+from tuner.model.controller import TargetTracking
 from tuner.model.llm_capacity import LlmCapacity
-from tuner.model.scaling import ModelChoices
+from tuner.model.scaling import ModelChoices, step_s_for
 from tuner.model.settings import SimulationSettings
 from tuner.model.simulator import SUMMARY_COLUMNS, check_size
-from tuner.policy.policy import MetricType, ScalingPolicy
+from tuner.policy.policy import ScalingPolicy
+from tuner.policy.tracking import MetricType
 from tuner.profiles.profile import TrafficProfile
 
 _BLOCK = 2048

@@ -28,16 +28,11 @@ from tuner.errors import ValidationError
 from tuner.model.copies import CopiesResult, simulate_copies, steady_copies
 from tuner.model.llm_capacity import LlmCapacity
 from tuner.model.settings import SimulationSettings
-from tuner.policy.policy import DEFAULT_POLICY_NAME, MetricType, ScalingPolicy
+from tuner.policy.alarm import Comparison, StepAlarm
+from tuner.policy.policy import ScalingPolicy
 from tuner.policy.resource import ResourceKind
-from tuner.policy.step import (
-    AdjustmentType,
-    Comparison,
-    MetricAggregation,
-    StepAdjustment,
-    StepAlarm,
-    StepScalingPolicy,
-)
+from tuner.policy.step import AdjustmentType, MetricAggregation, StepAdjustment, StepScalingPolicy
+from tuner.policy.tracking import DEFAULT_POLICY_NAME, MetricType
 from tuner.profiles.profile import Profile
 from tuner.tune.grid import Grid
 from tuner.tune.pipeline import Tuning

@@ -34,7 +34,8 @@ from tuner.model.llm_capacity import LlmCapacity
 from tuner.model.scaling import step_s_for
 from tuner.model.settings import SimulationSettings
 from tuner.model.simulator import check_size, simulate
-from tuner.policy.policy import DEFAULT_POLICY_NAME, ScalingPolicy
+from tuner.policy.policy import ScalingPolicy
+from tuner.policy.tracking import DEFAULT_POLICY_NAME
 from tuner.profiles.profile import Profile
 from tuner.tune.companion import CompanionGrid, companion_candidates
 from tuner.tune.grid import Grid
