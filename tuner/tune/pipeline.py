@@ -151,7 +151,8 @@ def tune(
 
     An :class:`LlmCapacity` tunes an inference component's copies instead
     (:func:`tuner.tune.llm.tune_llm`: TTFT/ITL objectives, MinCopyCount 0 searched);
-    ``current``, schedules, companions and held-out validation do not apply there.
+    ``current``, schedules, companions and held-out validation do not apply there;
+    ``max_instances`` caps MaxCopyCount at that many instances' copies.
     """
     if isinstance(capacity, LlmCapacity):
         from tuner.tune.llm import tune_llm  # it builds on this module
@@ -169,6 +170,7 @@ def tune(
             grid=grid,
             timelines_top=timelines_top,
             progress=progress,
+            max_instances=max_instances,
         )
     capacity = capacity or Capacity.default()
     settings = settings or SimulationSettings()
