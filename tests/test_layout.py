@@ -21,6 +21,8 @@ PACKAGE = REPO / "tuner"
         ("tuner.live", ("tuner.emulator", "matplotlib", "locust", "gevent")),
         ("tuner.live.trial", ("tuner.emulator", "matplotlib", "locust", "gevent")),
         ("tuner.live.calibration", ("tuner.emulator", "matplotlib", "locust", "gevent")),
+        # what the locustfile imports from the package, after Locust's gevent patch
+        ("tuner.loadclient", ("tuner.emulator", "matplotlib", "locust", "gevent", "pandas")),
         ("tuner.tune", ("tuner.emulator", "matplotlib", "locust", "boto3", "botocore")),
         ("tuner.model", ("tuner.emulator", "matplotlib", "locust", "boto3", "botocore")),
         ("tuner.policy", ("tuner.emulator", "matplotlib", "locust", "boto3", "botocore")),

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from tuner.emulator import EmulatorConfig, LocalAws
-from tuner.live.loadgen import LoadTestConfig, run_loadtest, start_epoch
+from tuner.live.loadgen import LoadTestConfig, run_loadtest
+from tuner.live.periods import start_epoch
 from tuner.model.capacity import Capacity
 from tuner.model.settings import SimulationSettings
 from tuner.model.simulator import simulate

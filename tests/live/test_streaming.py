@@ -243,7 +243,7 @@ def test_token_draws_are_seeded_per_request_and_keep_the_mean():
 
 
 def test_per_period_stream_columns_by_hand():
-    from tuner.live.loadgen import per_period
+    from tuner.live.periods import per_period
     from tuner.profiles.profile import parse_profile
 
     profile = parse_profile({"segment": [{"hold": "20s", "rps": 0.2}]})
