@@ -31,7 +31,8 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 
 from tuner.errors import ProfileError, ValidationError
-from tuner.profiles.profile import Profile, load_profile, profile_from_content
+from tuner.profiles.profile import Profile, profile_from_content
+from tuner.profiles.profile_file import load_profile
 from tuner.profiles.tokens import TokenDistribution, TokenSpec
 from tuner.tokenstream import StreamStats
 

@@ -26,7 +26,7 @@ from tuner.model.capacity import Capacity
 from tuner.model.settings import SimulationSettings
 from tuner.model.simulator import simulate
 from tuner.policy.policy import ScalingPolicy
-from tuner.profiles.profile import load_profile
+from tuner.profiles.profile_file import load_profile
 
 SPEED = 40.0
 ENDPOINT = "e2e-endpoint"

@@ -25,7 +25,7 @@ from tuner.model.simulator import simulate
 from tuner.policy.alarm import StepAlarm
 from tuner.policy.policy import ScalingPolicy
 from tuner.policy.step import StepAdjustment, StepScalingPolicy
-from tuner.profiles.profile import load_profile
+from tuner.profiles.profile_file import load_profile
 
 SPEED = 40.0
 ENDPOINT = "step-endpoint"

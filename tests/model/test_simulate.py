@@ -544,7 +544,7 @@ def test_cli_scheduled_actions_move_the_range_at_their_time(tmp_path):
 
 def test_cli_plus_puts_several_policies_on_one_target(tmp_path):
     from tuner.cli import main
-    from tuner.profiles.profile import load_profile
+    from tuner.profiles.profile_file import load_profile
 
     profile, pol = _files(tmp_path)
     tighter = tmp_path / "t450.policy.json"
