@@ -16,7 +16,8 @@ import pytest
 import scalar_copies
 import scalar_model
 
-from tuner.model.copies import serve_step, simulate_copies_demand, steady_copies
+from tuner.model.copies import simulate_copies_demand, steady_copies
+from tuner.model.copy_serving import serve_step
 from tuner.model.llm_capacity import CurvePoint, LlmCapacity
 from tuner.model.settings import SimulationSettings
 from tuner.policy.alarm import StepAlarm
