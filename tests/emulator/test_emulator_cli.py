@@ -120,3 +120,59 @@ def test_bad_flag_values_exit_2_with_one_line(subprocess_env: dict[str, str]) ->
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == 2, (args, err)
         assert len(err.strip().splitlines()) == 1 and needle in err, (args, err)
+
+
+def test_llm_mode_streams_from_the_inference_component(
+    tmp_path: Path, subprocess_env: dict[str, str]
+) -> None:
+    import boto3
+
+    spec = tmp_path / "llm.json"
+    spec.write_text(json.dumps({"decode_tokens_per_s": 40, "max_concurrent_sequences": 4}))
+    args = ["--port", "0", "--speed", "5", "--progress-s", "0.2", "--inference-component", "llm"]
+    proc = _start([*args, "--copies", "2", "--llm-spec", str(spec)], subprocess_env)
+    try:
+        env = _banner(proc)
+        kw = {
+            "endpoint_url": env["AWS_ENDPOINT_URL"],
+            "region_name": env["AWS_DEFAULT_REGION"],
+            "aws_access_key_id": env["AWS_ACCESS_KEY_ID"],
+            "aws_secret_access_key": env["AWS_SECRET_ACCESS_KEY"],
+        }
+        doc = boto3.client("sagemaker", **kw).describe_inference_component(
+            InferenceComponentName="llm"
+        )
+        assert doc["RuntimeConfig"] == {"DesiredCopyCount": 2, "CurrentCopyCount": 2}
+        resp = boto3.client("sagemaker-runtime", **kw).invoke_endpoint_with_response_stream(
+            EndpointName="demo-endpoint",
+            Body=json.dumps({"inputs": "hello there", "parameters": {"max_new_tokens": 7}}),
+        )  # one component on the endpoint: the header may be left out
+        data = b"".join(e["PayloadPart"]["Bytes"] for e in resp["Body"])
+        assert [json.loads(x) for x in data.splitlines()] == [{"token": {"text": " tok"}}] * 7
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "llm: InService, 2 copies / 2 desired" in err
+
+
+def test_bad_llm_spec_exits_2_with_one_line(tmp_path: Path, subprocess_env: dict[str, str]) -> None:
+    spec = tmp_path / "llm.json"
+    for content, needle in (
+        ('{"decode_tokens_per_s": 0}', "decode_tokens_per_s > 0 must hold"),
+        ('{"tokens_per_s": 5}', "unknown field 'tokens_per_s'"),
+        ("{not json", "is not JSON"),
+    ):
+        spec.write_text(content)
+        proc = _start(["--port", "0", "--inference-component", "x", "--llm-spec", str(spec)],
+                      subprocess_env)  # fmt: skip
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 2, (content, err)
+        assert len(err.strip().splitlines()) == 1 and needle in err, (content, err)
+    proc = _start(["--port", "0", "--inference-component", "x", "--copies", "9"], subprocess_env)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and "copies must be in 0..4" in err, err

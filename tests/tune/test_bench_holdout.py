@@ -111,7 +111,7 @@ def run_case(trace: str, days: int) -> dict[str, object]:
     )
     tr, te = train.counts(60.0) / 60.0, test.counts(60.0) / 60.0
     w = 9  # minutes: boot 300 s + metric delay 60 s + three 60-s alarm datapoints
-    return {
+    row = {
         "trace": trace,
         "recommended": rec.label,
         "held_out_slo_violation": worst_v,
@@ -128,6 +128,44 @@ def run_case(trace: str, days: int) -> dict[str, object]:
         "rise_ratio": float((te[w:] - te[:-w]).max() / max((tr[w:] - tr[:-w]).max(), 1e-9)),
         "tune_s": took,
     }
+    if not ok:
+        row.update(out_of_reach(train, test, float(tr.max()), float(te.max()), cost))
+    return row
+
+
+def out_of_reach(
+    train: Profile, test: Profile, train_peak: float, test_peak: float, cost: float
+) -> dict[str, object]:
+    """For a miss, the figures of the closing note: what meeting the replayed window takes,
+    against what the training window could justify even at the top stress level."""
+    # the cheapest policy meeting the replayed window alone (it has seen that window)
+    seen, _ = hindsight(test, test_peak)
+    seen_cost = (
+        float(np.mean([outcome(test, [seen], s).iloc[0]["cost_usd"] for s in SETTINGS.seeds]))
+        if seen
+        else float("nan")
+    )
+    # what it does on the training window (a tuner must at least meet what it has seen)
+    back = [outcome(train, [seen], s).iloc[0] for s in SETTINGS.seeds] if seen else []
+    # the tuner held to its ceiling: stress scenarios from the training window at x3
+    ceiling = tune([train], OBJECTIVE, capacity=CAPACITY, settings=SETTINGS, stress_level=3.0)
+    runs = [outcome(test, [ceiling.recommended], seed).iloc[0] for seed in SETTINGS.seeds]
+    return {
+        "needs": seen.label if seen else "none",
+        "needs_cost_usd": seen_cost,
+        "needs_vs_recommended": seen_cost / cost,
+        # standing capacity the replayed window needs, in multiples of the training peak
+        "needs_min_rps_over_train_peak": (
+            seen.min_capacity * CAPACITY.max_rps_per_instance / train_peak if seen else None
+        ),
+        "test_peak_over_train_peak": test_peak / train_peak,
+        "needs_meets_train": bool(back) and all(meets(pd.DataFrame([r]))[0] for r in back),
+        "needs_train_slo_violation": max((float(r["slo_violation_rate"]) for r in back), default=0),
+        "x3_stress_policy": ceiling.recommended.label,
+        "x3_stress_meets": all(meets(pd.DataFrame([r]))[0] for r in runs),
+        "x3_stress_worst_error_rate": max(float(r["error_rate"]) for r in runs),
+        "x3_stress_cost_usd": float(np.mean([r["cost_usd"] for r in runs])),
+    }
 
 
 def test_holdout_benchmark() -> None:
@@ -138,8 +176,30 @@ def test_holdout_benchmark() -> None:
         rows.append(run_case(trace, days))
         print(rows[-1], flush=True)
     table = pd.DataFrame(rows)
+    shown = ["trace", "held_out_slo_violation", "error_rate", "cost_usd", "hindsight_cost_usd"]
+    shown += ["ratio", "meets_all_seeds", "stress_level", "folds_needed", "tune_s"]
     with pd.option_context("display.width", 200, "display.max_columns", 20):
-        print("\n" + table.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+        print("\n" + table[shown].to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    for row in rows:
+        if not row["meets_all_seeds"]:
+            print(
+                f"\nmiss on {row['trace']}: the replayed window peaks at "
+                f"{row['test_peak_over_train_peak']:.2f}x the training window's peak and rises "
+                f"{row['rise_ratio']:.2f}x faster within one reaction time; the walk-forward "
+                f"folds of the training window needed {row['folds_needed']}. Meeting it takes "
+                f"{row['needs']} (standing capacity {row['needs_min_rps_over_train_peak']:.2f}x "
+                f"the training peak, ${row['needs_cost_usd']:,.0f}, "
+                f"{row['needs_vs_recommended']:.2f}x the recommendation), which "
+                f"{'meets' if row['needs_meets_train'] else 'misses'} the objective on the "
+                f"training window (SLO violation {100 * row['needs_train_slo_violation']:.2f}%); "
+                f"the tuner held to its "
+                f"top stress level (x3 of the training window's extremes) recommends "
+                f"{row['x3_stress_policy']}, which "
+                f"{'meets' if row['x3_stress_meets'] else 'still misses'} it (worst error "
+                f"rate {100 * row['x3_stress_worst_error_rate']:.3f}%, "
+                f"${row['x3_stress_cost_usd']:,.0f}, "
+                f"{row['x3_stress_cost_usd'] / row['hindsight_cost_usd']:.2f}x hindsight)."
+            )
     met = table["meets_all_seeds"] & (table["ratio"] <= 1.25)
     assert int(table["meets_all_seeds"].sum()) >= 3, table
     assert int(met.sum()) >= 3, table

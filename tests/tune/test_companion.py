@@ -130,3 +130,34 @@ def test_tune_with_the_family_on_flash_spike_keeps_target_tracking(tmp_path: Pat
     assert meta["grid"]["step_companions"]["bases"] == 5
     paths = [PROFILES / "flash-spike.toml"]
     assert manifest(plain, tmp_path, profile_paths=paths)["grid"]["step_companions"] is None
+
+
+def test_companions_are_searched_with_held_out_validation_and_win_only_when_cheaper() -> None:
+    """On a history (held-out validation), the companions of the nearest misses pass the same
+    gates as the rest; one is recommended only when strictly cheaper than every plain policy
+    that passes them."""
+    from tuner.profiles import parse_profile
+
+    surge = {"baseline_rps": 20, "peak_rps": 120, "at": "3h", "rise": "2m", "hold": "20m"}
+    history = parse_profile(
+        {"name": "surges", "segment": [{"spike": "6h", "fall": "2m", **surge}] * 12}
+    )
+    grid = CompanionGrid(
+        threshold_factors=(1.5,), change_adjustments=(4,), percent_adjustments=(), bases=3
+    )
+    settings = SimulationSettings(seeds=(0,))
+    objective = Objective(slo_p99_ms=300, max_error_rate=0.001)
+    plain = tune([history], objective, settings=settings, schedules=False)
+    mixed = tune([history], objective, settings=settings, schedules=False, companions=grid)
+    assert plain.validation["folds"] and mixed.validation["folds"]  # the history path ran
+    # three nearest misses, one companion each, searched beside the same plain candidates
+    assert mixed.validation["searched"] == plain.validation["searched"] + 3
+    assert mixed.companions == grid
+    rows = mixed.candidates.set_index("candidate")
+    with_steps = [c for c in rows.index if mixed.policies[c].step_policies]
+    best = mixed.recommended
+    if best.step_policies:
+        cheapest_plain = rows[rows["meets_objective"] & ~rows.index.isin(with_steps)]
+        assert rows.iloc[0]["monthly_cost_usd"] < cheapest_plain["monthly_cost_usd"].min()
+    else:
+        assert best.label == plain.recommended.label

@@ -247,3 +247,56 @@ def test_a_flat_history_is_tuned_with_an_empty_flash_scenario() -> None:
     # 10 rps x 60 s at the recommended target: the steady count the policy settles at
     assert policy.steady_capacity(10.0) >= 1
     assert tuning.recommendation.meets_objective
+
+
+def test_surge_folds_do_not_set_the_level_unless_every_fold_is_one() -> None:
+    fold = Fold(DAY_MIN, 2 * DAY_MIN)
+    surge = FoldResult(fold, 1.25, "a", False, "b", surge=True, peak_ratio=1.78)
+    calm = FoldResult(fold, 0.0, "a", True, "a", surge=False, peak_ratio=0.37)
+    lost = FoldResult(fold, None, "a", False, None, surge=True, peak_ratio=3.8)
+    level, why = required_level([surge, calm, lost])
+    assert level == 0.0
+    assert "2 of 3 folds met a surge" in why and "1.78x, 3.80x" in why and "x0" in why
+    # a fold within its past's range that needed x1 lifts the level
+    assert required_level([calm, FoldResult(fold, 1.0, "a", False, "c")])[0] == 1.0
+    # every fold a surge: the past keeps being outgrown (a trend), so they count
+    assert required_level([surge, lost])[0] == 1.25
+
+
+def test_x0_judges_the_whole_history_as_one_against_the_objective_itself() -> None:
+    """A steady history: the folds' x0 picks meet their next windows, so no margin or stress is
+    bought and the recommendation's figures are its run over the whole history."""
+    from tuner.profiles import parse_profile
+    from tuner.tune import simulate_candidates
+
+    steady = parse_profile({"name": "calm", "segment": [{"hold": "3d", "rps": 30}]})
+    settings = SimulationSettings(seeds=(0, 1))
+    tuning = tune([steady], OBJECTIVE, settings=settings)
+    v = tuning.validation
+    assert v["stress_level"] == 0 and [f["level"] for f in v["folds"]] == [0.0, 0.0]
+    assert v["stress_scenarios"] == {} and v["judged"].startswith("history as one")
+    assert set(tuning.results["profile"]) == {"calm (whole history)"}
+    assert tuning.objective.margin == 0.8  # the user's objective is kept; the rows judge x0
+    rec = tuning.recommended
+    # the pooled figures are the whole run's: simulate it once over the 3 days, worst seed
+    runs = [
+        simulate_candidates(steady, [rec], Capacity.default(), OBJECTIVE, settings, s).summary
+        for s in settings.seeds
+    ]
+    figs = v["candidates"][v["recommended"]]["history"]
+    assert figs["error_rate"] == pytest.approx(max(float(r["error_rate"].iloc[0]) for r in runs))
+    assert figs["slo_violation_rate"] == pytest.approx(
+        max(float(r["slo_violation_rate"].iloc[0]) for r in runs), abs=1e-12
+    )
+    assert figs["slo_violation_rate"] <= OBJECTIVE.max_slo_violation
+    assert figs["error_rate"] <= OBJECTIVE.max_error_rate
+    # 30 rps at 20 rps per instance: at least two instances stand whatever the target
+    assert rec.steady_capacity(30.0) >= 2
+
+
+def test_stress_level_between_0_and_1_exits_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    args = ["tune", "--profile", "steady", "--slo-p99-ms", "300", "--max-error-rate", "0.001"]
+    assert main([*args, "--stress-level", "0.5", "--out", str(tmp_path / "x")]) == 2
+    assert "--stress-level must be 0 or in [1, 10], got 0.5" in capsys.readouterr().err

@@ -175,3 +175,66 @@ def test_cli_writes_the_floor_into_the_recommended_policy_file(
     capsys.readouterr()
     assert main([*args[:-1], str(tmp_path / "tz"), "--schedule-timezone", "Mars/Olympus"]) == 2
     assert "--schedule-timezone must be an IANA time zone name" in capsys.readouterr().err
+
+
+def test_floors_are_searched_with_held_out_validation_and_kept_only_when_cheaper() -> None:
+    """Five busy days are a history: the floors pass the same gates (in-sample, held-out,
+    stress on the history's clock) and win only by being cheaper than the plain policy. Each
+    day's surges keep to 08:00-19:00 (11 of 24 hours): by chance 5 days would all land there
+    with probability (11/24)^5 = 2%, under the 5% the floors need on a history."""
+    with_floor = tune([busy_days(5)], OBJECTIVE, settings=FAST, grid=SMALL)
+    plain = tune([busy_days(5)], OBJECTIVE, settings=FAST, grid=SMALL, schedules=False)
+    v = with_floor.validation
+    assert v["holdout_days"] == 1 and len(v["folds"]) == 3  # the history path ran
+    best = with_floor.recommended
+    assert best.scheduled_actions and with_floor.recommendation.meets_objective
+    assert plain.recommended.scheduled_actions is None
+    # the plain policy needs MinCapacity 15 all day for the 300-rps surges (300 / 20 rps each)
+    assert plain.recommended.min_capacity == 15
+    cost = with_floor.candidates.set_index("candidate")["monthly_cost_usd"]
+    plain_cost = plain.candidates.set_index("candidate")["monthly_cost_usd"]
+    assert plain_cost.iloc[0] == pytest.approx(15 * 730 * 0.23, rel=0.02)
+    # the floor holds 15 over 08:00-19:00 (11 of 24 hours): cheaper, never below that share
+    assert 11 / 24 * plain_cost.iloc[0] < cost.iloc[0] < 0.7 * plain_cost.iloc[0]
+    figs = v["candidates"][v["recommended"]]
+    assert figs["held_out"]["meets"] or figs["history"]["meets"]
+    assert all(s["meets"] for s in figs["stress"].values())
+    assert any(
+        "scheduled floor: MinCapacity 15 over 08:00-19:00 UTC" in r
+        and "at the same held-out objective" in r
+        for r in with_floor.recommendation.reasons
+    )
+    assert with_floor.rhythm is not None and plain.rhythm is None
+    # under stress a floor runs on the history's clock: the scenarios last whole days and
+    # start at the busiest day's midnight, so each keeps its time of day
+    from tuner.model.timetable import profile_start
+    from tuner.tune.history import DAY_MIN, per_minute
+    from tuner.tune.holdout import stress_profile
+    from tuner.tune.stress import Shape
+
+    history = busy_days(5)
+    shape = Shape.of(per_minute(history), 540.0)
+    start = profile_start(history).timestamp() + shape.busiest_day * DAY_MIN * 60
+    sprof, parts = stress_profile(shape, 1.0, "final", start)
+    assert sprof.start_epoch_s == start
+    assert all(a % DAY_MIN == 0 and b % DAY_MIN == 0 for a, b in parts.values())
+
+
+def test_extremes_that_may_have_landed_in_the_busy_hours_by_chance_are_no_rhythm() -> None:
+    from tuner.model.timetable import profile_start
+    from tuner.tune.history import per_minute
+    from tuner.tune.schedules import extremes_keep_to
+
+    history = busy_days(5)
+    rhythm = detect_rhythm(history)
+    assert rhythm is not None
+    rates, start = per_minute(history), profile_start(history)
+    ok, words = extremes_keep_to(rhythm, rates, start, 9)
+    assert ok and "5 of the 5 days' largest rises" in words and "by chance: 2%" in words
+    # the same rhythm with the surges on two days only: (11/24)^2 = 21% by chance
+    calm = rates.copy()
+    for day in range(2, 5):
+        day_rates = calm[day * 1440 : (day + 1) * 1440]
+        day_rates[day_rates > 40.5] = 40.0
+    ok, words = extremes_keep_to(rhythm, calm, start, 9)
+    assert not ok and "2 of the 2 days' largest rises" in words and "21%" in words

@@ -18,6 +18,13 @@ enforces the registered target-tracking policy with the simulator's controller (
 serve after boot_s; the endpoint shows Updating meanwhile). AWS/SageMaker metrics are published
 every 60 s (ConcurrentRequestsPerModel every 10 s) with virtual timestamps.
 
+LLM mode (--inference-component NAME): the endpoint also hosts an inference component whose
+copies stream tokens (InvokeEndpointWithResponseStream, the vnd.amazon.eventstream framing) paced
+by a token service model (--llm-spec: prefill and decode tokens/s, concurrent sequences per copy,
+copy load and instance boot times, managed instance scaling); its copies scale with Application
+Auto Scaling on inference-component/NAME, to and from zero, and it publishes
+ConcurrentRequestsPerCopy, InvocationsPerCopy and NoCapacityInvocationFailures.
+
 A virtual clock runs --speed times real time: profile times, metric periods, cooldowns and boot
 delays are virtual. Clients read it at GET <url>/_tuner/clock. Stop with Ctrl-C or SIGTERM.
 """
@@ -30,6 +37,8 @@ example:
          AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1
   aws sagemaker describe-endpoint --endpoint-name demo-endpoint
   tuner apply my.policy.json --endpoint demo-endpoint
+  # LLM mode: an inference component with 1 copy serving an 8B model on ml.g6.2xlarge
+  tuner emulate --speed 20 --inference-component llm --copies 1 --llm-spec llm.json
 """
 
 
@@ -84,6 +93,24 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "scheduled actions run at their virtual time",
     )
     p.add_argument(
+        "--inference-component",
+        metavar="NAME",
+        help="LLM mode: an inference component of this name on the endpoint, streaming tokens",
+    )
+    p.add_argument(
+        "--copies",
+        type=int,
+        default=1,
+        help="copies of --inference-component in service at start; 0: scaled to zero (default: 1)",
+    )
+    p.add_argument(
+        "--llm-spec",
+        metavar="llm.json",
+        help="JSON of LlmServerSpec fields (prefill_tokens_per_s, decode_tokens_per_s, "
+        "max_concurrent_sequences, copies_per_instance, copy_load_s, instance_boot_s, "
+        "min_instances, max_instances, ...); default: an 8B model on ml.g6.2xlarge",
+    )
+    p.add_argument(
         "--progress-s",
         type=float,
         default=5.0,
@@ -93,10 +120,11 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tuner.emulator import EmulatorConfig, LocalAws
+    from tuner.emulator import EmulatorConfig, LlmServerSpec, LocalAws
     from tuner.model.capacity import Capacity
 
     capacity = Capacity.load(args.capacity) if args.capacity else Capacity.default()
+    llm = LlmServerSpec.load(args.llm_spec) if args.llm_spec else LlmServerSpec()
     config = EmulatorConfig(
         port=args.port,
         speed=args.speed,
@@ -108,6 +136,9 @@ def run(args: argparse.Namespace) -> int:
         metric_lag_s=args.metric_lag_s,
         seed=args.seed,
         virtual_start_s=_virtual_start(args.virtual_start),
+        llm=llm,
+        inference_component=args.inference_component,
+        copies=args.copies,
     )
     stop = threading.Event()
 
@@ -165,6 +196,16 @@ def _banner(aws: Any) -> None:
         f"{cfg.capacity.instance_type}, {model.slots} slots and "
         f"{model.max_rps:g} rps each, boot {model.boot_s:g} s, timeout {model.timeout_ms:g} ms"
     )
+    if cfg.inference_component is not None:
+        llm = cfg.llm
+        print(
+            f"# inference component: {cfg.inference_component}: {cfg.copies} copies, "
+            f"{llm.max_concurrent_sequences} sequences each, prefill "
+            f"{llm.prefill_tokens_per_s:g} and decode {llm.decode_tokens_per_s:g} tokens/s, "
+            f"copy load {llm.copy_load_s:g} s, instances {llm.min_instances}..{llm.max_instances}"
+            f" x {llm.instance_type} ({llm.copies_per_instance} copies each, boot "
+            f"{llm.instance_boot_s:g} s)"
+        )
     print("# stop with Ctrl-C or SIGTERM", flush=True)
 
 
@@ -180,3 +221,9 @@ def _progress_loop(aws: Any, stop: threading.Event, every_s: float) -> None:
             f"{s['instances_in_service']} in service / {s['desired_instances']} desired, "
             f"{rate:.1f} rps, {s['queued']} queued, {s['scaling_activities']} activities"
         )
+        for name, c in s["inference_components"].get("components", {}).items():
+            _err(
+                f"  {name}: {c['status']}, {c['copies_in_service']} copies / "
+                f"{c['desired_copies']} desired, {c['active_sequences']} sequences, "
+                f"{c['queued']} queued, {c['no_capacity_failures_total']} no-capacity failures"
+            )

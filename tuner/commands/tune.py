@@ -180,8 +180,9 @@ def register(sub: Any) -> argparse.ArgumentParser:
         "--stress-level",
         type=float,
         metavar="S",
-        help="scale of the stress scenarios built from the history, 1..10 (default: the "
-        "least level walk-forward folds needed)",
+        help="scale of the stress scenarios built from the history, 1..10, or 0 for none "
+        "(the objective itself over the whole history, no margin) (default: the least level "
+        "walk-forward folds needed)",
     )
     p.add_argument(
         "--seeds",

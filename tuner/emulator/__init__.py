@@ -7,5 +7,13 @@ Importing this package starts nothing; :class:`LocalAws` does, and only on ``sta
 from tuner.clock import VirtualClock
 from tuner.emulator.local import EmulatorConfig, EmulatorError, LocalAws
 from tuner.emulator.server import HttpLimits
+from tuner.emulator.tokens import LlmServerSpec
 
-__all__ = ["EmulatorConfig", "EmulatorError", "HttpLimits", "LocalAws", "VirtualClock"]
+__all__ = [
+    "EmulatorConfig",
+    "EmulatorError",
+    "HttpLimits",
+    "LlmServerSpec",
+    "LocalAws",
+    "VirtualClock",
+]

@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from tuner.errors import ValidationError
+from tuner.model.scaling import ScalingCause, ScalingEvent
+from tuner.policy.step import StepScalingPolicy
 
 _MAX_RESULTS = 50
 
@@ -96,3 +101,53 @@ class ActivityLog:
         if start + max_results < len(items):
             out["NextToken"] = str(start + max_results)
         return out
+
+
+def activity_cause(
+    ev: ScalingEvent,
+    resource_id: str,
+    registered: tuple[int, int] | None,
+    fired: Sequence[str],
+    steps: Sequence[StepScalingPolicy],
+) -> str:
+    """The Cause of the activity a controller event becomes, worded as AWS words it."""
+    if ev.cause is ScalingCause.REGISTERED:
+        lo, hi = registered or (ev.to_capacity, ev.to_capacity)
+        return f"scalable target range set to {lo}..{hi}"
+    if ev.cause is ScalingCause.SCHEDULED:
+        lo, hi = registered or (ev.to_capacity, ev.to_capacity)
+        return f"scheduled action {', '.join(fired) or '?'} set the range to {lo}..{hi}"
+    if ev.cause in (ScalingCause.ALARM_HIGH, ScalingCause.ALARM_LOW):
+        alarm = f"TargetTracking-{resource_id}-{ev.cause.value}"
+    elif ev.cause is ScalingCause.STEP_ALARM:
+        alarm = {s.name: s.alarm_name for s in steps}.get(ev.policy or "", ev.cause.value)
+    else:
+        alarm = ev.cause.value
+    return f"monitor alarm {alarm} in state ALARM triggered policy {ev.policy}"
+
+
+def alarm_changes(
+    steps: Sequence[StepScalingPolicy], on: np.ndarray, states: dict[str, bool]
+) -> list[tuple[str, bool, str]]:
+    """(alarm name, in ALARM, reason) of step alarms whose state changed at this step.
+
+    ``on``: the controller's step-alarm states of the candidate; ``states`` the last states set
+    in CloudWatch (updated here).
+    """
+    out = []
+    for step, state in zip(steps, on, strict=False):
+        name, now = step.alarm_name, bool(state)
+        before = states.setdefault(name, False)  # new: as moto created it (OK)
+        if before is not now:
+            a = step.alarm
+            m_of_n = f"{a.datapoints_to_alarm} of the last {a.evaluation_periods}"
+            reason = (
+                f"Threshold Crossed: at least {m_of_n} datapoints {a.comparison.value} "
+                f"{a.threshold:g} (tuner emulator)"
+                if now
+                else f"Threshold not crossed: fewer than {m_of_n} datapoints "
+                f"{a.comparison.value} {a.threshold:g} (tuner emulator)"
+            )
+            states[name] = now
+            out.append((name, now, reason))
+    return out

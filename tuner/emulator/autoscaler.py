@@ -25,18 +25,19 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from tuner.clock import VirtualClock
-from tuner.emulator.activities import ActivityLog
+from tuner.emulator.activities import ActivityLog, activity_cause, alarm_changes
 from tuner.emulator.control import MotoPlane
 from tuner.emulator.endpoint import EmulatedEndpoint
 from tuner.emulator.metrics import (
     BUCKET_S,
     MINUTE_S,
     NAMESPACE,
+    PeriodSummary,
     concurrency_datum,
     minute_datums,
 )
@@ -46,7 +47,7 @@ from tuner.model.controller import TargetTracking
 from tuner.model.scaling import ScalingCause, ScalingEvent
 from tuner.model.settings import SimulationSettings
 from tuner.model.stepping import stream_of
-from tuner.policy import MetricType, Resource, ScalingPolicy
+from tuner.policy import MetricType, Resource, ResourceKind, ScalingPolicy
 from tuner.policy.alarm import policy_name_of
 from tuner.policy.cron import fire_times
 from tuner.policy.schedule import ScheduledScalingAction
@@ -59,6 +60,37 @@ _PLACEHOLDER_TARGET = MAX_TARGET_VALUE  # never reached: the placeholder never s
 _GRACE_S = 0.01
 # Steps kept in the timeline: 11.5 virtual days of 10-s steps.
 _MAX_HISTORY = 100_000
+_EMULATED_METRICS = {
+    ResourceKind.VARIANT: (
+        MetricType.INVOCATIONS_PER_INSTANCE,
+        MetricType.CONCURRENT_REQUESTS_PER_MODEL,
+    ),
+    ResourceKind.INFERENCE_COMPONENT: (
+        MetricType.INVOCATIONS_PER_COPY,
+        MetricType.CONCURRENT_REQUESTS_PER_COPY,
+    ),
+}
+
+
+class ScaledTarget(Protocol):
+    """What the autoscaler drives: a count in service, set on the event loop thread."""
+
+    @property
+    def in_service(self) -> int: ...
+
+    def set_in_service(self, n: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class StepSample:
+    """The controller's inputs for one 10-s step, and what was published from it."""
+
+    invocations_per_instance: float
+    concurrency: float
+    invocations: int
+    summary: PeriodSummary
+    no_capacity_failures: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -84,10 +116,14 @@ class Autoscaler:
         capacity: Capacity,
         settings: SimulationSettings,
         log: Callable[[str], None] = lambda line: None,
+        resource: Resource | None = None,
+        target: ScaledTarget | None = None,
     ) -> None:
         self.plane = plane
         self.endpoint = endpoint
-        self.resource = Resource.for_variant(endpoint.name, endpoint.variant)
+        self.resource = resource or Resource.for_variant(endpoint.name, endpoint.variant)
+        self.target: ScaledTarget = target if target is not None else endpoint
+        """What the count in service is pushed to (the endpoint, or an inference component)."""
         self.clock = clock
         self.activities = ActivityLog(self.resource.resource_id, self.resource.scalable_dimension)
         self._loop = loop
@@ -106,7 +142,7 @@ class Autoscaler:
         """Step alarms' last state as set in the control plane's CloudWatch (True: ALARM)."""
         self._skipped: set[str] = set()
         self._effective: list[ScalingPolicy] | None = None
-        self._step_in_service = instances
+        self.step_in_service = instances
         """Instances in service during the step being measured (N of InvocationsPerInstance)."""
         self._completion_at_v = -1.0
         self.history: list[tuple[float, int, int, int]] = []
@@ -175,11 +211,18 @@ class Autoscaler:
                 self._log(f"autoscaler: step at {boundary:.0f} failed: {e!r}")
             boundary += STEP_S
 
-    def _tick(self, boundary_v: float) -> None:
+    def sample(self, boundary_v: float) -> StepSample:
+        """Close the 10-s step ending at ``boundary_v``: the controller's metric samples."""
         ep = self.endpoint
         bucket = ep.metrics.at(boundary_v - STEP_S)
-        bucket.per_instance = bucket.invocations / max(1, self._step_in_service)
+        bucket.per_instance = bucket.invocations / max(1, self.step_in_service)
         step = ep.metrics.summary(boundary_v - STEP_S, STEP_S, self._inflight_per_instance())
+        return StepSample(
+            step.invocations_per_instance, step.concurrent_per_model, step.invocations, step
+        )
+
+    def _tick(self, boundary_v: float) -> None:
+        step = self.sample(boundary_v)
         try:
             target = self.plane.scalable_target(
                 self.resource.resource_id, self.resource.scalable_dimension
@@ -195,23 +238,27 @@ class Autoscaler:
                 self._read(target, policies)
                 self._apply(self._effective_policies(), record=True)
             self._k += 1
+            extra: dict[str, Any] = dict(step.extra)
+            if step.no_capacity_failures is not None:
+                extra["no_capacity_failures"] = step.no_capacity_failures
             result = self.tt.step(
                 self._k,
                 invocations_per_instance=step.invocations_per_instance,
-                concurrency=step.concurrent_per_model,
+                concurrency=step.concurrency,
+                **extra,
             )
             self._record(result.events)
             if policies is not None and target is not None:
                 self._run_scheduled(boundary_v, target, policies)
-            self._step_in_service = int(self.tt.in_service[0])
+            self.step_in_service = int(self.tt.in_service[0])
             if len(self.history) < _MAX_HISTORY:
                 self.history.append(
-                    (boundary_v, self._step_in_service, int(self.tt.desired[0]), step.invocations)
+                    (boundary_v, self.step_in_service, int(self.tt.desired[0]), step.invocations)
                 )
             self._push_in_service()
             self._schedule_completion()
-            changed = self._step_alarm_changes()
-        self._publish(boundary_v, step)
+            changed = alarm_changes(self._steps, self.tt.step_alarm_on[0], self._alarm_states)
+        self.publish(boundary_v, step)
         for name, on, reason in changed:
             # CloudWatch shows the state the controller evaluated, as AWS's alarm would
             try:
@@ -226,29 +273,6 @@ class Autoscaler:
                 )
             except TunerError as e:
                 self._log(f"autoscaler: cannot set alarm {name}: {e}")
-
-    def _step_alarm_changes(self) -> list[tuple[str, bool, str]]:
-        """(alarm name, in ALARM, reason) of step alarms whose state changed at this step."""
-        if not self._steps:
-            return []
-        on = self.tt.step_alarm_on[0]
-        out = []
-        for step, state in zip(self._steps, on, strict=False):
-            name, now = step.alarm_name, bool(state)
-            before = self._alarm_states.setdefault(name, False)  # new: as moto created it (OK)
-            if before is not now:
-                a = step.alarm
-                m_of_n = f"{a.datapoints_to_alarm} of the last {a.evaluation_periods}"
-                reason = (
-                    f"Threshold Crossed: at least {m_of_n} datapoints {a.comparison.value} "
-                    f"{a.threshold:g} (tuner emulator)"
-                    if now
-                    else f"Threshold not crossed: fewer than {m_of_n} datapoints "
-                    f"{a.comparison.value} {a.threshold:g} (tuner emulator)"
-                )
-                self._alarm_states[name] = now
-                out.append((name, now, reason))
-        return out
 
     def _run_scheduled(
         self, boundary_v: float, target: dict[str, Any], policies: list[dict[str, Any]]
@@ -311,10 +335,11 @@ class Autoscaler:
         finally:
             self._fired = []
 
-    def _publish(self, boundary_v: float, step: Any) -> None:
+    def publish(self, boundary_v: float, sample: StepSample) -> None:
+        """Put the step's AWS/SageMaker datums (and the minute's, on a minute boundary)."""
         ep = self.endpoint
         when = self.clock.datetime_at(boundary_v - STEP_S)
-        datums = [concurrency_datum(step, when, ep.name, ep.variant)]
+        datums = [concurrency_datum(sample.summary, when, ep.name, ep.variant)]
         if (boundary_v - self.clock.v0) % MINUTE_S == 0:
             minute = ep.metrics.summary(boundary_v - MINUTE_S, MINUTE_S)
             datums += minute_datums(
@@ -357,10 +382,7 @@ class Autoscaler:
                 continue
             try:
                 sp = ScalingPolicy.from_aws(target, p)
-                if sp.metric_type not in (
-                    MetricType.INVOCATIONS_PER_INSTANCE,
-                    MetricType.CONCURRENT_REQUESTS_PER_MODEL,
-                ):
+                if sp.metric_type not in _EMULATED_METRICS[self.resource.kind]:
                     raise ValidationError(f"metric {sp.metric_type} is not emulated")
             except TunerError as e:
                 self._skip(name, f"policy {name} ignored: {e}")
@@ -410,7 +432,14 @@ class Autoscaler:
             lo = min(hi, max(lo, d))
         policies = [p.replace(min_capacity=lo, max_capacity=hi) for p in self._base]
         if self._steps and not policies:  # step policies alone on the target
-            return [ScalingPolicy(min_capacity=lo, max_capacity=hi, step_policies=self._steps)]
+            return [
+                ScalingPolicy(
+                    min_capacity=lo,
+                    max_capacity=hi,
+                    step_policies=self._steps,
+                    kind=self.resource.kind,
+                )
+            ]
         policies = policies or [self._placeholder(lo, hi)]
         if self._steps:  # step policies ride on the first policy: the same target
             policies[0] = policies[0].replace(step_policies=self._steps)
@@ -432,35 +461,25 @@ class Autoscaler:
 
     def _record(self, events: tuple[ScalingEvent, ...] | list[ScalingEvent]) -> None:
         for ev in events:
+            cause = activity_cause(
+                ev, self.resource.resource_id, self._registered, self._fired, self._steps
+            )
             start_v = self._epoch_v + ev.t_s
             end_v = self._epoch_v + ev.completes_at_s
-            if ev.cause is ScalingCause.REGISTERED:
-                lo, hi = self._registered or (ev.to_capacity, ev.to_capacity)
-                cause = f"scalable target range set to {lo}..{hi}"
-            elif ev.cause is ScalingCause.SCHEDULED:
-                lo, hi = self._registered or (ev.to_capacity, ev.to_capacity)
-                cause = (
-                    f"scheduled action {', '.join(self._fired) or '?'} set the range to {lo}..{hi}"
-                )
-            else:
-                steps = {s.name: s.alarm_name for s in self._steps}
-                if ev.cause in (ScalingCause.ALARM_HIGH, ScalingCause.ALARM_LOW):
-                    alarm = f"TargetTracking-{self.resource.resource_id}-{ev.cause.value}"
-                elif ev.cause is ScalingCause.STEP_ALARM:
-                    alarm = steps.get(ev.policy or "", ev.cause.value)
-                else:
-                    alarm = ev.cause.value
-                cause = f"monitor alarm {alarm} in state ALARM triggered policy {ev.policy}"
             self.activities.add(ev.description, cause, start_v, end_v, ev.to_capacity)
             self._log(
                 f"scaling activity: {ev.kind.value} {ev.from_capacity} -> {ev.to_capacity} "
                 f"({cause})"
             )
 
+    def decided(self, desired: int, in_service: int) -> None:
+        """Called (lock held) after every decision; subclasses place what it asks for."""
+
     def _push_in_service(self) -> None:
         n = int(self.tt.in_service[0])
-        if n != self.endpoint.in_service:
-            self._loop.call_soon_threadsafe(self.endpoint.set_in_service, n)
+        self.decided(int(self.tt.desired[0]), n)
+        if n != self.target.in_service:
+            self._loop.call_soon_threadsafe(self.target.set_in_service, n)
 
     def _schedule_completion(self) -> None:
         """Bring booted instances into service at their exact virtual time, not a tick later."""
@@ -481,14 +500,16 @@ class Autoscaler:
             due = bool(tt.updating[0]) and self._epoch_v + float(tt.complete_at[0]) == at_v
             n = int(tt.desired[0])
         if due:
-            self.endpoint.set_in_service(n)
+            self.target.set_in_service(n)
 
-    @staticmethod
-    def _placeholder(lo: int, hi: int) -> ScalingPolicy:
+    def _placeholder(self, lo: int, hi: int) -> ScalingPolicy:
+        kind = self.resource.kind
         return ScalingPolicy(
             min_capacity=lo,
             max_capacity=hi,
             target_value=_PLACEHOLDER_TARGET,
             disable_scale_in=True,
             name="(no policy)",
+            kind=kind,
+            metric_type=_EMULATED_METRICS[kind][0],
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sys
 import threading
 import uuid
@@ -72,6 +73,58 @@ class HttpResponse:
         return json.loads(self.body or b"{}")
 
 
+# moto's Application Auto Scaling knows no inference components (its ScalableDimension enum stops
+# at variants). Their targets, policies and actions are stored under a stand-in variant id and
+# translated back in every answer, so clients and the autoscaler only ever see the real ids.
+_IC_DIMENSION = "sagemaker:inference-component:DesiredCopyCount"
+_VARIANT_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
+_STAND_IN = "endpoint/tuner-inference-component--{}/variant/DesiredCopyCount"
+_STAND_IN_RE = re.compile(r"endpoint/tuner-inference-component--([^/\"]+)/variant/DesiredCopyCount")
+
+
+def _to_moto(doc: Any) -> Any:
+    """A request with inference-component ids in their stand-in form."""
+    if isinstance(doc, dict):
+        out = {k: _to_moto(v) for k, v in doc.items()}
+        if out.get("ScalableDimension") == _IC_DIMENSION:
+            out["ScalableDimension"] = _VARIANT_DIMENSION
+        return out
+    if isinstance(doc, list):
+        return [_to_moto(v) for v in doc]
+    if isinstance(doc, str) and doc.startswith("inference-component/"):
+        return _STAND_IN.format(doc.split("/", 1)[1])
+    return doc
+
+
+def _from_moto(doc: Any) -> Any:
+    """An answer with the stand-in ids turned back into inference-component ids."""
+    if isinstance(doc, dict):
+        stand_in = isinstance(doc.get("ResourceId"), str) and bool(
+            _STAND_IN_RE.fullmatch(doc["ResourceId"])
+        )
+        out = {k: _from_moto(v) for k, v in doc.items()}
+        if stand_in and out.get("ScalableDimension") == _VARIANT_DIMENSION:
+            out["ScalableDimension"] = _IC_DIMENSION
+        return out
+    if isinstance(doc, list):
+        return [_from_moto(v) for v in doc]
+    if isinstance(doc, str) and "tuner-inference-component--" in doc:
+        return _STAND_IN_RE.sub(lambda m: f"inference-component/{m.group(1)}", doc)
+    return doc
+
+
+def _translate(req: HttpRequest) -> HttpRequest | None:
+    """The request for moto if it names an inference component, else None."""
+    if b"inference-component" not in req.body:
+        return None
+    try:
+        doc = json.loads(req.body)
+    except ValueError:
+        return None
+    body = json.dumps(_to_moto(doc)).encode()
+    return HttpRequest(req.method, req.path, req.query, req.headers, body)
+
+
 def _reset_moto(account: str, region: str) -> None:
     """Forget what a previous emulator in this process left in moto's global backends."""
     from moto.applicationautoscaling.models import applicationautoscaling_backends
@@ -95,7 +148,16 @@ class MotoPlane:
         _reset_moto(ACCOUNT_ID, region)
 
     def forward(self, req: HttpRequest) -> HttpResponse:
-        """Hand a client's request to moto as it came."""
+        """Hand a client's request to moto (inference-component ids translated both ways)."""
+        if not req.amz_target.startswith("AnyScaleFrontendService."):
+            return self._forward(req)
+        resp = self._forward(_translate(req) or req)
+        if b"tuner-inference-component--" not in resp.body:
+            return resp
+        body = json.dumps(_from_moto(json.loads(resp.body))).encode()
+        return HttpResponse(resp.status, resp.headers, body)
+
+    def _forward(self, req: HttpRequest) -> HttpResponse:
         environ = self._environ(req)
         status_line: list[str] = []
         out_headers: list[tuple[str, str]] = []

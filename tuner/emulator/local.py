@@ -20,8 +20,11 @@ from tuner.emulator.api import ControlApi
 from tuner.emulator.autoscaler import Autoscaler
 from tuner.emulator.control import DUMMY_ACCESS_KEY, DUMMY_SECRET_KEY, MotoPlane
 from tuner.emulator.endpoint import MAX_QUEUE, EmulatedEndpoint
+from tuner.emulator.icapi import ComponentApi, Components
 from tuner.emulator.server import HttpConnection, HttpLimits, Router
 from tuner.emulator.service import InstanceModel
+from tuner.emulator.streaming import StreamRoute
+from tuner.emulator.tokens import LlmServerSpec
 from tuner.errors import TunerError, ValidationError
 from tuner.model.capacity import Capacity
 from tuner.model.settings import SimulationSettings
@@ -60,6 +63,13 @@ class EmulatorConfig:
     virtual_start_s: float | None = None
     """Virtual epoch seconds at start (whole minutes); None: the real start time, rounded down
     to a minute. Lets scheduled actions at a given time of day run within seconds."""
+    llm: LlmServerSpec = field(default_factory=LlmServerSpec)
+    """What a copy of every inference component serves (tokens/s, sequences, load times)."""
+    inference_component: str | None = None
+    """LLM mode: an inference component of this name on the endpoint, its copies in service
+    at start (more can be created with CreateInferenceComponent)."""
+    copies: int = 1
+    """Copies of ``inference_component`` in service at start (0: scaled to zero)."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -74,6 +84,18 @@ class EmulatorConfig:
             raise ValidationError(f"variant must be non-empty without '/', got {self.variant!r}")
         if self.queue_cap < 1:
             raise ValidationError(f"queue_cap >= 1 must hold, got {self.queue_cap}")
+        if self.inference_component is not None and (
+            not self.inference_component or "/" in self.inference_component
+        ):
+            raise ValidationError(
+                f"inference component must be non-empty without '/', "
+                f"got {self.inference_component!r}"
+            )
+        if not 0 <= self.copies <= self.llm.max_copies():
+            raise ValidationError(
+                f"copies must be in 0..{self.llm.max_copies()} (max_instances x "
+                f"copies_per_instance), got {self.copies}"
+            )
         if self.virtual_start_s is not None and self.virtual_start_s % 60:
             raise ValidationError(
                 f"virtual start must be a whole minute, got {self.virtual_start_s:g} s"
@@ -116,6 +138,7 @@ class LocalAws:
         self.clock: VirtualClock
         self.endpoint: EmulatedEndpoint
         self.autoscaler: Autoscaler
+        self.components: Components | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -172,8 +195,21 @@ class LocalAws:
             settings=SimulationSettings(metric_lag_s=cfg.metric_lag_s),
             log=self._log,
         )
-        api = ControlApi(plane, self.autoscaler, self.clock)
-        documents = {"status": self.status, "timeline": self.timeline}
+        components = self.components = Components(
+            plane,
+            self.endpoint,
+            cfg.llm,
+            loop,
+            self.clock,
+            settings=SimulationSettings(metric_lag_s=cfg.metric_lag_s),
+            log=self._log,
+        )
+        api = ComponentApi(ControlApi(plane, self.autoscaler, self.clock), components)
+        documents = {
+            "status": self.status,
+            "timeline": self.timeline,
+            "components": self.components_document,
+        }
         router = self._router = Router(
             self.endpoint,
             self.clock,
@@ -184,6 +220,7 @@ class LocalAws:
             region=cfg.region,
             limits=cfg.http_limits,
         )
+        router.streams = StreamRoute(components, router.request_id)
         self._server = asyncio.run_coroutine_threadsafe(
             loop.create_server(lambda: HttpConnection(router), sock=sock), loop
         ).result(timeout=10)
@@ -191,6 +228,8 @@ class LocalAws:
         self.port = int(self._server.sockets[0].getsockname()[1])
         plane.port = self.port
         plane.create_endpoint(cfg.endpoint, cfg.variant, cfg.instances, cfg.capacity.instance_type)
+        if cfg.inference_component is not None:
+            components.create(cfg.inference_component, cfg.copies, loaded=True)
         self._scaler_thread = threading.Thread(
             target=self.autoscaler.run,
             args=(self._stop,),
@@ -202,6 +241,9 @@ class LocalAws:
     def stop(self) -> None:
         """Stop serving and scaling; threads joined, port freed. Safe to call twice."""
         self._stop.set()
+        if self.components is not None:
+            self.components.stop_all()
+            self.components = None
         if self._scaler_thread is not None:
             self._scaler_thread.join(timeout=30)
             self._scaler_thread = None
@@ -278,4 +320,53 @@ class LocalAws:
             "queued": ep.queued,
             "invocations_total": ep.total_invocations,
             "scaling_activities": len(self.autoscaler.activities),
+            "inference_components": self.component_status(),
         }
+
+    def component_timeline(self, name: str) -> dict[str, Any]:
+        """An inference component's copies per 10-s step (as ``timeline()`` for instances).
+
+        ``rows``: [start virtual epoch s, copies in service, desired copies, instances running on
+        the endpoint] for each step, as they are after the decisions at its start.
+        """
+        comps = self.components
+        item = comps.get(name) if comps is not None else None
+        if item is None:
+            raise ValidationError(f"no inference component {name!r} on the local AWS")
+        scaler = item.scaler
+        rows = [[t, n, d, scaler.instances_at.get(t, 0)] for t, n, d, _ in list(scaler.history)]
+        return {"step_s": 10, "virtual_epoch_s": self.clock.v0, "rows": rows}
+
+    def components_document(self) -> dict[str, Any]:
+        """The ``/_tuner/components`` document: status and timeline of every component."""
+        comps = self.components
+        names = comps.names() if comps is not None else []
+        return {
+            **self.component_status(),
+            "timelines": {n: self.component_timeline(n)["rows"] for n in names},
+        }
+
+    def component_status(self) -> dict[str, Any]:
+        """Per inference component: copies desired and in service, sequences, queue; and the
+        endpoint's instances under managed instance scaling."""
+        comps = self.components
+        if comps is None:
+            return {}
+        out: dict[str, Any] = {}
+        for name in comps.names():
+            item = comps.get(name)
+            if item is None:
+                continue
+            view = item.scaler.view()
+            rt = item.runtime
+            out[name] = {
+                "status": comps.status(item),
+                "desired_copies": view.desired,
+                "copies_in_service": rt.in_service,
+                "active_sequences": rt.active,
+                "queued": rt.queued,
+                "invocations_total": rt.total_invocations,
+                "no_capacity_failures_total": rt.no_capacity_total,
+            }
+        running, booting = comps.pool.instances()
+        return {"components": out, "instances_running": running, "instances_booting": booting}

@@ -39,6 +39,7 @@ class Bucket:
         "lat_max_ms",
         "max_inflight",
         "max_inflight_instances",
+        "no_capacity",
     )
 
     def __init__(self) -> None:
@@ -52,6 +53,8 @@ class Bucket:
         self.lat_max_ms = 0.0
         self.max_inflight = 0
         self.max_inflight_instances = 1
+        self.no_capacity = 0
+        """Requests refused because no copy was in service (inference components)."""
 
     def add_latency(self, ms: float) -> None:
         self.lat_n += 1
@@ -78,6 +81,7 @@ class PeriodSummary:
     latency_max_ms: float
     concurrent_per_model: float
     """Maximum in-flight (serving + queued) requests per instance in service."""
+    no_capacity: int = 0
 
 
 class MetricBuckets:
@@ -116,6 +120,7 @@ class MetricBuckets:
             latency_min_ms=min((b.lat_min_ms for b in bs if b.lat_n), default=0.0),
             latency_max_ms=max((b.lat_max_ms for b in bs if b.lat_n), default=0.0),
             concurrent_per_model=crpm,
+            no_capacity=sum(b.no_capacity for b in bs),
         )
 
     def forget_before(self, virtual_s: float) -> None:
@@ -196,3 +201,51 @@ def concurrency_datum(
         "StorageResolution": 1,
         "StatisticValues": {"SampleCount": 1.0, "Sum": v, "Minimum": v, "Maximum": v},
     }
+
+
+def component_datums(
+    s: PeriodSummary, when: datetime, component: str, *, minute: bool
+) -> list[dict[str, Any]]:
+    """An inference component's datums (dimension InferenceComponentName).
+
+    Every 10 s: ConcurrentRequestsPerCopy (high resolution, its Maximum the peak in-flight per
+    copy). Every 60 s (``minute``): InvocationsPerCopy, Invocations, NoCapacityInvocationFailures,
+    the error counts and ModelLatency (end to end, microseconds).
+    """
+    dims: list[Mapping[str, str]] = [{"Name": "InferenceComponentName", "Value": component}]
+    if not minute:
+        v = float(s.concurrent_per_model)
+        return [
+            _datum(
+                "ConcurrentRequestsPerCopy",
+                when,
+                dims,
+                "None",
+                StorageResolution=1,
+                StatisticValues={"SampleCount": 1.0, "Sum": v, "Minimum": v, "Maximum": v},
+            )
+        ]
+    out = [
+        _datum("InvocationsPerCopy", when, dims, "None", Value=s.invocations_per_instance),
+        _datum("Invocations", when, dims, "None", Value=float(s.invocations)),
+        _datum("NoCapacityInvocationFailures", when, dims, "None", Value=float(s.no_capacity)),
+        _datum("Invocation4XXErrors", when, dims, "None", Value=float(s.err4xx)),
+        _datum("Invocation5XXErrors", when, dims, "None", Value=float(s.err5xx)),
+    ]
+    if s.latency_n:
+        us = 1000.0
+        out.append(
+            _datum(
+                "ModelLatency",
+                when,
+                dims,
+                "Microseconds",
+                StatisticValues={
+                    "SampleCount": float(s.latency_n),
+                    "Sum": s.latency_sum_ms * us,
+                    "Minimum": s.latency_min_ms * us,
+                    "Maximum": s.latency_max_ms * us,
+                },
+            )
+        )
+    return out

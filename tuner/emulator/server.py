@@ -9,9 +9,11 @@ runtime route here costs no thread, no task and no WSGI environ per request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import re
+import socket
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,21 +24,29 @@ from urllib.parse import unquote
 from tuner.clock import VirtualClock
 from tuner.emulator.control import ACCOUNT_ID, HttpRequest, HttpResponse
 from tuner.emulator.endpoint import EmulatedEndpoint, Outcome
+from tuner.emulator.framing import (
+    BadRequest,
+    ChunkedBody,
+    ChunkedWriter,
+    runtime_error,
+    timeout_error,
+)
 
+_DIGITS = re.compile(r"^[0-9]{1,19}$")
 _MAX_BODY = 8 * 1024 * 1024  # SageMaker's synchronous payload limit is 6 MB
 _INVOKE = re.compile(r"^/endpoints/([^/]+)/invocations$")
+_INVOKE_STREAM = re.compile(r"^/endpoints/([^/]+)/invocations-response-stream$")
 _SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/([^/,\s]+)/([^/,\s]+)/aws4_request")
 _SWEEP_S = 1.0
 CONTROL_SERVICES = frozenset({"application-autoscaling", "monitoring", "sagemaker"})
 """The services the control plane answers (by SigV4 scope); any other is refused."""
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
-_TIMEOUT_MESSAGE = (
-    'Received server error (0) from primary with message "Your invocation timed out while '
-    "waiting for a response from container primary. Review the latency metrics for each "
-    'container in Amazon CloudWatch, resolve the issue, and try again."'
-)
-
 Reply = Callable[[HttpResponse], None]
+OpenStream = Callable[[int, list[tuple[str, str]]], "ChunkedWriter"]
+"""Starts a chunked response with this status and headers (the connection's ``start_stream``)."""
+StreamHandler = Callable[[str, HttpRequest, Reply, OpenStream | None], None]
+"""Answers an inference component's invocation (endpoint name, request, reply, and how to open
+a stream: None for InvokeEndpoint, answered in one piece)."""
 ControlHandler = Callable[[HttpRequest], HttpResponse]
 """Answers a control-plane request (runs in a worker thread)."""
 
@@ -64,8 +74,11 @@ class Router:
         *,
         region: str = "us-east-1",
         limits: HttpLimits | None = None,
+        streams: StreamHandler | None = None,
     ) -> None:
         self.limits = limits or HttpLimits()
+        self.streams = streams
+        """InvokeEndpointWithResponseStream's handler (None: answered 404 as unknown)."""
         self.buffered = 0
         """Request bytes held by all connections (see HttpLimits.max_buffered_bytes)."""
         self.region = region
@@ -94,10 +107,16 @@ class Router:
             conn.expire()
         self._loop.call_later(_SWEEP_S, self._sweep)
 
-    def handle(self, req: HttpRequest, reply: Reply) -> None:
+    def handle(self, req: HttpRequest, reply: Reply, open_stream: OpenStream | None = None) -> None:
         m = _INVOKE.match(req.path) if req.method == "POST" else None
-        if m is not None:
+        s = _INVOKE_STREAM.match(req.path) if req.method == "POST" and m is None else None
+        component = "x-amzn-sagemaker-inference-component" in req.headers
+        if m is not None and component and self.streams is not None:
+            self.streams(unquote(m.group(1)), req, reply, None)  # answered whole, not streamed
+        elif m is not None:
             self._invoke(m.group(1), reply)
+        elif s is not None and self.streams is not None and open_stream is not None:
+            self.streams(unquote(s.group(1)), req, reply, open_stream)
         elif req.path == "/_tuner/clock":
             reply(HttpResponse.json(200, self._clock.to_json()))
         elif req.path.startswith("/_tuner/") and req.path[8:] in self._documents:
@@ -163,29 +182,16 @@ class Router:
             elif outcome is Outcome.THROTTLED:
                 reply(self._runtime_error(429, "ThrottlingException", "Rate exceeded"))
             else:
-                reply(
-                    self._runtime_error(
-                        424,
-                        "ModelError",
-                        _TIMEOUT_MESSAGE,
-                        OriginalStatusCode=0,
-                        OriginalMessage="Your invocation timed out while waiting for a response "
-                        "from container primary.",
-                        LogStreamArn=f"arn:aws:logs:us-east-1:{ACCOUNT_ID}:log-group:"
-                        f"/aws/sagemaker/Endpoints/{ep.name}",
-                    )
-                )
+                reply(timeout_error(ep.name, self._request_id()))
 
         ep.invoke(done)
 
     def _runtime_error(self, status: int, code: str, message: str, **extra: Any) -> HttpResponse:
-        body = json.dumps({"message": message, **extra}).encode()
-        headers = [
-            ("Content-Type", "application/json"),
-            ("x-amzn-ErrorType", f"{code}:http://internal.amazon.com/coral/com.amazon.sagemaker/"),
-            ("x-amzn-RequestId", self._request_id()),
-        ]
-        return HttpResponse(status, headers, body)
+        return runtime_error(status, code, message, self._request_id(), **extra)
+
+    def request_id(self) -> str:
+        """A new x-amzn-RequestId."""
+        return self._request_id()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -208,88 +214,6 @@ class HttpLimits:
     clients send large bodies slowly at once."""
 
 
-class _BadRequest(Exception):
-    """Malformed framing: answered with this status and closed."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-
-_HEX = re.compile(rb"^[0-9A-Fa-f]{1,16}$")
-_DIGITS = re.compile(r"^[0-9]{1,19}$")
-_MAX_CHUNK_LINE = 4096
-
-
-class _Chunked:
-    """An incremental chunked-body decoder: each byte of the buffer is looked at once."""
-
-    def __init__(self, limit: int) -> None:
-        self.body = bytearray()
-        self._limit = limit
-        self._left = -1  # chunk data still to come; 0: its CRLF; -1: a size line next
-        self._trailer = False
-        self._trailer_bytes = 0
-
-    def feed(self, buf: bytearray) -> bool:
-        """Consume what it can from the front of ``buf``; True once the body is complete."""
-        pos, n = 0, len(buf)
-        try:
-            while pos < n:
-                if self._trailer:
-                    eol = buf.find(b"\r\n", pos)
-                    if eol < 0:
-                        self._trailer_bytes += n - pos
-                        if self._trailer_bytes > _MAX_CHUNK_LINE:
-                            raise _BadRequest(400, "BadRequest", "chunked trailer too long")
-                        return False
-                    line_empty = eol == pos
-                    pos = eol + 2
-                    if line_empty:
-                        del buf[:pos]
-                        pos = n = 0
-                        return True
-                elif self._left < 0:
-                    eol = buf.find(b"\r\n", pos, pos + _MAX_CHUNK_LINE)
-                    if eol < 0:
-                        if n - pos >= _MAX_CHUNK_LINE:
-                            raise _BadRequest(400, "BadRequest", "chunk size line too long")
-                        return False
-                    size_text = bytes(buf[pos:eol]).split(b";", 1)[0].strip()
-                    if not _HEX.match(size_text):
-                        raise _BadRequest(
-                            400, "BadRequest", f"malformed chunk size {size_text[:32]!r}"
-                        )
-                    size = int(size_text, 16)
-                    pos = eol + 2
-                    if size == 0:
-                        self._trailer = True
-                        continue
-                    if len(self.body) + size > self._limit:
-                        raise _BadRequest(
-                            413,
-                            "RequestEntityTooLarge",
-                            f"request body larger than {self._limit} bytes",
-                        )
-                    self._left = size
-                elif self._left > 0:
-                    take = min(self._left, n - pos)
-                    self.body += buf[pos : pos + take]
-                    self._left -= take
-                    pos += take
-                else:  # the chunk's data is in: its CRLF must follow
-                    if n - pos < 2:
-                        return False
-                    if buf[pos : pos + 2] != b"\r\n":
-                        raise _BadRequest(400, "BadRequest", "chunk data not followed by CRLF")
-                    pos += 2
-                    self._left = -1
-            return False
-        finally:
-            if pos:
-                del buf[:pos]
-
-
 @dataclass
 class _Pending:
     """A request whose head has arrived, waiting for its body."""
@@ -299,7 +223,7 @@ class _Pending:
     version: str
     headers: dict[str, str]
     length: int = 0
-    chunked: _Chunked | None = None
+    chunked: ChunkedBody | None = None
 
 
 class HttpConnection(asyncio.Protocol):
@@ -323,12 +247,19 @@ class HttpConnection(asyncio.Protocol):
         self._pending: _Pending | None = None
         self._scanned = 0  # bytes of the buffer already searched for the end of the head
         self._held = 0  # bytes this connection counts in router.buffered
+        self.transport: asyncio.Transport | None = None
+        """The transport while connected (what a ChunkedWriter writes to)."""
         self.deadline = 0.0
         """Loop time by which the connection must make progress (0: none while answering)."""
         self.deadline_kind = "idle"
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
+        self.transport = self._transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:  # streamed chunks go out as written (no Nagle wait for an ACK)
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if len(self._router.connections) >= self._limits.max_connections:
             self._keep_alive = False
             self._reply(
@@ -344,6 +275,7 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
+        self.transport = None
         self._router.connections.discard(self)
         self._router.buffered -= self._held
         self._held = 0
@@ -394,6 +326,22 @@ class HttpConnection(asyncio.Protocol):
         if t is None or t.is_closing():
             return
         t.write(_encode(resp, self._keep_alive))
+        self.answered()
+
+    def start_stream(self, status: int, headers: list[tuple[str, str]]) -> ChunkedWriter:
+        """Write a chunked answer's head; the returned writer sends the body and ends it."""
+        lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}"]
+        lines.extend(f"{k}: {v}" for k, v in headers)
+        lines.append("Transfer-Encoding: chunked")
+        if not self._keep_alive:
+            lines.append("Connection: close")
+        return ChunkedWriter(self, ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+
+    def answered(self) -> None:
+        """The answer is complete: close, or wait for (or parse) the next request."""
+        t = self._transport
+        if t is None or t.is_closing():
+            return
         self._waiting = False
         if not self._keep_alive:
             t.close()
@@ -420,7 +368,7 @@ class HttpConnection(asyncio.Protocol):
                     return
                 if not self._parse_one():
                     return
-        except _BadRequest as e:
+        except BadRequest as e:
             self._fail(e.status, e.code, e.message)
         finally:
             self._in_parse = False
@@ -431,7 +379,7 @@ class HttpConnection(asyncio.Protocol):
         end = buf.find(b"\r\n\r\n", max(0, self._scanned - 3), self._limits.max_head_bytes + 4)
         if end < 0:
             if len(buf) > self._limits.max_head_bytes:
-                raise _BadRequest(431, "RequestHeaderFieldsTooLarge", "request header too large")
+                raise BadRequest(431, "RequestHeaderFieldsTooLarge", "request header too large")
             self._scanned = len(buf)
             return None
         self._scanned = 0
@@ -439,36 +387,36 @@ class HttpConnection(asyncio.Protocol):
         del buf[: end + 4]
         parts = head[0].split(" ")
         if len(parts) != 3 or not parts[0].isalpha() or not parts[2].startswith("HTTP/1."):
-            raise _BadRequest(400, "BadRequest", "malformed request line")
+            raise BadRequest(400, "BadRequest", "malformed request line")
         method, target, version = parts
         headers: dict[str, str] = {}
         for line in head[1:]:
             name, colon, value = line.partition(":")
             name = name.strip().lower()
             if not colon or not name or " " in name:
-                raise _BadRequest(400, "BadRequest", "malformed header line")
+                raise BadRequest(400, "BadRequest", "malformed header line")
             value = value.strip()
             framing = name in ("content-length", "transfer-encoding")
             if framing and name in headers and headers[name] != value:
-                raise _BadRequest(400, "BadRequest", f"conflicting {name} headers")
+                raise BadRequest(400, "BadRequest", f"conflicting {name} headers")
             headers[name] = value
         pending = _Pending(method, target, version, headers)
         te = headers.get("transfer-encoding")
         if te is not None:
             if "content-length" in headers:
-                raise _BadRequest(
+                raise BadRequest(
                     400, "BadRequest", "both Transfer-Encoding and Content-Length given"
                 )
             if te.lower() != "chunked":
-                raise _BadRequest(501, "NotImplemented", f"Transfer-Encoding {te!r} not supported")
-            pending.chunked = _Chunked(self._limits.max_body_bytes)
+                raise BadRequest(501, "NotImplemented", f"Transfer-Encoding {te!r} not supported")
+            pending.chunked = ChunkedBody(self._limits.max_body_bytes)
         else:
             text = headers.get("content-length", "0")
             if not _DIGITS.match(text):
-                raise _BadRequest(400, "BadRequest", f"malformed Content-Length {text[:32]!r}")
+                raise BadRequest(400, "BadRequest", f"malformed Content-Length {text[:32]!r}")
             pending.length = int(text)
             if pending.length > self._limits.max_body_bytes:
-                raise _BadRequest(
+                raise BadRequest(
                     413,
                     "RequestEntityTooLarge",
                     f"request body larger than {self._limits.max_body_bytes} bytes",
@@ -507,7 +455,9 @@ class HttpConnection(asyncio.Protocol):
         path, _, query = req.target.partition("?")
         self._waiting = True
         self.deadline = 0.0
-        self._router.handle(HttpRequest(req.method, path, query, req.headers, body), self._reply)
+        self._router.handle(
+            HttpRequest(req.method, path, query, req.headers, body), self._reply, self.start_stream
+        )
         return True
 
 

@@ -111,8 +111,11 @@ class ScalingPolicy:
                 "ScalableTarget.MinCapacity <= MaxCapacity must hold, "
                 f"got {self.min_capacity} > {self.max_capacity}"
             )
-        if self.max_capacity < 1:
-            raise PolicyError(f"ScalableTarget.MaxCapacity >= 1 must hold, got {self.max_capacity}")
+        least = max(1, floor) if self.kind is ResourceKind.VARIANT else 0  # a component: 0 copies
+        if self.max_capacity < least:
+            raise PolicyError(
+                f"ScalableTarget.MaxCapacity >= {least} must hold, got {self.max_capacity}"
+            )
         if self.max_capacity > MAX_RESOURCE_CAPACITY:
             raise PolicyError(
                 f"ScalableTarget.MaxCapacity <= {MAX_RESOURCE_CAPACITY} must hold (Application "

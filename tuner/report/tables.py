@@ -305,18 +305,39 @@ def validation_sentences(run: Run) -> list[str]:
         return []
     if "note" in v:
         return [str(v["note"])]
-    out = [
+    pooled = v["stress_level"] == 0
+    split = (
         f"Tuned on the older {_days(v['in_sample_days'])} (in-sample) and validated on the "
-        f"newest {_days(v['holdout_days'])} (held-out); the recommendation must meet the "
-        "objective on both and under the stress scenarios.",
+        f"newest {_days(v['holdout_days'])} (held-out); "
+    )
+    out = [
+        split
+        + (
+            "the walk-forward folds showed no margin was needed, so the recommendation must "
+            "meet the objective itself over the whole history (in-sample and held-out together)."
+            if pooled
+            else "the recommendation must meet the objective on both and under the stress "
+            "scenarios."
+        ),
         f"Stress level x{v['stress_level']:g}: {v['stress_level_reason']}.",
     ]
     for f in v.get("folds", []):
-        level = "no level up to the highest" if f["level"] is None else f"x{f['level']:g}"
+        level = (
+            "no level up to the highest"
+            if f["level"] is None
+            else "none (x0)"
+            if f["level"] == 0
+            else f"x{f['level']:g}"
+        )
         naive = f["in_sample_pick"] or "none"
         verdict = "met" if f["in_sample_pick_meets_next_window"] else "missed"
+        surge = (
+            f" (a surge: the next window peaked at {f['peak_ratio']:.2f}x its past's peak)"
+            if f.get("surge")
+            else ""
+        )
         out.append(
-            f"Fold ({f['fold']}): the in-sample choice {naive} {verdict} the next window; "
+            f"Fold ({f['fold']}): the in-sample choice {naive} {verdict} the next window{surge}; "
             f"stress needed: {level}."
         )
     naive = v.get("in_sample_only_pick")
@@ -327,7 +348,17 @@ def validation_sentences(run: Run) -> list[str]:
             "once the stress margin is added."
         )
     rec = v.get("candidates", {}).get(v.get("recommended"), {})
-    if rec and not (rec["in_sample"]["meets"] and rec["held_out"]["meets"]):
+    if pooled and rec and not rec["held_out"]["meets"]:
+        out.append(
+            "On the held-out window alone it misses the objective (SLO violation "
+            f"{pct(rec['held_out']['slo_violation_rate'])}, error rate "
+            f"{pct(rec['held_out']['error_rate'])}): that window holds a larger share of the "
+            "history's rare events than the whole does; over the whole history it meets it "
+            f"(SLO violation {pct(rec['history']['slo_violation_rate'])}, error rate "
+            f"{pct(rec['history']['error_rate'])}). Give --stress-level 1 or more to buy "
+            "margin for such events in every window."
+        )
+    elif rec and not (rec["in_sample"]["meets"] and rec["held_out"]["meets"]):
         fallback = v.get("cheapest_meeting_in_sample_and_held_out")
         out.append(
             "No candidate meets the objective in-sample, held-out and under stress together; "

@@ -22,9 +22,11 @@ from tuner.tune.llm import (
 )
 from tuner.tune.pipeline import (
     Tuning,
-    manifest,
     tune,
     unmodelled,
+)
+from tuner.tune.provenance import (
+    manifest,
     versions,
 )
 from tuner.tune.recommend import (

@@ -29,6 +29,8 @@ class DemandProfile:
 
     name: str
     rates_rps: np.ndarray = field(repr=False)
+    start_epoch_s: float | None = None
+    """The instant of minute 0 (scheduled actions run on this clock); None: the default start."""
 
     @property
     def duration_s(self) -> float:

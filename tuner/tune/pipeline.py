@@ -15,14 +15,9 @@ boot jitter ±60 s, 60-s metric delay, warm start) and the default :class:`Grid`
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import math
-import platform
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +36,8 @@ from tuner.tune.companion import CompanionGrid, companion_candidates
 from tuner.tune.grid import Grid
 from tuner.tune.history import holdout_minutes, per_minute
 from tuner.tune.recommend import Recommendation, recommend, score
-from tuner.tune.run import Run, folder_name
-from tuner.tune.schedules import FLOOR_OFF, FLOOR_ON, Rhythm, search_schedules
+from tuner.tune.run import Run
+from tuner.tune.schedules import Rhythm, floor_reason, search_schedules
 from tuner.tune.search import Objective, evaluate, simulate_candidates
 from tuner.tune.walkforward import tune_history
 
@@ -144,10 +139,11 @@ def tune(
     One profile of two days or more is a history: it is tuned with held-out validation, stress
     and the finer search (:func:`tuner.tune.walkforward.tune_history`); ``holdout`` is
     :func:`tuner.tune.history.parse_holdout`'s value (None: a quarter, in whole days; 0: off),
-    ``stress_level`` None calibrates the level on walk-forward folds, ``max_instances`` caps
-    MaxCapacity.
-    Scheduled floors and step companions are searched on the other path only (several
-    profiles, a scenario, or ``holdout`` 0); with held-out validation they are not yet.
+    ``stress_level`` None calibrates the level on walk-forward folds (0: no margin or stress,
+    the objective itself over the whole history; see :mod:`tuner.tune.holdout`),
+    ``max_instances`` caps MaxCapacity.
+    Scheduled floors and step companions are searched on both paths (on a history, judged by
+    its held-out gates).
 
     An :class:`LlmCapacity` tunes an inference component's copies instead
     (:func:`tuner.tune.llm.tune_llm`: TTFT/ITL objectives, MinCopyCount 0 searched);
@@ -183,8 +179,8 @@ def tune(
         raise ValidationError(f"profile names must be unique, got {names}")
     if max_instances is not None and max_instances < 1:
         raise ValidationError(f"--max-instances >= 1 must hold, got {max_instances}")
-    if stress_level is not None and not 1 <= stress_level <= 10:
-        raise ValidationError(f"--stress-level must be in [1, 10], got {stress_level:g}")
+    if stress_level is not None and not (stress_level == 0 or 1 <= stress_level <= 10):
+        raise ValidationError(f"--stress-level must be 0 or in [1, 10], got {stress_level:g}")
     held = holdout_minutes(holdout, len(per_minute(profiles[0]))) if len(profiles) == 1 else 0
     if held:
         return _tune_history(
@@ -199,6 +195,9 @@ def tune(
             progress=progress,
             stress_level=stress_level,
             max_instances=max_instances,
+            schedules=schedules,
+            schedule_timezone=schedule_timezone,
+            companions=companions,
         )
     levels, high = grid.capacity_bounds(profiles, capacity.max_rps_per_instance)
     mins, maxes = grid.min_capacities or levels, grid.max_capacities or (high,)
@@ -262,28 +261,9 @@ def tune(
                 rule_of_thumb=rule.label,
                 current=current.label if current else None,
             )
-    recommendation = recommend(table, results, objective)
-    chosen = by_label[recommendation.label]
-    if rhythm is not None and chosen.scheduled_actions:
-        on = next(a for a in chosen.scheduled_actions if a.name == FLOOR_ON)
-        plain = table[~table["candidate"].map(lambda c: bool(by_label[c].scheduled_actions))]
-        plain = plain[plain["meets_objective"]]
-        versus = (
-            f"the best policy without one ({plain.iloc[0]['candidate']}, "
-            f"${plain.iloc[0]['monthly_cost_usd']:,.0f}/month)"
-            if len(plain)
-            else "every policy without one, none of which meets the objective"
-        )
-        recommendation = dataclasses.replace(
-            recommendation,
-            reasons=(
-                *recommendation.reasons,
-                f"It carries a scheduled floor: MinCapacity {on.min_capacity} over "
-                f"{rhythm.description} (the busy hours of the history, one hour early), "
-                f"{chosen.min_capacity} otherwise (scheduled actions {FLOOR_ON} and "
-                f"{FLOOR_OFF}); cheaper than {versus} at the same objective.",
-            ),
-        )
+    recommendation = floor_reason(
+        recommend(table, results, objective), table, by_label, rhythm, "objective"
+    )
     shown = [
         recommendation.label,
         *recommendation.alternatives,
@@ -350,6 +330,9 @@ def _tune_history(
     progress: Progress,
     stress_level: float | None,
     max_instances: int | None,
+    schedules: bool,
+    schedule_timezone: str | None,
+    companions: CompanionGrid | None,
 ) -> Tuning:
     """The history path of :func:`tune`: search, validation and stress, then the usual score."""
     levels, high = grid.capacity_bounds([profile], capacity.max_rps_per_instance)
@@ -368,17 +351,27 @@ def _tune_history(
         stress_level=stress_level,
         max_instances=max_instances,
         progress=progress,
+        schedules=schedules,
+        zone_name=schedule_timezone,
+        companions=companions,
     )
     by_label = {p.label: p for p in found.policies}
+    judged = found.objective or objective
     table = score(
         found.results,
         found.policies,
-        objective,
+        judged,
         rule_of_thumb=rule.label,
         current=current.label if current else None,
         cost_profiles=found.cost_profiles,
     )
-    recommendation = recommend(table, found.results, objective)
+    recommendation = floor_reason(
+        recommend(table, found.results, judged),
+        table,
+        by_label,
+        found.rhythm,
+        "held-out objective",
+    )
     best = by_label[recommendation.label]
     recommended = best.replace(name=current.name if current else DEFAULT_POLICY_NAME)
     shown = [recommendation.label, *recommendation.alternatives, rule.label]
@@ -418,6 +411,8 @@ def _tune_history(
         recommendation=recommendation,
         recommended=recommended,
         timelines=timelines,
+        companions=companions,
+        rhythm=found.rhythm,
         validation=validation,
     )
 
@@ -441,103 +436,3 @@ def _timelines(
         )
         out[profile.name] = {p.label: result.timeline(i) for i, p in enumerate(chosen)}
     return out
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def versions() -> dict[str, str]:
-    """Versions of tuner, Python and the libraries that shape the numbers."""
-    from tuner import __version__
-
-    out = {"tuner": __version__, "python": platform.python_version()}
-    for dist in ("numpy", "pandas", "matplotlib", "boto3"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = "not installed"
-    return out
-
-
-def manifest(
-    tuning: Tuning,
-    out: Path,
-    *,
-    profile_paths: Sequence[Path | None],
-    capacity_path: Path | None = None,
-    grid_path: Path | None = None,
-    command: str = "",
-    endpoint: str | None = None,
-    variant: str | None = None,
-    current_note: str = "",
-    created: datetime | None = None,
-) -> dict[str, Any]:
-    """What the run used and how: inputs with hashes, grid, objective, versions, command line."""
-    created = created or datetime.now(UTC).replace(microsecond=0)
-    objective, settings = tuning.objective, tuning.settings
-    return {
-        "run_id": out.name,
-        "created": created.isoformat().replace("+00:00", "Z"),
-        "command": command,
-        "out": str(out),
-        "profiles": [
-            {
-                "name": p.name,
-                "path": str(path) if path else None,
-                "sha256": _sha256(path) if path else "",
-                "duration_s": p.duration_s,
-                "folder": folder_name(p.name),
-            }
-            for p, path in zip(tuning.profiles, profile_paths, strict=True)
-        ],
-        "capacity": {
-            "path": str(capacity_path) if capacity_path else "default",
-            "sha256": _sha256(capacity_path) if capacity_path else "",
-            **tuning.capacity.to_dict(),
-        },
-        "grid": {
-            "path": str(grid_path) if grid_path else None,
-            "sha256": _sha256(grid_path) if grid_path else "",
-            "candidates": len(tuning.policies),
-            "min_capacities_used": list(tuning.min_capacities),
-            "max_capacities_used": list(tuning.max_capacities),
-            **tuning.grid.to_dict(),
-            "step_companions": tuning.companions.to_dict() if tuning.companions else None,
-        },
-        "objective": {
-            "slo_p99_ms": objective.slo_p99_ms,
-            "max_error_rate": objective.max_error_rate,
-            "max_slo_violation": objective.max_slo_violation,
-            "margin": objective.margin,
-            **(
-                {
-                    "slo_ttft_p99_ms": objective.slo_ttft_p99_ms,
-                    "slo_itl_p99_ms": objective.slo_itl_p99_ms,
-                }
-                if objective.slo_ttft_p99_ms is not None
-                else {}
-            ),
-        },
-        "simulation": {
-            "seeds": list(settings.seeds),
-            "boot_s": settings.boot_s,
-            "metric_lag_s": settings.metric_lag_s,
-            "boot_jitter_s": settings.boot_jitter_s,
-            "timeline_seed": settings.seeds[0],
-            "monthly_cost": "mean billed instances over the profile x 730 h x "
-            "hourly_usd; mean over profiles",
-        },
-        "scheduled_floors": None
-        if tuning.rhythm is None
-        else {
-            "busy_window": tuning.rhythm.description,
-            "daily_autocorrelation": round(tuning.rhythm.daily_autocorrelation, 4),
-            "weekly_autocorrelation": round(tuning.rhythm.weekly_autocorrelation, 4),
-        },
-        "endpoint": endpoint,
-        "variant": variant if endpoint else None,
-        "current_policy": tuning.current.to_dict() if tuning.current else None,
-        "current_policy_note": current_note or None,
-        "versions": versions(),
-    }

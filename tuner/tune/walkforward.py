@@ -2,31 +2,44 @@
 
 1. Coarse search on seed 0: every candidate of :func:`tuner.tune.refine.coarse` over the whole
    history, judged on each walk-forward fold's past and future.
-2. Calibration: per fold, the least stress level at which the cheapest policy meeting the
-   objective on its past (and on the stress scenarios built from that past) also meets it on
-   the window after it; the level used is the largest any fold needed.
-3. Refinement around the cheapest candidates that meet the objective in-sample (older part),
-   held-out (newest window) and under stress at that level: every integer MinCapacity near
-   them, every cooldown pair, target values bisected towards the feasibility edge.
-4. The finalists (and the baselines) on every seed; their rows go to the usual score.
+2. Calibration (:func:`tuner.tune.holdout.calibrate`): per fold, the least rung of safety at
+   which the cheapest policy tuned on its past also meets the objective on the window after it;
+   the rung used is the largest the folds needed (surge folds aside, see
+   :func:`tuner.tune.holdout.required_level`).
+3. Refinement around the cheapest candidates that pass the gates of that rung: at x0
+   (:data:`tuner.tune.holdout.POOLED`) the objective itself over the whole history as one; from
+   x1 up, the objective with its margin in-sample (older part) and held-out (newest window) each,
+   and under stress at that level. Every integer MinCapacity near them, every cooldown pair,
+   target values bisected towards the feasibility edge.
+4. Scheduled floors (with ``schedules``, where the history has a daily or weekly rhythm,
+   :mod:`tuner.tune.schedules`): floor variants of the best candidates, judged by the same gates
+   on the history's own clock; kept only when cheaper than the cheapest plain candidate that
+   passes them, so one is recommended only when cheaper at the same held-out objective.
+5. With ``companions``, step scale-out companions of the nearest misses cheaper than the best
+   candidate that passes (:mod:`tuner.tune.companion`), judged by the same gates.
+6. The finalists (and the baselines) on every seed; their rows go to the usual score.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
 
 from tuner.model.capacity import Capacity
 from tuner.model.settings import SimulationSettings
+from tuner.model.timetable import profile_start
 from tuner.policy.policy import ScalingPolicy
+from tuner.tune.companion import CompanionGrid, companion_candidates
 from tuner.tune.grid import Grid
-from tuner.tune.history import DemandProfile, Fold, per_minute, walk_forward
+from tuner.tune.history import DAY_MIN, DemandProfile, Fold, per_minute, walk_forward
 from tuner.tune.holdout import (
     HELD_OUT,
+    HISTORY,
     IN_SAMPLE,
+    POOLED,
     Evidence,
     FoldResult,
     calibrate,
@@ -35,6 +48,7 @@ from tuner.tune.holdout import (
     stress_profile,
 )
 from tuner.tune.refine import bisect_targets, coarse, neighbours
+from tuner.tune.schedules import Rhythm, detect_rhythm, extremes_keep_to, schedule_candidates
 from tuner.tune.search import Objective
 from tuner.tune.stress import KINDS, LEVELS, Shape
 
@@ -52,6 +66,11 @@ class HistoryTuning:
     searched: int = 0
     evidence: Evidence | None = None
     """The simulated evidence (its first-seed runs give timelines without simulating again)."""
+    objective: Objective | None = None
+    """The objective the rows' ``meets_objective`` was judged against (at x0, without the
+    margin: the folds showed the objective itself held on the next window)."""
+    rhythm: Rhythm | None = None
+    """The rhythm the scheduled-floor search found (None: none, or not searched)."""
 
 
 def tune_history(
@@ -66,9 +85,13 @@ def tune_history(
     stress_level: float | None,
     max_instances: int | None,
     progress: Callable[[str], None],
+    schedules: bool = False,
+    zone_name: str | None = None,
+    companions: CompanionGrid | None = None,
 ) -> HistoryTuning:
     rates = per_minute(profile)
-    history = DemandProfile(profile.name, rates)
+    start = profile_start(profile).timestamp()
+    history = DemandProfile(profile.name, rates, start)
     D = len(rates)
     folds = walk_forward(D, holdout_min)
     newest = folds[0]
@@ -83,6 +106,7 @@ def tune_history(
 
     ev.groups[IN_SAMPLE] = within(0, newest.train_end)
     ev.groups[HELD_OUT] = within(newest.train_end, D)
+    ev.groups[HISTORY] = within(0, D)
     for n, f in enumerate(folds):
         ev.groups[f"fold{n}:train"] = within(0, f.train_end)
         ev.groups[f"fold{n}:valid"] = within(f.train_end, f.end)
@@ -106,23 +130,20 @@ def tune_history(
         fold_results, level = [], stress_level
         why = "set with --stress-level"
     shape = Shape.of(rates, reaction_s)
-    sprof, sparts = stress_profile(shape, level, "final")
+    pooled = level == POOLED
+    busiest = start + shape.busiest_day * DAY_MIN * 60.0
+    sprof, sparts = stress_profile(shape, level, "final", busiest) if not pooled else (None, {})
     ev.dilute(sparts, holdout_min)
     pool = {p.label: p for p in first}
 
-    def gates(labels: Sequence[str], seeds: Sequence[int] = (seed0,)) -> tuple[pd.DataFrame, ...]:
-        ev.add(sprof, [pool[x] for x in labels], sparts, seeds)
-        ins = ev.stats([IN_SAMPLE, HELD_OUT], labels, seeds)
-        return (
-            ins,
-            ev.stats([IN_SAMPLE], labels, seeds),
-            ev.stats([HELD_OUT], labels, seeds),
-            ev.worst(list(sparts), labels, seeds),
-        )
-
     def ranked(labels: Sequence[str]) -> list[str]:
-        both, ins, held, st = gates(labels)
-        ok = both["meets"] & ins["meets"] & held["meets"] & st["meets"].reindex(both.index)
+        both = ev.stats([HISTORY], labels, [seed0], raw=pooled)
+        ok = both["meets"]
+        if sprof is not None:
+            ev.add(sprof, [pool[x] for x in labels], sparts, [seed0])
+            ok &= ev.stats([IN_SAMPLE], labels, [seed0])["meets"]
+            ok &= ev.stats([HELD_OUT], labels, [seed0])["meets"]
+            ok &= ev.worst(list(sparts), labels, [seed0])["meets"].reindex(both.index)
         return list(both[ok].sort_values("monthly_cost_usd").index)
 
     good = ranked(list(pool))
@@ -136,18 +157,48 @@ def tune_history(
         pool.update({p.label: p for p in sharp})
         ev.add(history, sharp, parts, [seed0], keep=True)
         good = ranked(list(pool))
-    both = ev.stats([IN_SAMPLE, HELD_OUT], list(pool), [seed0])
+    rhythm = None
+    if schedules:
+        best = [pool[x] for x in good]
+        w = shape.reaction_min
+        rhythm, floors = _floors(profile, zone_name, best, pool, capacity, w, progress)
+        if floors:
+            progress(f"scheduled floors: {len(floors)} candidates")
+            pool.update({p.label: p for p in floors})
+            ev.add(history, floors, parts, [seed0], keep=True)
+            good = ranked(list(pool))
+            plain = [x for x in good if not pool[x].scheduled_actions]
+            bar = (
+                float(ev.stats([HISTORY], plain[:1], [seed0])["monthly_cost_usd"].min())
+                if plain
+                else float("inf")
+            )
+            cost = ev.stats([HISTORY], good, [seed0])["monthly_cost_usd"]
+            # a floor only where it is cheaper than the best plain policy at the same gates
+            good = [x for x in good if not pool[x].scheduled_actions or cost[x] < bar]
+    if companions is not None:
+        # the nearest misses cheaper than the best that passes, each with step companions
+        table = ev.stats([HISTORY], list(pool), [seed0], raw=pooled).reset_index()
+        table["meets_objective"] = table["candidate"].isin(good)
+        family = [p for p in companion_candidates(table, pool, companions) if p.label not in pool]
+        progress(f"{len(family)} candidates with a step scale-out companion")
+        pool.update({p.label: p for p in family})
+        ev.add(history, family, parts, [seed0], keep=True)
+        good = ranked(list(pool))
+    both = ev.stats([HISTORY], list(pool), [seed0], raw=pooled)
     near_miss = list(both[~both.index.isin(good)].sort_values("monthly_cost_usd").index[:8])
     finalists = list(dict.fromkeys([*good[:FINALISTS], *near_miss, *(p.label for p in extras)]))
     chosen = [pool[x] for x in finalists]
     progress(f"{len(chosen)} finalists on seeds {', '.join(map(str, settings.seeds))}")
     ev.add(history, chosen, parts, settings.seeds, keep=True)
-    ev.add(sprof, chosen, sparts, settings.seeds)
-    results = _results(ev, finalists, history.name, sparts, settings.seeds)
+    if sprof is not None:
+        ev.add(sprof, chosen, sparts, settings.seeds)
+    judged = (HISTORY,) if pooled else (IN_SAMPLE, HELD_OUT)
+    results = _results(ev, finalists, history.name, sparts, settings.seeds, judged, raw=pooled)
     validation = _validation(
         ev, finalists, folds, fold_results, level, why, shape, sparts, settings.seeds, holdout_min
     )
-    cost_profiles = (f"{history.name} ({IN_SAMPLE})", f"{history.name} ({HELD_OUT})")
+    cost_profiles = tuple(f"{history.name} ({part})" for part in judged)
     return HistoryTuning(
         policies=chosen,
         results=results,
@@ -155,7 +206,32 @@ def tune_history(
         validation=validation,
         searched=len(pool),
         evidence=ev,
+        objective=replace(objective, margin=1.0) if pooled else objective,
+        rhythm=rhythm,
     )
+
+
+def _floors(
+    profile: Any,
+    zone_name: str | None,
+    ranked: Sequence[ScalingPolicy],
+    pool: dict[str, ScalingPolicy],
+    capacity: Capacity,
+    reaction_min: int,
+    progress: Callable[[str], None],
+) -> tuple[Rhythm | None, list[ScalingPolicy]]:
+    """The history's rhythm and the scheduled-floor variants of its best candidates not yet
+    simulated (none without a rhythm or a candidate that passes the gates)."""
+    rhythm = detect_rhythm(profile, zone_name)
+    if rhythm is None or not ranked:
+        return rhythm, []
+    ok, why = extremes_keep_to(rhythm, per_minute(profile), profile_start(profile), reaction_min)
+    progress(f"scheduled floors over {rhythm.description}: {why}")
+    if not ok:
+        return rhythm, []
+    mins = sorted({p.min_capacity for p in pool.values()})
+    found = schedule_candidates(rhythm, ranked, mins, capacity.max_rps_per_instance)
+    return rhythm, [p for p in found if p.label not in pool]
 
 
 def _explicit(grid: Grid) -> bool:
@@ -169,19 +245,24 @@ def _results(
     name: str,
     sparts: dict[str, tuple[int, int]],
     seeds: Sequence[int],
+    judged: Sequence[str],
+    *,
+    raw: bool = False,
 ) -> pd.DataFrame:
-    """Rows shaped like :func:`tuner.tune.search.evaluate`'s, one per candidate x part x seed."""
+    """Rows shaped like :func:`tuner.tune.search.evaluate`'s, one per candidate x part x seed:
+    the ``judged`` parts of the history and the stress scenarios; ``meets_objective`` against
+    the objective's bounds with its margin (``raw``: the bounds themselves)."""
     assert ev.rows is not None
     r = ev.rows[ev.rows["candidate"].isin(list(labels)) & ev.rows["seed"].isin(list(seeds))]
     frames = [r[r["part"].isin(list(sparts))]]
-    for part in (IN_SAMPLE, HELD_OUT):
+    for part in judged:
         g = r[r["part"].isin(ev.groups[part])].groupby(["candidate", "seed"], sort=False)
         sums = ["requests", "failed", "bad", "instance_hours", "minutes"]
         whole = g[[*sums, "scale_out_events", "scale_in_events"]].sum()
         whole[["p99_latency_ms", "recovery_s"]] = g[["p99_latency_ms", "recovery_s"]].max()
         frames.append(whole.reset_index().assign(part=part))
     r = pd.concat(frames, ignore_index=True)
-    keep = {IN_SAMPLE: f"{name} ({IN_SAMPLE})", HELD_OUT: f"{name} ({HELD_OUT})"}
+    keep = {part: f"{name} ({part})" for part in judged}
     keep.update({k: k.split(":", 1)[1] for k in sparts})
     # a stress scenario's rates are against a held-out window's traffic (Evidence.dilution)
     weighted = r["requests"] * r["part"].map(ev.dilution).fillna(1.0)
@@ -208,9 +289,10 @@ def _results(
     out["mean_instances"] = out["instance_hours"] / hours
     out["monthly_cost_usd"] = out["cost_usd"] / hours * 730.0
     o = ev.objective
-    out["meets_objective"] = (out["slo_violation_rate"] <= o.violation_bound) & (
-        out["error_rate"] <= o.error_bound
+    v_bound, e_bound = (
+        (o.max_slo_violation, o.max_error_rate) if raw else (o.violation_bound, o.error_bound)
     )
+    out["meets_objective"] = (out["slo_violation_rate"] <= v_bound) & (out["error_rate"] <= e_bound)
     return out.reset_index(drop=True)
 
 
@@ -227,13 +309,16 @@ def _validation(
     holdout_min: int,
 ) -> dict[str, Any]:
     """What the report's held-out section shows (also saved as validation.json)."""
-    ins = ev.stats([IN_SAMPLE], labels, seeds)
-    held = ev.stats([HELD_OUT], labels, seeds)
+    pooled = level == POOLED
+    ins = ev.stats([IN_SAMPLE], labels, seeds, raw=pooled)
+    held = ev.stats([HELD_OUT], labels, seeds, raw=pooled)
+    whole = ev.stats([HISTORY], labels, seeds, raw=pooled)
     stress = {k.rsplit(":", 1)[1].split(" ")[0]: ev.stats([k], labels, seeds) for k in sparts}
     table = {
         label: {
             "in_sample": _fig(ins, label),
             "held_out": _fig(held, label),
+            "history": _fig(whole, label),
             "stress": {kind: _fig(st, label) for kind, st in stress.items()},
         }
         for label in labels
@@ -246,7 +331,10 @@ def _validation(
         "in_sample_days": folds[0].train_end / 1440,
         "stress_level": level,
         "stress_level_reason": why,
-        "stress_scenarios": shape.describe(level),
+        "judged": "history as one, the objective itself"
+        if pooled
+        else "in-sample and held-out each with the margin, and stress",
+        "stress_scenarios": {} if pooled else shape.describe(level),
         "stress_kinds": list(KINDS),
         "folds": [
             {
@@ -255,6 +343,8 @@ def _validation(
                 "in_sample_pick": r.in_sample_pick,
                 "in_sample_pick_meets_next_window": r.in_sample_pick_meets,
                 "pick": r.pick,
+                "surge": r.surge,
+                "peak_ratio": round(r.peak_ratio, 4),
             }
             for r in fold_results
         ],
