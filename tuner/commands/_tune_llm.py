@@ -25,10 +25,28 @@ if TYPE_CHECKING:
     from tuner.policy.policy import ScalingPolicy
     from tuner.profiles import Profile
 
-# flags of `tuner tune` that do not apply to an inference component's copies (yet)
-_NOT_FOR_LLM = (
-    ("backtest", "--backtest"),
-    ("step_companion", "--step-companion"),
+_LIVE = "inference components are trialled with --live --endpoint E --inference-component IC"
+_HISTORY = "a history is not held out, stressed or refined for inference components"
+# flags of `tuner tune` the LLM path does not honour (yet), each refused when given; --top,
+# --backtest-days, --variant and --live-time-limit only act with flags refused here or --live.
+# --no-schedules is honoured: scheduled floors are never searched for copies.
+NOT_FOR_LLM = (
+    ("backtest", "--backtest", "a backtest fits an endpoint variant's history"),
+    ("live_profile", "--live-profile", "live trials of copies play the tuned profiles"),
+    ("live_window", "--live-window", "live trials of copies play the tuned profiles"),
+    ("dry_run", "--dry-run", "it lists the AWS calls of a variant's --live"),
+    ("step_companion", "--step-companion", "step companions are not searched for copies"),
+    ("holdout", "--holdout", _HISTORY),
+    ("stress_level", "--stress-level", _HISTORY),
+    ("schedule_timezone", "--schedule-timezone", "scheduled floors are not searched for copies"),
+)
+# flags that act only with --live (the simulation itself makes no AWS call)
+ONLY_LIVE = (
+    ("allow_production", "--allow-production"),
+    ("yes", "--yes"),
+    ("region", "--region"),
+    ("aws_profile", "--aws-profile"),
+    ("endpoint_url", "--endpoint-url"),
 )
 
 
@@ -89,11 +107,14 @@ def run_llm_tune(
     from tuner.tune import Grid, manifest, tune, write_run
     from tuner.tune.llm import LLM_GRID, llm_objective
 
-    for attr, flag in _NOT_FOR_LLM:
-        if getattr(args, attr, None):
+    for attr, flag, why in NOT_FOR_LLM:
+        if getattr(args, attr, None) not in (None, False):
+            raise ValidationError(f"{flag} is not available with an LLM capacity file ({why})")
+    for attr, flag in ONLY_LIVE:
+        if not args.live and getattr(args, attr, None) not in (None, False):
             raise ValidationError(
-                f"{flag} is not available with an LLM capacity file (inference components are "
-                "tuned in simulation; trial the recommendation with `tuner trial`)"
+                f"{flag} acts only with --live with an LLM capacity file (the simulation makes "
+                f"no AWS call; {_LIVE})"
             )
     check_llm_live(args)
     if not args.profile:
@@ -134,6 +155,7 @@ def run_llm_tune(
         settings=settings,
         grid=grid,
         progress=say,
+        max_instances=args.max_instances,
     )
     meta = manifest(
         tuning,
@@ -176,8 +198,8 @@ def run_llm_simulate(
     jsonable: Any,
 ) -> int:
     """``tuner simulate`` with an LLM capacity file: copies, TTFT/ITL, zero copies."""
-    from tuner.model.controller import step_s_for
     from tuner.model.copies import simulate_copies
+    from tuner.model.scaling import step_s_for
     from tuner.model.settings import SimulationSettings
     from tuner.model.simulator import check_size
     from tuner.policy.resource import ResourceKind
