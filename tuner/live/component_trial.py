@@ -38,7 +38,7 @@ import pandas as pd
 from tuner.aws import AutoScaling, AwsSession, Endpoints, fetch_component_metrics
 from tuner.clock import VirtualClock
 from tuner.errors import TrialError, TunerError, ValidationError
-from tuner.live.loadgen import start_epoch
+from tuner.live.periods import start_epoch
 from tuner.live.safety import JOURNAL_NAME, live_change
 from tuner.policy import Resource
 
