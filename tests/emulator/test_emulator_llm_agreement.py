@@ -104,6 +104,8 @@ class Agreement:
     desired_share: float
     rows: list[tuple[int, int, int, int, int]]
     """(t_s, simulated in service, emulated in service, simulated desired, emulated desired)."""
+    concurrency: list[tuple[int, float, float | None]]
+    """(t_s, simulated ConcurrentRequestsPerCopy, the emulator's datapoint (Maximum) or None)."""
 
 
 def _agreement(
@@ -151,6 +153,16 @@ def _agreement(
         assert abs(started_v - start_v) < 0.5 * SPEED, (started_v, start_v)
         time.sleep(max(0.0, clock.to_real(start_v + profile.duration_s + 20) - time.time()))
         rows = np.array(aws.component_timeline(IC)["rows"], dtype=float)
+        points = _client(aws, "cloudwatch").get_metric_statistics(
+            Namespace="AWS/SageMaker",
+            MetricName="ConcurrentRequestsPerCopy",
+            Dimensions=[{"Name": "InferenceComponentName", "Value": IC}],
+            StartTime=clock.datetime_at(start_v),
+            EndTime=clock.datetime_at(start_v + profile.duration_s),
+            Period=10,
+            Statistics=["Maximum"],
+        )["Datapoints"]
+    published = {p["Timestamp"].timestamp() - start_v: p["Maximum"] for p in points}
     assert len(result.requests) > 100, "the load test sent too few requests"
     capacity = LlmCapacity.from_dict(
         spec.capacity_doc(prompt_tokens=TOKENS.prompt_tokens, output_tokens=TOKENS.output_tokens)
@@ -171,20 +183,29 @@ def _agreement(
         (int(a), int(b), int(c), int(d), int(e))
         for a, b, c, d, e in zip(t, sim_n, em_n, sim_d, em_d, strict=True)
     ]
+    conc = [
+        (int(a), round(float(b), 2), published.get(float(a)))
+        for a, b in zip(t, timeline["concurrency_per_copy"], strict=True)
+    ]
     return Agreement(
-        float(both.mean()), float((em_n == sim_n).mean()), float((em_d == sim_d).mean()), table
+        float(both.mean()),
+        float((em_n == sim_n).mean()),
+        float((em_d == sim_d).mean()),
+        table,
+        conc,
     )
 
 
 def _report(name: str, a: Agreement) -> str:
     bad = [r for r in a.rows if r[1] != r[2] or r[3] != r[4]]
     line = (
-        f"{name}: {a.share:.1%} of {len(a.rows)} 10-s steps agree (in service {a.in_service_share:.1%}, "
-        f"desired {a.desired_share:.1%}); first disagreements (t, sim n, emu n, sim d, emu d): "
+        f"{name}: {a.share:.1%} of {len(a.rows)} 10-s steps agree "
+        f"(in service {a.in_service_share:.1%}, desired {a.desired_share:.1%}); first disagreements (t, sim n, emu n, sim d, emu d): "
         f"{bad[:12]}"
     )
     changes = [r for i, r in enumerate(a.rows) if i == 0 or r[1:] != a.rows[i - 1][1:]]
     print(line)
+    print(f"{name}: concurrency per copy (t, sim, emu): {a.concurrency}")
     print(f"{name}: every change (t, sim n, emu n, sim d, emu d): {changes}")
     return line
 

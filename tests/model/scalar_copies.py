@@ -55,7 +55,8 @@ class CopyServing:
         )
 
     def duration_s(self, x: float) -> float:
-        return (self.ttft_ms(x)[0] + self.output_tokens * self.itl_ms(x)[0]) / 1000.0
+        # N tokens: the first ends the TTFT, then N - 1 inter-token gaps
+        return (self.ttft_ms(x)[0] + (self.output_tokens - 1) * self.itl_ms(x)[0]) / 1000.0
 
     @property
     def max_rate(self) -> float:
