@@ -31,7 +31,6 @@ from tuner.model.settings import SimulationSettings
 from tuner.policy import MetricType, Resource, ResourceKind, ScalingPolicy
 from tuner.profiles.profile import load_profile
 from tuner.profiles.tokens import TokenSpec
-from tuner.tune.llm import from_zero_step
 
 SPEED = 80.0
 ENDPOINT = "agree-endpoint"
@@ -51,7 +50,7 @@ SPEC = LlmServerSpec(
 )
 TRACKING = ScalingPolicy(
     min_capacity=1,
-    max_capacity=4,
+    max_capacity=2,
     target_value=4.0,
     metric_type=MetricType.CONCURRENT_REQUESTS_PER_COPY,
     kind=ResourceKind.INFERENCE_COMPONENT,
@@ -200,7 +199,8 @@ def _report(name: str, a: Agreement) -> str:
     bad = [r for r in a.rows if r[1] != r[2] or r[3] != r[4]]
     line = (
         f"{name}: {a.share:.1%} of {len(a.rows)} 10-s steps agree "
-        f"(in service {a.in_service_share:.1%}, desired {a.desired_share:.1%}); first disagreements (t, sim n, emu n, sim d, emu d): "
+        f"(in service {a.in_service_share:.1%}, desired {a.desired_share:.1%}); "
+        f"first disagreements (t, sim n, emu n, sim d, emu d): "
         f"{bad[:12]}"
     )
     changes = [r for i, r in enumerate(a.rows) if i == 0 or r[1:] != a.rows[i - 1][1:]]

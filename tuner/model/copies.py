@@ -19,7 +19,8 @@ policy or alarm reads a 10-s metric (``ConcurrentRequestsPerCopy``), else 60-s. 
   then: their datapoints are missing (NaN to the controller; a 60-s InvocationsPerCopy sums the
   steps that had copies; :class:`ModelChoices` states the rule, the emulator follows it), which
   breaks the runs of breaching datapoints, so target tracking's scale-in alarm needs its 90
-  (15) fresh low datapoints after the first copy serves again and cannot remove it while its load is still unseen.
+  (15) fresh low datapoints after the first copy serves again and cannot remove it while its
+  load is still unseen.
 - A scale-out loads copies in ``copy_load_s``, plus ``instance_boot_s`` when the first copy
   added finds no room on the running instances (:meth:`LlmCapacity.boot_s_for`), ± the boot
   jitter of :class:`tuner.model.settings.SimulationSettings` (``boot_s`` there, if set,
