@@ -12,6 +12,7 @@ and desired copies are compared per 10-s step: at least 90% of the steps must ag
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -31,6 +32,7 @@ from tuner.model.settings import SimulationSettings
 from tuner.policy import MetricType, Resource, ResourceKind, ScalingPolicy
 from tuner.profiles.profile import load_profile
 from tuner.profiles.tokens import TokenSpec
+from tuner.tune.llm import from_zero_step
 
 SPEED = 80.0
 ENDPOINT = "agree-endpoint"
@@ -70,6 +72,24 @@ peak_rps = 1.6
 rise = "1m"
 hold = "12m"
 fall = "1m"
+"""
+
+# Scale to zero: no instance kept; MinCopyCount 0 with AWS's step policy for scaling out of
+# zero (+1 copy on a NoCapacityInvocationFailures alarm, as ``tuner tune`` proposes it); target
+# tracking takes the copy back to zero once idle.
+ZERO_SPEC = dataclasses.replace(SPEC, min_instances=0)
+TO_ZERO = TRACKING.replace(min_capacity=0, step_policies=(from_zero_step(),), name="agree-zero")
+IDLE_BURST = """\
+name = "llm-idle-burst"
+[[segment]]
+hold = "4m"
+rps = 0
+[[segment]]
+hold = "12m"
+rps = 0.6
+[[segment]]
+hold = "20m"
+rps = 0
 """
 
 
@@ -216,4 +236,13 @@ def test_target_tracking_on_the_high_resolution_metric_agrees(tmp_path: Path) ->
     # the spike scales out and back: both sides leave Min 1 and return to it
     sims = [r[1] for r in a.rows]
     assert max(sims) >= 2 and sims[-1] == 1, line
+    assert a.share >= 0.9, line
+
+
+def test_scale_to_zero_and_back_agrees(tmp_path: Path) -> None:
+    a = _agreement(tmp_path, TO_ZERO, IDLE_BURST, ZERO_SPEC, copies=0)
+    line = _report("scale to zero", a)
+    # both start at zero, the burst's refused requests bring one copy, idle takes it away
+    sims = [r[1] for r in a.rows]
+    assert sims[0] == 0 and max(sims) == 1 and sims[-1] == 0, line
     assert a.share >= 0.9, line
