@@ -97,7 +97,8 @@ class CopyServing:
         failed = max(backlog - rate * self.timeout_s, 0.0)
         new_queue = backlog - failed
         x = self.in_flight(served / (step_s * n)) if n > 0 else 0.0
-        metric = x + max(queue, new_queue) / max(n, 1)
+        # the Maximum of a count of requests: the next whole request above the mean
+        metric = math.ceil(n * x + max(queue, new_queue) - 1e-9) / max(n, 1)
         return served, failed, new_queue, metric, failed if n == 0 else 0.0
 
 

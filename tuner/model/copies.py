@@ -11,8 +11,12 @@ policy or alarm reads a 10-s metric (``ConcurrentRequestsPerCopy``), else 60-s. 
   duration = TTFT + (output tokens - 1) x ITL (p50s): N tokens, N - 1 gaps. TTFT is the
   curve's at ``x`` plus the queue wait (mean wait for p50, the longest for p99); ITL is the
   curve's at ``x``.
-- ``ConcurrentRequestsPerCopy`` of a step (Maximum) = ``x`` + the peak queue per copy in
-  service; ``InvocationsPerCopy`` = requests / copies in service.
+- ``ConcurrentRequestsPerCopy`` of a step is the Maximum of a count: requests in flight (on
+  the copies and queued) at an instant, over the copies in service. [MODEL] Its peak over the
+  step is the next whole request above the mean: ceil(n x ``x`` + the peak queue) / n. A count
+  whose mean is 2.3 is 3 at some instant; the mean alone reads low by up to 1 / n, which on one
+  or two copies decides target tracking's alarms (the local AWS measures the true Maximum).
+  ``InvocationsPerCopy`` = requests / copies in service.
 - Zero copies in service: every request of the step fails at once and is a
   ``NoCapacityInvocationFailures``, which the controller's step alarms read
   (``TargetTracking.step(..., no_capacity_failures=)``). No copy publishes the per-copy metrics
@@ -53,6 +57,8 @@ from tuner.policy.policy import MetricType, ScalingPolicy
 from tuner.profiles.profile import TrafficProfile
 
 _BLOCK = 2048
+_WHOLE = 1e-9
+"""A mean within this of a whole number of requests is that number (no spurious + 1)."""
 LLM_SUMMARY_COLUMNS = (
     *SUMMARY_COLUMNS,
     "ttft_p99_ms",
@@ -97,7 +103,7 @@ class StepServing:
     no_capacity: np.ndarray
     queue_end: np.ndarray
     concurrency: np.ndarray
-    """ConcurrentRequestsPerCopy: sequences in flight per copy plus the peak queue per copy."""
+    """ConcurrentRequestsPerCopy (Maximum): ceil(sequences in flight + peak queue) per copy."""
     ttft_p50_ms: np.ndarray
     ttft_p99_ms: np.ndarray
     itl_p50_ms: np.ndarray
@@ -133,12 +139,13 @@ def serve_step(
     i50, i99 = capacity.itl_ms_at(x)
     none = served <= 0
     nan = np.nan
+    peak = np.ceil(np.minimum(n, per_copy) * x + peak_q - _WHOLE) / per_copy
     return StepServing(
         served,
         failed,
         no_capacity,
         q1,
-        x + peak_q / per_copy,
+        peak,
         np.where(none, nan, np.minimum(t50 + wait_mean, capacity.timeout_ms)),
         np.where(none, nan, np.minimum(t99 + wait_peak, capacity.timeout_ms)),
         np.where(none, nan, i50),
