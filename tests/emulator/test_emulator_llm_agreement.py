@@ -74,11 +74,14 @@ hold = "12m"
 fall = "1m"
 """
 
-# Scale to zero: no instance kept; MinCopyCount 0 with AWS's step policy for scaling out of
-# zero (+1 copy on a NoCapacityInvocationFailures alarm, as ``tuner tune`` proposes it); target
-# tracking takes the copy back to zero once idle.
+# Scale to zero: no instance kept; copies between 0 and 1 with AWS's step policy for scaling
+# out of zero (+1 copy on a NoCapacityInvocationFailures alarm, as ``tuner tune`` proposes it);
+# target tracking takes the copy back to zero once idle. The burst keeps its copy above the
+# target (about 6 in flight), so the scale-in is timed by the burst's end on both sides.
 ZERO_SPEC = dataclasses.replace(SPEC, min_instances=0)
-TO_ZERO = TRACKING.replace(min_capacity=0, step_policies=(from_zero_step(),), name="agree-zero")
+TO_ZERO = TRACKING.replace(
+    min_capacity=0, max_capacity=1, step_policies=(from_zero_step(),), name="agree-zero"
+)
 IDLE_BURST = """\
 name = "llm-idle-burst"
 [[segment]]
@@ -86,7 +89,7 @@ hold = "4m"
 rps = 0
 [[segment]]
 hold = "12m"
-rps = 0.6
+rps = 0.8
 [[segment]]
 hold = "20m"
 rps = 0
@@ -245,4 +248,8 @@ def test_scale_to_zero_and_back_agrees(tmp_path: Path) -> None:
     # both start at zero, the burst's refused requests bring one copy, idle takes it away
     sims = [r[1] for r in a.rows]
     assert sims[0] == 0 and max(sims) == 1 and sims[-1] == 0, line
+    # no copy, no per-copy datapoint: the local AWS publishes ConcurrentRequestsPerCopy only for
+    # the steps with a copy in service (the model's NaN), one per such step
+    emulated = {t: (n, value) for (t, _, n, _, _), (_, _, value) in zip(a.rows, a.concurrency)}
+    assert all((value is None) == (n == 0) for n, value in emulated.values()), emulated
     assert a.share >= 0.9, line
