@@ -249,7 +249,7 @@ def test_scale_to_zero_and_back_agrees(tmp_path: Path) -> None:
     sims = [r[1] for r in a.rows]
     assert sims[0] == 0 and max(sims) == 1 and sims[-1] == 0, line
     # no copy, no per-copy datapoint: the local AWS publishes ConcurrentRequestsPerCopy only for
-    # the steps with a copy in service (the model's NaN), one per such step
-    emulated = {t: (n, value) for (t, _, n, _, _), (_, _, value) in zip(a.rows, a.concurrency)}
-    assert all((value is None) == (n == 0) for n, value in emulated.values()), emulated
+    # the steps with a copy in service (the model's NaN)
+    pairs = [(r[0], r[2], c[2]) for r, c in zip(a.rows, a.concurrency, strict=True)]
+    assert all((value is None) == (n == 0) for _, n, value in pairs), pairs
     assert a.share >= 0.9, line
