@@ -23,13 +23,8 @@ AWS_ENDPOINT_URL, else ``https://runtime.sagemaker.{region}.amazonaws.com``.
 
 Every request is one row of ``--requests-csv`` (columns: see tuner/live/loadgen.py).
 
-Streaming (``--stream``): requests go to ``POST {host}/endpoints/{name}/
-invocations-response-stream`` (InvokeEndpointWithResponseStream; ``--inference-component`` adds
-the ``X-Amzn-SageMaker-Inference-Component`` header) with LMI/TGI bodies whose prompt and
-``max_new_tokens`` come from the profile's request trace, else from ``--prompt-tokens``,
-``--output-tokens`` and ``--token-dist`` (tuner/profiles/tokens.py). The event-stream answer is
-read one message at a time as it arrives (tuner/tokenstream.py): each row gets TTFT, ITL mean
-and p99, prompt and output tokens; latency_ms is the time to the end of the stream.
+Streaming (``--stream``, InvokeEndpointWithResponseStream, token-timed rows): see
+tuner/loadclient.py, which also holds the options, sample bodies, signing and rows.
 
 ``tuner loadtest`` (and trials, calibration) pass ``--profile-content FILE`` instead of
 ``--profile``: the JSON of an already loaded profile (``Profile.to_content``, replays already
@@ -68,204 +63,35 @@ from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 import csv
 import json
 import logging
-import math
-import os
-import sys
 import time
 from pathlib import Path
 from urllib.parse import quote
 
-import botocore.session
 import numpy as np
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
 
-from tuner.errors import ProfileError, ValidationError
-from tuner.profiles.profile import Profile, load_profile, profile_from_content
-from tuner.profiles.tokens import TokenDistribution, TokenSpec, stream_body
+from tuner.errors import ProfileError
+from tuner.loadclient import (
+    NAME,
+    STREAM_NAME,
+    BadOption,
+    Run,
+    add_options,
+    default_host,
+    die,
+    error_kind,
+    payload_index,
+    request_row,
+    stream_columns,
+)
+from tuner.profiles.profile import profile_from_content
+from tuner.profiles.tokens import stream_body
 from tuner.records import REQUEST_COLUMNS
 from tuner.tokenstream import read_stream
 
-NAME = "InvokeEndpoint"
-STREAM_NAME = "InvokeEndpointWithResponseStream"
-NO_STREAM = ("", "", "", "", "")  # the streaming columns of a row that is not a stream
-DEFAULT_PAYLOAD = b'{"inputs": "tuner load test"}'
 # Round trips to the master per skew measurement; the shortest bounds the error best (NTP's rule).
 SKEW_PINGS = 7
 log = logging.getLogger("sagemaker_endpoint")
-
-
-@events.init_command_line_parser.add_listener
-def _options(parser) -> None:
-    # Locust already owns --profile (a free-text label for reports); reuse it for the profile
-    # file rather than fight argparse, so the label in Locust's report is the profile too.
-    for action in parser._actions:
-        if "--profile" in action.option_strings:
-            action.help = (
-                "traffic profile TOML (tuner format), e.g. locustfiles/profiles/steady.toml"
-            )
-    g = parser.add_argument_group("SageMaker endpoint (tuner)")
-    g.add_argument(
-        "--profile-content",
-        default="",
-        help="JSON of a loaded profile (Profile.to_content), instead of --profile",
-    )
-    g.add_argument("--endpoint-name", default="", help="SageMaker endpoint to invoke")
-    g.add_argument("--variant", default="", help="production variant to target (header)")
-    g.add_argument("--region", default="", help="AWS region (default: standard chain)")
-    g.add_argument("--speed", type=float, default=1.0, help="profile seconds per real second")
-    g.add_argument("--seed", type=int, default=-1, help="noise seed (default: the profile's)")
-    g.add_argument("--payload", default="", help="JSON-lines file or folder of sample bodies")
-    g.add_argument("--content-type", default="application/json", help="request Content-Type")
-    g.add_argument("--accept", default="application/json", help="request Accept")
-    g.add_argument("--payload-order", default="cycle", choices=["cycle", "random"])
-    g.add_argument("--payload-seed", type=int, default=0, help="seed for --payload-order random")
-    g.add_argument("--max-inflight", type=int, default=1000, help="in-flight request cap")
-    g.add_argument("--request-timeout", type=float, default=70.0, help="seconds per request")
-    g.add_argument("--requests-csv", default="requests.csv", help="per-request records file")
-    g.add_argument(
-        "--start-at",
-        type=float,
-        default=0.0,
-        help="wall-clock epoch at which profile time 0 begins (default: as soon as ready)",
-    )
-    g.add_argument("--stream", action="store_true", help="InvokeEndpointWithResponseStream")
-    g.add_argument("--inference-component", default="", help="inference component (header)")
-    g.add_argument("--prompt-tokens", type=int, default=512, help="--stream: mean prompt words")
-    g.add_argument("--output-tokens", type=int, default=256, help="--stream: mean max_new_tokens")
-    g.add_argument(
-        "--token-dist",
-        default="fixed",
-        choices=[d.value for d in TokenDistribution],
-        help="--stream: how lengths vary (fixed, lognormal with --token-sigma, uniform with "
-        "--token-spread)",
-    )
-    g.add_argument("--token-sigma", type=float, default=0.5, help="lognormal sigma of log")
-    g.add_argument("--token-spread", type=float, default=0.5, help="uniform: mean x [1-s, 1+s]")
-    g.add_argument("--token-seed", type=int, default=0, help="seed of the token lengths")
-    g.add_argument(
-        "--sign-each-request",
-        action="store_true",
-        help="compute every signature afresh (default: identical bodies share one per second)",
-    )
-
-
-class _Fatal(Exception):
-    """A bad option: one line, exit 2."""
-
-
-def _die(message: str) -> None:
-    sys.stderr.write(f"sagemaker_endpoint: error: {message}\n")
-    sys.stderr.flush()
-    os._exit(2)  # SystemExit would be swallowed or logged with a traceback inside gevent
-
-
-def load_payloads(path: str) -> list[bytes]:
-    """Bodies from a JSON-lines file (one per line) or a folder (one per file, sorted by name)."""
-    if not path:
-        return [DEFAULT_PAYLOAD]
-    p = Path(path)
-    if p.is_dir():
-        files = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith("."))
-        if not files:
-            raise _Fatal(f"--payload: folder {p} has no sample files")
-        return [f.read_bytes() for f in files]
-    if not p.is_file():
-        raise _Fatal(f"--payload: file not found: {p}")
-    bodies = []
-    for n, line in enumerate(p.read_bytes().splitlines(), 1):
-        if line.strip():
-            try:
-                json.loads(line)
-            except ValueError:
-                raise _Fatal(f"--payload: {p} line {n}: not valid JSON") from None
-            bodies.append(line.strip())
-    if not bodies:
-        raise _Fatal(f"--payload: {p} has no payload lines")
-    return bodies
-
-
-def _profile_content(path: str) -> Profile:
-    """The profile whose content (Profile.to_content) the JSON file at ``path`` holds."""
-    try:
-        return profile_from_content(json.loads(Path(path).read_text(encoding="utf-8")))
-    except (OSError, ValueError) as e:
-        raise _Fatal(f"--profile-content {path}: not a profile's content: {e}") from None
-    except ProfileError as e:
-        raise _Fatal(f"--profile-content {path}: {e}") from None
-
-
-def _region(opts) -> str:
-    session = botocore.session.get_session()
-    region = (
-        opts.region
-        or os.environ.get("AWS_REGION")
-        or os.environ.get("AWS_DEFAULT_REGION")
-        or session.get_config_variable("region")
-    )
-    if not region:
-        raise _Fatal("no AWS region: pass --region or set AWS_REGION (e.g. us-east-1)")
-    return region
-
-
-def _default_host(region: str) -> str:
-    return (
-        os.environ.get("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME")
-        or os.environ.get("AWS_ENDPOINT_URL")
-        or f"https://runtime.sagemaker.{region}.amazonaws.com"
-    )
-
-
-class _Signer:
-    """SigV4 headers for one InvokeEndpoint call (botocore's signer, standard credential chain).
-
-    SigV4 has no nonce: the signature is a function of credentials, the X-Amz-Date second and
-    the request. So identical bodies within one second reuse one signature, exactly what
-    botocore would compute again (AWS accepts the same signed request for minutes); signing was
-    a third of the generator's CPU. ``reuse=False`` signs every request afresh.
-    """
-
-    def __init__(
-        self,
-        region: str,
-        content_type: str,
-        accept: str,
-        variant: str,
-        reuse: bool = True,
-        component: str = "",
-    ) -> None:
-        creds = botocore.session.get_session().get_credentials()
-        if creds is None:
-            raise _Fatal(
-                "no AWS credentials: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile"
-            )
-        self.creds, self.region = creds, region
-        self.base = {"Content-Type": content_type, "Accept": accept}
-        if variant:
-            self.base["X-Amzn-SageMaker-Target-Variant"] = variant
-        if component:
-            self.base["X-Amzn-SageMaker-Inference-Component"] = component
-        self.frozen = None
-        self.auth: SigV4Auth | None = None
-        self.reuse, self.second, self.memo = reuse, -1, {}
-
-    def headers(self, url: str, body: bytes) -> dict[str, str]:
-        frozen = self.creds.get_frozen_credentials()  # refreshes temporary credentials in time
-        if frozen != self.frozen or self.auth is None:
-            self.frozen, self.auth = frozen, SigV4Auth(frozen, "sagemaker", self.region)
-            self.memo = {}
-        if self.reuse:
-            second = int(time.time())
-            if second != self.second:
-                self.second, self.memo = second, {}
-            if (hit := self.memo.get(body)) is not None:
-                return dict(hit)
-        request = AWSRequest(method="POST", url=url, data=body, headers=dict(self.base))
-        self.auth.add_auth(request)
-        signed = dict(request.headers.items())
-        if self.reuse and len(self.memo) < 256:
-            self.memo[body] = signed
-        return dict(signed)
+events.init_command_line_parser.add_listener(add_options)
 
 
 class _Recorder:
@@ -321,82 +147,7 @@ class _Shipper:
         self.closed = True
 
 
-class _Run:
-    """What one Locust process knows about the current test: options, plan, records."""
-
-    def __init__(self, environment) -> None:
-        opts = environment.parsed_options
-        self.env, self.opts = environment, opts
-        self.profile: Profile | None = None
-        if isinstance(environment.runner, WorkerRunner):
-            # Locust does not forward its own options (--profile is one) to workers, and the file
-            # may not exist on their host: the master's plan carries the profile's content.
-            pass
-        elif opts.profile_content:
-            self.profile = _profile_content(opts.profile_content)
-        elif not opts.profile:
-            raise _Fatal("--profile is required (a traffic profile TOML)")
-        else:
-            try:
-                self.profile = load_profile(opts.profile)
-            except ProfileError as e:
-                raise _Fatal(str(e)) from None
-        if not opts.endpoint_name:
-            raise _Fatal("--endpoint-name is required")
-        if not (opts.speed > 0 and math.isfinite(opts.speed)):
-            raise _Fatal(f"--speed must be > 0, got {opts.speed}")
-        if opts.max_inflight < 1:
-            raise _Fatal(f"--max-inflight must be >= 1, got {opts.max_inflight}")
-        self.payloads = load_payloads(opts.payload)
-        self.seed = None if opts.seed < 0 else opts.seed
-        self.region = _region(opts)
-        self.stream = bool(opts.stream)
-        try:
-            self.tokens = TokenSpec(
-                prompt_tokens=opts.prompt_tokens,
-                output_tokens=opts.output_tokens,
-                distribution=TokenDistribution(opts.token_dist),
-                sigma=opts.token_sigma,
-                spread=opts.token_spread,
-                seed=opts.token_seed,
-            )
-        except ValidationError as e:
-            raise _Fatal(str(e)) from None
-        accept = "application/vnd.amazon.eventstream" if self.stream else opts.accept
-        self.signer = _Signer(
-            self.region,
-            opts.content_type,
-            accept,
-            opts.variant,
-            not opts.sign_each_request,
-            opts.inference_component,
-        )
-        self.driver_taken = False
-        self.recorder: _Recorder | _Shipper | None = None
-        self.offset_s = 0.0
-        """Master clock minus this process's clock (0 but on a worker)."""
-        self.done_workers: dict[int, dict] = {}
-        self.worker_count = 1
-        self.t0 = 0.0
-        self.token_cache: dict[int, tuple[int, int]] = {}
-
-    def token_counts(self, seqs: np.ndarray) -> None:
-        """Draw the (prompt, output) tokens of the coming requests ``seqs`` once, in bulk."""
-        if not self.stream or not seqs.size:
-            return
-        assert self.profile is not None
-        if self.profile.has_tokens:
-            prompt, output = self.profile.tokens_for(seqs)
-        else:
-            prompt, output = self.tokens.draw(seqs)
-        pairs = zip(prompt.tolist(), np.maximum(output, 1).tolist(), strict=True)
-        self.token_cache.update(zip(seqs.tolist(), pairs, strict=True))
-
-    def csv_path(self) -> Path:
-        return Path(self.opts.requests_csv)
-
-
-_RUN: _Run | None = None
+_RUN: Run | None = None
 # The master's plan for this worker: start time, share, profile content (kept across tests).
 _PLAN: dict = {"data": None, "event": Event()}
 # Answers to this worker's clock pings: (sent, master's time, received), worker clock but one.
@@ -421,20 +172,20 @@ def _on_init(environment, **_kw) -> None:
         _check(environment)  # fail fast, before any user starts
 
 
-def _check(environment) -> _Run | None:
+def _check(environment) -> Run | None:
     """Validate the options into _RUN; headless or on a worker, a bad option exits 2."""
     global _RUN
     _RUN = None
     try:
-        _RUN = _Run(environment)
+        _RUN = Run(environment.parsed_options, worker=isinstance(environment.runner, WorkerRunner))
         if not environment.host and not isinstance(environment.runner, WorkerRunner):
             # On the master this reaches the workers with their spawn message.
-            environment.host = _default_host(_RUN.region)
+            environment.host = default_host(_RUN.region)
         if environment.host:
             SageMakerEndpointUser.host = environment.host
-    except _Fatal as e:
+    except BadOption as e:
         if environment.parsed_options.headless or isinstance(environment.runner, WorkerRunner):
-            _die(str(e))
+            die(str(e))
         log.error(f"sagemaker_endpoint: {e}")  # web UI: report it, keep the UI up
     return _RUN
 
@@ -482,7 +233,7 @@ def measure_offset(runner) -> tuple[float, float]:
         _PONGS["event"].clear()
         runner.send_message("tuner_ping", {"k": k, "sent": time.time()})
         if not _PONGS["event"].wait(timeout=5):
-            _die("no answer from the master to a clock ping within 5 s")
+            die("no answer from the master to a clock ping within 5 s")
     sent, master, received = min(_PONGS["rows"], key=lambda r: r[2] - r[0])
     return master - (sent + received) / 2, received - sent
 
@@ -522,35 +273,6 @@ def _on_test_stop(environment, **_kw) -> None:
         _RUN.recorder.close()
 
 
-def _error_kind(status: int, resp) -> str:
-    """Short failure kind from SageMaker's error type (x-amzn-ErrorType or JSON __type)."""
-    if status == 0:
-        name = type(resp.error).__name__.lower() if resp.error is not None else ""
-        return "timeout" if "timeout" in name or "timed out" in str(resp.error) else "connection"
-    if 200 <= status < 300:
-        return ""
-    kind = (resp.headers.get("x-amzn-ErrorType") or "") if resp.headers else ""
-    if not kind:
-        try:
-            kind = str(json.loads(resp.content or b"{}").get("__type", ""))
-        except (ValueError, AttributeError):
-            kind = ""
-    kind = kind.split(":")[0].split("#")[-1].lower()
-    if "throttl" in kind or status == 429:
-        return "throttled"
-    if "modelerror" in kind or status == 424:
-        return "model_error"
-    if "notready" in kind:
-        return "not_ready"
-    if status == 503 or "unavailable" in kind:
-        return "unavailable"
-    if status == 400 and b"no capacity" in (resp.content or b"").lower():
-        # An inference component at zero copies: "Inference Component has no capacity to process
-        # this request" (a ValidationError; CloudWatch counts it as NoCapacityInvocationFailures).
-        return "no_capacity"
-    return "server_error" if status >= 500 else "client_error"
-
-
 class SageMakerEndpointUser(FastHttpUser):
     """One open-loop driver per Locust process: sends the profile's arrivals on schedule."""
 
@@ -583,12 +305,12 @@ class SageMakerEndpointUser(FastHttpUser):
         rtt_s = 0.0
         if isinstance(runner, WorkerRunner):
             if not _PLAN["event"].wait(timeout=30):
-                _die("no plan from the master within 30 s (is the master this locustfile's?)")
+                die("no plan from the master within 30 s (is the master this locustfile's?)")
             plan = dict(_PLAN["data"])
             try:
                 run.profile = profile_from_content(plan["profile"])
             except ProfileError as e:
-                _die(str(e))
+                die(str(e))
             run.offset_s, rtt_s = measure_offset(runner)
             plan["t0"] -= run.offset_s  # the agreed start, on this host's clock
             run.recorder = _Shipper(runner, plan["index"])
@@ -615,7 +337,7 @@ class SageMakerEndpointUser(FastHttpUser):
             gevent.spawn(_finish, self.environment)
         raise StopUser()
 
-    def _play(self, run: _Run, plan: dict) -> None:
+    def _play(self, run: Run, plan: dict) -> None:
         profile, speed, t0 = run.profile, run.opts.speed, plan["t0"]
         assert profile is not None
         index, count = plan["index"], plan["count"]
@@ -639,20 +361,10 @@ class SageMakerEndpointUser(FastHttpUser):
                     gevent.sleep(0)  # behind schedule: still let the request greenlets run
                 self._launch(run, seq, t, index)
 
-    def _launch(self, run: _Run, seq: int, t: float, worker: int) -> None:
+    def _launch(self, run: Run, seq: int, t: float, worker: int) -> None:
         if self.inflight >= run.opts.max_inflight:
-            run.recorder.rows.append(
-                (
-                    seq,
-                    f"{t:.6f}",
-                    f"{time.time() + run.offset_s:.6f}",
-                    "",
-                    0,
-                    "inflight_cap",
-                    worker,
-                    *NO_STREAM,
-                )
-            )
+            row = request_row(seq, t, time.time() + run.offset_s, "", 0, "inflight_cap", worker)
+            run.recorder.rows.append(row)
             run.token_cache.pop(seq, None)
             self.environment.events.request.fire(
                 request_type="POST",
@@ -672,8 +384,8 @@ class SageMakerEndpointUser(FastHttpUser):
         self.inflight += 1
         gevent.spawn(self._invoke_stream if run.stream else self._invoke, run, seq, t, worker)
 
-    def _invoke(self, run: _Run, seq: int, t: float, worker: int) -> None:
-        body = run.payloads[_payload_index(seq, len(run.payloads), run.opts)]
+    def _invoke(self, run: Run, seq: int, t: float, worker: int) -> None:
+        body = run.payloads[payload_index(seq, len(run.payloads), run.opts)]
         status, kind, latency_ms, sent = 0, "connection", float("nan"), time.time()
         try:
             headers = run.signer.headers(self.url, body)
@@ -683,27 +395,17 @@ class SageMakerEndpointUser(FastHttpUser):
             ) as resp:
                 latency_ms = (time.perf_counter() - began) * 1000
                 status = int(resp.status_code or 0)
-                kind = _error_kind(status, resp)
+                kind = error_kind(status, resp)
                 if kind:
                     resp.failure(kind)
                 else:
                     resp.success()
         finally:
             self.inflight -= 1
-            run.recorder.rows.append(
-                (
-                    seq,
-                    f"{t:.6f}",
-                    f"{sent + run.offset_s:.6f}",
-                    f"{latency_ms:.3f}",
-                    status,
-                    kind,
-                    worker,
-                    *NO_STREAM,
-                )
-            )
+            row = request_row(seq, t, sent + run.offset_s, latency_ms, status, kind, worker)
+            run.recorder.rows.append(row)
 
-    def _invoke_stream(self, run: _Run, seq: int, t: float, worker: int) -> None:
+    def _invoke_stream(self, run: Run, seq: int, t: float, worker: int) -> None:
         prompt, output = run.token_cache.pop(seq)
         body = stream_body(prompt, output)
         status, kind, latency_ms, sent = 0, "connection", float("nan"), time.time()
@@ -721,7 +423,7 @@ class SageMakerEndpointUser(FastHttpUser):
                 stream=True,
             ) as resp:
                 status = int(resp.status_code or 0)
-                kind = _error_kind(status, resp)
+                kind = error_kind(status, resp)
                 raw = getattr(resp, "_response", None)
                 if not kind and raw is not None:
                     # Read one event-stream message at a time as it arrives (geventhttpclient's
@@ -740,42 +442,7 @@ class SageMakerEndpointUser(FastHttpUser):
                 kind = "timeout" if "timeout" in type(e).__name__.lower() else "connection"
         finally:
             self.inflight -= 1
-            streamed = (
-                (
-                    f"{stream.ttft_ms:.3f}",
-                    f"{stream.itl_mean_ms:.3f}",
-                    f"{stream.itl_p99_ms:.3f}",
-                    prompt,
-                    stream.output_tokens,
-                )
-                if stream is not None
-                else ("", "", "", prompt, "")
-            )
-            run.recorder.rows.append(
-                (
-                    seq,
-                    f"{t:.6f}",
-                    f"{sent + run.offset_s:.6f}",
-                    f"{latency_ms:.3f}",
-                    status,
-                    kind,
-                    worker,
-                    *(c.replace("nan", "") if isinstance(c, str) else c for c in streamed),
-                )
-            )
-
-
-_PERMUTATIONS: dict[tuple[int, int, int], np.ndarray] = {}
-
-
-def _payload_index(seq: int, n: int, opts) -> int:
-    if opts.payload_order == "cycle" or n == 1:
-        return seq % n
-    block = seq // 4096  # random draws by block so every worker picks the same body for seq
-    key = (opts.payload_seed, n, block)
-    if key not in _PERMUTATIONS:
-        _PERMUTATIONS.clear()
-        _PERMUTATIONS[key] = np.random.default_rng([opts.payload_seed, block]).integers(
-            n, size=4096
-        )
-    return int(_PERMUTATIONS[key][seq % 4096])
+            streamed = stream_columns(stream, prompt)
+            sent_s = sent + run.offset_s
+            row = request_row(seq, t, sent_s, latency_ms, status, kind, worker, streamed)
+            run.recorder.rows.append(row)

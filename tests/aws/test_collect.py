@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import REGION, create_endpoint
 from tuner.aws.cloudwatch import history_period_s
 from tuner.cli import main
-from tuner.profiles.profile import load_profile
+from tuner.profiles.profile_file import load_profile
 
 END = dt.datetime(2026, 11, 20, 0, 0, tzinfo=dt.UTC)
 DIMS = [

@@ -11,9 +11,10 @@ import pytest
 
 from tests.conftest import REGION
 from tuner.aws import AutoScaling, ScalingSnapshot
+from tuner.policy.alarm import StepAlarm
 from tuner.policy.policy import ScalingPolicy
 from tuner.policy.resource import Resource
-from tuner.policy.step import StepAdjustment, StepAlarm, StepScalingPolicy
+from tuner.policy.step import StepAdjustment, StepScalingPolicy
 
 RESOURCE = Resource.for_variant("my-endpoint")
 COMPANION = StepScalingPolicy(

@@ -214,6 +214,9 @@ def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     journal_dir = d / "journal-bad" / "trials" / "x"
     journal_dir.mkdir(parents=True)
     (journal_dir / "restore-journal.json").write_text("{broken")
+    from tuner.model.llm_capacity import LlmCapacity
+
+    LlmCapacity.default().save(d / "llm-capacity.json")
     return d
 
 
@@ -365,6 +368,29 @@ CASES += [
     ("tune-region-bad", [*TUNE, "--endpoint", ENDPOINT, "--region", "mars-1", *AWS, *TUNE_OUT]),
 ]
 CASES += [(f"tune-{k}", [*TUNE, "--out", v]) for k, v in OUT_DIRS.items()]
+# An LLM capacity file ("kind": "llm"): every flag its path does not honour is refused, not ignored.
+TUNE_LLM = [*TUNE, "--capacity", "{d}/llm-capacity.json", *TUNE_OUT]
+CASES += [
+    ("-".join(["tune-llm", flag.lstrip("-"), *values[:1]]), [*TUNE_LLM, flag, *values])
+    for flag, *values in (
+        ("--holdout", "off"),
+        ("--holdout", "auto"),
+        ("--stress-level", "2"),
+        ("--schedule-timezone", "Europe/Paris"),
+        ("--step-companion",),
+        ("--live-profile", "steady"),
+        ("--live-window", "0,1h"),
+        ("--dry-run",),
+        ("--allow-production",),
+        ("--yes",),
+        ("--region", "eu-west-1"),
+        ("--aws-profile", "x"),
+        ("--endpoint-url", "{aws}"),
+        ("--endpoint", ENDPOINT),
+        ("--backtest",),
+        ("--max-instances", "0"),
+    )
+]
 
 CASES += [
     ("trial-workers-neg", [*TRIAL, *TRIAL_REST, "--workers", "-2"]),

@@ -31,7 +31,7 @@ from tuner.emulator import EmulatorConfig, LocalAws
 from tuner.model.capacity import Capacity
 from tuner.policy.policy import ScalingPolicy
 from tuner.policy.resource import Resource
-from tuner.profiles.profile import parse_profile
+from tuner.profiles.profile_file import parse_profile
 
 SPEED = 320.0
 ENDPOINT = "bt-endpoint"

@@ -20,12 +20,13 @@ import numpy as np
 import pytest
 
 from tuner.emulator import EmulatorConfig, LocalAws
-from tuner.live.loadgen import LoadTestConfig, run_loadtest, start_epoch
+from tuner.live.loadgen import LoadTestConfig, run_loadtest
+from tuner.live.periods import start_epoch
 from tuner.model.capacity import Capacity
 from tuner.model.settings import SimulationSettings
 from tuner.model.simulator import simulate
 from tuner.policy.policy import ScalingPolicy
-from tuner.profiles.profile import load_profile
+from tuner.profiles.profile_file import load_profile
 
 SPEED = 40.0
 ENDPOINT = "e2e-endpoint"

@@ -25,12 +25,13 @@ import numpy as np
 
 from tuner.emulator import EmulatorConfig, LocalAws
 from tuner.emulator.tokens import LlmServerSpec
-from tuner.live.loadgen import LoadTestConfig, run_loadtest, start_epoch
+from tuner.live.loadgen import LoadTestConfig, run_loadtest
+from tuner.live.periods import start_epoch
 from tuner.model.copies import simulate_copies
 from tuner.model.llm_capacity import LlmCapacity
 from tuner.model.settings import SimulationSettings
 from tuner.policy import MetricType, Resource, ResourceKind, ScalingPolicy
-from tuner.profiles.profile import load_profile
+from tuner.profiles.profile_file import load_profile
 from tuner.profiles.tokens import TokenSpec
 from tuner.tune.llm import from_zero_step
 

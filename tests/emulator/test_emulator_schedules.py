@@ -19,7 +19,8 @@ from tuner.cli import main
 from tuner.emulator import EmulatorConfig, LocalAws
 from tuner.model.capacity import Capacity
 from tuner.model.settings import SimulationSettings
-from tuner.profiles.profile import Profile, parse_profile
+from tuner.profiles.profile import Profile
+from tuner.profiles.profile_file import parse_profile
 from tuner.tune import Grid, Objective, tune
 
 ENDPOINT = "floor-endpoint"

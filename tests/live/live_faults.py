@@ -25,8 +25,9 @@ import pandas as pd
 from botocore.exceptions import ClientError
 
 from tuner.aws import AutoScaling, AwsSession
-from tuner.policy.policy import MetricType, ScalingPolicy
+from tuner.policy.policy import ScalingPolicy
 from tuner.policy.resource import Resource
+from tuner.policy.tracking import MetricType
 from tuner.profiles import Profile, load_profile
 from tuner.records import REQUEST_COLUMNS
 

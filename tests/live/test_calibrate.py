@@ -39,7 +39,8 @@ from tuner.live.calibration_steps import (
     wait_until_idle,
 )
 from tuner.model.capacity import Capacity
-from tuner.profiles.profile import Profile, parse_profile
+from tuner.profiles.profile import Profile
+from tuner.profiles.profile_file import parse_profile
 
 
 def _records(steps: list[Step], latency_ms: list[float], fail_share: list[float]) -> pd.DataFrame:

@@ -18,7 +18,7 @@ import pandas as pd
 from test_loadgen import CREDS_ENV, SigV4Server
 
 from tuner.live.loadgen import worker_command
-from tuner.profiles.profile import load_profile
+from tuner.profiles.profile_file import load_profile
 
 # A request's trip from Locust to the server shifts it across a minute boundary by trip x SPEED
 # virtual seconds: at x10, 60 ms of trip on a loaded machine is still within 1% of a minute.

@@ -22,8 +22,9 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from tuner.cli import main
-from tuner.live.loadgen import LOCUSTFILE, LoadTestConfig, per_period, run_loadtest
-from tuner.profiles.profile import load_profile, parse_profile
+from tuner.live.loadgen import LOCUSTFILE, LoadTestConfig, run_loadtest
+from tuner.live.periods import per_period
+from tuner.profiles.profile_file import load_profile, parse_profile
 
 AK, SK, REGION = "AKIDTUNERTEST0001", "tuner/test/secret/key", "us-east-1"
 CREDS_ENV = {

@@ -58,3 +58,36 @@ def test_calibrate_stream_finds_the_concurrency_limit(tmp_path, monkeypatch, cap
     # One more than K waits for a whole answer (~20 + 9 x 8 ms): its TTFT p99 shows it.
     assert (over["ttft_p99_ms"] > 80).all()
     assert "one copy serves" in capsys.readouterr().out
+
+
+def _calibrate_args(*extra: str):
+    from tuner.cli import build_parser
+
+    return build_parser().parse_args(["calibrate", "--endpoint", "ep", *extra])
+
+
+def test_calibrate_defaults_resolve_per_mode_and_explicit_values_win():
+    """--stream's defaults (30 s steps, 1% errors, a g6.2xlarge's price) apply only to what is
+    left out: an explicit --step-s 60 (the step test's default) is kept, not taken as unset."""
+    from tuner.commands.calibrate import resolve_mode_defaults, stream_spec_from
+
+    spec = stream_spec_from(_calibrate_args("--stream"))
+    assert (spec.step_s, spec.max_error_rate, spec.hourly_usd) == (30.0, 0.01, 0.9776)
+    given = ("--step-s", "60", "--max-error-rate", "0.001", "--hourly-usd", "0.23")
+    spec = stream_spec_from(_calibrate_args("--stream", *given))
+    assert (spec.step_s, spec.max_error_rate, spec.hourly_usd) == (60.0, 0.001, 0.23)
+    args = _calibrate_args("--slo-p99-ms", "300")
+    resolve_mode_defaults(args)
+    assert (args.step_s, args.max_error_rate, args.hourly_usd) == (60.0, 0.001, 0.23)
+    args = _calibrate_args("--slo-p99-ms", "300", "--step-s", "30")
+    resolve_mode_defaults(args)
+    assert args.step_s == 30.0
+
+
+def test_calibrate_help_shows_both_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["calibrate", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: 60; 30 with --stream, real seconds)" in text
+    assert "(default: 0.001; 0.01 with --stream)" in text
+    assert "(default: 0.23; 0.9776 with --stream, an ml.g6.2xlarge)" in text

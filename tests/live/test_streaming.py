@@ -16,7 +16,7 @@ from tests.live.test_loadgen import CREDS_ENV
 from tuner.cli import main
 from tuner.eventstream import payload_part, stream_error
 from tuner.live.loadgen import LoadTestConfig, run_loadtest
-from tuner.profiles.profile import load_profile
+from tuner.profiles.profile_file import load_profile
 from tuner.profiles.tokens import TokenSpec
 from tuner.records import REQUEST_COLUMNS
 from tuner.tokenstream import read_stream
@@ -243,8 +243,8 @@ def test_token_draws_are_seeded_per_request_and_keep_the_mean():
 
 
 def test_per_period_stream_columns_by_hand():
-    from tuner.live.loadgen import per_period
-    from tuner.profiles.profile import parse_profile
+    from tuner.live.periods import per_period
+    from tuner.profiles.profile_file import parse_profile
 
     profile = parse_profile({"segment": [{"hold": "20s", "rps": 0.2}]})
     req = pd.DataFrame(

@@ -20,7 +20,7 @@ from tuner.model.capacity import Capacity
 from tuner.model.settings import SimulationSettings
 from tuner.model.simulator import simulate
 from tuner.policy.policy import ScalingPolicy
-from tuner.profiles.profile import parse_profile
+from tuner.profiles.profile_file import parse_profile
 
 ELB = TRACES / "elb_request_count_8c0756.csv"  # 14 days at 5-minute intervals: 20,160 minutes
 SAMPLE = 4  # candidates run through the scalar loop

@@ -8,7 +8,8 @@ import pytest
 from tuner.errors import PolicyError, ValidationError
 from tuner.model.controller import TargetTracking
 from tuner.model.scaling import AlarmState, ModelChoices, ScalingCause, ScalingKind, ScheduledAction
-from tuner.policy.policy import MetricType, ScalingPolicy
+from tuner.policy.policy import ScalingPolicy
+from tuner.policy.tracking import MetricType
 
 
 def policy(target: float, **kw) -> ScalingPolicy:

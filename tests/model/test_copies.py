@@ -17,18 +17,15 @@ import pytest
 import scalar_copies
 import scalar_model
 
-from tuner.model.copies import serve_step, simulate_copies_demand, steady_copies
+from tuner.model.copies import simulate_copies_demand, steady_copies
+from tuner.model.copy_serving import serve_step
 from tuner.model.llm_capacity import CurvePoint, LlmCapacity
 from tuner.model.settings import SimulationSettings
-from tuner.policy.policy import MetricType, ScalingPolicy
+from tuner.policy.alarm import StepAlarm
+from tuner.policy.policy import ScalingPolicy
 from tuner.policy.resource import ResourceKind
-from tuner.policy.step import (
-    AdjustmentType,
-    MetricAggregation,
-    StepAdjustment,
-    StepAlarm,
-    StepScalingPolicy,
-)
+from tuner.policy.step import AdjustmentType, MetricAggregation, StepAdjustment, StepScalingPolicy
+from tuner.policy.tracking import MetricType
 
 CAP = LlmCapacity.default()
 EXACT = SimulationSettings(metric_lag_s=0.0, boot_jitter_s=0.0, seeds=(0,), warm_start=False)

@@ -13,9 +13,11 @@ import pytest
 from tuner.errors import PolicyError
 from tuner.model.controller import TargetTracking
 from tuner.model.scaling import ModelChoices, ScalingCause
-from tuner.policy.policy import MetricType, ScalingPolicy
+from tuner.policy.alarm import Comparison, StepAlarm
+from tuner.policy.policy import ScalingPolicy
 from tuner.policy.resource import ResourceKind
-from tuner.policy.step import Comparison, StepAdjustment, StepAlarm, StepScalingPolicy
+from tuner.policy.step import StepAdjustment, StepScalingPolicy
+from tuner.policy.tracking import MetricType
 
 EXACT = ModelChoices(metric_lag_s=0, boot_s=120)
 

@@ -14,10 +14,11 @@ import scalar_model
 import tuner.model.simulator as simulate_module
 from tuner.errors import ValidationError
 from tuner.model.capacity import Capacity, LatencyPoint
-from tuner.model.controller import ScheduledAction
+from tuner.model.scaling import ScheduledAction
 from tuner.model.settings import SimulationSettings
 from tuner.model.simulator import TIMELINE_COLUMNS, simulate, simulate_demand
-from tuner.policy.policy import MetricType, ScalingPolicy
+from tuner.policy.policy import ScalingPolicy
+from tuner.policy.tracking import MetricType
 
 CAPACITY = Capacity.default()  # 20 rps per instance, p50 40-60 ms, p99 80-150 ms, 60-s timeout
 
@@ -466,7 +467,7 @@ def test_inference_component_scales_to_zero_and_target_tracking_alone_stays_ther
     # MinCapacity 0 is allowed for inference components. Idle: 15 zero datapoints -> 0 copies.
     # Then traffic fails (no copy serves it) and R = ceil(0 x M / T) = 0: as on AWS, scaling out
     # from zero needs another mechanism than target tracking.
-    from tuner.policy.policy import ResourceKind
+    from tuner.policy.resource import ResourceKind
 
     p = ScalingPolicy(
         min_capacity=0,
@@ -543,7 +544,7 @@ def test_cli_scheduled_actions_move_the_range_at_their_time(tmp_path):
 
 def test_cli_plus_puts_several_policies_on_one_target(tmp_path):
     from tuner.cli import main
-    from tuner.profiles.profile import load_profile
+    from tuner.profiles.profile_file import load_profile
 
     profile, pol = _files(tmp_path)
     tighter = tmp_path / "t450.policy.json"

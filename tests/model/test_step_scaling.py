@@ -15,19 +15,14 @@ import scalar_model
 
 from tuner.errors import PolicyError
 from tuner.model.capacity import Capacity
-from tuner.model.controller import ScheduledAction, TargetTracking
-from tuner.model.scaling import ModelChoices, ScalingCause
+from tuner.model.controller import TargetTracking
+from tuner.model.scaling import ModelChoices, ScalingCause, ScheduledAction
 from tuner.model.settings import SimulationSettings
 from tuner.model.simulator import simulate_demand
-from tuner.policy.policy import MetricType, ScalingPolicy
-from tuner.policy.step import (
-    AdjustmentType,
-    Comparison,
-    MetricAggregation,
-    StepAdjustment,
-    StepAlarm,
-    StepScalingPolicy,
-)
+from tuner.policy.alarm import Comparison, StepAlarm
+from tuner.policy.policy import ScalingPolicy
+from tuner.policy.step import AdjustmentType, MetricAggregation, StepAdjustment, StepScalingPolicy
+from tuner.policy.tracking import MetricType
 
 CAPACITY = Capacity.default()
 EXACT = ModelChoices(metric_lag_s=0, boot_s=120)
@@ -477,7 +472,7 @@ def test_a_step_policy_scales_an_inference_component_out_of_zero():
     # (R = ceil(0 x M / T) = 0), a step policy can. Here on InvocationsPerCopy (requests per copy,
     # divided by 1 with no copy), ExactCapacity 2 when any request arrives; the model does not
     # have NoCapacityInvocationFailures, the metric AWS's pattern uses.
-    from tuner.policy.policy import ResourceKind
+    from tuner.policy.resource import ResourceKind
 
     wake = step(
         1,

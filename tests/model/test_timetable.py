@@ -16,7 +16,7 @@ from tuner.model.settings import EXACT
 from tuner.model.timetable import DEFAULT_START, profile_start, timeline_actions
 from tuner.policy.policy import ScalingPolicy
 from tuner.policy.schedule import ScheduledScalingAction
-from tuner.profiles.profile import parse_profile
+from tuner.profiles.profile_file import parse_profile
 from tuner.tune.search import Objective, simulate_candidates
 
 CAPACITY = Capacity.default()  # 20 rps per instance, boot 300 s

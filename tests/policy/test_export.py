@@ -15,8 +15,9 @@ import pytest
 from tuner.aws import AutoScaling
 from tuner.errors import ValidationError
 from tuner.policy.export import export_policy
-from tuner.policy.policy import MetricType, ScalingPolicy
+from tuner.policy.policy import ScalingPolicy
 from tuner.policy.resource import Resource
+from tuner.policy.tracking import MetricType
 
 RESOURCE = Resource.for_variant("my-endpoint", "AllTraffic")
 POLICY = ScalingPolicy(

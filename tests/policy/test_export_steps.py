@@ -11,17 +11,11 @@ from pathlib import Path
 import boto3
 
 from tuner.aws import Alarms, AutoScaling
+from tuner.policy.alarm import Comparison, StepAlarm
 from tuner.policy.export import export_policy
 from tuner.policy.policy import ScalingPolicy
 from tuner.policy.resource import Resource
-from tuner.policy.step import (
-    AdjustmentType,
-    Comparison,
-    MetricAggregation,
-    StepAdjustment,
-    StepAlarm,
-    StepScalingPolicy,
-)
+from tuner.policy.step import AdjustmentType, MetricAggregation, StepAdjustment, StepScalingPolicy
 
 RESOURCE = Resource.for_variant("my-endpoint", "AllTraffic")
 OUT = StepScalingPolicy(

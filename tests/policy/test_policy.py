@@ -10,8 +10,9 @@ import pytest
 
 from tuner.errors import PolicyError
 from tuner.policy.diff import format_diff, policy_diff
-from tuner.policy.policy import MetricType, ScalingPolicy
+from tuner.policy.policy import ScalingPolicy
 from tuner.policy.resource import Resource, ResourceKind
+from tuner.policy.tracking import MetricType
 
 DESIGN_EXAMPLE = {
     "ScalableTarget": {"MinCapacity": 1, "MaxCapacity": 8},

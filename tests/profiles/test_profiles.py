@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import TRACES
 from tuner.errors import ProfileError
-from tuner.profiles.profile import load_profile, parse_profile
+from tuner.profiles.profile_file import load_profile, parse_profile
 from tuner.profiles.replay import parse_duration
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -18,7 +18,8 @@ import pytest
 from tests.conftest import TRACES
 from tuner.model import Capacity, SimulationSettings
 from tuner.policy import ScalingPolicy
-from tuner.profiles.profile import Profile, parse_profile
+from tuner.profiles.profile import Profile
+from tuner.profiles.profile_file import parse_profile
 from tuner.tune import Objective, simulate_candidates, tune
 
 pytestmark = pytest.mark.benchmark

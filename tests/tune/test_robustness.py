@@ -9,7 +9,7 @@ import pytest
 from tuner.model.capacity import Capacity
 from tuner.model.settings import SimulationSettings
 from tuner.policy.policy import ScalingPolicy
-from tuner.profiles.profile import parse_profile
+from tuner.profiles.profile_file import parse_profile
 from tuner.tune import Objective, robustness
 from tuner.tune.robustness import corners
 

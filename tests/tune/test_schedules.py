@@ -14,7 +14,8 @@ import pytest
 from tuner.cli import main
 from tuner.model.settings import SimulationSettings
 from tuner.policy.policy import ScalingPolicy
-from tuner.profiles.profile import Profile, parse_profile
+from tuner.profiles.profile import Profile
+from tuner.profiles.profile_file import parse_profile
 from tuner.tune import Grid, Objective, tune
 from tuner.tune.schedules import (
     FLOOR_OFF,

@@ -11,7 +11,7 @@ import pytest
 from tuner.errors import ValidationError
 from tuner.model import SimulationSettings
 from tuner.policy.policy import ScalingPolicy
-from tuner.profiles.profile import parse_profile
+from tuner.profiles.profile_file import parse_profile
 from tuner.tune import Grid, Objective, evaluate
 from tuner.tune.recommend import nearest_alternatives, pareto_mask, recommend, score
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -9,10 +10,12 @@ import pandas as pd
 import pytest
 
 from tuner.cli import main
+from tuner.errors import ValidationError
 from tuner.model.llm_capacity import LlmCapacity
 from tuner.model.settings import SimulationSettings
-from tuner.policy.policy import MetricType, ScalingPolicy
+from tuner.policy.policy import ScalingPolicy
 from tuner.policy.resource import ResourceKind
+from tuner.policy.tracking import MetricType
 from tuner.profiles.profile import build_profile
 from tuner.report.render import write_report
 from tuner.tune import Grid, tune
@@ -188,3 +191,37 @@ def test_cli_bad_llm_input_is_one_line_and_exit_2(tmp_path, capsys, argv, messag
     assert main(base + argv) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--holdout", "auto"], "--holdout is not available with an LLM capacity file (a history"),
+        (["--schedule-timezone", "UTC"], "--schedule-timezone is not available with an LLM"),
+        (["--stress-level", "3"], "--stress-level is not available with an LLM capacity file"),
+        (["--dry-run"], "--dry-run is not available with an LLM capacity file"),
+    ],
+)
+def test_cli_refuses_tune_flags_the_llm_path_does_not_honour(tmp_path, capsys, flags, message):
+    argv = ["tune", "--profile", "steady", "--max-error-rate", "0.01", "--out", str(tmp_path / "o")]
+    argv += ["--capacity", str(FAST.save(tmp_path / "llm.json"))]
+    assert main(argv + flags) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_max_instances_caps_max_copy_count():
+    """Two copies on an instance (copies_per_instance 2): --max-instances 1 caps MaxCopyCount
+    at 2, where the grid asked for 5; MinCopyCount levels above the cap come down to it."""
+    two = dataclasses.replace(FAST, copies_per_instance=2)
+    grid = dataclasses.replace(GRID, min_capacities=(1, 3), max_capacities=(5,))
+    objective = llm_objective(two, max_error_rate=0.02, slo_ttft_p99_ms=1500, slo_itl_p99_ms=100)
+    free = tune([DAY], objective, capacity=two, settings=SETTINGS, grid=grid)
+    capped = tune([DAY], objective, capacity=two, settings=SETTINGS, grid=grid, max_instances=1)
+    assert set(free.candidates["max_capacity"]) == {5}
+    assert set(capped.candidates["max_capacity"]) == {2}
+    assert set(capped.candidates["min_capacity"]) == {0, 1, 2}
+    assert capped.recommended.max_capacity == 2
+    with pytest.raises(ValidationError, match="--max-instances >= 1 must hold, got 0"):
+        tune([DAY], objective, capacity=two, settings=SETTINGS, grid=grid, max_instances=0)

@@ -11,8 +11,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from tuner.aws.alarms import Alarms
 from tuner.aws.clients import AwsSession, ClientAdapter, translate_client_error
-from tuner.aws.snapshot import ScalingSnapshot as ScalingSnapshot
-from tuner.aws.snapshot import jsonable
+from tuner.aws.snapshot import ScalingSnapshot, jsonable
 from tuner.errors import PolicyError, TargetNotRegistered, TunerError
 from tuner.policy.alarm import policy_name_of
 from tuner.policy.policy import SERVICE_NAMESPACE, ScalingPolicy

@@ -79,7 +79,7 @@ PROFILES_DIR = Path(__file__).resolve().parents[2] / "locustfiles" / "profiles"
 def resolve_profile(spec: str) -> tuple[Profile, Path]:
     """--profile: a TOML file, a replay CSV, or a ready profile's name -> (Profile, its file)."""
     from tuner.errors import ValidationError
-    from tuner.profiles.profile import load_profile, parse_profile
+    from tuner.profiles.profile_file import load_profile, parse_profile
 
     path = Path(spec)
     if not path.exists() and (PROFILES_DIR / f"{spec}.toml").is_file():

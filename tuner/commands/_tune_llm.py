@@ -24,12 +24,27 @@ if TYPE_CHECKING:
     from tuner.policy.policy import ScalingPolicy
     from tuner.profiles import Profile
 
-# flags of `tuner tune` that do not apply to an inference component's copies (yet)
-_NOT_FOR_LLM = (
-    ("live", "--live"),
-    ("endpoint", "--endpoint"),
-    ("backtest", "--backtest"),
-    ("step_companion", "--step-companion"),
+_LIVE = "inference components are tuned in simulation; trial the recommendation with `tuner trial`"
+_HISTORY = "a history is not held out, stressed or refined for inference components"
+# flags of `tuner tune` the LLM path does not honour (yet), each refused when given; --top,
+# --backtest-days, --variant, --live-time-limit and --max-rps only act with flags refused here.
+# --no-schedules is honoured: scheduled floors are never searched for copies.
+NOT_FOR_LLM = (
+    ("live", "--live", _LIVE),
+    ("endpoint", "--endpoint", _LIVE),
+    ("backtest", "--backtest", _LIVE),
+    ("live_profile", "--live-profile", _LIVE),
+    ("live_window", "--live-window", _LIVE),
+    ("dry_run", "--dry-run", "it lists the AWS calls of --live, " + _LIVE),
+    ("allow_production", "--allow-production", _LIVE),
+    ("yes", "--yes", _LIVE),
+    ("region", "--region", "the LLM path makes no AWS call"),
+    ("aws_profile", "--aws-profile", "the LLM path makes no AWS call"),
+    ("endpoint_url", "--endpoint-url", "the LLM path makes no AWS call"),
+    ("step_companion", "--step-companion", "step companions are not searched for copies"),
+    ("holdout", "--holdout", _HISTORY),
+    ("stress_level", "--stress-level", _HISTORY),
+    ("schedule_timezone", "--schedule-timezone", "scheduled floors are not searched for copies"),
 )
 
 
@@ -89,12 +104,9 @@ def run_llm_tune(
     from tuner.tune import Grid, manifest, tune, write_run
     from tuner.tune.llm import LLM_GRID, llm_objective
 
-    for attr, flag in _NOT_FOR_LLM:
-        if getattr(args, attr, None):
-            raise ValidationError(
-                f"{flag} is not available with an LLM capacity file (inference components are "
-                "tuned in simulation; trial the recommendation with `tuner trial`)"
-            )
+    for attr, flag, why in NOT_FOR_LLM:
+        if getattr(args, attr, None) not in (None, False):
+            raise ValidationError(f"{flag} is not available with an LLM capacity file ({why})")
     if not args.profile:
         raise ValidationError("--profile is required (a profile TOML, replay CSV or ready name)")
     if not 1 <= args.seeds <= 100:
@@ -133,6 +145,7 @@ def run_llm_tune(
         settings=settings,
         grid=grid,
         progress=say,
+        max_instances=args.max_instances,
     )
     meta = manifest(
         tuning,
@@ -164,8 +177,8 @@ def run_llm_simulate(
     jsonable: Any,
 ) -> int:
     """``tuner simulate`` with an LLM capacity file: copies, TTFT/ITL, zero copies."""
-    from tuner.model.controller import step_s_for
     from tuner.model.copies import simulate_copies
+    from tuner.model.scaling import step_s_for
     from tuner.model.settings import SimulationSettings
     from tuner.model.simulator import check_size
     from tuner.policy.resource import ResourceKind

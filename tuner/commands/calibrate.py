@@ -17,7 +17,15 @@ from tuner.commands._live import add_guardrail_options, confirm, finite_float, g
 if TYPE_CHECKING:
     from tuner.aws import AwsSession
     from tuner.live import CalibrationSpec
+    from tuner.live.llm_calibration import StreamCalibrationSpec
     from tuner.model import Capacity
+
+# Options whose default differs between the step test and --stream: (step test, --stream).
+MODE_DEFAULTS: dict[str, tuple[float, float]] = {
+    "step_s": (60.0, 30.0),
+    "max_error_rate": (0.001, 0.01),
+    "hourly_usd": (0.23, 0.9776),
+}
 
 EPILOG = """\
 examples:
@@ -64,8 +72,7 @@ def register(sub: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--max-error-rate",
         type=finite_float,
-        default=0.001,
-        help="share of failed requests a step may have (default: 0.001)",
+        help="share of failed requests a step may have (default: 0.001; 0.01 with --stream)",
     )
     p.add_argument(
         "--start-rps", type=finite_float, default=1.0, help="first step's rate (default: 1)"
@@ -73,8 +80,8 @@ def register(sub: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--step-s",
         type=finite_float,
-        default=60.0,
-        help="seconds each step lasts, virtual on the local AWS (default: 60)",
+        help="seconds each step lasts, virtual on the local AWS (default: 60; 30 with --stream, "
+        "real seconds)",
     )
     p.add_argument(
         "--measure-boot",
@@ -90,8 +97,8 @@ def register(sub: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--hourly-usd",
         type=finite_float,
-        default=0.23,
-        help="price of one instance-hour, for costs (default: 0.23)",
+        help="price of one instance-hour, for costs (default: 0.23; 0.9776 with --stream, "
+        "an ml.g6.2xlarge)",
     )
     p.add_argument("--out", default="capacity.json", help="capacity file (default: capacity.json)")
     p.add_argument("--seed", type=int, default=0, help="seed for payload choice")
@@ -111,6 +118,37 @@ def register(sub: Any) -> argparse.ArgumentParser:
     return parser
 
 
+def resolve_mode_defaults(args: argparse.Namespace) -> None:
+    """Fill the options left out (None) with the default of the mode (--stream or not)."""
+    for name, (step_test, stream) in MODE_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, stream if args.stream else step_test)
+
+
+def stream_spec_from(args: argparse.Namespace) -> StreamCalibrationSpec:
+    """The --stream calibration's spec from the parsed options."""
+    from tuner.live.llm_calibration import StreamCalibrationSpec
+
+    resolve_mode_defaults(args)
+    return StreamCalibrationSpec(
+        endpoint=args.endpoint,
+        inference_component=args.inference_component,
+        tokens=token_spec_from(args),
+        step_s=args.step_s,
+        max_concurrency=args.max_concurrency,
+        ttft_factor=args.ttft_factor,
+        ttft_slack_ms=args.ttft_slack_ms,
+        max_error_rate=args.max_error_rate,
+        copies=args.copies,
+        instance_type=args.instance_type,
+        hourly_usd=args.hourly_usd,
+        copies_per_instance=args.copies_per_instance,
+        instance_boot_s=args.boot_s,
+        copy_load_s=args.copy_load_s,
+        timeout_ms=args.timeout_ms,
+    )
+
+
 def run_stream(args: argparse.Namespace) -> int:
     """tuner calibrate --stream: the concurrency limit and TTFT/ITL curve of an LLM endpoint."""
     import os
@@ -118,25 +156,9 @@ def run_stream(args: argparse.Namespace) -> int:
     import botocore.session
 
     from tuner.errors import ValidationError
-    from tuner.live.llm_calibration import StreamCalibrationSpec, calibrate_stream, save_capacity
+    from tuner.live.llm_calibration import calibrate_stream, save_capacity
 
-    spec = StreamCalibrationSpec(
-        endpoint=args.endpoint,
-        inference_component=args.inference_component,
-        tokens=token_spec_from(args),
-        step_s=args.step_s if args.step_s != 60.0 else 30.0,
-        max_concurrency=args.max_concurrency,
-        ttft_factor=args.ttft_factor,
-        ttft_slack_ms=args.ttft_slack_ms,
-        max_error_rate=args.max_error_rate if args.max_error_rate != 0.001 else 0.01,
-        copies=args.copies,
-        instance_type=args.instance_type,
-        hourly_usd=args.hourly_usd if args.hourly_usd != 0.23 else 0.9776,
-        copies_per_instance=args.copies_per_instance,
-        instance_boot_s=args.boot_s,
-        copy_load_s=args.copy_load_s,
-        timeout_ms=args.timeout_ms,
-    )
+    spec = stream_spec_from(args)
     if args.dry_run:
         print("dry run: tuner calibrate --stream would make these AWS calls:")
         print("  sagemaker-runtime InvokeEndpointWithResponseStream (closed-loop steps)")
@@ -175,6 +197,7 @@ def run(args: argparse.Namespace) -> int:
         return run_stream(args)
     if args.slo_p99_ms is None:
         raise ValidationError("--slo-p99-ms is required (or --stream for an LLM endpoint)")
+    resolve_mode_defaults(args)
 
     spec = CalibrationSpec(
         endpoint=args.endpoint,

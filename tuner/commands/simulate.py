@@ -207,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
     profile, _ = resolve_profile(args.profile)
     if args.initial_capacity is not None and args.initial_capacity < 0:
         raise ValidationError(f"--initial-capacity >= 0 must hold, got {args.initial_capacity}")
-    from tuner.model.controller import step_s_for
+    from tuner.model.scaling import step_s_for
     from tuner.model.simulator import check_size
 
     periods = math.ceil(profile.duration_s / step_s_for(groups))

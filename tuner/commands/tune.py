@@ -171,7 +171,6 @@ def register(sub: Any) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--holdout",
-        default="auto",
         metavar="H",
         help="newest window of a history (one profile of 2 days or more) held out to validate "
         'on: "auto" (a quarter, whole days), a duration ("3d", "12h"), a share ("0.25") or '
@@ -407,7 +406,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValidationError(f"--profile names must be unique, got {names}")
     point_out_mismatch([p for p, _ in loaded], capacity, guardrails.max_instances)
     grid = Grid.load(args.grid) if args.grid else Grid()
-    holdout = parse_holdout(args.holdout)
+    holdout = parse_holdout("auto" if args.holdout is None else args.holdout)
     live: list[Profile] = []
     live_specs = args.live_profile or list(args.profile)
     session = aws_session(args) if args.endpoint and not args.dry_run else None

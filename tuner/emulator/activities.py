@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from tuner.errors import ValidationError
-from tuner.model.controller import ScalingCause, ScalingEvent
+from tuner.model.scaling import ScalingCause, ScalingEvent
 from tuner.policy.step import StepScalingPolicy
 
 _MAX_RESULTS = 50

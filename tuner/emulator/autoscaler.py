@@ -43,14 +43,16 @@ from tuner.emulator.metrics import (
 )
 from tuner.errors import TunerError, ValidationError
 from tuner.model.capacity import Capacity
-from tuner.model.controller import ScalingCause, ScalingEvent, TargetTracking
+from tuner.model.controller import TargetTracking
+from tuner.model.scaling import ScalingCause, ScalingEvent
 from tuner.model.settings import SimulationSettings
 from tuner.model.stepping import stream_of
 from tuner.policy import MetricType, Resource, ResourceKind, ScalingPolicy
+from tuner.policy.alarm import policy_name_of
 from tuner.policy.cron import fire_times
-from tuner.policy.policy import MAX_TARGET_VALUE
 from tuner.policy.schedule import ScheduledScalingAction
-from tuner.policy.step import StepScalingPolicy, policy_name_of, step_from_aws
+from tuner.policy.step import StepScalingPolicy, step_from_aws
+from tuner.policy.tracking import MAX_TARGET_VALUE
 
 STEP_S = BUCKET_S
 _PLACEHOLDER_TARGET = MAX_TARGET_VALUE  # never reached: the placeholder never scales

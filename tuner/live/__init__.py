@@ -33,18 +33,14 @@ from tuner.live.llm_calibration import (
     save_capacity,
 )
 from tuner.live.loadgen import (
-    ERROR_KINDS,
     LOCUSTFILE,
     LoadTestConfig,
     LoadTestResult,
     locust_commands,
-    per_period,
-    read_requests,
     run_loadtest,
-    start_epoch,
-    summarize,
     write_profile_content,
 )
+from tuner.live.periods import ERROR_KINDS, per_period, read_requests, start_epoch, summarize
 from tuner.live.safety import (
     EXIT_RESTORE_FAILED,
     JOURNAL_NAME,

@@ -23,7 +23,8 @@ import pandas as pd
 from tuner.aws import AwsSession, Runtime
 from tuner.clock import VirtualClock
 from tuner.errors import TunerError
-from tuner.profiles.profile import Profile, parse_profile
+from tuner.profiles.profile import Profile
+from tuner.profiles.profile_file import parse_profile
 
 # The locustfile's default body: what every step sends, so a probe costs the model what they do.
 PROBE_BODY = b'{"inputs": "tuner load test"}'

@@ -46,7 +46,8 @@ import pandas as pd
 from tuner.aws import AutoScaling, AwsSession, Endpoints, fetch_variant_metrics
 from tuner.clock import VirtualClock
 from tuner.errors import TrialError, TunerError, ValidationError
-from tuner.live.loadgen import LoadTestConfig, run_loadtest, start_epoch
+from tuner.live.loadgen import LoadTestConfig, run_loadtest
+from tuner.live.periods import start_epoch
 from tuner.live.safety import JOURNAL_NAME, live_change
 from tuner.live.streaming import LlmLoad
 from tuner.policy import Resource, ScalingPolicy

@@ -16,12 +16,11 @@ from tuner.model.copies import (
     LLM_SUMMARY_COLUMNS,
     LLM_TIMELINE_COLUMNS,
     CopiesResult,
-    StepServing,
-    serve_step,
     simulate_copies,
     simulate_copies_demand,
     steady_copies,
 )
+from tuner.model.copy_serving import StepServing, serve_step
 from tuner.model.llm_capacity import (
     CurvePoint,
     LlmCapacity,

@@ -45,21 +45,10 @@ from tuner.model.scaling import (
     StepResult,
     finest_period_s,
     normalise_candidates,
-    step_s_for,
 )
 from tuner.model.stepping import NO_CAPACITY_STREAMS, StepPolicies
 from tuner.policy.policy import ScalingPolicy
 from tuner.policy.step import StepScalingPolicy
-
-# tuner.model.simulator and tuner.emulator.autoscaler import these from here.
-__all__ = [
-    "ModelChoices",
-    "ScalingCause",
-    "ScalingEvent",
-    "ScheduledAction",
-    "TargetTracking",
-    "step_s_for",
-]
 
 
 class TargetTracking:

@@ -19,7 +19,8 @@ import numpy as np
 
 from tuner.errors import PolicyError, ValidationError
 from tuner.model.stepping import stream_of
-from tuner.policy.policy import MetricType, ScalingPolicy
+from tuner.policy.policy import ScalingPolicy
+from tuner.policy.tracking import MetricType
 
 CONCURRENCY_TYPES = {
     MetricType.CONCURRENT_REQUESTS_PER_MODEL,

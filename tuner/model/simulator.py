@@ -39,7 +39,8 @@ import pandas as pd
 
 from tuner.errors import ValidationError
 from tuner.model.capacity import Capacity, concurrency_per_instance, serve_period, slow_share
-from tuner.model.controller import ScheduledAction, TargetTracking, step_s_for
+from tuner.model.controller import TargetTracking
+from tuner.model.scaling import ScheduledAction, step_s_for
 from tuner.model.settings import SimulationSettings
 from tuner.policy.policy import ScalingPolicy
 from tuner.profiles.profile import TrafficProfile

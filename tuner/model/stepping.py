@@ -33,7 +33,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from tuner.errors import PolicyError
-from tuner.policy.step import AdjustmentType, Comparison, MetricAggregation, StepScalingPolicy
+from tuner.policy.alarm import Comparison
+from tuner.policy.step import AdjustmentType, MetricAggregation, StepScalingPolicy
 
 # (MetricName, Period) -> stream: "inv" 60-s InvocationsPerInstance sums, "conc" 10-s peaks of
 # ConcurrentRequestsPerModel, "conc60" the peak of six of those, "nocap" 60-s and "nocap10"

@@ -37,12 +37,14 @@ from tuner.policy.policy_file import aws_policy_file, policy_fields
 from tuner.policy.resource import Resource, ResourceKind
 from tuner.policy.schedule import ScheduledScalingAction, check_actions
 from tuner.policy.step import StepScalingPolicy
-from tuner.policy.tracking import DEFAULT_COOLDOWN_S as DEFAULT_COOLDOWN_S
-from tuner.policy.tracking import DEFAULT_POLICY_NAME as DEFAULT_POLICY_NAME
-from tuner.policy.tracking import MAX_COOLDOWN_S as MAX_COOLDOWN_S
-from tuner.policy.tracking import MAX_TARGET_VALUE as MAX_TARGET_VALUE
-from tuner.policy.tracking import MIN_TARGET_VALUE as MIN_TARGET_VALUE
-from tuner.policy.tracking import MetricType as MetricType
+from tuner.policy.tracking import (
+    DEFAULT_COOLDOWN_S,
+    DEFAULT_POLICY_NAME,
+    MAX_COOLDOWN_S,
+    MAX_TARGET_VALUE,
+    MIN_TARGET_VALUE,
+    MetricType,
+)
 
 SERVICE_NAMESPACE = "sagemaker"
 # MinCapacity/MaxCapacity are 32-bit integers in Application Auto Scaling's model.

@@ -28,31 +28,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from tuner.errors import PolicyError
-from tuner.policy.alarm import NAMESPACE as NAMESPACE
-from tuner.policy.alarm import Comparison as Comparison
-from tuner.policy.alarm import StepAlarm as StepAlarm
-from tuner.policy.alarm import policy_arn_tail as policy_arn_tail
-from tuner.policy.alarm import policy_name_of as policy_name_of
-from tuner.policy.alarm import resource_dimensions as resource_dimensions
+from tuner.policy.alarm import StepAlarm
 from tuner.policy.fields import check_keys, choice, integer, number
 from tuner.policy.resource import Resource
-
-# The alarm half moved to tuner.policy.alarm; these names stay importable from here too.
-__all__ = [
-    "NAMESPACE",
-    "AdjustmentType",
-    "Comparison",
-    "DEFAULT_STEP_COOLDOWN_S",
-    "MAX_STEP_COOLDOWN_S",
-    "MetricAggregation",
-    "StepAdjustment",
-    "StepAlarm",
-    "StepScalingPolicy",
-    "policy_arn_tail",
-    "policy_name_of",
-    "resource_dimensions",
-    "step_from_aws",
-]
 
 # Step scaling's default Cooldown (API StepScalingPolicyConfiguration: "If not specified, the
 # default value is 300").

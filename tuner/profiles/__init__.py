@@ -6,10 +6,9 @@ from tuner.profiles.profile import (
     Profile,
     TrafficProfile,
     build_profile,
-    load_profile,
-    parse_profile,
     profile_from_content,
 )
+from tuner.profiles.profile_file import load_profile, parse_profile
 from tuner.profiles.replay import (
     TOKEN_TRACE_COLUMNS,
     format_duration,

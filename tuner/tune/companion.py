@@ -19,13 +19,10 @@ from typing import Any
 import pandas as pd
 
 from tuner.errors import ValidationError
-from tuner.policy.policy import MetricType, ScalingPolicy
-from tuner.policy.step import (
-    AdjustmentType,
-    StepAdjustment,
-    StepAlarm,
-    StepScalingPolicy,
-)
+from tuner.policy.alarm import StepAlarm
+from tuner.policy.policy import ScalingPolicy
+from tuner.policy.step import AdjustmentType, StepAdjustment, StepScalingPolicy
+from tuner.policy.tracking import MetricType
 
 COMPANION_NAME = "tuner-step-scale-out"
 

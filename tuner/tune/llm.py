@@ -28,16 +28,11 @@ from tuner.errors import ValidationError
 from tuner.model.copies import CopiesResult, simulate_copies, steady_copies
 from tuner.model.llm_capacity import LlmCapacity
 from tuner.model.settings import SimulationSettings
-from tuner.policy.policy import DEFAULT_POLICY_NAME, MetricType, ScalingPolicy
+from tuner.policy.alarm import Comparison, StepAlarm
+from tuner.policy.policy import ScalingPolicy
 from tuner.policy.resource import ResourceKind
-from tuner.policy.step import (
-    AdjustmentType,
-    Comparison,
-    MetricAggregation,
-    StepAdjustment,
-    StepAlarm,
-    StepScalingPolicy,
-)
+from tuner.policy.step import AdjustmentType, MetricAggregation, StepAdjustment, StepScalingPolicy
+from tuner.policy.tracking import DEFAULT_POLICY_NAME, MetricType
 from tuner.profiles.profile import Profile
 from tuner.tune.grid import Grid
 from tuner.tune.pipeline import Tuning
@@ -148,12 +143,17 @@ def llm_candidates(
     *,
     zero: bool = True,
     from_zero_cooldown_s: int = 300,
+    max_copies: int | None = None,
 ) -> tuple[list[ScalingPolicy], tuple[int, ...], tuple[int, ...]]:
-    """(candidates, MinCopyCount levels, MaxCopyCount levels) of the grid for ``capacity``."""
+    """(candidates, MinCopyCount levels, MaxCopyCount levels) of the grid for ``capacity``;
+    ``max_copies`` caps MaxCopyCount (and MinCopyCount) levels."""
     rate = min(_for_profile(capacity, p).max_rps_per_copy for p in profiles)
     levels, high = grid.capacity_bounds(profiles, rate)
     mins = tuple(sorted(({0} if zero else set()) | set(grid.min_capacities or levels)))
     maxes = tuple(grid.max_capacities or (high,))
+    if max_copies is not None:
+        mins = tuple(sorted({min(m, max_copies) for m in mins}))
+        maxes = tuple(sorted({min(m, max_copies) for m in maxes}))
     limit = float(capacity.max_concurrency_per_copy)
     targets = grid.target_values or tuple(round(limit * f, 3) for f in grid.target_fractions)
     out: dict[str, ScalingPolicy] = {}
@@ -245,8 +245,10 @@ def tune_llm(
     timelines_top: int = 0,
     zero: bool = True,
     progress: Callable[[str], None] | None = None,
+    max_instances: int | None = None,
 ) -> Tuning:
-    """Simulate the copy grid (with MinCopyCount 0 unless ``zero`` is False) and recommend."""
+    """Simulate the copy grid (with MinCopyCount 0 unless ``zero`` is False) and recommend;
+    ``max_instances`` caps MaxCopyCount so the copies fit on that many instances."""
     settings = settings or SimulationSettings()
     grid = grid or LLM_GRID
     profiles = tuple(profiles)
@@ -261,7 +263,10 @@ def tune_llm(
             max_slo_violation=objective.max_slo_violation,
             margin=objective.margin,
         )
-    policies, mins, maxes = llm_candidates(profiles, capacity, grid, zero=zero)
+    if max_instances is not None and max_instances < 1:
+        raise ValidationError(f"--max-instances >= 1 must hold, got {max_instances}")
+    cap = None if max_instances is None else max_instances * capacity.copies_per_instance
+    policies, mins, maxes = llm_candidates(profiles, capacity, grid, zero=zero, max_copies=cap)
     positive = [m for m in mins if m > 0] or [1]
     baseline = copy_policy(
         round(capacity.max_concurrency_per_copy * 0.5, 3), min(positive), max(maxes)

@@ -29,7 +29,8 @@ from tuner.model.llm_capacity import LlmCapacity
 from tuner.model.scaling import step_s_for
 from tuner.model.settings import SimulationSettings
 from tuner.model.simulator import check_size, simulate
-from tuner.policy.policy import DEFAULT_POLICY_NAME, ScalingPolicy
+from tuner.policy.policy import ScalingPolicy
+from tuner.policy.tracking import DEFAULT_POLICY_NAME
 from tuner.profiles.profile import Profile
 from tuner.tune.companion import CompanionGrid, companion_candidates
 from tuner.tune.grid import Grid
@@ -146,7 +147,8 @@ def tune(
 
     An :class:`LlmCapacity` tunes an inference component's copies instead
     (:func:`tuner.tune.llm.tune_llm`: TTFT/ITL objectives, MinCopyCount 0 searched);
-    ``current``, schedules, companions and held-out validation do not apply there.
+    ``current``, schedules, companions and held-out validation do not apply there;
+    ``max_instances`` caps MaxCopyCount at that many instances' copies.
     """
     if isinstance(capacity, LlmCapacity):
         from tuner.tune.llm import tune_llm  # it builds on this module
@@ -164,6 +166,7 @@ def tune(
             grid=grid,
             timelines_top=timelines_top,
             progress=progress,
+            max_instances=max_instances,
         )
     capacity = capacity or Capacity.default()
     settings = settings or SimulationSettings()
