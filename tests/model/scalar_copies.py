@@ -55,7 +55,8 @@ class CopyServing:
         )
 
     def duration_s(self, x: float) -> float:
-        return (self.ttft_ms(x)[0] + self.output_tokens * self.itl_ms(x)[0]) / 1000.0
+        # N tokens: the first ends the TTFT, then N - 1 inter-token gaps
+        return (self.ttft_ms(x)[0] + (self.output_tokens - 1) * self.itl_ms(x)[0]) / 1000.0
 
     @property
     def max_rate(self) -> float:
@@ -96,7 +97,8 @@ class CopyServing:
         failed = max(backlog - rate * self.timeout_s, 0.0)
         new_queue = backlog - failed
         x = self.in_flight(served / (step_s * n)) if n > 0 else 0.0
-        metric = x + max(queue, new_queue) / max(n, 1)
+        # the Maximum of a count of requests: the next whole request above the mean
+        metric = math.ceil(n * x + max(queue, new_queue) - 1e-9) / max(n, 1)
         return served, failed, new_queue, metric, failed if n == 0 else 0.0
 
 

@@ -192,6 +192,7 @@ def run(
     step_pending: list[int | None] = [None] * len(step_rules)  # base of the scale-out it asked
     step_in_end = [-math.inf] * len(step_rules)
     minute_peaks: list[float] = []
+    partial_seen = False
 
     def boot_at(k: int) -> float:
         drawn = boot_s[k] if isinstance(boot_s, list) else boot_s
@@ -233,11 +234,16 @@ def run(
             new_queue = min(backlog, n * serving.max_rps * serving.timeout_s)
         old_queue, queue = queue, new_queue
         # metrics: 60-s InvocationsPerInstance sums the steps of its minute (an inference
-        # component at zero copies publishes no per-copy datapoint: NaN, a missing one)
-        partial += math.nan if copies is not None and n == 0 else arrivals / max(n, 1)
+        # component publishes no per-copy datapoint for a step without a copy: the minute sums
+        # the steps that had one, and is missing, NaN, when none had)
+        if copies is None or n > 0:
+            partial += arrivals / max(n, 1)
+            partial_seen = True
         if t % 60 == 0:
-            waiting[False].append((boundary_at_or_after(t + lag_s), partial))
-            partial = 0.0
+            waiting[False].append(
+                (boundary_at_or_after(t + lag_s), partial if partial_seen else math.nan)
+            )
+            partial, partial_seen = 0.0, False
         if step_s == 10 and copies is not None:
             copy_metric = copy_metric if n > 0 else math.nan
             waiting[True].append((boundary_at_or_after(t + lag_s), copy_metric))

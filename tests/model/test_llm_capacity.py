@@ -35,7 +35,7 @@ def test_curves_are_linear_between_points_and_flat_beyond():
 def test_other_token_counts_scale_ttft_and_the_duration():
     cap = LlmCapacity.default().with_tokens(1024, 128)
     assert cap.ttft_ms_at(np.array([1.0]))[0].tolist() == [400.0]
-    assert cap.duration_s_at(np.array([1.0])).tolist() == pytest.approx([0.4 + 128 * 0.055])
+    assert cap.duration_s_at(np.array([1.0])).tolist() == pytest.approx([0.4 + 127 * 0.055])
     same = LlmCapacity.default()
     assert same.with_tokens(None, None) is same and same.with_tokens(512, 256) is same
 

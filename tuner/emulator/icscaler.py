@@ -6,6 +6,10 @@ What differs from a variant:
 - the samples: InvocationsPerCopy (per copy in service during the step), the 10-s peak of
   ConcurrentRequestsPerCopy, and the step's NoCapacityInvocationFailures (the controller's
   ``no_capacity_failures``, which a step alarm on that metric reads);
+- zero copies in service (the rule of :class:`tuner.model.scaling.ModelChoices`, as the
+  simulator has it): the per-copy metrics have no datapoint for a step without a copy, so the
+  controller gets NaN and no ConcurrentRequestsPerCopy is published for it; a minute's
+  InvocationsPerCopy sums its steps with copies and is not published when none had one;
 - a copy's boot time is set before each step from the endpoint's instances: ``copy_load_s`` when
   a running instance has room, the rest of an instance's boot plus ``copy_load_s`` when a booting
   one has, ``instance_boot_s + copy_load_s`` when managed instance scaling must add an instance;
@@ -17,7 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -90,6 +96,10 @@ class ComponentScaler(Autoscaler):
             target=self.placed,
         )
         self._loop_ref = loop
+        self._step_served = True
+        """Whether a copy was in service in the step last sampled."""
+        self._minute_served = False
+        """Whether a copy was in service in some step of the minute being summed."""
         self.instances_at: dict[float, int] = {}
         """Instances running on the endpoint at each step boundary (for the timeline)."""
 
@@ -116,15 +126,19 @@ class ComponentScaler(Autoscaler):
     def sample(self, boundary_v: float) -> StepSample:
         rt = self.runtime
         bucket = rt.metrics.at(boundary_v - STEP_S)
-        bucket.per_instance = bucket.invocations / max(1, self.step_in_service)
+        n = self.step_in_service
+        bucket.per_instance = bucket.invocations / n if n else 0.0
         now = rt.inflight / max(1, rt.in_service)
         step = rt.metrics.summary(boundary_v - STEP_S, STEP_S, now)
         with self._lock:
             self._next_boot()
         self._loop_ref.call_soon_threadsafe(self.placed.reapply)
+        self._step_served = n > 0
+        self._minute_served |= n > 0
+        missing = math.nan  # no copy: no per-copy datapoint (ModelChoices)
         return StepSample(
-            step.invocations_per_instance,
-            step.concurrent_per_model,
+            step.invocations_per_instance if n else missing,
+            step.concurrent_per_model if n else missing,
             step.invocations,
             step,
             no_capacity_failures=float(step.no_capacity),
@@ -135,10 +149,17 @@ class ComponentScaler(Autoscaler):
         if len(self.instances_at) < len(self.history) + 1_000:  # after the step's decisions
             self.instances_at[boundary_v] = self.pool.instances(boundary_v)[0]
         when = self.clock.datetime_at(boundary_v - STEP_S)
-        datums = component_datums(sample.summary, when, rt.name, minute=False)
+        datums: list[dict[str, Any]] = []
+        if self._step_served:
+            datums += component_datums(sample.summary, when, rt.name, minute=False)
         if (boundary_v - self.clock.v0) % MINUTE_S == 0:
             minute = rt.metrics.summary(boundary_v - MINUTE_S, MINUTE_S)
             start = self.clock.datetime_at(boundary_v - MINUTE_S)
-            datums += component_datums(minute, start, rt.name, minute=True)
+            datums += [
+                d
+                for d in component_datums(minute, start, rt.name, minute=True)
+                if self._minute_served or d["MetricName"] != "InvocationsPerCopy"
+            ]
+            self._minute_served = False
             rt.metrics.forget_before(boundary_v)
         self.plane.put_metric_data(NAMESPACE, datums)

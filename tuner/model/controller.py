@@ -101,6 +101,9 @@ class TargetTracking:
         self.t_s = 0.0
         self._pending: dict[str, deque[tuple[int, np.ndarray]]] = {"inv": deque(), "conc": deque()}
         self._acc = {s: np.zeros(self.C) for s in ("inv", "conc", "nocap", "nocap10")}
+        self._acc_seen = {s: np.zeros(self.C, dtype=bool) for s in self._acc}
+        """Whether some step of the period being summed had a sample (a 10-s step with no copy
+        in service has none: NaN); a period none of whose steps had one has no datapoint."""
         self._count = {"inv": 0, "conc": 0, "nocap": 0, "nocap10": 0}
         self._set_slots(groups, reset_all=True)
         self._steps: StepPolicies | None = self._make_steps(groups)
@@ -470,15 +473,24 @@ class TargetTracking:
             else:
                 value = np.array(np.broadcast_to(sample, (self.C,)), dtype=float)
         else:
-            acc = self._acc[stream]
+            acc, seen = self._acc[stream], self._acc_seen[stream]
             if stream != "conc":  # invocations and failures are sums, concurrency a peak
-                acc += sample
+                arr = np.asarray(sample, dtype=float)
+                missing = np.isnan(arr)
+                if missing.any():  # per-copy metrics: a step with no copy in service adds none
+                    acc += np.where(missing, 0.0, arr)
+                    seen |= ~missing
+                else:
+                    acc += arr
+                    seen[:] = True
             else:
                 np.maximum(acc, sample, out=acc)
+                seen[:] = True
             if (k + 1) % m:
                 return
-            value = acc.copy()
+            value = np.where(seen, acc, np.nan)
             acc[:] = 0.0
+            seen[:] = False
         self._pending[stream].append((k + self._lag_steps, value))
 
     def _observe(self, stream: str, value: np.ndarray, k: int) -> None:

@@ -5,15 +5,21 @@ The units are copies (:class:`tuner.model.llm_capacity.LlmCapacity`); one
 policy or alarm reads a 10-s metric (``ConcurrentRequestsPerCopy``), else 60-s. Choices, once:
 
 - Serving a step: :mod:`tuner.model.copy_serving` (copies at their concurrency limit, a
-  queue that times out, TTFT and ITL from the curves).
-- ``ConcurrentRequestsPerCopy`` of a step (Maximum) = ``x`` + the peak queue per copy in
-  service; ``InvocationsPerCopy`` = requests / copies in service.
+  queue that times out, TTFT and ITL from the curves; a request's N tokens take TTFT + N - 1
+  inter-token gaps).
+- ``ConcurrentRequestsPerCopy`` of a step is the Maximum of a count: requests in flight (on
+  the copies and queued) at an instant, over the copies in service. [MODEL] Its peak over the
+  step is the next whole request above the mean: ceil(n x ``x`` + the peak queue) / n
+  (:func:`tuner.model.copy_serving.serve_step`). ``InvocationsPerCopy`` = requests / copies in
+  service.
 - Zero copies in service: every request of the step fails at once and is a
   ``NoCapacityInvocationFailures``, which the controller's step alarms read
   (``TargetTracking.step(..., no_capacity_failures=)``). No copy publishes the per-copy metrics
-  then: their datapoints are missing (NaN to the controller), which breaks the runs of breaching
-  datapoints, so target tracking's scale-in alarm needs its 90 (15) fresh low datapoints after
-  the first copy serves again and cannot remove it while its load is still unseen.
+  then: their datapoints are missing (NaN to the controller; a 60-s InvocationsPerCopy sums the
+  steps that had copies; :class:`ModelChoices` states the rule, the emulator follows it), which
+  breaks the runs of breaching datapoints, so target tracking's scale-in alarm needs its 90
+  (15) fresh low datapoints after the first copy serves again and cannot remove it while its
+  load is still unseen.
 - A scale-out loads copies in ``copy_load_s``, plus ``instance_boot_s`` when the first copy
   added finds no room on the running instances (:meth:`LlmCapacity.boot_s_for`), ± the boot
   jitter of :class:`tuner.model.settings.SimulationSettings` (``boot_s`` there, if set,
@@ -100,7 +106,7 @@ class CopiesResult:
 
     def timeline(self, i: int) -> pd.DataFrame:
         """Candidate i, one row per step. The latency columns (p50/p99_latency_ms) are TTFT's,
-        the objective's latency; ``e2e_p99_ms`` is TTFT p99 + output tokens x ITL p99."""
+        the objective's latency; ``e2e_p99_ms`` is TTFT p99 + (output tokens - 1) x ITL p99."""
         if not 0 <= i < len(self.policies):
             raise IndexError(f"candidate index must be in 0..{len(self.policies) - 1}, got {i}")
         cap, p = self.capacity, self.period_s
@@ -108,7 +114,7 @@ class CopiesResult:
         d = self.desired[:, i].astype(float)
         out = serve_step(cap, self.demand, n, self.queue_start[:, i], p)
         x = out.concurrency
-        tokens = cap.output_tokens
+        tokens = cap.gaps
         return pd.DataFrame(
             {
                 "t_s": np.arange(len(self.demand)) * p,
@@ -312,7 +318,7 @@ def summarise(
         bad[r0:r1] = under | (out.failed > 0) | (t99 > slo_ttft_ms) | (i99 > slo_itl_ms)
         ttft99[r0:r1] = t99
         itl99[r0:r1] = i99
-        e2e99[r0:r1] = np.minimum(t99 + capacity.output_tokens * i99, capacity.timeout_ms)
+        e2e99[r0:r1] = np.minimum(t99 + capacity.gaps * i99, capacity.timeout_ms)
         weight[r0:r1] = np.where(out.served > 0, out.served, 0.0)
     surges, longest = _runs(bad)
     requests = float(demand.sum())

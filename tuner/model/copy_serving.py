@@ -3,10 +3,18 @@
 ``n`` copies in service complete at most ``n x max_rps_per_copy`` requests per second (each
 copy at its concurrency limit, Little's law); the rest queue, oldest first, and fail once they
 would wait past ``timeout_ms``. The sequences in flight per copy are ``x`` with ``served rate
-per copy = x / duration(x)``, duration = TTFT + output tokens x ITL (p50s). TTFT is the curve's
-at ``x`` plus the queue wait (mean wait for p50, the longest for p99); ITL is the curve's at
-``x``. A request violates the objective when it fails, its TTFT exceeds the TTFT objective or its
-ITL p99 the ITL objective (:func:`violation_share`).
+per copy = x / duration(x)``, duration = TTFT + (output tokens - 1) x ITL (p50s: the first
+token ends the TTFT, N tokens take N - 1 gaps). TTFT is the curve's at ``x`` plus the queue wait
+(mean wait for p50, the longest for p99); ITL is the curve's at ``x``.
+
+``ConcurrentRequestsPerCopy`` is the Maximum of a count: requests in flight (on the copies and
+queued) at an instant, over the copies in service. [MODEL] Its peak over the step is the next
+whole request above the mean, ceil(n x ``x`` + the peak queue) / n: a count whose mean is 2.3 is
+3 at some instant; the mean alone reads low by up to 1 / n, which on one or two copies decides
+target tracking's alarms (the local AWS measures the true Maximum).
+
+A request violates the objective when it fails, its TTFT exceeds the TTFT objective or its ITL
+p99 the ITL objective (:func:`violation_share`).
 """
 
 from __future__ import annotations
@@ -17,6 +25,9 @@ import numpy as np
 
 from tuner.model.capacity import slow_share
 from tuner.model.llm_capacity import LlmCapacity
+
+_WHOLE = 1e-9
+"""A mean within this of a whole number of requests is that number (no spurious + 1)."""
 
 
 @dataclass(frozen=True)
@@ -29,7 +40,7 @@ class StepServing:
     no_capacity: np.ndarray
     queue_end: np.ndarray
     concurrency: np.ndarray
-    """ConcurrentRequestsPerCopy: sequences in flight per copy plus the peak queue per copy."""
+    """ConcurrentRequestsPerCopy (Maximum): ceil(sequences in flight + peak queue) per copy."""
     ttft_p50_ms: np.ndarray
     ttft_p99_ms: np.ndarray
     itl_p50_ms: np.ndarray
@@ -65,12 +76,13 @@ def serve_step(
     i50, i99 = capacity.itl_ms_at(x)
     none = served <= 0
     nan = np.nan
+    peak = np.ceil(np.minimum(n, per_copy) * x + peak_q - _WHOLE) / per_copy
     return StepServing(
         served,
         failed,
         no_capacity,
         q1,
-        x + peak_q / per_copy,
+        peak,
         np.where(none, nan, np.minimum(t50 + wait_mean, capacity.timeout_ms)),
         np.where(none, nan, np.minimum(t99 + wait_peak, capacity.timeout_ms)),
         np.where(none, nan, i50),

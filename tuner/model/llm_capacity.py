@@ -271,10 +271,18 @@ class LlmCapacity:
         return self._at(self.itl, concurrency)
 
     def duration_s_at(self, concurrency: np.ndarray) -> np.ndarray:
-        """Mean request duration (s): TTFT p50 + output tokens x ITL p50."""
+        """Mean request duration (s): TTFT p50 + (output tokens - 1) x ITL p50.
+
+        The first token ends the TTFT; each later one comes an inter-token gap after the one
+        before it, so N tokens take N - 1 gaps (as a streaming client measures ITL)."""
         t50, _ = self.ttft_ms_at(concurrency)
         i50, _ = self.itl_ms_at(concurrency)
-        return np.asarray((t50 + self.output_tokens * i50) / 1000.0)
+        return np.asarray((t50 + self.gaps * i50) / 1000.0)
+
+    @property
+    def gaps(self) -> float:
+        """Inter-token gaps of a mean request: output tokens - 1 (at least 0)."""
+        return max(float(self.output_tokens) - 1.0, 0.0)
 
     @property
     def max_rps_per_copy(self) -> float:

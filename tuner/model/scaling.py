@@ -59,8 +59,15 @@ class ModelChoices:
     # the policies with scale-in enabled.
     # A scheduled action or a re-registration that raises capacity boots instances like a scale-out
     # but starts no cooldown (§4.7); one that lowers it removes instances at once.
-    # With no instance in service (inference components at 0) per-instance metrics divide by 1;
-    # R = ceil(0 x M / T) = 0 then, so target tracking alone never scales out from zero (AWS
+    # Zero copies in service (an inference component at MinCopyCount 0), one rule for the
+    # simulator (tuner.model.copies) and the local AWS (tuner.emulator.icscaler): the per-copy
+    # metrics (ConcurrentRequestsPerCopy, InvocationsPerCopy) are emitted per copy, so a period
+    # in which no copy was in service has no datapoint: the caller passes NaN for such a 10-s
+    # step, a 60-s datapoint sums the steps that had copies and is missing only when none had,
+    # and the emulator publishes nothing for it. A missing datapoint is not breaching: it breaks
+    # the runs of AlarmHigh and AlarmLow (CloudWatch's default TreatMissingData "missing" over
+    # a window that holds it). Base capacity 0 makes R = ceil(0 x M / T) = 0 in any case, so
+    # target tracking alone never scales out from zero (AWS
     # scales components out of zero with a step-scaling policy whose alarm reads
     # NoCapacityInvocationFailures, Sum over 60 s or 10 s: the requests refused in a step, which
     # the caller passes to step() as no_capacity_failures and the controller sums like
