@@ -148,6 +148,16 @@ def run_llm_tune(
     def say(message: str) -> None:
         print(f"tune: {message}", file=sys.stderr, flush=True)
 
+    current = None
+    if args.live:  # the component's live policy: evaluated beside the grid, and it names the
+        # recommendation so `tuner apply` replaces it rather than adding a second one
+        from tuner.aws import AutoScaling
+        from tuner.commands._common import aws_session
+        from tuner.policy import Resource
+
+        resource = Resource.for_component(args.inference_component)
+        current = AutoScaling(session=aws_session(args)).read_policy(resource)
+        say(f"current policy of {resource}: {current.label if current else 'none'}")
     tuning = tune(
         [p for p, _ in loaded],
         objective,
@@ -156,6 +166,7 @@ def run_llm_tune(
         grid=grid,
         progress=say,
         max_instances=args.max_instances,
+        current=current,
     )
     meta = manifest(
         tuning,
