@@ -185,8 +185,8 @@ def _summary(out: Path, seconds: float) -> None:
     print(
         f"\nrecommended: {best['candidate']} ({'meets' if best['meets_objective'] else 'misses'}"
         f" the objective), ${best['monthly_cost_usd']:,.0f}/month, MinCopyCount "
-        f"{int(best['min_capacity'])}, TTFT p99 {best['ttft_p99_ms']:.0f} ms, ITL p99 "
-        f"{best['itl_p99_ms']:.0f} ms (simulated)"
+        f"{int(best['min_capacity'])}, TTFT p99 {best['ttft_p99_ms']:.0f} ms (a failed request "
+        f"counts as the timeout), ITL p99 {best['itl_p99_ms']:.0f} ms (simulated)"
     )
     if len(zero):
         z = zero.iloc[0]
@@ -200,7 +200,7 @@ def _summary(out: Path, seconds: float) -> None:
         ttft = s.get("ttft_p99_ms")
         print(
             f"live trial {s['candidate']}: {s['requests']} streams, {s['error_rate']:.1%} failed "
-            f"({s.get('refused_no_capacity', 0)} at zero copies), TTFT p99 "
+            f"({s.get('refused_no_capacity', 0)} at zero copies), TTFT p99 of the answered "
             f"{ttft if ttft is None else round(ttft)} ms, copies up to {s.get('max_instances')}"
         )
     print(
