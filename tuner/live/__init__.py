@@ -31,6 +31,7 @@ from tuner.live.component_trial import (
     write_component_results,
 )
 from tuner.live.llm_calibration import (
+    QueueRule,
     StreamCalibrationResult,
     StreamCalibrationSpec,
     calibrate_stream,
@@ -100,6 +101,7 @@ __all__ = [
     "LATE_S",
     "LOCUSTFILE",
     "LlmLoad",
+    "QueueRule",
     "StreamCalibrationResult",
     "StreamCalibrationSpec",
     "calibrate_stream",

@@ -6,10 +6,26 @@ InvokeEndpointWithResponseStream requests back to back for ``step_s`` seconds, S
 reading the event stream as it arrives (:mod:`tuner.tokenstream`). Concurrency doubles from 1
 until a step fails, then rises by one from the last passing step up to the failing one.
 
-A step fails when its error share exceeds ``max_error_rate`` or its TTFT p99 rises past
-``max(ttft_factor x TTFT p99 at concurrency 1, that + ttft_slack_ms)``: a copy that runs N
-sequences at once starts each within about one prefill; one more than it can run waits for a
-whole answer to finish. The highest passing concurrency, divided by ``copies``, is
+A step fails when its error share exceeds ``max_error_rate`` or it shows queueing (see
+:class:`QueueRule`). Queueing is judged on statistics that real-time jitter (a client or timer
+stall of a few ms, read as ``time_scale`` times more on an accelerated clock) barely moves: the
+*median* TTFT and answer time at concurrency 1 set the bar, and a step is judged on the *share* of
+its requests past it, not on one tail quantile. A request "waited for a slot" when its TTFT
+exceeds the concurrency-1 median TTFT by ``max((ttft_factor - 1) x that median, ttft_slack_ms,
+half the median answer time at concurrency 1)``: a copy running N sequences starts each within
+about one (contended) prefill, while one beyond its limit waits for a running answer to end.
+Little's law gives the share to expect: closed loop at concurrency c > K keeps c - K requests
+waiting at every moment, so when they wait for the answers in flight (the same length: they end
+together) at least 1/c of the requests wait about an answer. A step fails when its waited share
+exceeds the share that waited as long at concurrency 1 (stalls with no queue possible) by more
+than half that, 1/(2c). A single stalled request at concurrency 1 no longer raises the bar (the
+old rule, TTFT p99 vs a multiple of the p99 at concurrency 1, let one noisy step hide the
+queue). Where answers differ much in length, the queue spreads into a small wait for every
+request (about the answer time / K each at K + 1), which no per-request bar sees one step past
+the limit: the limit found can then be high by the steps it takes the wait to pass the bar.
+Each step's ``requests_per_s`` (answered) is in the steps table: past the limit it stops growing
+with concurrency while TTFT grows (Little's law), the signature of a full copy to check by eye.
+The highest passing concurrency, divided by ``copies``, is
 ``max_concurrency_per_copy``; the passing steps' TTFT/ITL become the token-aware capacity file
 (LLM-INTERFACES.md section 3). The endpoint is measured as it is: hold it at ``copies`` copies
 (MinCopyCount = MaxCopyCount) while this runs; :func:`holding_copies` does that for an inference
@@ -133,7 +149,7 @@ def _worker(client: _Client, seqs: list[int], stop_at: float, out: list[tuple[fl
             body = stream_body(int(prompt[i]), int(output[i]))
             headers = client.headers(body)
             began_epoch, began = time.time(), time.perf_counter()
-            ok, ttft, itl_mean, itl_p99 = 0.0, math.nan, math.nan, math.nan
+            ok, ttft, itl_mean, itl_p99, total = 0.0, math.nan, math.nan, math.nan, math.nan
             try:
                 conn.request("POST", client.path, body=body, headers=headers)
                 resp = conn.getresponse()
@@ -141,12 +157,13 @@ def _worker(client: _Client, seqs: list[int], stop_at: float, out: list[tuple[fl
                     s = read_stream(resp.read, began)
                     ok = float(not s.error)
                     ttft, itl_mean, itl_p99 = s.ttft_ms, s.itl_mean_ms, s.itl_p99_ms
+                    total = (time.perf_counter() - began) * 1000
                 else:
                     resp.read()
             except (OSError, http.client.HTTPException):
                 conn.close()
                 conn = client.connection()
-            out.append((began_epoch, ok, ttft, itl_mean, itl_p99))
+            out.append((began_epoch, ok, ttft, itl_mean, itl_p99, total))
             k += 1
     finally:
         conn.close()
@@ -154,9 +171,9 @@ def _worker(client: _Client, seqs: list[int], stop_at: float, out: list[tuple[fl
 
 def measure_step(
     client: _Client, concurrency: int, step_s: float, warmup_share: float
-) -> dict[str, float]:
+) -> tuple[dict[str, float], np.ndarray]:
     """Hold ``concurrency`` closed-loop streams for ``step_s``; TTFT/ITL of what ran after the
-    warm-up share."""
+    warm-up share, and the answered requests' (TTFT, answer time) in real ms, one row each."""
     start = time.time()
     stop_at = start + step_s
     records: list[tuple[float, ...]] = []
@@ -172,24 +189,58 @@ def measure_step(
         t.start()
     for t in threads:
         t.join(timeout=step_s + client.spec.timeout_ms / 1000 + 5)
+    measured_s = (1 - warmup_share) * step_s
     rows = np.array([r for r in records if r[0] >= start + warmup_share * step_s], dtype=float)
     if rows.size == 0:
-        rows = np.zeros((0, 5))
+        rows = np.zeros((0, 6))
     good = rows[rows[:, 1] == 1.0]
 
     def q(col: int, p: float) -> float:
         return float(np.percentile(good[:, col], p)) if len(good) else math.nan
 
-    return {
+    step = {
         "concurrency": float(concurrency),
         "requests": float(len(rows)),
         "errors": float(len(rows) - len(good)),
         "error_rate": float(1 - len(good) / len(rows)) if len(rows) else 1.0,
+        "requests_per_s": float(len(good) / measured_s),
         "ttft_p50_ms": q(2, 50),
         "ttft_p99_ms": q(2, 99),
         "itl_p50_ms": q(3, 50),
         "itl_p99_ms": q(4, 99),
     }
+    return step, good[:, [2, 5]]
+
+
+@dataclass(frozen=True)
+class QueueRule:
+    """Whether a step's requests queued for a slot, judged against concurrency 1 (module doc)."""
+
+    wait_bar_ms: float
+    """A request whose TTFT exceeds this waited for a slot (or stalled)."""
+    stalled_share: float
+    """Share of concurrency 1's requests past the bar: stalls, as no queue is possible there."""
+
+    @classmethod
+    def from_first_step(
+        cls, ttft_ms: np.ndarray, answer_ms: np.ndarray, ttft_factor: float, ttft_slack_ms: float
+    ) -> QueueRule:
+        """The bar from concurrency 1's TTFTs and answer times (same unit as ``ttft_slack_ms``)."""
+        if len(ttft_ms) == 0:
+            raise ValidationError("no answered request at concurrency 1 to judge the others by")
+        base, answer = float(np.median(ttft_ms)), float(np.median(answer_ms))
+        margin = max((ttft_factor - 1) * base, ttft_slack_ms, answer / 2)
+        bar = base + margin
+        return cls(bar, float(np.mean(ttft_ms > bar)))
+
+    def waited_share(self, ttft_ms: np.ndarray) -> float:
+        return float(np.mean(ttft_ms > self.wait_bar_ms)) if len(ttft_ms) else 1.0
+
+    def queued(self, concurrency: int, ttft_ms: np.ndarray) -> bool:
+        """More requests waited than stalls explain, by over half of the 1/c that queue past
+        the limit."""
+        allowance = self.stalled_share + 1 / (2 * concurrency)
+        return self.waited_share(ttft_ms) > allowance
 
 
 def calibrate_stream(
@@ -203,23 +254,29 @@ def calibrate_stream(
     """Find the concurrency limit and the TTFT/ITL curve (see the module docstring)."""
     client = _Client(spec, host, region, credentials)
     steps: list[dict[str, float]] = []
-    limit_ms = math.inf
+    rule: QueueRule | None = None
 
     def run(c: int) -> bool:
-        nonlocal limit_ms
-        step = measure_step(client, c, spec.step_s, spec.warmup_share)
+        nonlocal rule
+        step, times = measure_step(client, c, spec.step_s, spec.warmup_share)
         for key in ("ttft_p50_ms", "ttft_p99_ms", "itl_p50_ms", "itl_p99_ms"):
             step[key] *= spec.time_scale
-        if not steps:
-            base = step["ttft_p99_ms"]
-            limit_ms = max(spec.ttft_factor * base, base + spec.ttft_slack_ms)
-        passed = step["error_rate"] <= spec.max_error_rate and step["ttft_p99_ms"] <= limit_ms
+        times = times * spec.time_scale
+        passed = step["error_rate"] <= spec.max_error_rate and len(times) > 0
+        if rule is None and passed:
+            rule = QueueRule.from_first_step(
+                times[:, 0], times[:, 1], spec.ttft_factor, spec.ttft_slack_ms
+            )
+        step["waited_share"] = rule.waited_share(times[:, 0]) if rule is not None else math.nan
+        passed = passed and rule is not None and not rule.queued(c, times[:, 0])
         step["passed"] = float(passed)
         steps.append(step)
         if log is not None:
             log(
-                f"concurrency {c}: {step['requests']:.0f} requests, TTFT p50/p99 "
-                f"{step['ttft_p50_ms']:.0f}/{step['ttft_p99_ms']:.0f} ms, ITL p99 "
+                f"concurrency {c}: {step['requests']:.0f} requests, "
+                f"{step['requests_per_s']:.1f}/s, TTFT p50/p99 "
+                f"{step['ttft_p50_ms']:.0f}/{step['ttft_p99_ms']:.0f} ms, "
+                f"{step['waited_share']:.0%} past the wait bar, ITL p99 "
                 f"{step['itl_p99_ms']:.1f} ms, errors {step['error_rate']:.1%}: "
                 + ("pass" if passed else "fail")
             )
