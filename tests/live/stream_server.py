@@ -6,6 +6,8 @@ concurrency limit), sleeps ``prefill_s``, then writes ``max_new_tokens`` JSON to
 event-stream PayloadParts, ``tokens_per_part`` to a part, ``token_delay_s`` apart, as HTTP/1.1
 chunks. ``split`` cuts every part's payload in two parts (lines split across messages). It logs,
 per request, when it received it and when it finished writing the first PayloadPart.
+``stall_share`` of the streams (drawn with ``seed``) stall a uniform ``stall_s`` range of
+seconds before their first token, outside any slot queue: real-time jitter.
 ``no_capacity`` answers as an inference component at zero copies; ``fail_after`` ends each
 stream with a ModelStreamError after that many tokens.
 """
@@ -13,6 +15,7 @@ stream with a ModelStreamError after that many tokens.
 from __future__ import annotations
 
 import json
+import random
 import socket
 import threading
 import time
@@ -36,6 +39,8 @@ class Served:
     first_part: float = float("nan")
     """Epoch seconds when the first PayloadPart was written (after the write returned)."""
     done: float = float("nan")
+    stall_s: float = 0.0
+    """Seconds this request stalled before its slot queue (``StreamServer.stall_share``)."""
 
 
 @dataclass
@@ -49,11 +54,15 @@ class StreamServer:
     """Answer every request as an inference component at zero copies does (400)."""
     fail_after: int | None = None
     """End every stream with a ModelStreamError after this many tokens."""
+    stall_share: float = 0.0
+    stall_s: tuple[float, float] = (0.005, 0.03)
+    seed: int = 0
     served: list[Served] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.lock = threading.Lock()
         self.sem = threading.Semaphore(self.slots) if self.slots else None
+        self.rng = random.Random(self.seed)
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.httpd.daemon_threads = True
         self.httpd.request_queue_size = 256
@@ -114,6 +123,12 @@ class StreamServer:
                     msg = b'{"message": "Inference Component has no capacity to process this '
                     msg += b'request."}'
                     return self._reply(400, msg, "ValidationError")
+                with server.lock:
+                    stall = server.rng.random() < server.stall_share
+                    pause = server.rng.uniform(*server.stall_s)
+                if stall:
+                    rec.stall_s = pause
+                    time.sleep(pause)
                 if server.sem is not None:
                     server.sem.acquire()
                 try:

@@ -261,6 +261,7 @@ def calibrate_stream(
         step, times = measure_step(client, c, spec.step_s, spec.warmup_share)
         for key in ("ttft_p50_ms", "ttft_p99_ms", "itl_p50_ms", "itl_p99_ms"):
             step[key] *= spec.time_scale
+        step["requests_per_s"] /= spec.time_scale  # per second of the endpoint's own clock
         times = times * spec.time_scale
         passed = step["error_rate"] <= spec.max_error_rate and len(times) > 0
         if rule is None and passed:
