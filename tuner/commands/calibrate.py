@@ -36,9 +36,12 @@ examples:
       --prompt-tokens 512 --output-tokens 256 --out llm-capacity.json
 
 --stream measures an LLM endpoint as it is (hold it at --copies copies): closed-loop streams at
-concurrency 1, 2, 4, ... until TTFT p99 rises past max(--ttft-factor x its value at concurrency
-1, that + --ttft-slack-ms) or errors pass --max-error-rate, then one by one inside; writes the
-token-aware capacity file (kind "llm") with TTFT/ITL p50/p99 by concurrency per copy.
+concurrency 1, 2, 4, ... until a step queues or errors pass --max-error-rate, then one by one
+inside. A request waited for a slot when its TTFT passes concurrency 1's median TTFT by
+max((--ttft-factor - 1) x that median, --ttft-slack-ms, half concurrency 1's median answer time);
+a step at concurrency c queues when the share of such requests passes concurrency 1's (stalls)
+by more than 1/(2c). Writes the token-aware capacity file (kind "llm") with TTFT/ITL p50/p99 by
+concurrency per copy.
 
 The variant is held at one instance with dynamic scaling suspended, an open-loop step test
 raises the rate (x2 steps to bracket the limit, then 10 even steps inside it), and the highest
@@ -106,8 +109,18 @@ def register(sub: Any) -> argparse.ArgumentParser:
     add_stream_options(p)
     g = p.add_argument_group("--stream calibration")
     g.add_argument("--max-concurrency", type=int, default=256, help="highest concurrency tried")
-    g.add_argument("--ttft-factor", type=finite_float, default=2.0, help="limit rule (default 2)")
-    g.add_argument("--ttft-slack-ms", type=finite_float, default=50.0, help="default 50 ms")
+    g.add_argument(
+        "--ttft-factor",
+        type=finite_float,
+        default=2.0,
+        help="wait bar: x the median TTFT alone (default 2)",
+    )
+    g.add_argument(
+        "--ttft-slack-ms",
+        type=finite_float,
+        default=50.0,
+        help="wait bar: + at least this (default 50 ms)",
+    )
     g.add_argument(
         "--copies",
         type=int,
