@@ -14,8 +14,8 @@ from tuner.profiles.tokens import TokenSpec
 
 def test_calibration_finds_the_emulated_copy() -> None:
     # TTFT 100 / 5000 = 20 ms alone, 25 ms with 6 sequences; ITL 10 ms alone, 12.5 ms with 6;
-    # a seventh request waits for a whole answer (~250 ms): TTFT past the wait bar (the median
-    # TTFT alone + half an answer, ~20 + 105 ms) for about 1 request in 7.
+    # a seventh request waits for a whole answer (~250 ms): TTFT past the wait bar (the step's
+    # median TTFT + half an answer alone, ~25 + 105 ms) for about 1 request in 7.
     llm = LlmServerSpec(
         prefill_tokens_per_s=5000.0,
         prefill_contention=0.05,

@@ -22,26 +22,34 @@ def test_one_noisy_concurrency_1_step_does_not_hide_the_queue() -> None:
     ttft_1 = np.array([200.0] * 97 + [1800.0] * 3)
     answer_1 = ttft_1 + 1300.0
     rule = QueueRule.from_first_step(ttft_1, answer_1, ttft_factor=3.0, ttft_slack_ms=50.0)
-    # Bar: median 200 + max(2 x 200, 50, 1500 / 2) = 950 ms; the stalls are 3% past it.
-    assert rule.wait_bar_ms == 950.0 and rule.stalled_share == 0.03
-    assert not rule.queued(1, ttft_1)
-    # Concurrency 8 within the limit: contended prefill (420 ms) and 4% stalls: 4% <= 3% + 1/16.
-    at_8 = np.array([420.0] * 96 + [1800.0] * 4)
-    assert rule.waited_share(at_8) == 0.04 and not rule.queued(8, at_8)
-    # Concurrency 9, one past: 1 in 9 waits a whole answer (~2900 ms): 11% + 3% stalls > 3% +
-    # 1/18 = 8.6%.
-    at_9 = np.array([450.0] * 86 + [3300.0] * 11 + [1800.0] * 3)
-    assert rule.waited_share(at_9) == 0.14 and rule.queued(9, at_9)
+    # Margin: max(2 x 200, 50, 1500 / 2) = 750 ms; the bar 200 + 750; the stalls 3% past it.
+    assert (rule.base_ms, rule.margin_ms, rule.stalled_share) == (200.0, 750.0, 0.03)
+    assert rule.wait_bar_ms(ttft_1) == 950.0 and not rule.queued(1, ttft_1)
+    # Concurrency 8 within the limit: contended prefill (600 ms median, bar 1350) and 8% stalls
+    # past 1350: 8% <= 3% + 1/16.
+    at_8 = np.array([600.0] * 92 + [1800.0] * 8)
+    assert rule.waited_share(at_8) == 0.08 and not rule.queued(8, at_8)
+    # Concurrency 9, one past: 1 in 9 waits a whole answer (~2900 ms): 11% + 3% stalls past the
+    # bar (650 + 750) > 3% + 1/18 = 8.6%.
+    at_9 = np.array([650.0] * 86 + [3300.0] * 11 + [1800.0] * 3)
+    assert rule.wait_bar_ms(at_9) == 1400.0 and rule.waited_share(at_9) == 0.14
+    assert rule.queued(9, at_9)
     assert np.percentile(at_9, 99) < 3 * np.percentile(ttft_1, 99)  # the old rule's miss
-    # Concurrency 16, twice the limit: every request waits.
-    assert rule.queued(16, np.full(100, 3600.0))
+    # Concurrency 16, twice the limit: every request waits (none past its own step's median,
+    # but the median is past concurrency 1's bar).
+    at_16 = np.full(100, 3600.0)
+    assert rule.waited_share(at_16) == 0.0 and rule.queued(16, at_16)
+    # A step just under concurrency 1's bar with no tail passes; one answer-long wait in 9
+    # fails it.
+    assert not rule.queued(9, np.full(90, 940.0))
+    assert rule.queued(9, np.array([940.0] * 80 + [940.0 + 760.0] * 10))
 
 
-def test_bar_follows_slack_and_factor_when_they_are_larger() -> None:
+def test_margin_follows_slack_and_factor_when_they_are_larger() -> None:
     ttft = np.array([20.0, 21.0, 22.0])
     answer = np.array([40.0, 41.0, 42.0])
-    assert QueueRule.from_first_step(ttft, answer, 2.0, 50.0).wait_bar_ms == 21.0 + 50.0
-    assert QueueRule.from_first_step(ttft, answer, 4.0, 10.0).wait_bar_ms == 21.0 * 4
+    assert QueueRule.from_first_step(ttft, answer, 2.0, 50.0).margin_ms == 50.0
+    assert QueueRule.from_first_step(ttft, answer, 4.0, 10.0).margin_ms == 21.0 * 3
 
 
 K = 6

@@ -37,11 +37,11 @@ examples:
 
 --stream measures an LLM endpoint as it is (hold it at --copies copies): closed-loop streams at
 concurrency 1, 2, 4, ... until a step queues or errors pass --max-error-rate, then one by one
-inside. A request waited for a slot when its TTFT passes concurrency 1's median TTFT by
-max((--ttft-factor - 1) x that median, --ttft-slack-ms, half concurrency 1's median answer time);
-a step at concurrency c queues when the share of such requests passes concurrency 1's (stalls)
-by more than 1/(2c). Writes the token-aware capacity file (kind "llm") with TTFT/ITL p50/p99 by
-concurrency per copy.
+inside. A request waited for a slot when its TTFT passes its step's median TTFT by a margin:
+max((--ttft-factor - 1) x, --ttft-slack-ms, half the answer time) at concurrency 1 (medians).
+A step at concurrency c queues when its median TTFT passes concurrency 1's + the margin, or the
+share of such requests passes concurrency 1's (stalls) by more than 1/(2c). Writes the
+token-aware capacity file (kind "llm") with TTFT/ITL p50/p99 by concurrency per copy.
 
 The variant is held at one instance with dynamic scaling suspended, an open-loop step test
 raises the rate (x2 steps to bracket the limit, then 10 even steps inside it), and the highest
@@ -113,13 +113,13 @@ def register(sub: Any) -> argparse.ArgumentParser:
         "--ttft-factor",
         type=finite_float,
         default=2.0,
-        help="wait bar: x the median TTFT alone (default 2)",
+        help="wait margin: (x - 1) the median TTFT alone (default 2)",
     )
     g.add_argument(
         "--ttft-slack-ms",
         type=finite_float,
         default=50.0,
-        help="wait bar: + at least this (default 50 ms)",
+        help="wait margin: at least this (default 50 ms)",
     )
     g.add_argument(
         "--copies",

@@ -9,16 +9,19 @@ until a step fails, then rises by one from the last passing step up to the faili
 A step fails when its error share exceeds ``max_error_rate`` or it shows queueing (see
 :class:`QueueRule`). Queueing is judged on statistics that real-time jitter (a client or timer
 stall of a few ms, read as ``time_scale`` times more on an accelerated clock) barely moves: the
-*median* TTFT and answer time at concurrency 1 set the bar, and a step is judged on the *share* of
-its requests past it, not on one tail quantile. A request "waited for a slot" when its TTFT
-exceeds the concurrency-1 median TTFT by ``max((ttft_factor - 1) x that median, ttft_slack_ms,
-half the median answer time at concurrency 1)``: a copy running N sequences starts each within
-about one (contended) prefill, while one beyond its limit waits for a running answer to end.
-Little's law gives the share to expect: closed loop at concurrency c > K keeps c - K requests
-waiting at every moment, so when they wait for the answers in flight (the same length: they end
-together) at least 1/c of the requests wait about an answer. A step fails when its waited share
-exceeds the share that waited as long at concurrency 1 (stalls with no queue possible) by more
-than half that, 1/(2c). A single stalled request at concurrency 1 no longer raises the bar (the
+*median* TTFT and answer time at concurrency 1 set a margin, and a step is judged on its median
+and on the *share* of its requests past a bar, not on one tail quantile. The margin is
+``max((ttft_factor - 1) x the median TTFT at concurrency 1, ttft_slack_ms, half the median answer
+time at concurrency 1)``; a request "waited for a slot" when its TTFT exceeds its own step's
+median TTFT by the margin (the step's median carries the contended prefill and the client's own
+load, which grow with concurrency without any queue): a copy running N sequences starts each
+within about one prefill, while one beyond its limit waits for a running answer to end. Little's
+law gives the share to expect: closed loop at concurrency c > K keeps c - K requests waiting at
+every moment, so when they wait for the answers in flight (the same length: they end together)
+at least 1/c of the requests wait about an answer. A step fails when its median TTFT exceeds
+concurrency 1's median + the margin (most requests waited: c >= 2K), or when its waited share
+exceeds the share past the bar at concurrency 1 (stalls, with no queue possible) by more than
+half that, 1/(2c). A single stalled request at concurrency 1 no longer raises the bar (the
 old rule, TTFT p99 vs a multiple of the p99 at concurrency 1, let one noisy step hide the
 queue). Where answers differ much in length, the queue spreads into a small wait for every
 request (about the answer time / K each at K + 1), which no per-request bar sees one step past
@@ -216,8 +219,10 @@ def measure_step(
 class QueueRule:
     """Whether a step's requests queued for a slot, judged against concurrency 1 (module doc)."""
 
-    wait_bar_ms: float
-    """A request whose TTFT exceeds this waited for a slot (or stalled)."""
+    base_ms: float
+    """Median TTFT at concurrency 1."""
+    margin_ms: float
+    """How far past its step's median TTFT a request's TTFT says it waited for a slot."""
     stalled_share: float
     """Share of concurrency 1's requests past the bar: stalls, as no queue is possible there."""
 
@@ -225,22 +230,26 @@ class QueueRule:
     def from_first_step(
         cls, ttft_ms: np.ndarray, answer_ms: np.ndarray, ttft_factor: float, ttft_slack_ms: float
     ) -> QueueRule:
-        """The bar from concurrency 1's TTFTs and answer times (same unit as ``ttft_slack_ms``)."""
+        """The margin from concurrency 1's TTFTs and answer times (unit of ``ttft_slack_ms``)."""
         if len(ttft_ms) == 0:
             raise ValidationError("no answered request at concurrency 1 to judge the others by")
         base, answer = float(np.median(ttft_ms)), float(np.median(answer_ms))
         margin = max((ttft_factor - 1) * base, ttft_slack_ms, answer / 2)
-        bar = base + margin
-        return cls(bar, float(np.mean(ttft_ms > bar)))
+        return cls(base, margin, float(np.mean(ttft_ms > base + margin)))
+
+    def wait_bar_ms(self, ttft_ms: np.ndarray) -> float:
+        """The step's own median TTFT (contended prefill, client load) + the margin."""
+        return float(np.median(ttft_ms)) + self.margin_ms if len(ttft_ms) else math.inf
 
     def waited_share(self, ttft_ms: np.ndarray) -> float:
-        return float(np.mean(ttft_ms > self.wait_bar_ms)) if len(ttft_ms) else 1.0
+        return float(np.mean(ttft_ms > self.wait_bar_ms(ttft_ms))) if len(ttft_ms) else 1.0
 
     def queued(self, concurrency: int, ttft_ms: np.ndarray) -> bool:
-        """More requests waited than stalls explain, by over half of the 1/c that queue past
-        the limit."""
-        allowance = self.stalled_share + 1 / (2 * concurrency)
-        return self.waited_share(ttft_ms) > allowance
+        """Most requests waited (the median TTFT is past concurrency 1's bar), or more waited
+        than stalls explain by over half of the 1/c that queue one past the limit."""
+        if len(ttft_ms) == 0 or float(np.median(ttft_ms)) > self.base_ms + self.margin_ms:
+            return True
+        return self.waited_share(ttft_ms) > self.stalled_share + 1 / (2 * concurrency)
 
 
 def calibrate_stream(
