@@ -93,3 +93,19 @@ def subprocess_env() -> dict[str, str]:
     env.update(FAKE_AWS_ENV)
     env["PATH"] = f"{REPO / '.venv' / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     return env
+
+
+def local_client(aws: Any, service: str, **config: Any) -> Any:
+    """A boto3 client of the local AWS (a running :class:`tuner.emulator.LocalAws`), with the
+    fake credentials; ``config``: botocore Config options (retries, timeouts)."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        service,
+        endpoint_url=aws.url,
+        region_name=aws.config.region,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(**config) if config else None,
+    )

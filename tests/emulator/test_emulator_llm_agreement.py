@@ -18,11 +18,10 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import boto3
 import numpy as np
 
+from tests.conftest import local_client
 from tuner.emulator import EmulatorConfig, LocalAws
 from tuner.emulator.tokens import LlmServerSpec
 from tuner.live.loadgen import LoadTestConfig, run_loadtest
@@ -97,19 +96,9 @@ rps = 0
 """
 
 
-def _client(aws: LocalAws, service: str) -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=aws.url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-
-
 def _apply(aws: LocalAws, policy: ScalingPolicy) -> None:
     """The policy through boto3, as a user would put it (the step policies with their alarms)."""
-    aas, cw = _client(aws, "application-autoscaling"), _client(aws, "cloudwatch")
+    aas, cw = local_client(aws, "application-autoscaling"), local_client(aws, "cloudwatch")
     resource = Resource.for_component(IC)
     aas.register_scalable_target(**policy.register_scalable_target_args(resource))
     if policy.tracks_target:
@@ -176,7 +165,7 @@ def _agreement(
         assert abs(started_v - start_v) < 0.5 * SPEED, (started_v, start_v)
         time.sleep(max(0.0, clock.to_real(start_v + profile.duration_s + 20) - time.time()))
         rows = np.array(aws.component_timeline(IC)["rows"], dtype=float)
-        points = _client(aws, "cloudwatch").get_metric_statistics(
+        points = local_client(aws, "cloudwatch").get_metric_statistics(
             Namespace="AWS/SageMaker",
             MetricName="ConcurrentRequestsPerCopy",
             Dimensions=[{"Name": "InferenceComponentName", "Value": IC}],

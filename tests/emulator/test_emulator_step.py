@@ -12,10 +12,10 @@ import threading
 import time
 from typing import Any
 
-import boto3
 import numpy as np
 import pytest
 
+from tests.conftest import local_client
 from tuner.emulator import EmulatorConfig, LocalAws
 from tuner.live.loadgen import LoadTestConfig, run_loadtest
 from tuner.live.periods import start_epoch
@@ -69,18 +69,8 @@ fall = "20s"
 """
 
 
-def _client(aws: LocalAws, service: str) -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=aws.url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-
-
 def _watch_alarm(aws: LocalAws, stop: threading.Event, states: list[str]) -> None:
-    cw = _client(aws, "cloudwatch")
+    cw = local_client(aws, "cloudwatch")
     while not stop.wait(0.25):
         (alarm,) = cw.describe_alarms(AlarmNames=["fast-scale-out-alarm"])["MetricAlarms"] or [
             {"StateValue": "missing"}
@@ -153,7 +143,7 @@ def test_the_local_aws_runs_the_step_companion_as_the_simulator_does(run: Any) -
     # 120-180 s, is visible at 240 s), target tracking then (3 of 3) takes it to Max 6
     desired = sim.set_index("t_s")["desired_capacity"]
     assert (desired[180], desired[240], desired[360]) == (1, 4, 6)
-    activities = _client(aws, "application-autoscaling").describe_scaling_activities(
+    activities = local_client(aws, "application-autoscaling").describe_scaling_activities(
         ServiceNamespace="sagemaker"
     )["ScalingActivities"]
     step_acts = [a for a in activities if "fast-scale-out" in a["Cause"]]
