@@ -109,3 +109,12 @@ def local_client(aws: Any, service: str, **config: Any) -> Any:
         aws_secret_access_key="testing",
         config=Config(**config) if config else None,
     )
+
+
+def local_aws_env(aws: Any, tmp: Path) -> dict[str, str]:
+    """Environment for a child process of the local AWS: none of this shell's AWS_ variables,
+    the local AWS's own, and no config or credentials file (``tmp``/none does not exist)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(aws.env)
+    env["AWS_CONFIG_FILE"] = env["AWS_SHARED_CREDENTIALS_FILE"] = str(tmp / "none")
+    return env

@@ -7,7 +7,6 @@ the emulated instance counts agree with `tuner simulate` on the same profile, po
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
@@ -18,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.conftest import local_client
+from tests.conftest import local_aws_env, local_client
 from tuner.emulator import EmulatorConfig, LocalAws
 from tuner.live.loadgen import LoadTestConfig, run_loadtest
 from tuner.live.periods import start_epoch
@@ -100,9 +99,7 @@ def e2e(tmp_path_factory: pytest.TempPathFactory) -> Any:
     tmp_path = tmp_path_factory.mktemp("e2e")
     capacity = Capacity.from_dict(CAPACITY)
     with LocalAws(EmulatorConfig(speed=SPEED, endpoint=ENDPOINT, capacity=capacity)) as aws:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        env.update(aws.env)
-        env["AWS_CONFIG_FILE"] = env["AWS_SHARED_CREDENTIALS_FILE"] = str(tmp_path / "none")
+        env = local_aws_env(aws, tmp_path)
         policy_path = POLICY.save(tmp_path / "e2e.policy.json")
         applied = subprocess.run(
             [sys.executable, "-m", "tuner", "apply", str(policy_path), "--endpoint", ENDPOINT],

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from tests.conftest import local_client
+from tests.conftest import local_aws_env, local_client
 from tuner.emulator import EmulatorConfig, LocalAws
 from tuner.emulator.tokens import LlmServerSpec
 from tuner.live.loadgen import LoadTestConfig, run_loadtest
@@ -137,9 +136,7 @@ def _agreement(
     )
     with LocalAws(cfg) as aws:
         _apply(aws, policy)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        env.update(aws.env)
-        env["AWS_CONFIG_FILE"] = env["AWS_SHARED_CREDENTIALS_FILE"] = str(tmp_path / "none")
+        env = local_aws_env(aws, tmp_path)
         # profile time 0 on a minute boundary of the emulator's clock (its 60-s datapoints start
         # at its epoch, the simulator's at profile time 0); 8 real seconds for Locust to start
         clock = aws.clock
