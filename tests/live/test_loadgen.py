@@ -485,7 +485,7 @@ class FastServer:
         self.thread.join(5)
 
 
-def _measure(srv: FastServer, cmd: list[str], seconds: float, cwd: Path) -> float:
+def measure_rate(srv: FastServer, cmd: list[str], seconds: float, cwd: Path) -> float:
     """Requests/s the server received in the steady middle of a Locust run of `seconds`."""
     began = time.time()
     with (cwd / "bench.log").open("a") as log:
@@ -523,7 +523,7 @@ def test_bench_signed_fasthttp_vs_boto3_user(tmp_path):
         # Alternate the runs so all meet the same background load of a shared machine.
         for _ in range(rounds):
             for name, cmd in runs.items():
-                rates[name].append(_measure(srv, cmd, seconds, tmp_path))
+                rates[name].append(measure_rate(srv, cmd, seconds, tmp_path))
     finally:
         srv.close()
     (reuse, fresh, boto) = (float(np.median(r)) for r in rates.values())

@@ -8,15 +8,13 @@ reading the event stream message by message and timing every token.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.live.test_loadgen import FastServer, _env
+from tests.live.test_loadgen import FastServer, measure_rate
 from tuner.eventstream import payload_part
 from tuner.live.loadgen import LOCUSTFILE
 
@@ -64,18 +62,7 @@ def test_bench_streaming_requests_per_locust_process(tmp_path: Path):
                     "--max-inflight", "1000", "--loglevel", "ERROR", "--stream",
                     "--prompt-tokens", "64", "--output-tokens", str(tokens),
                 ]  # fmt: skip
-                began = time.time()
-                with (tmp_path / "bench.log").open("a") as log:
-                    proc = subprocess.Popen(
-                        cmd, stdout=log, stderr=subprocess.STDOUT, env=_env(), cwd=tmp_path
-                    )
-                    try:
-                        proc.wait(timeout=seconds + 60)
-                    finally:
-                        if proc.poll() is None:
-                            proc.kill()
-                            proc.wait()
-                rates[tokens].append(srv.rate(began + 5, began + seconds - 2))
+                rates[tokens].append(measure_rate(srv, cmd, seconds, tmp_path))
     finally:
         srv.close()
     lines = "\n".join(
