@@ -13,7 +13,6 @@ and desired copies are compared per 10-s step: at least 90% of the steps must ag
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from tests.conftest import local_aws_env, local_client
+from tests.emulator.helpers import load_from_next_minute
 from tuner.emulator import EmulatorConfig, LocalAws
 from tuner.emulator.tokens import LlmServerSpec
-from tuner.live.loadgen import LoadTestConfig, run_loadtest
 from tuner.live.periods import start_epoch
 from tuner.model.copies import simulate_copies
 from tuner.model.llm_capacity import LlmCapacity
@@ -137,25 +136,18 @@ def _agreement(
     with LocalAws(cfg) as aws:
         _apply(aws, policy)
         env = local_aws_env(aws, tmp_path)
-        # profile time 0 on a minute boundary of the emulator's clock (its 60-s datapoints start
-        # at its epoch, the simulator's at profile time 0); 8 real seconds for Locust to start
+        # 8 real seconds for Locust to start
         clock = aws.clock
-        start_v = clock.v0 + 60 * math.ceil((clock.now() - clock.v0 + 8 * SPEED) / 60)
-        result = run_loadtest(
-            LoadTestConfig(
-                profile=profile,
-                endpoint=ENDPOINT,
-                out_dir=tmp_path / "load",
-                host=aws.url,
-                speed=SPEED,
-                env=env,
-                start_at_epoch_s=clock.to_real(start_v),
-                stream=True,
-                inference_component=IC,
-                tokens=TOKENS,
-                request_timeout_s=90.0,
-            ),
-            progress=None,
+        start_v, result = load_from_next_minute(
+            aws,
+            profile,
+            env,
+            tmp_path / "load",
+            8,
+            stream=True,
+            inference_component=IC,
+            tokens=TOKENS,
+            request_timeout_s=90.0,
         )
         # Locust keeps to the planned start (no request leaves before it is due)
         started_v = clock.to_virtual(start_epoch(result.requests, SPEED))

@@ -4,7 +4,6 @@ Locust drives a flash spike at speed 40, and the emulated instance counts agree 
 
 from __future__ import annotations
 
-import math
 import subprocess
 import sys
 import threading
@@ -15,8 +14,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import local_aws_env, local_client
+from tests.emulator.helpers import load_from_next_minute
 from tuner.emulator import EmulatorConfig, LocalAws
-from tuner.live.loadgen import LoadTestConfig, run_loadtest
 from tuner.live.periods import start_epoch
 from tuner.model.capacity import Capacity
 from tuner.model.settings import SimulationSettings
@@ -92,26 +91,14 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Any:
         assert applied.returncode == 0, applied.stderr
         profile_path = tmp_path / "step-flash.toml"
         profile_path.write_text(PROFILE)
-        # Profile time 0 on one of the emulator's minute boundaries (its 60-s datapoints start
-        # at its clock's epoch), as the simulator's minutes start at profile time 0: a 1-of-1
-        # alarm is judged on the same minutes on both sides. 10 real seconds for Locust to start.
+        # Profile time 0 on one of the emulator's minute boundaries: a 1-of-1 alarm is judged
+        # on the same minutes on both sides. 10 real seconds for Locust to start.
         states: list[str] = []
         stop = threading.Event()
         watcher = threading.Thread(target=_watch_alarm, args=(aws, stop, states))
         watcher.start()
-        clock = aws.clock
-        start_v = clock.v0 + 60 * math.ceil((clock.now() - clock.v0 + 10 * SPEED) / 60)
-        result = run_loadtest(
-            LoadTestConfig(
-                profile=load_profile(profile_path),
-                endpoint=ENDPOINT,
-                out_dir=tmp_path / "load",
-                host=aws.url,
-                speed=SPEED,
-                env=env,
-                start_at_epoch_s=clock.to_real(start_v),
-            ),
-            progress=None,
+        _, result = load_from_next_minute(
+            aws, load_profile(profile_path), env, tmp_path / "load", 10
         )
         time.sleep(aws.clock.real_duration(75))
         stop.set()
