@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo bench lint install clean
+.PHONY: test demo demo-llm bench lint install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -19,6 +19,9 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/tuner demo
+
+demo-llm: $(STAMP)
+	$(BIN)/tuner demo --llm
 
 bench: $(STAMP)
 	$(BIN)/python -m pytest -q -s -m 'benchmark or slow' -p no:cacheprovider

@@ -28,7 +28,7 @@ def test_calibrate_stream_finds_the_concurrency_limit(tmp_path, monkeypatch, cap
                 "calibrate", "--stream", "--endpoint", "llm-ep", "--endpoint-url", srv.url,
                 "--inference-component", "llama-ic", "--prompt-tokens", "128",
                 "--output-tokens", "10", "--step-s", "1.5", "--ttft-slack-ms", "30",
-                "--max-concurrency", "16", "--out", str(out),
+                "--max-concurrency", "16", "--no-hold", "--out", str(out),
             ]
         )  # fmt: skip
     finally:

@@ -179,7 +179,11 @@ def test_cli_simulate_an_ic_policy_file(tmp_path, capsys):
     [
         (["--slo-p99-ms", "500", "--slo-ttft-p99-ms", "900"], "--slo-ttft-p99-ms needs --capacity"),
         ([], "--slo-p99-ms is required"),
-        (["--llm", "--live", "--endpoint", "e"], "--live is not available with an LLM capacity"),
+        (
+            ["--llm", "--live", "--endpoint", "e"],
+            "--live with an LLM capacity file needs --endpoint (the endpoint hosting the "
+            "inference component) and --inference-component",
+        ),
         (["--llm", "--slo-itl-p99-ms", "-1"], "--slo-itl-p99-ms > 0 must hold, got -1"),
     ],
 )
@@ -225,3 +229,31 @@ def test_max_instances_caps_max_copy_count():
     assert capped.recommended.max_capacity == 2
     with pytest.raises(ValidationError, match="--max-instances >= 1 must hold, got 0"):
         tune([DAY], objective, capacity=two, settings=SETTINGS, grid=grid, max_instances=0)
+
+
+def test_the_current_component_policy_is_weighed_and_names_the_recommendation():
+    # Today's guess: one copy always, target 2 in flight per copy, on the same metric. It is
+    # simulated beside the grid (flagged as current) and the recommendation takes its name, so
+    # `tuner apply` replaces it instead of leaving a second target-tracking policy beside it.
+    guess = ScalingPolicy(
+        target_value=2.0,
+        min_capacity=1,
+        max_capacity=2,
+        metric_type=MetricType.CONCURRENT_REQUESTS_PER_COPY,
+        kind=ResourceKind.INFERENCE_COMPONENT,
+        name="todays-guess",
+    )
+    objective = llm_objective(
+        FAST, max_error_rate=0.02, max_slo_violation=0.02, slo_ttft_p99_ms=1500,
+        slo_itl_p99_ms=100,
+    )  # fmt: skip
+    tuning = tune([DAY], objective, capacity=FAST, settings=SETTINGS, grid=GRID, current=guess)
+    assert tuning.current == guess
+    c = tuning.candidates.set_index("candidate")
+    assert bool(c.loc[guess.label, "is_current"])
+    assert c["is_current"].sum() == 1
+    # always one copy through the 6 idle hours: it costs more than the zero-copy recommendation
+    rec = c.loc[tuning.recommendation.label]
+    assert c.loc[guess.label, "monthly_cost_usd"] > rec["monthly_cost_usd"]
+    assert tuning.recommended.name == "todays-guess"
+    assert tuning.recommended.min_capacity == 0

@@ -7,8 +7,12 @@ or are injected; none is created at import, so moto intercepts them in tests.
 from tuner.aws.alarms import Alarms
 from tuner.aws.autoscaling import AutoScaling
 from tuner.aws.clients import AwsSession, translate_client_error
-from tuner.aws.cloudwatch import SAGEMAKER_METRICS, fetch_variant_metrics
-from tuner.aws.endpoint import Endpoints
+from tuner.aws.cloudwatch import (
+    SAGEMAKER_METRICS,
+    fetch_component_metrics,
+    fetch_variant_metrics,
+)
+from tuner.aws.endpoint import ComponentState, Endpoints
 from tuner.aws.runtime import Runtime
 from tuner.aws.snapshot import ScalingSnapshot
 
@@ -16,10 +20,12 @@ __all__ = [
     "Alarms",
     "SAGEMAKER_METRICS",
     "AutoScaling",
+    "ComponentState",
     "AwsSession",
     "Endpoints",
     "Runtime",
     "ScalingSnapshot",
+    "fetch_component_metrics",
     "fetch_variant_metrics",
     "translate_client_error",
 ]

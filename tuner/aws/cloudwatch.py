@@ -59,6 +59,37 @@ def fetch_variant_metrics(
     Sum columns fill missing buckets with 0; other statistics leave NaN. A statistic the backend
     cannot compute (moto's percentiles) is dropped with a RuntimeWarning instead of failing.
     """
+    dims = [
+        {"Name": "EndpointName", "Value": endpoint},
+        {"Name": "VariantName", "Value": variant},
+    ]
+    return _fetch(client, dims, start, end, period_s=period_s, metrics=metrics)
+
+
+def fetch_component_metrics(
+    client: Any,
+    component: str,
+    start: dt.datetime,
+    end: dt.datetime,
+    *,
+    period_s: int = 60,
+    metrics: Mapping[str, Sequence[str]],
+) -> pd.DataFrame:
+    """:func:`fetch_variant_metrics` for an inference component (dimension
+    ``InferenceComponentName``, as SageMaker publishes its per-copy metrics)."""
+    dims = [{"Name": "InferenceComponentName", "Value": component}]
+    return _fetch(client, dims, start, end, period_s=period_s, metrics=metrics)
+
+
+def _fetch(
+    client: Any,
+    dims: list[dict[str, str]],
+    start: dt.datetime,
+    end: dt.datetime,
+    *,
+    period_s: int,
+    metrics: Mapping[str, Sequence[str]] | None,
+) -> pd.DataFrame:
     if period_s not in (10, 60) and period_s % 60:
         raise ValidationError(f"period_s must be 10, or a multiple of 60, got {period_s}")
     start, end = _utc(start), _utc(end)
@@ -74,14 +105,14 @@ def fetch_variant_metrics(
     plain = [(m, s) for m, s in pairs if not _is_percentile(s)]
     percentiles = [(m, s) for m, s in pairs if _is_percentile(s)]
     try:
-        values = _query(client, endpoint, variant, start, end, period_s, plain) if plain else {}
+        values = _query(client, dims, start, end, period_s, plain) if plain else {}
     except (ClientError, BotoCoreError) as e:
         raise translate_client_error(e, "GetMetricData") from e
     if percentiles:
         # Asked apart so a backend that cannot compute them (moto answers HTTP 500 or, in
         # process, raises) costs only these columns.
         try:
-            values.update(_query(client, endpoint, variant, start, end, period_s, percentiles))
+            values.update(_query(client, dims, start, end, period_s, percentiles))
         except Exception as e:  # noqa: BLE001 - any backend failure degrades to a warning
             dropped = ", ".join(column_name(m, s) for m, s in percentiles)
             warnings.warn(
@@ -106,17 +137,12 @@ def fetch_variant_metrics(
 
 def _query(
     client: Any,
-    endpoint: str,
-    variant: str,
+    dims: list[dict[str, str]],
     start: dt.datetime,
     end: dt.datetime,
     period_s: int,
     pairs: Sequence[tuple[str, str]],
 ) -> dict[str, dict[dt.datetime, float]]:
-    dims = [
-        {"Name": "EndpointName", "Value": endpoint},
-        {"Name": "VariantName", "Value": variant},
-    ]
     out: dict[str, dict[dt.datetime, float]] = {}
     for first in range(0, len(pairs), _MAX_QUERIES):
         chunk = pairs[first : first + _MAX_QUERIES]

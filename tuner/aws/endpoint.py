@@ -37,6 +37,19 @@ class EndpointState:
         raise EndpointNotFound(f"endpoint {self.name} has no variant {name!r} (it has: {have})")
 
 
+@dataclass(frozen=True)
+class ComponentState:
+    """An inference component as DescribeInferenceComponent reports it (copies in its
+    RuntimeConfig: CurrentCopyCount serving, DesiredCopyCount asked)."""
+
+    name: str
+    endpoint: str
+    status: str
+    """InService, Creating, Updating, Failed, Deleting."""
+    current: int
+    desired: int
+
+
 class Endpoints(ClientAdapter):
     """DescribeEndpoint and friends, errors translated."""
 
@@ -119,6 +132,31 @@ class Endpoints(ClientAdapter):
             )
         except (ClientError, BotoCoreError) as e:
             raise translate_client_error(e, f"UpdateEndpointWeightsAndCapacities {name}") from e
+
+    def describe_component(self, name: str) -> ComponentState:
+        """DescribeInferenceComponent: the hosting endpoint, status and copy counts."""
+        try:
+            resp = self.client.describe_inference_component(InferenceComponentName=name)
+        except (ClientError, BotoCoreError) as e:
+            raise translate_client_error(e, f"DescribeInferenceComponent {name}") from e
+        runtime = resp.get("RuntimeConfig") or {}
+        current = int(runtime.get("CurrentCopyCount", 0))
+        return ComponentState(
+            name=name,
+            endpoint=str(resp["EndpointName"]),
+            status=str(resp.get("InferenceComponentStatus", "InService")),
+            current=current,
+            desired=int(runtime.get("DesiredCopyCount", current)),
+        )
+
+    def set_copy_count(self, name: str, count: int) -> None:
+        """Set a component's copy count by hand (UpdateInferenceComponentRuntimeConfig)."""
+        try:
+            self.client.update_inference_component_runtime_config(
+                InferenceComponentName=name, DesiredRuntimeConfig={"CopyCount": count}
+            )
+        except (ClientError, BotoCoreError) as e:
+            raise translate_client_error(e, f"UpdateInferenceComponentRuntimeConfig {name}") from e
 
     def wait_in_service(
         self,

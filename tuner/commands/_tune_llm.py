@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuner.commands._common import PROFILES_DIR, resolve_profile
+from tuner.commands._tune_llm_live import check_llm_live
 from tuner.errors import ValidationError
 
 if TYPE_CHECKING:
@@ -24,27 +25,28 @@ if TYPE_CHECKING:
     from tuner.policy.policy import ScalingPolicy
     from tuner.profiles import Profile
 
-_LIVE = "inference components are tuned in simulation; trial the recommendation with `tuner trial`"
+_LIVE = "inference components are trialled with --live --endpoint E --inference-component IC"
 _HISTORY = "a history is not held out, stressed or refined for inference components"
 # flags of `tuner tune` the LLM path does not honour (yet), each refused when given; --top,
-# --backtest-days, --variant, --live-time-limit and --max-rps only act with flags refused here.
+# --backtest-days, --variant and --live-time-limit only act with flags refused here or --live.
 # --no-schedules is honoured: scheduled floors are never searched for copies.
 NOT_FOR_LLM = (
-    ("live", "--live", _LIVE),
-    ("endpoint", "--endpoint", _LIVE),
-    ("backtest", "--backtest", _LIVE),
-    ("live_profile", "--live-profile", _LIVE),
-    ("live_window", "--live-window", _LIVE),
-    ("dry_run", "--dry-run", "it lists the AWS calls of --live, " + _LIVE),
-    ("allow_production", "--allow-production", _LIVE),
-    ("yes", "--yes", _LIVE),
-    ("region", "--region", "the LLM path makes no AWS call"),
-    ("aws_profile", "--aws-profile", "the LLM path makes no AWS call"),
-    ("endpoint_url", "--endpoint-url", "the LLM path makes no AWS call"),
+    ("backtest", "--backtest", "a backtest fits an endpoint variant's history"),
+    ("live_profile", "--live-profile", "live trials of copies play the tuned profiles"),
+    ("live_window", "--live-window", "live trials of copies play the tuned profiles"),
+    ("dry_run", "--dry-run", "it lists the AWS calls of a variant's --live"),
     ("step_companion", "--step-companion", "step companions are not searched for copies"),
     ("holdout", "--holdout", _HISTORY),
     ("stress_level", "--stress-level", _HISTORY),
     ("schedule_timezone", "--schedule-timezone", "scheduled floors are not searched for copies"),
+)
+# flags that act only with --live (the simulation itself makes no AWS call)
+ONLY_LIVE = (
+    ("allow_production", "--allow-production"),
+    ("yes", "--yes"),
+    ("region", "--region"),
+    ("aws_profile", "--aws-profile"),
+    ("endpoint_url", "--endpoint-url"),
 )
 
 
@@ -62,6 +64,7 @@ def refuse_llm_flags(args: argparse.Namespace) -> None:
     for attr, flag in (
         ("slo_ttft_p99_ms", "--slo-ttft-p99-ms"),
         ("slo_itl_p99_ms", "--slo-itl-p99-ms"),
+        ("inference_component", "--inference-component"),
     ):
         if getattr(args, attr, None) is not None:
             raise ValidationError(
@@ -107,6 +110,13 @@ def run_llm_tune(
     for attr, flag, why in NOT_FOR_LLM:
         if getattr(args, attr, None) not in (None, False):
             raise ValidationError(f"{flag} is not available with an LLM capacity file ({why})")
+    for attr, flag in ONLY_LIVE:
+        if not args.live and getattr(args, attr, None) not in (None, False):
+            raise ValidationError(
+                f"{flag} acts only with --live with an LLM capacity file (the simulation makes "
+                f"no AWS call; {_LIVE})"
+            )
+    check_llm_live(args)
     if not args.profile:
         raise ValidationError("--profile is required (a profile TOML, replay CSV or ready name)")
     if not 1 <= args.seeds <= 100:
@@ -138,6 +148,16 @@ def run_llm_tune(
     def say(message: str) -> None:
         print(f"tune: {message}", file=sys.stderr, flush=True)
 
+    current = None
+    if args.live:  # the component's live policy: evaluated beside the grid, and it names the
+        # recommendation so `tuner apply` replaces it rather than adding a second one
+        from tuner.aws import AutoScaling
+        from tuner.commands._common import aws_session
+        from tuner.policy import Resource
+
+        resource = Resource.for_component(args.inference_component)
+        current = AutoScaling(session=aws_session(args)).read_policy(resource)
+        say(f"current policy of {resource}: {current.label if current else 'none'}")
     tuning = tune(
         [p for p, _ in loaded],
         objective,
@@ -146,6 +166,7 @@ def run_llm_tune(
         grid=grid,
         progress=say,
         max_instances=args.max_instances,
+        current=current,
     )
     meta = manifest(
         tuning,
@@ -157,8 +178,19 @@ def run_llm_tune(
         created=now,
     )
     write_run(tuning.to_run(out, meta))
-    say("rendering the report")
-    html_path, _ = write_report(out)
+    if args.live:
+        from tuner.commands._common import aws_session
+        from tuner.commands._tune_llm_live import trial_llm_candidates
+
+        profiles = [p for p, _ in loaded]
+        try:
+            trial_llm_candidates(args, tuning, profiles, capacity, out, aws_session(args))
+        finally:
+            say("rendering the report")
+            html_path, _ = write_report(out)
+    else:
+        say("rendering the report")
+        html_path, _ = write_report(out)
     row = tuning.candidates.iloc[0]
     verdict = "meets" if tuning.recommendation.meets_objective else "does NOT meet"
     print(

@@ -134,16 +134,20 @@ def apply_policy(
             print(f"  cloudwatch PutMetricAlarm {json.dumps(alarm)}")
         return
     confirm([], yes=yes, endpoint_url=session.endpoint_url or os.environ.get("AWS_ENDPOINT_URL"))
-    if resource.kind.value == "variant":
-        from tuner.live.safety import EndpointLock
+    from tuner.live.safety import EndpointLock, lock_name
 
-        # The lock, held for the change only: no apply in the middle of a trial's restore.
-        lock = EndpointLock(Endpoints(session=session), resource.name, resource.variant or "")
-        lock.acquire(None)
-        try:
-            scaling.apply(policy, resource)
-        finally:
-            lock.release()
-    else:
+    # The lock, held for the change only: no apply in the middle of a trial's restore. An
+    # inference component's lock is on the endpoint that hosts it.
+    endpoints = Endpoints(session=session)
+    host = (
+        resource.name
+        if resource.kind.value == "variant"
+        else endpoints.describe_component(resource.name).endpoint
+    )
+    lock = EndpointLock(endpoints, host, lock_name(resource))
+    lock.acquire(None)
+    try:
         scaling.apply(policy, resource)
+    finally:
+        lock.release()
     print(f"applied and verified: {resource.resource_id} now runs {policy.label}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -107,7 +108,19 @@ def register(sub: Any) -> argparse.ArgumentParser:
     g.add_argument("--max-concurrency", type=int, default=256, help="highest concurrency tried")
     g.add_argument("--ttft-factor", type=finite_float, default=2.0, help="limit rule (default 2)")
     g.add_argument("--ttft-slack-ms", type=finite_float, default=50.0, help="default 50 ms")
-    g.add_argument("--copies", type=int, default=1, help="copies serving during the test")
+    g.add_argument(
+        "--copies",
+        type=int,
+        default=1,
+        help="copies serving during the test (with --inference-component: held there, then put "
+        "back)",
+    )
+    g.add_argument(
+        "--no-hold",
+        action="store_true",
+        help="measure the inference component as it is: change no scaling (hold its copies "
+        "yourself)",
+    )
     g.add_argument("--instance-type", default="ml.g6.2xlarge", help="recorded in the file")
     g.add_argument("--copies-per-instance", type=int, default=1, help="recorded in the file")
     g.add_argument("--copy-load-s", type=finite_float, default=258.0, help="copy load time")
@@ -161,7 +174,18 @@ def run_stream(args: argparse.Namespace) -> int:
     spec = stream_spec_from(args)
     if args.dry_run:
         print("dry run: tuner calibrate --stream would make these AWS calls:")
+        if args.inference_component and not args.no_hold:
+            print(
+                "  application-autoscaling Describe* (snapshot), RegisterScalableTarget "
+                "(SuspendedState: dynamic scaling suspended)"
+            )
+            print(
+                f"  sagemaker UpdateInferenceComponentRuntimeConfig (to {args.copies} copies), "
+                "DescribeInferenceComponent (polled)"
+            )
         print("  sagemaker-runtime InvokeEndpointWithResponseStream (closed-loop steps)")
+        if args.inference_component and not args.no_hold:
+            print("  then the snapshot and the copy count put back")
         return 0
     session = botocore.session.Session(profile=args.aws_profile)
     region = args.region or session.get_config_variable("region") or os.environ.get("AWS_REGION")
@@ -174,10 +198,28 @@ def run_stream(args: argparse.Namespace) -> int:
         or os.environ.get("AWS_ENDPOINT_URL")
         or f"https://runtime.sagemaker.{region}.amazonaws.com"
     )
-    result = calibrate_stream(
-        spec, host=host, region=region, credentials=creds, log=lambda m: print(m, flush=True)
-    )
+    from dataclasses import replace
+
+    from tuner.live.trial import discover_clock
+
+    # On the local AWS the clock is accelerated: measured real ms stand for speed x virtual ms.
+    spec = replace(spec, time_scale=discover_clock(host).speed)
     out = Path(args.out)
+
+    def log(message: str) -> None:
+        print(message, flush=True)
+
+    hold: Any = contextlib.nullcontext()
+    if args.inference_component and not args.no_hold:
+        from tuner.commands._common import aws_session
+        from tuner.live.llm_calibration import holding_copies
+
+        journal = out.with_name(out.stem + ".restore-journal.json")
+        hold = holding_copies(
+            aws_session(args), args.inference_component, args.copies, journal, log
+        )
+    with hold:
+        result = calibrate_stream(spec, host=host, region=region, credentials=creds, log=log)
     save_capacity(result.capacity, out)
     steps_path = out.with_name(out.stem + "-steps.csv")
     result.steps.to_csv(steps_path, index=False)

@@ -27,6 +27,15 @@ What it does, all on 127.0.0.1 with dummy credentials:
      top two live on the emulated endpoint (`tuner tune --live --top 2`);
   5. writes the report and shows what `tuner apply` would change.
 The clock runs --speed times faster than real time: a 25-minute profile plays in 25 s at x60.
+
+tuner demo --llm (about 3-4 minutes at x30): the same for an LLM on an inference component:
+  1. the local AWS with an inference component (an 8B-class model on ml.g6.2xlarge, copy load
+     time scaled to 60 s) whose true nature the tuner does not know;
+  2. today's guess (target tracking on ConcurrentRequestsPerCopyHighResolution) applied to it;
+  3. `tuner calibrate --stream` holds it at 1 copy and measures TTFT/ITL by concurrency;
+  4. `tuner tune` with TTFT/ITL objectives on the ready profile demo-llm (idle spells, so
+     MinCopyCount 0 is a candidate), the top candidate trialled live (`--live --top 1`);
+  5. the report, and what `tuner apply` would change.
 """
 
 ENDPOINT = "demo-endpoint"
@@ -70,7 +79,21 @@ def register(sub: Any) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
-        "--speed", type=float, default=60.0, help="virtual seconds per real second (default: 60)"
+        "--speed",
+        type=float,
+        default=None,
+        help="virtual seconds per real second (default: 60; 30 with --llm)",
+    )
+    p.add_argument(
+        "--llm",
+        action="store_true",
+        help="the LLM demo: an inference component, streaming calibration, TTFT/ITL tuning "
+        "with scale to zero, a live trial on the component",
+    )
+    p.add_argument(
+        "--short",
+        action="store_true",
+        help="with --llm: play only the profile's first 16 minutes, calibrate briefly (tests)",
     )
     p.add_argument("--out", help="run directory (default: reports/demo-<UTC time>)")
     p.add_argument("--seeds", type=int, default=3, help="simulation seeds (default: 3)")
@@ -99,6 +122,14 @@ def run(args: argparse.Namespace) -> int:
     from tuner.profiles import load_profile
     from tuner.tune import Grid, Objective
 
+    if args.llm:
+        from tuner.commands._demo_llm import run_llm_demo
+
+        args.speed = 30.0 if args.speed is None else args.speed
+        return run_llm_demo(args)
+    if args.short:
+        raise ValidationError("--short is for --llm")
+    args.speed = 60.0 if args.speed is None else args.speed
     if not 1 <= args.speed <= 120:
         raise ValidationError(f"--speed must be in 1..120, got {args.speed:g}")
     if not 1 <= args.seeds <= 100:

@@ -219,6 +219,12 @@ def register(sub: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--endpoint", help="evaluate this endpoint's current policy too (reads AWS)")
     p.add_argument(
+        "--inference-component",
+        metavar="IC",
+        help="with an LLM capacity file and --live: the inference component on --endpoint to "
+        "trial the top candidates on (streaming)",
+    )
+    p.add_argument(
         "--backtest",
         action="store_true",
         help="with --endpoint: first run `tuner backtest` on its last --backtest-days, tune "

@@ -25,6 +25,11 @@ from tuner.live.calibration_steps import (
     sustained,
     wait_until_idle,
 )
+from tuner.live.component_trial import (
+    COMPONENT_METRICS,
+    run_component_trial,
+    write_component_results,
+)
 from tuner.live.llm_calibration import (
     StreamCalibrationResult,
     StreamCalibrationSpec,
@@ -73,6 +78,9 @@ from tuner.live.trial import (
 )
 
 __all__ = [
+    "COMPONENT_METRICS",
+    "run_component_trial",
+    "write_component_results",
     "BASELINE_PROBES",
     "CalibrationResult",
     "CalibrationSpec",

@@ -12,19 +12,22 @@ sequences at once starts each within about one prefill; one more than it can run
 whole answer to finish. The highest passing concurrency, divided by ``copies``, is
 ``max_concurrency_per_copy``; the passing steps' TTFT/ITL become the token-aware capacity file
 (LLM-INTERFACES.md section 3). The endpoint is measured as it is: hold it at ``copies`` copies
-(MinCopyCount = MaxCopyCount) while this runs.
+(MinCopyCount = MaxCopyCount) while this runs; :func:`holding_copies` does that for an inference
+component through the journaled live change of :mod:`tuner.live.safety`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import math
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 import numpy as np
@@ -33,6 +36,9 @@ import pandas as pd
 from tuner.errors import ValidationError
 from tuner.profiles.tokens import TokenSpec, stream_body
 from tuner.tokenstream import read_stream
+
+if TYPE_CHECKING:
+    from tuner.aws import AwsSession
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,6 +61,9 @@ class StreamCalibrationSpec:
     instance_boot_s: float = 300.0
     copy_load_s: float = 258.0
     timeout_ms: float = 60_000.0
+    time_scale: float = 1.0
+    """Virtual ms per real ms (the local AWS's speed): measured TTFT/ITL are multiplied by it,
+    so the file holds the endpoint's own (virtual) times; ``ttft_slack_ms`` is virtual too."""
 
     def __post_init__(self) -> None:
         if not self.endpoint:
@@ -199,6 +208,8 @@ def calibrate_stream(
     def run(c: int) -> bool:
         nonlocal limit_ms
         step = measure_step(client, c, spec.step_s, spec.warmup_share)
+        for key in ("ttft_p50_ms", "ttft_p99_ms", "itl_p50_ms", "itl_p99_ms"):
+            step[key] *= spec.time_scale
         if not steps:
             base = step["ttft_p99_ms"]
             limit_ms = max(spec.ttft_factor * base, base + spec.ttft_slack_ms)
@@ -268,3 +279,43 @@ def capacity_content(spec: StreamCalibrationSpec, steps: pd.DataFrame, best: int
 def save_capacity(content: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(content, indent=2) + "\n")
+
+
+@contextlib.contextmanager
+def holding_copies(
+    session: AwsSession,
+    component: str,
+    copies: int,
+    journal: Path,
+    log: Callable[[str], None],
+    *,
+    wait_timeout_s: float = 1800.0,
+) -> Iterator[None]:
+    """Hold ``component`` at ``copies`` copies while the block runs, then put it back.
+
+    Inside :func:`tuner.live.safety.live_change` (lock on the hosting endpoint, journal, restore
+    on every exit): dynamic scaling of its scalable target is suspended and the copy count set;
+    a registered range that does not allow ``copies`` is refused before anything changes.
+    """
+    from tuner.aws import AutoScaling, Endpoints
+    from tuner.live.component_trial import bring_to_copies
+    from tuner.live.safety import live_change
+    from tuner.live.trial import discover_clock, session_endpoint_url
+    from tuner.policy import Resource
+
+    endpoints, scaling = Endpoints(session=session), AutoScaling(session=session)
+    resource = Resource.for_component(component)
+    target = scaling.describe_target(resource)
+    if target is not None and not target["MinCapacity"] <= copies <= target["MaxCapacity"]:
+        raise ValidationError(
+            f"--copies {copies} is outside the copy range {target['MinCapacity']}.."
+            f"{target['MaxCapacity']} registered for {resource}: pick --copies in it (the range "
+            "is not changed for a calibration)"
+        )
+    url = session_endpoint_url(session)
+    clock = discover_clock(url)
+    with live_change(scaling, endpoints, resource, journal, log, endpoint_url=url):
+        if target is not None:
+            scaling.set_suspended(resource, scale_in=True, scale_out=True)
+        bring_to_copies(endpoints, component, copies, clock, wait_timeout_s, log)
+        yield

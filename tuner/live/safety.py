@@ -3,10 +3,13 @@
 A live change (trial, calibration, apply) runs inside :func:`live_change`:
 
 1. the endpoint lock is taken: a tag ``tuner:lock:<variant>`` on the endpoint naming owner, host,
-   pid, expiry and the journal (a tag, so processes on other machines see it too);
+   pid, expiry and the journal (a tag, so processes on other machines see it too); for an
+   inference component the tag is ``tuner:lock:inference-component/<name>`` on the endpoint
+   that hosts it;
 2. an outstanding journal for the target (ours from a killed run, or a stale lock's on this
    host) is restored first; one this host cannot read is a refusal naming ``tuner restore``;
-3. the snapshot (scaling configuration and desired instance count) is written as a journal that
+3. the snapshot (scaling configuration and desired instance count, or for an inference
+   component its desired copy count) is written as a journal that
    is never overwritten (``os.link`` refuses an existing name);
 4. SIGINT, SIGTERM and SIGHUP raise, so the restore below runs on every exit but ``kill -9``;
 5. afterwards: the configuration, then the instance count, go back, with retries and backoff;
@@ -145,10 +148,16 @@ def _tag_safe(text: str) -> str:
     return text if text and set(text) <= _TAG_SAFE else "-"
 
 
+def lock_name(resource: Resource) -> str:
+    """What follows ``tuner:lock:`` in the lock tag: the variant, or ``inference-component/IC``."""
+    return resource.variant or resource.resource_id
+
+
 class EndpointLock:
-    """The tag lock of one variant of an endpoint."""
+    """The tag lock of one variant (or one inference component) of an endpoint."""
 
     def __init__(self, endpoints: Endpoints, endpoint: str, variant: str) -> None:
+        """``variant``: the variant's name, or :func:`lock_name` of an inference component."""
         self.endpoints, self.endpoint = endpoints, endpoint
         self.key = LOCK_TAG_PREFIX + variant
         self.held: LockHolder | None = None
@@ -216,13 +225,19 @@ def _user() -> str:
 
 @dataclass(frozen=True)
 class Journal:
-    """What a live change must put back: the scaling snapshot and the desired instance count."""
+    """What a live change must put back: the scaling snapshot and the desired instance count
+    (for an inference component: its desired copy count; ``endpoint`` is the hosting one)."""
 
     snapshot: ScalingSnapshot
     endpoint: str
     variant: str
     desired_count: int | None
     lock_token: str | None = None
+    component: str | None = None
+
+    @property
+    def lock_name(self) -> str:
+        return f"inference-component/{self.component}" if self.component else self.variant
 
     def save_new(self, path: Path) -> None:
         """Write once: an existing journal is never overwritten (FileExistsError)."""
@@ -232,6 +247,7 @@ class Journal:
             "variant": self.variant,
             "desired_count": self.desired_count,
             "lock_token": self.lock_token,
+            **({"component": self.component} if self.component else {}),
         }
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
@@ -247,7 +263,16 @@ class Journal:
         data = read_json_file(path, TunerError, "restore journal")
         count = data.get("desired_count")
         if snap.resource.variant is None:
-            raise TunerError(f"{path}: the journal is not of an endpoint variant")
+            if not data.get("endpoint"):
+                raise TunerError(f"{path}: the journal names no endpoint for {snap.resource}")
+            return cls(
+                snapshot=snap,
+                endpoint=str(data["endpoint"]),
+                variant=str(data.get("variant") or "AllTraffic"),
+                desired_count=int(count) if isinstance(count, int) else None,
+                lock_token=data.get("lock_token"),
+                component=snap.resource.name,
+            )
         return cls(
             snapshot=snap,
             endpoint=str(data.get("endpoint") or snap.resource.name),
@@ -295,6 +320,9 @@ def restore_count(
     if target is not None:
         want = min(max(want, int(target["MinCapacity"])), int(target["MaxCapacity"]))
     deadline = time.monotonic() + wait_s
+    if journal.component is not None:
+        _restore_copies(endpoints, journal.component, want, log, deadline, wait_s)
+        return
     while True:
         state = endpoints.describe(journal.endpoint)
         counts = state.variant(journal.variant)
@@ -307,6 +335,30 @@ def restore_count(
             raise AwsError(
                 f"{journal.endpoint} stayed {state.status} for {wait_s:g} s: its instance count "
                 f"is {counts.desired}, not the original {want}"
+            )
+        time.sleep(0.1)
+
+
+def _restore_copies(
+    endpoints: Endpoints,
+    component: str,
+    want: int,
+    log: Callable[[str], None],
+    deadline: float,
+    wait_s: float,
+) -> None:
+    """The copy-count half of :func:`restore_count` for an inference component."""
+    while True:
+        state = endpoints.describe_component(component)
+        if state.status == "InService":
+            if state.desired != want:
+                log(f"setting inference component {component} back to {want} copies")
+                endpoints.set_copy_count(component, want)
+            return
+        if time.monotonic() > deadline:
+            raise AwsError(
+                f"inference component {component} stayed {state.status} for {wait_s:g} s: its "
+                f"copy count is {state.desired}, not the original {want}"
             )
         time.sleep(0.1)
 
@@ -347,7 +399,7 @@ def restore_file(
         with_retries(lambda: scaling.restore(journal.snapshot), "restore", log)
         path.unlink(missing_ok=True)
         return journal
-    lock = EndpointLock(endpoints, journal.endpoint, journal.variant)
+    lock = EndpointLock(endpoints, journal.endpoint, journal.lock_name)
     holder = lock.holder()
     ours = holder is not None and our_token is not None and holder.token == our_token
     # This very process holds it: its change is over (a restore that failed, retried in process).
@@ -430,11 +482,14 @@ def live_change(
     count_wait_s: float = COUNT_WAIT_S,
 ) -> Iterator[LiveChange]:
     """Lock, journal, signals, and the restore on every exit (see the module docstring)."""
-    endpoint, variant = resource.name, resource.variant
-    if variant is None:
-        raise ValidationError(f"live changes need an endpoint variant, got {resource}")
+    component = resource.name if resource.variant is None else None
+    if component is not None:
+        # The lock goes on the endpoint that hosts the component.
+        endpoint, variant = endpoints.describe_component(component).endpoint, "AllTraffic"
+    else:
+        endpoint, variant = resource.name, resource.variant or "AllTraffic"
     journal_path = journal_path.resolve()
-    lock = EndpointLock(endpoints, endpoint, variant)
+    lock = EndpointLock(endpoints, endpoint, lock_name(resource))
     stale = lock.acquire(journal_path)
     try:
         for path in _outstanding(stale, journal_path, endpoint_url):
@@ -447,13 +502,18 @@ def live_change(
                 count_wait_s=count_wait_s,
                 our_token=lock.held.token if lock.held else None,
             )
-        counts = endpoints.describe(endpoint).variant(variant)
+        desired = (
+            endpoints.describe_component(component).desired
+            if component is not None
+            else endpoints.describe(endpoint).variant(variant).desired
+        )
         journal = Journal(
             snapshot=scaling.snapshot(resource),
             endpoint=endpoint,
             variant=variant,
-            desired_count=counts.desired,
+            desired_count=desired,
             lock_token=lock.held.token if lock.held else None,
+            component=component,
         )
         journal.save_new(journal_path)
     except BaseException:

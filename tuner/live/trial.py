@@ -50,7 +50,7 @@ from tuner.live.loadgen import LoadTestConfig, run_loadtest
 from tuner.live.periods import start_epoch
 from tuner.live.safety import JOURNAL_NAME, live_change
 from tuner.live.streaming import LlmLoad
-from tuner.policy import Resource, ScalingPolicy
+from tuner.policy import Resource, ResourceKind, ScalingPolicy
 from tuner.profiles.profile import Profile
 from tuner.tune.run import trial_folder
 
@@ -282,6 +282,10 @@ def run_trial(
     log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
 ) -> Path:
     """Run one trial; return its folder. Skips (and returns) a trial already finished."""
+    if spec.policy.kind is ResourceKind.INFERENCE_COMPONENT:
+        from tuner.live.component_trial import run_component_trial
+
+        return run_component_trial(spec, run_dir, session, driver=driver, log=log)
     profile = spec.profile
     out = trial_dir(run_dir, spec.policy, profile)
     if (out / "summary.json").exists() and not (out / JOURNAL_NAME).exists():

@@ -233,9 +233,14 @@ def tune_llm(
     zero: bool = True,
     progress: Callable[[str], None] | None = None,
     max_instances: int | None = None,
+    current: ScalingPolicy | None = None,
 ) -> Tuning:
     """Simulate the copy grid (with MinCopyCount 0 unless ``zero`` is False) and recommend;
-    ``max_instances`` caps MaxCopyCount so the copies fit on that many instances."""
+    ``max_instances`` caps MaxCopyCount so the copies fit on that many instances.
+
+    ``current`` (the component's live policy) is simulated beside the grid and flagged in the
+    table, and the recommendation takes its name so ``tuner apply`` replaces it instead of adding
+    a second target-tracking policy that would keep acting beside it."""
     settings = settings or SimulationSettings()
     grid = grid or LLM_GRID
     profiles = tuple(profiles)
@@ -260,6 +265,8 @@ def tune_llm(
     )
     by_label = {p.label: p for p in policies}
     by_label.setdefault(baseline.label, baseline)
+    if current is not None:
+        by_label.setdefault(current.label, current)
     policies = list(by_label.values())
     say = progress or (lambda _: None)
     say(
@@ -267,7 +274,7 @@ def tune_llm(
         f"(MinCopyCount {'/'.join(map(str, mins))}, MaxCopyCount {'/'.join(map(str, maxes))})"
     )
     results = evaluate_llm(profiles, policies, capacity, objective, settings, say)
-    table = score(results, policies, objective)
+    table = score(results, policies, objective, current=current.label if current else None)
     extra = results.groupby("candidate", sort=False).agg(
         **{c: (c, how) for c, how in LLM_COLUMNS.items()}
     )
@@ -281,6 +288,7 @@ def tune_llm(
         reasons=reasons,
     )
     shown = [recommendation.label, *recommendation.alternatives, baseline.label]
+    shown += [current.label] if current else []
     shown += list(table["candidate"])[:timelines_top]
     # the best zero-copy candidate, whether chosen or not: the report weighs its idle periods
     zeros = table[table["min_capacity"] == 0]
@@ -302,13 +310,15 @@ def tune_llm(
         grid=grid,
         policies=by_label,
         rule_of_thumb=baseline,
-        current=None,
+        current=current,
         min_capacities=mins,
         max_capacities=maxes,
         results=results,
         candidates=table,
         recommendation=recommendation,
-        recommended=by_label[recommendation.label].replace(name=DEFAULT_POLICY_NAME),
+        recommended=by_label[recommendation.label].replace(
+            name=current.name if current and current.name else DEFAULT_POLICY_NAME
+        ),
         timelines=timelines,
         validation={
             "note": "Held-out validation is not run for inference components (LLM capacity)."

@@ -147,16 +147,17 @@ def tune(
 
     An :class:`LlmCapacity` tunes an inference component's copies instead
     (:func:`tuner.tune.llm.tune_llm`: TTFT/ITL objectives, MinCopyCount 0 searched);
-    ``current``, schedules, companions and held-out validation do not apply there;
+    ``current`` is evaluated beside the copy grid and names the recommendation; schedules,
+    companions and held-out validation do not apply there;
     ``max_instances`` caps MaxCopyCount at that many instances' copies.
     """
     if isinstance(capacity, LlmCapacity):
         from tuner.tune.llm import tune_llm  # it builds on this module
 
-        if current is not None or companions is not None:
+        if companions is not None:
             raise ValidationError(
-                "an LLM capacity file tunes copies of an inference component: the current "
-                "policy and step companions are not evaluated there"
+                "an LLM capacity file tunes copies of an inference component: step "
+                "companions are not searched there"
             )
         return tune_llm(
             profiles,
@@ -167,6 +168,7 @@ def tune(
             timelines_top=timelines_top,
             progress=progress,
             max_instances=max_instances,
+            current=current,
         )
     capacity = capacity or Capacity.default()
     settings = settings or SimulationSettings()
