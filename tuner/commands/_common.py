@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tuner.aws import AwsSession
@@ -200,3 +201,14 @@ def token_spec_from(args: argparse.Namespace) -> TokenSpec:
         spread=args.token_spread,
         seed=args.token_seed,
     )
+
+
+def write_simulation(out: Path, first: dict[str, Any], result: Any, *, many: bool) -> None:
+    """``tuner simulate``'s files: summary.json (the first policy), and with several policies
+    summary.csv and one timeline CSV each under timelines/ (else timeline.csv is the caller's)."""
+    (out / "summary.json").write_text(json.dumps(first, indent=2) + "\n", encoding="utf-8")
+    if many:
+        result.summary.to_csv(out / "summary.csv", index_label="candidate")
+        (out / "timelines").mkdir(exist_ok=True)
+        for i, label in enumerate(result.summary["label"]):
+            result.timeline(i).to_csv(out / "timelines" / f"{label}.csv", index=False)
