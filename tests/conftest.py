@@ -93,3 +93,28 @@ def subprocess_env() -> dict[str, str]:
     env.update(FAKE_AWS_ENV)
     env["PATH"] = f"{REPO / '.venv' / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     return env
+
+
+def local_client(aws: Any, service: str, **config: Any) -> Any:
+    """A boto3 client of the local AWS (a running :class:`tuner.emulator.LocalAws`), with the
+    fake credentials; ``config``: botocore Config options (retries, timeouts)."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        service,
+        endpoint_url=aws.url,
+        region_name=aws.config.region,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(**config) if config else None,
+    )
+
+
+def local_aws_env(aws: Any, tmp: Path) -> dict[str, str]:
+    """Environment for a child process of the local AWS: none of this shell's AWS_ variables,
+    the local AWS's own, and no config or credentials file (``tmp``/none does not exist)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(aws.env)
+    env["AWS_CONFIG_FILE"] = env["AWS_SHARED_CREDENTIALS_FILE"] = str(tmp / "none")
+    return env

@@ -15,10 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pandas as pd
 import pytest
 
+from tests.conftest import local_client
 from tuner.aws.clients import AwsSession
 from tuner.aws.history import load_history, read_scaling_history, save_history
 from tuner.emulator import EmulatorConfig, LocalAws
@@ -37,16 +37,6 @@ POLICY = ScalingPolicy(min_capacity=1, max_capacity=6, target_value=100.0, name=
 def local() -> Iterator[LocalAws]:
     with LocalAws(EmulatorConfig(endpoint=ENDPOINT)) as aws:
         yield aws
-
-
-def _client(aws: LocalAws, service: str) -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=aws.url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
 
 
 def _put_alarm(
@@ -73,7 +63,7 @@ def _put_alarm(
 def test_activities_policies_and_alarms_are_read_and_merged(
     local: LocalAws, tmp_path: Path
 ) -> None:
-    aas, cw = _client(local, "application-autoscaling"), _client(local, "cloudwatch")
+    aas, cw = local_client(local, "application-autoscaling"), local_client(local, "cloudwatch")
     aas.register_scalable_target(**POLICY.register_scalable_target_args(RESOURCE))
     aas.put_scaling_policy(**POLICY.put_scaling_policy_args(RESOURCE))
     # 120 activities a minute apart, two hours back; the window holds numbers 20..99

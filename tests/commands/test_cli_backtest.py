@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import http.client
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -26,7 +25,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import TRACES
+from tests.conftest import TRACES, local_aws_env
 from tuner.emulator import EmulatorConfig, LocalAws
 from tuner.model.capacity import Capacity
 from tuner.policy.policy import ScalingPolicy
@@ -152,9 +151,7 @@ def backtested(
         errors = _drive(aws, profile.arrivals(0, profile.duration_s), start_v)
         end_v = start_v + profile.duration_s
         aws.clock.wait_until(end_v + 90, threading.Event())  # the last datapoint published
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        env.update(aws.env)
-        env["AWS_CONFIG_FILE"] = env["AWS_SHARED_CREDENTIALS_FILE"] = str(tmp / "none")
+        env = local_aws_env(aws, tmp)
         end_iso = dt.datetime.fromtimestamp(end_v, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         out = tmp / "bt"
         done = subprocess.run(

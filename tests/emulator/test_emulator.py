@@ -15,12 +15,11 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import boto3
 import numpy as np
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from tests.conftest import local_client
 from tuner.emulator import EmulatorConfig, EmulatorError, LocalAws, VirtualClock
 from tuner.emulator.client import Sent, drive
 from tuner.emulator.endpoint import START_BURST_S
@@ -58,17 +57,6 @@ def start_aws() -> Iterator[Any]:
         aws.stop()
 
 
-def client(aws: LocalAws, service: str, **config: Any) -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=aws.url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        config=Config(**config) if config else None,
-    )
-
-
 def send_at_virtual(aws: LocalAws, virtual_times: list[float]) -> list[Sent]:
     """Invoke once at each virtual epoch time (open loop), from this thread."""
     now_real = time.time()
@@ -81,14 +69,14 @@ def wait_virtual(aws: LocalAws, virtual_s: float) -> None:
 
 
 def describe(aws: LocalAws) -> tuple[str, int, int]:
-    ep = client(aws, "sagemaker").describe_endpoint(EndpointName=ENDPOINT)
+    ep = local_client(aws, "sagemaker").describe_endpoint(EndpointName=ENDPOINT)
     v = ep["ProductionVariants"][0]
     return ep["EndpointStatus"], v["CurrentInstanceCount"], v["DesiredInstanceCount"]
 
 
 def minute_sums(aws: LocalAws, metric: str, start_v: float, minutes: int) -> list[float]:
     """Per-minute Sum of an AWS/SageMaker metric from [start_v, start_v + 60 x minutes)."""
-    cw = client(aws, "cloudwatch")
+    cw = local_client(aws, "cloudwatch")
     resp = cw.get_metric_data(
         MetricDataQueries=[
             {
@@ -157,7 +145,7 @@ def test_service_times_follow_the_curve_at_the_current_load() -> None:
 
 def test_invoke_endpoint_with_boto3_and_an_unknown_endpoint(start_aws: Any) -> None:
     aws = start_aws(speed=10.0, capacity=fast_capacity())
-    rt = client(aws, "sagemaker-runtime")
+    rt = local_client(aws, "sagemaker-runtime")
     resp = rt.invoke_endpoint(
         EndpointName=ENDPOINT, Body=b'{"x": 1}', ContentType="application/json"
     )
@@ -224,7 +212,9 @@ def test_error_shapes_through_boto3(start_aws: Any) -> None:
     # Queue of floor(0.1 x 29.96) = 2, one start per 10 virtual s: a burst of 10 leaves it full.
     slow_start = fast_capacity(max_rps_per_instance=0.1, timeout_ms=30_000)
     aws = start_aws(speed=10.0, capacity=slow_start)
-    rt = client(aws, "sagemaker-runtime", retries={"total_max_attempts": 1, "mode": "standard"})
+    rt = local_client(
+        aws, "sagemaker-runtime", retries={"total_max_attempts": 1, "mode": "standard"}
+    )
     burst = asyncio.run(drive(aws.url, ENDPOINT, [0.0] * 10, timeout_s=0.2))
     assert Counter(s.status for s in burst)[429] == 7
     with pytest.raises(ClientError) as err:
@@ -235,7 +225,9 @@ def test_error_shapes_through_boto3(start_aws: Any) -> None:
     # Service takes 5 s, the timeout is 1 s: every invocation times out as SageMaker's does.
     too_slow = fast_capacity(timeout_ms=1000, latency=(LatencyPoint(1, 5000, 6000),))
     aws = start_aws(speed=30.0, capacity=too_slow)
-    rt = client(aws, "sagemaker-runtime", retries={"total_max_attempts": 1, "mode": "standard"})
+    rt = local_client(
+        aws, "sagemaker-runtime", retries={"total_max_attempts": 1, "mode": "standard"}
+    )
     t0, sent_v = time.monotonic(), aws.clock.now()
     with pytest.raises(ClientError) as err:
         rt.invoke_endpoint(EndpointName=ENDPOINT, Body=b"{}")
@@ -267,7 +259,7 @@ def test_metrics_match_what_was_sent_per_virtual_minute(start_aws: Any) -> None:
     # Two instances in service: each request adds 1/2.
     assert minute_sums(aws, "InvocationsPerInstance", first, 3) == [n / 2 for n in counts]
     assert minute_sums(aws, "Invocation5XXErrors", first, 3) == [0, 0, 0]
-    cw = client(aws, "cloudwatch")
+    cw = local_client(aws, "cloudwatch")
     lat = cw.get_metric_statistics(
         Namespace="AWS/SageMaker",
         MetricName="ModelLatency",
@@ -325,7 +317,7 @@ def test_aws_cli_describe_endpoint(start_aws: Any, subprocess_env: dict[str, str
 
 def test_registration_moves_capacity_into_range_and_boots(start_aws: Any) -> None:
     aws = start_aws(speed=60.0, capacity=fast_capacity(boot_s=120))
-    aas = client(aws, "application-autoscaling")
+    aas = local_client(aws, "application-autoscaling")
     with pytest.raises(ClientError) as err:
         aas.register_scalable_target(
             ServiceNamespace="sagemaker",
@@ -363,7 +355,7 @@ def test_registration_moves_capacity_into_range_and_boots(start_aws: Any) -> Non
 
 def test_update_endpoint_capacity_by_hand(start_aws: Any) -> None:
     aws = start_aws(speed=60.0, capacity=fast_capacity(boot_s=300))
-    sm = client(aws, "sagemaker")
+    sm = local_client(aws, "sagemaker")
     weights = [{"VariantName": "AllTraffic", "DesiredWeight": 1.0, "DesiredInstanceCount": 2}]
     sm.update_endpoint_weights_and_capacities(
         EndpointName=ENDPOINT, DesiredWeightsAndCapacities=weights
@@ -375,7 +367,7 @@ def test_update_endpoint_capacity_by_hand(start_aws: Any) -> None:
         )
     assert "Cannot update in-progress endpoint" in err.value.response["Error"]["Message"]
     # A change by hand is SageMaker's, not Application Auto Scaling's: no scaling activity.
-    aas = client(aws, "application-autoscaling")
+    aas = local_client(aws, "application-autoscaling")
     assert aas.describe_scaling_activities(ServiceNamespace="sagemaker")["ScalingActivities"] == []
 
 
@@ -404,7 +396,7 @@ def test_autoscaler_scales_out_as_the_model_says(start_aws: Any) -> None:
     # R = ceil(1 x 300 / 120) = 3; in service 60 s later. Minute m0+3 still sees N = 1 (300), but
     # the cooldown's base is 1: R = 3, no change. Then 300 / 3 = 100 per instance.
     aws = start_aws(speed=60.0, capacity=fast_capacity(), metric_lag_s=0.0)
-    aas = client(aws, "application-autoscaling")
+    aas = local_client(aws, "application-autoscaling")
     aas.register_scalable_target(
         ServiceNamespace="sagemaker",
         ResourceId=RESOURCE,
@@ -438,7 +430,7 @@ def test_autoscaler_scales_out_as_the_model_says(start_aws: Any) -> None:
 
 def test_suspended_scale_out_holds_capacity(start_aws: Any) -> None:
     aws = start_aws(speed=60.0, capacity=fast_capacity(), metric_lag_s=0.0)
-    aas = client(aws, "application-autoscaling")
+    aas = local_client(aws, "application-autoscaling")
     target = dict(ServiceNamespace="sagemaker", ResourceId=RESOURCE, ScalableDimension=DIMENSION)
     aas.register_scalable_target(
         **target, MinCapacity=1, MaxCapacity=4, SuspendedState={"DynamicScalingOutSuspended": True}
@@ -470,7 +462,7 @@ def test_concurrency_policy_scales_on_10s_datapoints(start_aws: Any) -> None:
     # needs 3 of 3 10-s datapoints: with lag 0 the scale-out comes ~30 s after the load starts.
     cap = fast_capacity(max_rps_per_instance=5.0, latency=(LatencyPoint(1, 1000, 1500),))
     aws = start_aws(speed=20.0, capacity=cap, metric_lag_s=0.0)
-    aas = client(aws, "application-autoscaling")
+    aas = local_client(aws, "application-autoscaling")
     target = dict(ServiceNamespace="sagemaker", ResourceId=RESOURCE, ScalableDimension=DIMENSION)
     aas.register_scalable_target(**target, MinCapacity=1, MaxCapacity=4)
     config = {
@@ -495,7 +487,7 @@ def test_concurrency_policy_scales_on_10s_datapoints(start_aws: Any) -> None:
     assert "AlarmHigh" in first["Cause"] and "crpm" in first["Cause"]
     assert first["Description"] in {f"Setting desired instance count to {n}." for n in (2, 3, 4)}
     assert 30 <= first["StartTime"].timestamp() - start_v <= 40
-    crpm = client(aws, "cloudwatch").get_metric_statistics(
+    crpm = local_client(aws, "cloudwatch").get_metric_statistics(
         Namespace="AWS/SageMaker",
         MetricName="ConcurrentRequestsPerModel",
         Dimensions=DIMS,
@@ -513,7 +505,7 @@ def test_stop_frees_the_port_and_joins_its_threads() -> None:
     aws = LocalAws(EmulatorConfig(endpoint=ENDPOINT, speed=10.0, capacity=fast_capacity()))
     with aws:
         port = aws.port
-        client(aws, "sagemaker-runtime").invoke_endpoint(EndpointName=ENDPOINT, Body=b"{}")
+        local_client(aws, "sagemaker-runtime").invoke_endpoint(EndpointName=ENDPOINT, Body=b"{}")
         with pytest.raises(EmulatorError, match="another local AWS is running"):
             LocalAws(EmulatorConfig(endpoint="other")).start()
     left = {t.name for t in threading.enumerate()} - before
@@ -529,7 +521,7 @@ def test_idle_endpoint_scales_in_to_min_capacity(start_aws: Any) -> None:
     # No traffic: zeros are published, as SageMaker does, so after 15 datapoints below
     # 0.9 x target AlarmLow fires: R = ceil(3 x 0 / 120) = 0, clamped to MinCapacity 1.
     aws = start_aws(speed=120.0, capacity=fast_capacity(), instances=3, metric_lag_s=0.0)
-    aas = client(aws, "application-autoscaling")
+    aas = local_client(aws, "application-autoscaling")
     target = dict(ServiceNamespace="sagemaker", ResourceId=RESOURCE, ScalableDimension=DIMENSION)
     aas.register_scalable_target(**target, MinCapacity=1, MaxCapacity=4)
     put_v = aws.clock.now()
@@ -555,7 +547,7 @@ def test_idle_endpoint_scales_in_to_min_capacity(start_aws: Any) -> None:
 def test_instance_type_moto_does_not_know_still_starts(start_aws: Any) -> None:
     """moto's list of instance types is old (no ml.g5); the emulator labels the config anyway."""
     aws = start_aws(capacity=fast_capacity(instance_type="ml.g5.2xlarge"))
-    sm = client(aws, "sagemaker")
+    sm = local_client(aws, "sagemaker")
     config = sm.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"]
     variant = sm.describe_endpoint_config(EndpointConfigName=config)["ProductionVariants"][0]
     assert variant["InstanceType"] == "ml.m5.xlarge"

@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,27 @@ def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
         text=True,
         env=env,
     )
+
+
+@contextmanager
+def _running(args: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
+    """`tuner emulate` with ``args``, killed on the way out if it is still running."""
+    proc = _start(args, env)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def _stop(proc: subprocess.Popen[str], sig: signal.Signals) -> str:
+    """Stop it with ``sig`` after a progress line or two: it exits 0; its stderr."""
+    time.sleep(0.5)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    return err
 
 
 def _banner(proc: subprocess.Popen[str], timeout_s: float = 60) -> dict[str, str]:
@@ -45,8 +68,7 @@ def _banner(proc: subprocess.Popen[str], timeout_s: float = 60) -> dict[str, str
 def test_emulate_prints_what_a_client_needs_and_stops_on_signal(
     sig: signal.Signals, subprocess_env: dict[str, str]
 ) -> None:
-    proc = _start(["--port", "0", "--speed", "30", "--progress-s", "0.2"], subprocess_env)
-    try:
+    with _running(["--port", "0", "--speed", "30", "--progress-s", "0.2"], subprocess_env) as proc:
         env = _banner(proc)
         assert env["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")
         assert env["AWS_ACCESS_KEY_ID"] and env["AWS_SECRET_ACCESS_KEY"]
@@ -63,14 +85,7 @@ def test_emulate_prints_what_a_client_needs_and_stops_on_signal(
                 env=cli_env, capture_output=True, text=True, timeout=60, check=True,
             )  # fmt: skip
             assert json.loads(out.stdout)["EndpointStatus"] == "InService"
-        time.sleep(0.5)  # a progress line or two
-        proc.send_signal(sig)
-        _, err = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, err
+        err = _stop(proc, sig)
     assert "in service" in err and "stopped" in err.splitlines()[-1]
 
 
@@ -130,8 +145,7 @@ def test_llm_mode_streams_from_the_inference_component(
     spec = tmp_path / "llm.json"
     spec.write_text(json.dumps({"decode_tokens_per_s": 40, "max_concurrent_sequences": 4}))
     args = ["--port", "0", "--speed", "5", "--progress-s", "0.2", "--inference-component", "llm"]
-    proc = _start([*args, "--copies", "2", "--llm-spec", str(spec)], subprocess_env)
-    try:
+    with _running([*args, "--copies", "2", "--llm-spec", str(spec)], subprocess_env) as proc:
         env = _banner(proc)
         kw = {
             "endpoint_url": env["AWS_ENDPOINT_URL"],
@@ -149,14 +163,7 @@ def test_llm_mode_streams_from_the_inference_component(
         )  # one component on the endpoint: the header may be left out
         data = b"".join(e["PayloadPart"]["Bytes"] for e in resp["Body"])
         assert [json.loads(x) for x in data.splitlines()] == [{"token": {"text": " tok"}}] * 7
-        time.sleep(0.5)
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, err
+        err = _stop(proc, signal.SIGTERM)
     assert "llm: InService, 2 copies / 2 desired" in err
 
 

@@ -7,7 +7,6 @@ the emulated instance counts agree with `tuner simulate` on the same profile, po
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
@@ -15,10 +14,10 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-import boto3
 import numpy as np
 import pytest
 
+from tests.conftest import local_aws_env, local_client
 from tuner.emulator import EmulatorConfig, LocalAws
 from tuner.live.loadgen import LoadTestConfig, run_loadtest
 from tuner.live.periods import start_epoch
@@ -63,18 +62,8 @@ fall = "30s"
 """
 
 
-def _client(aws: LocalAws, service: str) -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=aws.url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-
-
 def _watch_endpoint(aws: LocalAws, stop: threading.Event, seen: list[tuple[str, int, int]]) -> None:
-    sm = _client(aws, "sagemaker")
+    sm = local_client(aws, "sagemaker")
     while not stop.wait(0.25):
         ep = sm.describe_endpoint(EndpointName=ENDPOINT)
         v = ep["ProductionVariants"][0]
@@ -82,7 +71,7 @@ def _watch_endpoint(aws: LocalAws, stop: threading.Event, seen: list[tuple[str, 
 
 
 def _metric(aws: LocalAws, name: str, start_v: float, end_v: float) -> float:
-    cw = _client(aws, "cloudwatch")
+    cw = local_client(aws, "cloudwatch")
     resp = cw.get_metric_data(
         MetricDataQueries=[
             {
@@ -110,9 +99,7 @@ def e2e(tmp_path_factory: pytest.TempPathFactory) -> Any:
     tmp_path = tmp_path_factory.mktemp("e2e")
     capacity = Capacity.from_dict(CAPACITY)
     with LocalAws(EmulatorConfig(speed=SPEED, endpoint=ENDPOINT, capacity=capacity)) as aws:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        env.update(aws.env)
-        env["AWS_CONFIG_FILE"] = env["AWS_SHARED_CREDENTIALS_FILE"] = str(tmp_path / "none")
+        env = local_aws_env(aws, tmp_path)
         policy_path = POLICY.save(tmp_path / "e2e.policy.json")
         applied = subprocess.run(
             [sys.executable, "-m", "tuner", "apply", str(policy_path), "--endpoint", ENDPOINT],
@@ -153,7 +140,7 @@ def test_apply_then_locust_spike_scales_out_and_metrics_match(e2e: Any) -> None:
     # DescribeEndpoint saw the scale-out: Updating while the instances booted, then in service.
     assert ("Updating", 1, 3) in seen
     assert any(s == "InService" and cur >= 3 for s, cur, _ in seen)
-    aas = _client(aws, "application-autoscaling")
+    aas = local_client(aws, "application-autoscaling")
     acts = aas.describe_scaling_activities(ServiceNamespace="sagemaker")["ScalingActivities"]
     first = acts[-1]  # newest first
     assert first["Description"] == "Setting desired instance count to 3."

@@ -11,25 +11,15 @@ import threading
 import time
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from tests.conftest import local_client
 from tuner.emulator import EmulatorConfig, LocalAws
 from tuner.emulator.tokens import LlmServerSpec
 
 ENDPOINT = "llm-endpoint"
 IC = "llm-ic"
-
-
-def _client(aws: LocalAws, service: str) -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=aws.url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
 
 
 _server_ttft_ms: list[float] = []
@@ -72,7 +62,7 @@ def test_stream_follows_the_token_model() -> None:
     speed = 2.0
     aws = _start(speed, spec)
     try:
-        rt = _client(aws, "sagemaker-runtime")
+        rt = local_client(aws, "sagemaker-runtime")
         _stream(rt, words=1, tokens=1)  # warm: connection and botocore's first-call setup
         times, data = _stream(rt, words=400, tokens=24)
         lines = [json.loads(x) for x in data.splitlines()]
@@ -131,7 +121,7 @@ def test_requests_beyond_the_sequences_of_a_copy_queue_then_time_out() -> None:
     speed = 4.0
     aws = _start(speed, spec)
     try:
-        rt = _client(aws, "sagemaker-runtime")
+        rt = local_client(aws, "sagemaker-runtime")
         # each: TTFT 100/1000 = 0.1 s, then 19 x 0.05 = 0.95 s: done at 1.05 s virtual
         results: dict[int, Any] = {}
 
@@ -196,7 +186,7 @@ def test_component_api_and_placement_on_instances() -> None:
     speed = 20.0
     aws = _start(speed, spec)
     try:
-        sm = _client(aws, "sagemaker")
+        sm = local_client(aws, "sagemaker")
         doc = sm.describe_inference_component(InferenceComponentName=IC)
         assert doc["InferenceComponentStatus"] == "InService"
         assert doc["RuntimeConfig"] == {"DesiredCopyCount": 1, "CurrentCopyCount": 1}
@@ -267,9 +257,9 @@ def test_component_metrics_in_cloudwatch() -> None:
     speed = 30.0
     aws = _start(speed, spec, copies=2)
     try:
-        sm = _client(aws, "sagemaker")
-        rt = _client(aws, "sagemaker-runtime")
-        cw = _client(aws, "cloudwatch")
+        sm = local_client(aws, "sagemaker")
+        rt = local_client(aws, "sagemaker-runtime")
+        cw = local_client(aws, "cloudwatch")
         sm.create_inference_component(
             InferenceComponentName="idle", EndpointName=ENDPOINT, RuntimeConfig={"CopyCount": 0}
         )

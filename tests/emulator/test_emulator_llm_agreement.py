@@ -13,19 +13,16 @@ and desired copies are compared per 10-s step: at least 90% of the steps must ag
 from __future__ import annotations
 
 import dataclasses
-import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import boto3
 import numpy as np
 
+from tests.conftest import local_aws_env, local_client
+from tests.emulator.helpers import load_from_next_minute
 from tuner.emulator import EmulatorConfig, LocalAws
 from tuner.emulator.tokens import LlmServerSpec
-from tuner.live.loadgen import LoadTestConfig, run_loadtest
 from tuner.live.periods import start_epoch
 from tuner.model.copies import simulate_copies
 from tuner.model.llm_capacity import LlmCapacity
@@ -97,19 +94,9 @@ rps = 0
 """
 
 
-def _client(aws: LocalAws, service: str) -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=aws.url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-
-
 def _apply(aws: LocalAws, policy: ScalingPolicy) -> None:
     """The policy through boto3, as a user would put it (the step policies with their alarms)."""
-    aas, cw = _client(aws, "application-autoscaling"), _client(aws, "cloudwatch")
+    aas, cw = local_client(aws, "application-autoscaling"), local_client(aws, "cloudwatch")
     resource = Resource.for_component(IC)
     aas.register_scalable_target(**policy.register_scalable_target_args(resource))
     if policy.tracks_target:
@@ -148,35 +135,26 @@ def _agreement(
     )
     with LocalAws(cfg) as aws:
         _apply(aws, policy)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        env.update(aws.env)
-        env["AWS_CONFIG_FILE"] = env["AWS_SHARED_CREDENTIALS_FILE"] = str(tmp_path / "none")
-        # profile time 0 on a minute boundary of the emulator's clock (its 60-s datapoints start
-        # at its epoch, the simulator's at profile time 0); 8 real seconds for Locust to start
+        env = local_aws_env(aws, tmp_path)
+        # 8 real seconds for Locust to start
         clock = aws.clock
-        start_v = clock.v0 + 60 * math.ceil((clock.now() - clock.v0 + 8 * SPEED) / 60)
-        result = run_loadtest(
-            LoadTestConfig(
-                profile=profile,
-                endpoint=ENDPOINT,
-                out_dir=tmp_path / "load",
-                host=aws.url,
-                speed=SPEED,
-                env=env,
-                start_at_epoch_s=clock.to_real(start_v),
-                stream=True,
-                inference_component=IC,
-                tokens=TOKENS,
-                request_timeout_s=90.0,
-            ),
-            progress=None,
+        start_v, result = load_from_next_minute(
+            aws,
+            profile,
+            env,
+            tmp_path / "load",
+            8,
+            stream=True,
+            inference_component=IC,
+            tokens=TOKENS,
+            request_timeout_s=90.0,
         )
         # Locust keeps to the planned start (no request leaves before it is due)
         started_v = clock.to_virtual(start_epoch(result.requests, SPEED))
         assert abs(started_v - start_v) < 0.5 * SPEED, (started_v, start_v)
         time.sleep(max(0.0, clock.to_real(start_v + profile.duration_s + 20) - time.time()))
         rows = np.array(aws.component_timeline(IC)["rows"], dtype=float)
-        points = _client(aws, "cloudwatch").get_metric_statistics(
+        points = local_client(aws, "cloudwatch").get_metric_statistics(
             Namespace="AWS/SageMaker",
             MetricName="ConcurrentRequestsPerCopy",
             Dimensions=[{"Name": "InferenceComponentName", "Value": IC}],

@@ -12,10 +12,10 @@ import time
 import urllib.request
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from tests.conftest import local_client
 from tuner.emulator import EmulatorConfig, LocalAws
 from tuner.emulator.tokens import LlmServerSpec
 
@@ -32,16 +32,6 @@ SPEC = LlmServerSpec(
     min_instances=0,
     max_instances=2,
 )
-
-
-def _client(aws: LocalAws, service: str) -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=aws.url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
 
 
 def _status(aws: LocalAws) -> dict[str, Any]:
@@ -74,9 +64,9 @@ def test_scale_out_from_zero_by_step_alarm_and_back_to_zero() -> None:
     )
     aws = LocalAws(cfg).start()
     try:
-        aas, cw = _client(aws, "application-autoscaling"), _client(aws, "cloudwatch")
-        rt = _client(aws, "sagemaker-runtime")
-        sm = _client(aws, "sagemaker")
+        aas, cw = local_client(aws, "application-autoscaling"), local_client(aws, "cloudwatch")
+        rt = local_client(aws, "sagemaker-runtime")
+        sm = local_client(aws, "sagemaker")
         aas.register_scalable_target(
             ServiceNamespace="sagemaker",
             ResourceId=RESOURCE,

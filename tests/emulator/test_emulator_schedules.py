@@ -12,9 +12,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
+from tests.conftest import local_client
 from tuner.cli import main
 from tuner.emulator import EmulatorConfig, LocalAws
 from tuner.model.capacity import Capacity
@@ -49,16 +49,6 @@ def busy_days(days: int = 2) -> Profile:
         ] * 5
         segments += [{"ramp": "1h", "to_rps": 4}, {"hold": "4h", "rps": 4}]
     return parse_profile({"name": "busy-days", "segment": segments})
-
-
-def _client(aws: LocalAws, service: str) -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=aws.url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
 
 
 def _tuner(capsys: pytest.CaptureFixture[str], *args: str) -> str:
@@ -114,7 +104,7 @@ def test_tuned_floor_is_applied_fired_at_its_virtual_time_and_restored(
     with LocalAws(config) as aws:
         for key, value in aws.env.items():
             monkeypatch.setenv(key, value)
-        aas = _client(aws, "application-autoscaling")
+        aas = local_client(aws, "application-autoscaling")
         # what was there before: a range and a scheduled action of the team's own
         aas.register_scalable_target(
             ServiceNamespace="sagemaker",
@@ -171,7 +161,7 @@ def test_tuned_floor_is_applied_fired_at_its_virtual_time_and_restored(
         assert by_time[floor_at - timedelta(seconds=10)] == (1, 1)
         assert by_time[floor_at] == (1, 15)
         assert by_time[floor_at + timedelta(seconds=60)] == (15, 15)
-        variant = _client(aws, "sagemaker").describe_endpoint(EndpointName=ENDPOINT)
+        variant = local_client(aws, "sagemaker").describe_endpoint(EndpointName=ENDPOINT)
         assert variant["ProductionVariants"][0]["CurrentInstanceCount"] == 15
 
         _tuner(capsys, "restore", str(tmp_path / "before.json"))

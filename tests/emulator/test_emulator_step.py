@@ -4,20 +4,18 @@ Locust drives a flash spike at speed 40, and the emulated instance counts agree 
 
 from __future__ import annotations
 
-import math
-import os
 import subprocess
 import sys
 import threading
 import time
 from typing import Any
 
-import boto3
 import numpy as np
 import pytest
 
+from tests.conftest import local_aws_env, local_client
+from tests.emulator.helpers import load_from_next_minute
 from tuner.emulator import EmulatorConfig, LocalAws
-from tuner.live.loadgen import LoadTestConfig, run_loadtest
 from tuner.live.periods import start_epoch
 from tuner.model.capacity import Capacity
 from tuner.model.settings import SimulationSettings
@@ -69,18 +67,8 @@ fall = "20s"
 """
 
 
-def _client(aws: LocalAws, service: str) -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=aws.url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-
-
 def _watch_alarm(aws: LocalAws, stop: threading.Event, states: list[str]) -> None:
-    cw = _client(aws, "cloudwatch")
+    cw = local_client(aws, "cloudwatch")
     while not stop.wait(0.25):
         (alarm,) = cw.describe_alarms(AlarmNames=["fast-scale-out-alarm"])["MetricAlarms"] or [
             {"StateValue": "missing"}
@@ -94,9 +82,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Any:
     tmp_path = tmp_path_factory.mktemp("step")
     capacity = Capacity.from_dict(CAPACITY)
     with LocalAws(EmulatorConfig(speed=SPEED, endpoint=ENDPOINT, capacity=capacity)) as aws:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        env.update(aws.env)
-        env["AWS_CONFIG_FILE"] = env["AWS_SHARED_CREDENTIALS_FILE"] = str(tmp_path / "none")
+        env = local_aws_env(aws, tmp_path)
         policy_path = POLICY.save(tmp_path / "step.policy.json")
         applied = subprocess.run(
             [sys.executable, "-m", "tuner", "apply", str(policy_path), "--endpoint", ENDPOINT],
@@ -105,26 +91,14 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Any:
         assert applied.returncode == 0, applied.stderr
         profile_path = tmp_path / "step-flash.toml"
         profile_path.write_text(PROFILE)
-        # Profile time 0 on one of the emulator's minute boundaries (its 60-s datapoints start
-        # at its clock's epoch), as the simulator's minutes start at profile time 0: a 1-of-1
-        # alarm is judged on the same minutes on both sides. 10 real seconds for Locust to start.
+        # Profile time 0 on one of the emulator's minute boundaries: a 1-of-1 alarm is judged
+        # on the same minutes on both sides. 10 real seconds for Locust to start.
         states: list[str] = []
         stop = threading.Event()
         watcher = threading.Thread(target=_watch_alarm, args=(aws, stop, states))
         watcher.start()
-        clock = aws.clock
-        start_v = clock.v0 + 60 * math.ceil((clock.now() - clock.v0 + 10 * SPEED) / 60)
-        result = run_loadtest(
-            LoadTestConfig(
-                profile=load_profile(profile_path),
-                endpoint=ENDPOINT,
-                out_dir=tmp_path / "load",
-                host=aws.url,
-                speed=SPEED,
-                env=env,
-                start_at_epoch_s=clock.to_real(start_v),
-            ),
-            progress=None,
+        _, result = load_from_next_minute(
+            aws, load_profile(profile_path), env, tmp_path / "load", 10
         )
         time.sleep(aws.clock.real_duration(75))
         stop.set()
@@ -153,7 +127,7 @@ def test_the_local_aws_runs_the_step_companion_as_the_simulator_does(run: Any) -
     # 120-180 s, is visible at 240 s), target tracking then (3 of 3) takes it to Max 6
     desired = sim.set_index("t_s")["desired_capacity"]
     assert (desired[180], desired[240], desired[360]) == (1, 4, 6)
-    activities = _client(aws, "application-autoscaling").describe_scaling_activities(
+    activities = local_client(aws, "application-autoscaling").describe_scaling_activities(
         ServiceNamespace="sagemaker"
     )["ScalingActivities"]
     step_acts = [a for a in activities if "fast-scale-out" in a["Cause"]]

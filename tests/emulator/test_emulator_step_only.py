@@ -9,11 +9,10 @@ import asyncio
 import math
 import time
 from pathlib import Path
-from typing import Any
 
-import boto3
 import pytest
 
+from tests.conftest import local_client
 from tuner.aws import AutoScaling, AwsSession, Endpoints
 from tuner.emulator import EmulatorConfig, LocalAws
 from tuner.emulator.client import drive
@@ -41,16 +40,6 @@ CANDIDATE = ScalingPolicy(min_capacity=1, max_capacity=5, step_policies=(UP,))
 ORIGINAL = ScalingPolicy(
     min_capacity=1, max_capacity=3, target_value=6000.0, name="original-tt", disable_scale_in=True
 )
-
-
-def _client(aws: LocalAws, service: str) -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=aws.url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
 
 
 def _wait_virtual(aws: LocalAws, virtual_s: float) -> None:
@@ -81,7 +70,7 @@ def test_a_step_only_candidate_runs_on_the_local_aws_and_is_restored(
             ]
             sent = asyncio.run(drive(aws.url, ENDPOINT, offsets))
             assert [s.status for s in sent] == [200] * 150
-            sm = _client(aws, "sagemaker")
+            sm = local_client(aws, "sagemaker")
             deadline_v = minute_v + 60 + 180
             while aws.clock.now() < deadline_v:
                 variant = sm.describe_endpoint(EndpointName=ENDPOINT)["ProductionVariants"][0]
@@ -89,7 +78,7 @@ def test_a_step_only_candidate_runs_on_the_local_aws_and_is_restored(
                     break
                 time.sleep(0.1)
             assert variant["DesiredInstanceCount"] == 3
-            activities = _client(aws, "application-autoscaling").describe_scaling_activities(
+            activities = local_client(aws, "application-autoscaling").describe_scaling_activities(
                 ServiceNamespace="sagemaker"
             )["ScalingActivities"]
             by_step = [a for a in activities if "burst-out" in a["Cause"]]
@@ -100,12 +89,12 @@ def test_a_step_only_candidate_runs_on_the_local_aws_and_is_restored(
                 in by_step[0]["Cause"]
             )
             # the minute's datapoint was 150 per instance: the alarm went to ALARM on it
-            (alarm,) = _client(aws, "cloudwatch").describe_alarms(AlarmNames=["burst-out-alarm"])[
-                "MetricAlarms"
-            ]
+            (alarm,) = local_client(aws, "cloudwatch").describe_alarms(
+                AlarmNames=["burst-out-alarm"]
+            )["MetricAlarms"]
             assert alarm["StateValue"] == "ALARM"
         assert scaling.read_policy(RESOURCE) == ORIGINAL
         assert [p["PolicyName"] for p in scaling.describe_policies(RESOURCE)] == ["original-tt"]
-        alarms = _client(aws, "cloudwatch").describe_alarms(AlarmNamePrefix="burst-out")
+        alarms = local_client(aws, "cloudwatch").describe_alarms(AlarmNamePrefix="burst-out")
         assert alarms["MetricAlarms"] == []
         assert not (tmp_path / "journal.json").exists()

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -429,21 +430,21 @@ class _Headers(dict):
 class FastServer:
     """A minimal asyncio HTTP/1.1 keep-alive server: fast enough not to be what a bench measures.
 
-    It answers every POST with 200, records arrival times, and verifies one signature in 20.
+    It answers every POST with ``reply(body)`` (by default 200 and ``{}``), records arrival
+    times, and verifies one signature in 20.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, reply: Callable[[bytes], bytes] | None = None) -> None:
         import asyncio
 
         self.times: list[float] = []
         self.checked = self.bad = 0
         self.loop = asyncio.new_event_loop()
         ready = threading.Event()
+        empty = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+        answer = reply or (lambda body: empty)
 
         async def handle(reader, writer) -> None:
-            reply = (
-                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
-            )
             try:
                 while True:
                     head = await reader.readuntil(b"\r\n\r\n")
@@ -458,7 +459,7 @@ class FastServer:
                         self.checked += 1
                         path = lines[0].split(" ")[1]
                         self.bad += not signature_ok(hdrs["host"], path, hdrs, body)
-                    writer.write(reply)
+                    writer.write(answer(body))
             except (asyncio.IncompleteReadError, ConnectionError):
                 writer.close()
 
@@ -484,7 +485,7 @@ class FastServer:
         self.thread.join(5)
 
 
-def _measure(srv: FastServer, cmd: list[str], seconds: float, cwd: Path) -> float:
+def measure_rate(srv: FastServer, cmd: list[str], seconds: float, cwd: Path) -> float:
     """Requests/s the server received in the steady middle of a Locust run of `seconds`."""
     began = time.time()
     with (cwd / "bench.log").open("a") as log:
@@ -522,7 +523,7 @@ def test_bench_signed_fasthttp_vs_boto3_user(tmp_path):
         # Alternate the runs so all meet the same background load of a shared machine.
         for _ in range(rounds):
             for name, cmd in runs.items():
-                rates[name].append(_measure(srv, cmd, seconds, tmp_path))
+                rates[name].append(measure_rate(srv, cmd, seconds, tmp_path))
     finally:
         srv.close()
     (reuse, fresh, boto) = (float(np.median(r)) for r in rates.values())

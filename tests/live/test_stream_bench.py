@@ -7,33 +7,25 @@ reading the event stream message by message and timing every token.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.live.test_loadgen import _env, _Headers, signature_ok
+from tests.live.test_loadgen import FastServer, measure_rate
 from tuner.eventstream import payload_part
 from tuner.live.loadgen import LOCUSTFILE
 
 LINE = b'{"token": {"text": " tok"}}\n'
 
 
-class FastStreamServer:
-    """Asyncio keep-alive server streaming max_new_tokens parts; checks one signature in 20."""
+class FastStreamServer(FastServer):
+    """FastServer streaming max_new_tokens parts; counts the tokens sent."""
 
     def __init__(self) -> None:
-        self.times: list[float] = []
         self.tokens = 0
-        self.checked = self.bad = 0
-        self.loop = asyncio.new_event_loop()
-        ready = threading.Event()
         part = payload_part(LINE)
         chunk = b"%x\r\n%s\r\n" % (len(part), part)
         head = (
@@ -43,49 +35,14 @@ class FastStreamServer:
         )
         replies: dict[int, bytes] = {}
 
-        async def handle(reader, writer) -> None:
-            try:
-                while True:
-                    raw = await reader.readuntil(b"\r\n\r\n")
-                    lines = raw.decode("latin-1").split("\r\n")
-                    hdrs = _Headers(
-                        (k.strip().lower(), v.strip())
-                        for k, v in (ln.split(":", 1) for ln in lines[1:] if ":" in ln)
-                    )
-                    body = await reader.readexactly(int(hdrs.get("content-length", 0)))
-                    self.times.append(time.time())
-                    if len(self.times) % 20 == 1:
-                        self.checked += 1
-                        path = lines[0].split(" ")[1]
-                        self.bad += not signature_ok(hdrs["host"], path, hdrs, body)
-                    n = int(json.loads(body)["parameters"]["max_new_tokens"])
-                    self.tokens += n
-                    if n not in replies:
-                        replies[n] = head + chunk * n + b"0\r\n\r\n"
-                    writer.write(replies[n])
-            except (asyncio.IncompleteReadError, ConnectionError):
-                writer.close()
+        def reply(body: bytes) -> bytes:
+            n = int(json.loads(body)["parameters"]["max_new_tokens"])
+            self.tokens += n
+            if n not in replies:
+                replies[n] = head + chunk * n + b"0\r\n\r\n"
+            return replies[n]
 
-        async def start() -> None:
-            self.server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=1024)
-            self.url = f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
-            ready.set()
-
-        def serve() -> None:
-            self.loop.run_until_complete(start())
-            self.loop.run_forever()
-
-        self.thread = threading.Thread(target=serve, daemon=True)
-        self.thread.start()
-        ready.wait(10)
-
-    def rate(self, since: float, until: float) -> float:
-        t = np.array(self.times)
-        return float(((t >= since) & (t < until)).sum() / (until - since))
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
+        super().__init__(reply)
 
 
 @pytest.mark.benchmark
@@ -105,18 +62,7 @@ def test_bench_streaming_requests_per_locust_process(tmp_path: Path):
                     "--max-inflight", "1000", "--loglevel", "ERROR", "--stream",
                     "--prompt-tokens", "64", "--output-tokens", str(tokens),
                 ]  # fmt: skip
-                began = time.time()
-                with (tmp_path / "bench.log").open("a") as log:
-                    proc = subprocess.Popen(
-                        cmd, stdout=log, stderr=subprocess.STDOUT, env=_env(), cwd=tmp_path
-                    )
-                    try:
-                        proc.wait(timeout=seconds + 60)
-                    finally:
-                        if proc.poll() is None:
-                            proc.kill()
-                            proc.wait()
-                rates[tokens].append(srv.rate(began + 5, began + seconds - 2))
+                rates[tokens].append(measure_rate(srv, cmd, seconds, tmp_path))
     finally:
         srv.close()
     lines = "\n".join(

@@ -17,6 +17,7 @@ import pytest
 import scalar_copies
 import scalar_model
 
+from tests.model.helpers import tracking_rule
 from tuner.model.copies import simulate_copies_demand, steady_copies
 from tuner.model.copy_serving import serve_step
 from tuner.model.llm_capacity import CurvePoint, LlmCapacity
@@ -285,15 +286,7 @@ def test_vectorised_copies_match_the_scalar_model(seed):
         j = sc["jitter_s"]
         jitter = [float(rng.uniform(-j, j)) for _ in range(T)]
     for i, p in enumerate(sc["candidates"]):
-        rules = [
-            scalar_model.Rule(
-                p.target_value,
-                p.scale_out_cooldown_s,
-                p.scale_in_cooldown_s,
-                p.disable_scale_in,
-                p.metric_type is MetricType.CONCURRENT_REQUESTS_PER_COPY,
-            )
-        ]
+        rules = [tracking_rule(p)]
         step_rules = [
             scalar_model.StepRule(
                 threshold=s.alarm.threshold,

@@ -12,6 +12,7 @@ import pytest
 import scalar_model
 
 import tuner.model.simulator as simulate_module
+from tests.model.helpers import tracking_rule
 from tuner.errors import ValidationError
 from tuner.model.capacity import Capacity, LatencyPoint
 from tuner.model.scaling import ScheduledAction
@@ -119,16 +120,7 @@ def test_vectorised_simulator_matches_the_scalar_model(seed):
         boots = np.array([np.full(C, max(sc["boot_s"] + rng.uniform(-j, j), 0)) for _ in range(T)])
     serving = scalar_model.Serving(20.0, 60.0, [(5, 40.0), (20, 60.0)])
     for i, group in enumerate(sc["candidates"]):
-        rules = [
-            scalar_model.Rule(
-                p.target_value,
-                p.scale_out_cooldown_s,
-                p.scale_in_cooldown_s,
-                p.disable_scale_in,
-                p.metric_type is MetricType.CONCURRENT_REQUESTS_PER_MODEL,
-            )
-            for p in group
-        ]
+        rules = [tracking_rule(p) for p in group]
         ref = scalar_model.run(
             list(sc["demand"]),
             sc["step_s"],

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import scalar_model
 
-from tests.model import scalar_model
-from tests.model.test_step_scaling import _rule, _scenario
+from tests.model.helpers import assert_matches_scalar
+from tests.model.test_step_scaling import _scenario
 from tuner.model.capacity import Capacity
 from tuner.model.controller import TargetTracking
 from tuner.model.scaling import AlarmState, ModelChoices, ScalingCause, step_s_for
@@ -204,25 +205,8 @@ def test_vectorised_simulator_matches_the_scalar_model_with_step_policies_alone(
             ),
         )
         for i, p in enumerate(alone):
-            ref = scalar_model.run(
-                list(sc["demand"]),
-                sc["step_s"],
-                [],
-                p.min_capacity,
-                p.max_capacity,
-                lag_s=sc["lag_s"],
-                boot_s=sc["boot_s"],
-                initial=sc["initial"],
-                scheduled=[(a.at_s, a.min_capacity, a.max_capacity) for a in sc["scheduled"]],
-                serving=serving,
-                step_rules=[_rule(s) for s in p.step_policies],
-            )
             where = f"seed {seed} candidate {i} ({p.label})"
-            assert result.desired[:, i].tolist() == ref.desired, where
-            assert result.in_service[:, i].tolist() == ref.in_service, where
-            row = result.summary.iloc[i]
-            counts = (row.scale_out_events, row.scale_in_events)
-            assert counts == (ref.scale_outs, ref.scale_ins), where
+            ref = assert_matches_scalar(result, i, p, sc, [], serving, where)
             compared += 1
             scaled += (ref.scale_outs + ref.scale_ins) > 0
     # worth something only if many candidates were compared and most of them did scale

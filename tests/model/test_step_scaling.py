@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import scalar_model
 
+from tests.model.helpers import assert_matches_scalar, tracking_rule
 from tuner.errors import PolicyError
 from tuner.model.capacity import Capacity
 from tuner.model.controller import TargetTracking
@@ -356,32 +357,6 @@ def _scenario(seed: int):
     )
 
 
-def _rule(s: StepScalingPolicy) -> scalar_model.StepRule:
-    a = s.alarm
-    stream = (
-        "inv"
-        if a.metric_name == "InvocationsPerInstance"
-        else ("conc" if a.period_s == 10 else "conc60")
-    )
-    return scalar_model.StepRule(
-        threshold=a.threshold,
-        steps=[(x.lower, x.upper, x.scaling_adjustment) for x in s.steps],
-        comparison={
-            "GreaterThanOrEqualToThreshold": ">=",
-            "GreaterThanThreshold": ">",
-            "LessThanThreshold": "<",
-            "LessThanOrEqualToThreshold": "<=",
-        }[a.comparison],
-        evaluation_periods=a.evaluation_periods,
-        datapoints_to_alarm=a.datapoints_to_alarm,
-        stream=stream,
-        aggregation=s.metric_aggregation.value,
-        adjustment_type=s.adjustment_type.value,
-        min_magnitude=s.min_adjustment_magnitude or 0,
-        cooldown_s=s.cooldown_s,
-    )
-
-
 @functools.cache
 def _simulated(seed: int):
     sc = _scenario(seed)
@@ -404,32 +379,8 @@ def test_vectorised_simulator_matches_the_scalar_model_with_step_policies(seed):
     sc, result = _simulated(seed)
     serving = scalar_model.Serving(20.0, 60.0, [(5, 40.0), (20, 60.0)])
     for i, p in enumerate(sc["candidates"]):
-        ref = scalar_model.run(
-            list(sc["demand"]),
-            sc["step_s"],
-            [
-                scalar_model.Rule(
-                    p.target_value,
-                    p.scale_out_cooldown_s,
-                    p.scale_in_cooldown_s,
-                    p.disable_scale_in,
-                    p.metric_type is MetricType.CONCURRENT_REQUESTS_PER_MODEL,
-                )
-            ],
-            p.min_capacity,
-            p.max_capacity,
-            lag_s=sc["lag_s"],
-            boot_s=sc["boot_s"],
-            initial=sc["initial"],
-            scheduled=[(a.at_s, a.min_capacity, a.max_capacity) for a in sc["scheduled"]],
-            serving=serving,
-            step_rules=[_rule(s) for s in p.step_policies],
-        )
         where = f"candidate {i} ({p.label})"
-        assert result.desired[:, i].tolist() == ref.desired, where
-        assert result.in_service[:, i].tolist() == ref.in_service, where
-        row = result.summary.iloc[i]
-        assert (row.scale_out_events, row.scale_in_events) == (ref.scale_outs, ref.scale_ins), where
+        assert_matches_scalar(result, i, p, sc, [tracking_rule(p)], serving, where)
 
 
 def test_step_scenarios_exercise_every_path():

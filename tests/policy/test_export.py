@@ -12,6 +12,7 @@ from pathlib import Path
 import boto3
 import pytest
 
+from tests.policy.helpers import assert_cfn_lint_passes
 from tuner.aws import AutoScaling
 from tuner.errors import ValidationError
 from tuner.policy.export import export_policy
@@ -40,13 +41,7 @@ def test_cloudformation_passes_cfn_lint(tmp_path: Path) -> None:
     ):
         template = tmp_path / "asg.yaml"
         template.write_text(export_policy(policy, RESOURCE, "cloudformation"))
-        result = subprocess.run(
-            [str(Path(sys.executable).parent / "cfn-lint"), str(template)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert result.returncode == 0, result.stdout + result.stderr
+        assert_cfn_lint_passes(template)
         text = template.read_text()
         assert 'Type: "AWS::ApplicationAutoScaling::ScalableTarget"' in text
         assert f"TargetValue: {policy.target_value}" in text

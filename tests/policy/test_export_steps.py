@@ -4,13 +4,9 @@ AWS (read back equal), Terraform."""
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
-import boto3
-
-from tuner.aws import Alarms, AutoScaling
+from tests.policy.helpers import applied_with_aws_cli, assert_cfn_lint_passes
 from tuner.policy.alarm import Comparison, StepAlarm
 from tuner.policy.export import export_policy
 from tuner.policy.policy import ScalingPolicy
@@ -38,19 +34,14 @@ IN = StepScalingPolicy(
     adjustment_type=AdjustmentType.PERCENT_CHANGE_IN_CAPACITY,
     min_adjustment_magnitude=1,
 )
+
 POLICY = ScalingPolicy(min_capacity=2, max_capacity=12, target_value=420.0, step_policies=(OUT, IN))
 
 
 def test_cloudformation_with_step_policies_passes_cfn_lint(tmp_path: Path) -> None:
     template = tmp_path / "asg.yaml"
     template.write_text(export_policy(POLICY, RESOURCE, "cloudformation"))
-    result = subprocess.run(
-        [str(Path(sys.executable).parent / "cfn-lint"), str(template)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert_cfn_lint_passes(template)
     text = template.read_text()
     assert text.count('Type: "AWS::CloudWatch::Alarm"') == 2
     assert 'PolicyType: "StepScaling"' in text
@@ -86,30 +77,8 @@ def test_terraform_step_policy_and_alarm() -> None:
 def test_aws_cli_script_runs_against_the_local_aws_and_reads_back_equal(
     subprocess_env: dict[str, str], tmp_path: Path
 ) -> None:
-    from tuner.emulator import EmulatorConfig, LocalAws
-
     resource = Resource.for_variant("export-endpoint", "AllTraffic")
-    script = tmp_path / "apply.sh"
-    script.write_text("set -euo pipefail\n" + export_policy(POLICY, resource, "aws-cli"))
-    with LocalAws(EmulatorConfig(speed=60, endpoint="export-endpoint")) as aws:
-        env = dict(subprocess_env, **aws.env)
-        env["AWS_CONFIG_FILE"] = env["AWS_SHARED_CREDENTIALS_FILE"] = str(tmp_path / "none")
-        result = subprocess.run(
-            ["bash", str(script)], capture_output=True, text=True, env=env, timeout=300
-        )
-        assert result.returncode == 0, result.stderr
-
-        def client(service: str) -> object:
-            return boto3.client(
-                service,
-                endpoint_url=aws.url,
-                region_name=aws.config.region,
-                aws_access_key_id="testing",
-                aws_secret_access_key="testing",
-            )
-
-        scaling = AutoScaling(
-            client("application-autoscaling"), alarms=Alarms(client("cloudwatch"))
-        )
+    text = export_policy(POLICY, resource, "aws-cli")
+    with applied_with_aws_cli(text, "export-endpoint", tmp_path, subprocess_env) as scaling:
         live = scaling.read_policy(resource, steps=["fast-scale-out", "idle-scale-in"])
         assert live == POLICY

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.policy.helpers import assert_cfn_lint_passes
 from tuner.errors import PolicyError
 from tuner.policy import Resource, ScalingPolicy, export_policy, format_diff
 from tuner.policy.cron import fire_times, parse_schedule, timezone
@@ -331,13 +332,7 @@ def test_cloudformation_export_carries_scheduled_actions_and_passes_cfn_lint(
     assert target["ScheduledActions"] == POLICY["ScheduledActions"]
     path = tmp_path / "asg.yaml"
     path.write_text(text)
-    lint = subprocess.run(
-        [str(Path(sys.executable).parent / "cfn-lint"), str(path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert lint.returncode == 0, lint.stdout + lint.stderr
+    assert_cfn_lint_passes(path)
 
 
 def test_terraform_export_has_one_scheduled_action_resource_each() -> None:

@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
-import boto3
 import pytest
 
-from tuner.aws import Alarms, AutoScaling
+from tests.policy.helpers import applied_with_aws_cli, assert_cfn_lint_passes
 from tuner.errors import PolicyError
 from tuner.policy import (
     AdjustmentType,
@@ -174,13 +171,7 @@ def test_cloudformation_of_step_policies_alone_passes_cfn_lint(tmp_path: Path) -
     template = tmp_path / "steps.yaml"
     text = export_policy(POLICY, RESOURCE, "cloudformation")
     template.write_text(text)
-    result = subprocess.run(
-        [str(Path(sys.executable).parent / "cfn-lint"), str(template)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert_cfn_lint_passes(template)
     assert "TargetTrackingScaling" not in text and "  ScalingPolicy:" not in text
     assert text.count('Type: "AWS::ApplicationAutoScaling::ScalingPolicy"') == 2
     assert text.count('Type: "AWS::CloudWatch::Alarm"') == 2
@@ -203,33 +194,10 @@ def test_terraform_of_step_policies_alone() -> None:
 def test_aws_cli_of_step_policies_alone_runs_against_the_local_aws_and_reads_back_equal(
     subprocess_env: dict[str, str], tmp_path: Path
 ) -> None:
-    from tuner.emulator import EmulatorConfig, LocalAws
-
     resource = Resource.for_variant("steps-endpoint", "AllTraffic")
     text = export_policy(POLICY, resource, "aws-cli")
     assert text.count("put-scaling-policy") == 2 and "TargetTrackingScaling" not in text
-    script = tmp_path / "apply.sh"
-    script.write_text("set -euo pipefail\n" + text)
-    with LocalAws(EmulatorConfig(speed=60, endpoint="steps-endpoint")) as aws:
-        env = dict(subprocess_env, **aws.env)
-        env["AWS_CONFIG_FILE"] = env["AWS_SHARED_CREDENTIALS_FILE"] = str(tmp_path / "none")
-        result = subprocess.run(
-            ["bash", str(script)], capture_output=True, text=True, env=env, timeout=300
-        )
-        assert result.returncode == 0, result.stderr
-
-        def client(service: str) -> object:
-            return boto3.client(
-                service,
-                endpoint_url=aws.url,
-                region_name=aws.config.region,
-                aws_access_key_id="testing",
-                aws_secret_access_key="testing",
-            )
-
-        scaling = AutoScaling(
-            client("application-autoscaling"), alarms=Alarms(client("cloudwatch"))
-        )
+    with applied_with_aws_cli(text, "steps-endpoint", tmp_path, subprocess_env) as scaling:
         assert scaling.read_like(POLICY, resource) == POLICY
         # read as target tracking, there is none
         assert scaling.read_policy(resource, steps=POLICY.policy_names) is None

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tuner.aws import AwsSession
@@ -200,3 +201,32 @@ def token_spec_from(args: argparse.Namespace) -> TokenSpec:
         spread=args.token_spread,
         seed=args.token_seed,
     )
+
+
+def write_simulation(out: Path, first: dict[str, Any], result: Any, *, many: bool) -> None:
+    """``tuner simulate``'s files: summary.json (the first policy), and with several policies
+    summary.csv and one timeline CSV each under timelines/ (else timeline.csv is the caller's)."""
+    (out / "summary.json").write_text(json.dumps(first, indent=2) + "\n", encoding="utf-8")
+    if many:
+        result.summary.to_csv(out / "summary.csv", index_label="candidate")
+        (out / "timelines").mkdir(exist_ok=True)
+        for i, label in enumerate(result.summary["label"]):
+            result.timeline(i).to_csv(out / "timelines" / f"{label}.csv", index=False)
+
+
+def demo_folders(args: argparse.Namespace, prefix: str) -> tuple[dt.datetime, Path, Path]:
+    """``tuner demo``'s checks of --speed/--seeds, then its report folder (new or empty) and the
+    work folder beside it: (now, out, work)."""
+    from tuner.errors import ValidationError
+
+    if not 1 <= args.speed <= 120:
+        raise ValidationError(f"--speed must be in 1..120, got {args.speed:g}")
+    if not 1 <= args.seeds <= 100:
+        raise ValidationError(f"--seeds must be in 1..100, got {args.seeds}")
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    out = Path(args.out or f"reports/{prefix}-{now:%Y%m%d-%H%M%S}")
+    if out.exists() and any(out.iterdir()):
+        raise ValidationError(f"--out must be a new or empty folder, got {out}")
+    work = out.parent / f".{out.name}-work"
+    work.mkdir(parents=True, exist_ok=True)
+    return now, out, work

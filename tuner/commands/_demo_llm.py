@@ -13,11 +13,10 @@ import json
 import os
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tuner.commands._common import PROFILES_DIR
+from tuner.commands._common import PROFILES_DIR, demo_folders
 
 ENDPOINT = "demo-llm-endpoint"
 COMPONENT = "demo-llm"
@@ -88,19 +87,9 @@ def _run_cli(argv: list[str]) -> None:
 
 def run_llm_demo(args: argparse.Namespace) -> int:
     from tuner.emulator import EmulatorConfig, LocalAws
-    from tuner.errors import ValidationError
 
-    if not 1 <= args.speed <= 120:
-        raise ValidationError(f"--speed must be in 1..120, got {args.speed:g}")
-    if not 1 <= args.seeds <= 100:
-        raise ValidationError(f"--seeds must be in 1..100, got {args.seeds}")
     began = time.monotonic()
-    now = datetime.now(UTC).replace(microsecond=0)
-    out = Path(args.out or f"reports/demo-llm-{now:%Y%m%d-%H%M%S}")
-    if out.exists() and any(out.iterdir()):
-        raise ValidationError(f"--out must be a new or empty folder, got {out}")
-    work = out.parent / f".{out.name}-work"
-    work.mkdir(parents=True, exist_ok=True)
+    now, out, work = demo_folders(args, "demo-llm")
     config = EmulatorConfig(
         port=0,
         speed=args.speed,

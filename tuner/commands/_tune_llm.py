@@ -8,7 +8,6 @@ The target is an inference component: copies of a model, tracked on
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -16,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tuner.commands._common import PROFILES_DIR, resolve_profile
+from tuner.commands._common import PROFILES_DIR, resolve_profile, write_simulation
 from tuner.commands._tune_llm_live import check_llm_live
 from tuner.errors import ValidationError
 
@@ -264,12 +263,7 @@ def run_llm_simulate(
                 policy=group[0].to_dict(),
             )
             rows.append(row)
-        (out / "summary.json").write_text(json.dumps(rows[0], indent=2) + "\n", encoding="utf-8")
-        if len(groups) > 1:
-            result.summary.to_csv(out / "summary.csv", index_label="candidate")
-            (out / "timelines").mkdir(exist_ok=True)
-            for i, label in enumerate(result.summary["label"]):
-                result.timeline(i).to_csv(out / "timelines" / f"{label}.csv", index=False)
+        write_simulation(out, rows[0], result, many=len(groups) > 1)
     except OSError as e:
         raise ValidationError(f"--out {out}: cannot write ({e.strerror})") from e
     print(f"done in {time.perf_counter() - started:.2f} s; wrote {out}/", file=sys.stderr)

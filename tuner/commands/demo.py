@@ -7,11 +7,9 @@ import json
 import os
 import sys
 import time
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from tuner.commands._common import PROFILES_DIR
+from tuner.commands._common import PROFILES_DIR, demo_folders
 
 EPILOG = """\
 example:
@@ -130,17 +128,8 @@ def run(args: argparse.Namespace) -> int:
     if args.short:
         raise ValidationError("--short is for --llm")
     args.speed = 60.0 if args.speed is None else args.speed
-    if not 1 <= args.speed <= 120:
-        raise ValidationError(f"--speed must be in 1..120, got {args.speed:g}")
-    if not 1 <= args.seeds <= 100:
-        raise ValidationError(f"--seeds must be in 1..100, got {args.seeds}")
     began = time.monotonic()
-    now = datetime.now(UTC).replace(microsecond=0)
-    out = Path(args.out or f"reports/demo-{now:%Y%m%d-%H%M%S}")
-    if out.exists() and any(out.iterdir()):
-        raise ValidationError(f"--out must be a new or empty folder, got {out}")
-    work = out.parent / f".{out.name}-work"
-    work.mkdir(parents=True, exist_ok=True)
+    now, out, work = demo_folders(args, "demo")
     config = EmulatorConfig(
         speed=args.speed, endpoint=ENDPOINT, capacity=Capacity.from_dict(TRUE_CAPACITY), instances=1
     )

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from tuner.commands._common import resolve_profile
+from tuner.commands._common import resolve_profile, write_simulation
 from tuner.commands._tune_llm import llm_capacity_or_none, refuse_llm_flags, run_llm_simulate
 from tuner.errors import ValidationError
 
@@ -259,12 +258,7 @@ def run(args: argparse.Namespace) -> int:
                     for a in scheduled
                 ]
             rows.append(row)
-        (out / "summary.json").write_text(json.dumps(rows[0], indent=2) + "\n", encoding="utf-8")
-        if len(groups) > 1:
-            result.summary.to_csv(out / "summary.csv", index_label="candidate")
-            (out / "timelines").mkdir(exist_ok=True)
-            for i, label in enumerate(result.summary["label"]):
-                result.timeline(i).to_csv(out / "timelines" / f"{label}.csv", index=False)
+        write_simulation(out, rows[0], result, many=len(groups) > 1)
     except OSError as e:
         raise ValidationError(f"--out {out}: cannot write ({e.strerror})") from e
     print(f"done in {time.perf_counter() - started:.2f} s; wrote {out}/", file=sys.stderr)

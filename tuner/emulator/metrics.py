@@ -136,14 +136,52 @@ def _datum(
     return {"MetricName": name, "Timestamp": when, "Dimensions": dims, "Unit": unit, **value}
 
 
+def _variant_dims(endpoint: str, variant: str) -> list[Mapping[str, str]]:
+    return [
+        {"Name": "EndpointName", "Value": endpoint},
+        {"Name": "VariantName", "Value": variant},
+    ]
+
+
+def _model_latency(
+    s: PeriodSummary, when: datetime, dims: list[Mapping[str, str]]
+) -> dict[str, Any]:
+    """ModelLatency of a period with requests: its statistics in microseconds."""
+    us = 1000.0
+    return _datum(
+        "ModelLatency",
+        when,
+        dims,
+        "Microseconds",
+        StatisticValues={
+            "SampleCount": float(s.latency_n),
+            "Sum": s.latency_sum_ms * us,
+            "Minimum": s.latency_min_ms * us,
+            "Maximum": s.latency_max_ms * us,
+        },
+    )
+
+
+def _peak_datum(
+    name: str, s: PeriodSummary, when: datetime, dims: list[Mapping[str, str]]
+) -> dict[str, Any]:
+    """A 10-s high-resolution datum of the period's peak concurrency (one sample)."""
+    v = float(s.concurrent_per_model)
+    return _datum(
+        name,
+        when,
+        dims,
+        "None",
+        StorageResolution=1,
+        StatisticValues={"SampleCount": 1.0, "Sum": v, "Minimum": v, "Maximum": v},
+    )
+
+
 def minute_datums(
     s: PeriodSummary, when: datetime, endpoint: str, variant: str
 ) -> list[dict[str, Any]]:
     """The 60-s AWS/SageMaker datums; zeros too, as SageMaker emits them for an idle endpoint."""
-    dims: list[Mapping[str, str]] = [
-        {"Name": "EndpointName", "Value": endpoint},
-        {"Name": "VariantName", "Value": variant},
-    ]
+    dims = _variant_dims(endpoint, variant)
     out = [
         _datum("Invocations", when, dims, "None", Value=float(s.invocations)),
         _datum("InvocationsPerInstance", when, dims, "None", Value=s.invocations_per_instance),
@@ -151,21 +189,7 @@ def minute_datums(
         _datum("Invocation5XXErrors", when, dims, "None", Value=float(s.err5xx)),
     ]
     if s.latency_n:
-        us = 1000.0
-        out.append(
-            _datum(
-                "ModelLatency",
-                when,
-                dims,
-                "Microseconds",
-                StatisticValues={
-                    "SampleCount": float(s.latency_n),
-                    "Sum": s.latency_sum_ms * us,
-                    "Minimum": s.latency_min_ms * us,
-                    "Maximum": s.latency_max_ms * us,
-                },
-            )
-        )
+        out.append(_model_latency(s, when, dims))
         # The emulator adds no overhead of its own beyond the queue, which is in ModelLatency.
         out.append(
             _datum(
@@ -188,19 +212,7 @@ def concurrency_datum(
     s: PeriodSummary, when: datetime, endpoint: str, variant: str
 ) -> dict[str, Any]:
     """The 10-s ConcurrentRequestsPerModel datum (high resolution)."""
-    dims = [
-        {"Name": "EndpointName", "Value": endpoint},
-        {"Name": "VariantName", "Value": variant},
-    ]
-    v = float(s.concurrent_per_model)
-    return {
-        "MetricName": "ConcurrentRequestsPerModel",
-        "Timestamp": when,
-        "Dimensions": dims,
-        "Unit": "None",
-        "StorageResolution": 1,
-        "StatisticValues": {"SampleCount": 1.0, "Sum": v, "Minimum": v, "Maximum": v},
-    }
+    return _peak_datum("ConcurrentRequestsPerModel", s, when, _variant_dims(endpoint, variant))
 
 
 def component_datums(
@@ -214,17 +226,7 @@ def component_datums(
     """
     dims: list[Mapping[str, str]] = [{"Name": "InferenceComponentName", "Value": component}]
     if not minute:
-        v = float(s.concurrent_per_model)
-        return [
-            _datum(
-                "ConcurrentRequestsPerCopy",
-                when,
-                dims,
-                "None",
-                StorageResolution=1,
-                StatisticValues={"SampleCount": 1.0, "Sum": v, "Minimum": v, "Maximum": v},
-            )
-        ]
+        return [_peak_datum("ConcurrentRequestsPerCopy", s, when, dims)]
     out = [
         _datum("InvocationsPerCopy", when, dims, "None", Value=s.invocations_per_instance),
         _datum("Invocations", when, dims, "None", Value=float(s.invocations)),
@@ -233,19 +235,5 @@ def component_datums(
         _datum("Invocation5XXErrors", when, dims, "None", Value=float(s.err5xx)),
     ]
     if s.latency_n:
-        us = 1000.0
-        out.append(
-            _datum(
-                "ModelLatency",
-                when,
-                dims,
-                "Microseconds",
-                StatisticValues={
-                    "SampleCount": float(s.latency_n),
-                    "Sum": s.latency_sum_ms * us,
-                    "Minimum": s.latency_min_ms * us,
-                    "Maximum": s.latency_max_ms * us,
-                },
-            )
-        )
+        out.append(_model_latency(s, when, dims))
     return out

@@ -22,13 +22,10 @@ and ``itl_p99_ms`` (p99 of the requests' TTFT and of their own ITL p99), all in 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,8 +34,9 @@ import pandas as pd
 
 from tuner.aws import AutoScaling, AwsSession, Endpoints, fetch_component_metrics
 from tuner.clock import VirtualClock
-from tuner.errors import TrialError, TunerError, ValidationError
+from tuner.errors import TrialError, ValidationError
 from tuner.live.periods import start_epoch
+from tuner.live.polling import CopyPoller
 from tuner.live.safety import JOURNAL_NAME, live_change
 from tuner.policy import Resource
 
@@ -55,39 +53,6 @@ COMPONENT_METRICS: dict[str, tuple[str, ...]] = {
     "Invocation5XXErrors": ("Sum",),
     "ModelLatency": ("Average", "Maximum"),
 }
-
-
-@dataclass
-class CopyPoller:
-    """Polls DescribeInferenceComponent in a thread: (virtual time, status, current, desired)."""
-
-    endpoints: Endpoints
-    component: str
-    clock: VirtualClock
-    every_virtual_s: float
-    rows: list[tuple[float, str, int, int]] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def sample(self) -> None:
-        state = self.endpoints.describe_component(self.component)
-        self.rows.append((self.clock.now(), state.status, state.current, state.desired))
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            with contextlib.suppress(TunerError):
-                self.sample()
-            self._stop.wait(max(0.2, self.clock.real_duration(self.every_virtual_s)))
-
-    def __enter__(self) -> CopyPoller:
-        self._thread = threading.Thread(target=self._loop, name="describe-ic", daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
 
 
 def component_of(spec: TrialSpec) -> str:
@@ -143,7 +108,7 @@ def run_component_trial(
     with live_change(scaling, endpoints, resource, out / JOURNAL_NAME, log, endpoint_url=url):
         scaling.apply_alone(spec.policy, resource)
         bring_to_copies(endpoints, ic, start_copies(spec), clock, spec.wait_timeout_s, log)
-        poller = CopyPoller(endpoints, ic, clock, every_virtual_s=10.0)
+        poller = CopyPoller(endpoints, clock, every_virtual_s=10.0, component=ic)
         with poller:
             lead_s = spec.lead_real_s * clock.speed
             t0 = float(math.ceil((clock.now() + lead_s) / PERIOD_S) * PERIOD_S)

@@ -31,12 +31,11 @@ import gc
 import json
 import math
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +44,10 @@ import pandas as pd
 
 from tuner.aws import AutoScaling, AwsSession, Endpoints, fetch_variant_metrics
 from tuner.clock import VirtualClock
-from tuner.errors import TrialError, TunerError, ValidationError
+from tuner.errors import TrialError, ValidationError
 from tuner.live.loadgen import LoadTestConfig, run_loadtest
 from tuner.live.periods import start_epoch
+from tuner.live.polling import VariantPoller
 from tuner.live.safety import JOURNAL_NAME, live_change
 from tuner.live.streaming import LlmLoad
 from tuner.policy import Resource, ResourceKind, ScalingPolicy
@@ -147,41 +147,6 @@ def steady_heap() -> Iterator[None]:
         yield
     finally:
         gc.unfreeze()
-
-
-@dataclass
-class _Poller:
-    """Polls DescribeEndpoint in a thread: (virtual time, status, current, desired)."""
-
-    endpoints: Endpoints
-    endpoint: str
-    variant: str
-    clock: VirtualClock
-    every_virtual_s: float
-    rows: list[tuple[float, str, int, int]] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def sample(self) -> None:
-        state = self.endpoints.describe(self.endpoint)
-        counts = state.variant(self.variant)
-        self.rows.append((self.clock.now(), state.status, counts.current, counts.desired))
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            with contextlib.suppress(TunerError):
-                self.sample()
-            self._stop.wait(max(0.2, self.clock.real_duration(self.every_virtual_s)))
-
-    def __enter__(self) -> _Poller:
-        self._thread = threading.Thread(target=self._loop, name="describe-endpoint", daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
 
 
 LoadDriver = Callable[..., pd.DataFrame]
@@ -309,8 +274,12 @@ def run_trial(
         scaling.apply_alone(spec.policy, resource)
         start = spec.start_capacity or spec.policy.steady_capacity(profile.opening_rps())
         _bring_to_capacity(endpoints, spec, start, clock, log)
-        poller = _Poller(
-            endpoints, spec.endpoint, spec.variant, clock, every_virtual_s=min(10.0, period_s / 2)
+        poller = VariantPoller(
+            endpoints,
+            clock,
+            every_virtual_s=min(10.0, period_s / 2),
+            endpoint=spec.endpoint,
+            variant=spec.variant,
         )
         with poller:
             # Start the profile on a period boundary so CloudWatch periods are profile periods,

@@ -19,10 +19,10 @@ from __future__ import annotations
 import json
 import math
 import numbers
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -38,6 +38,7 @@ _KEYS = {
     "metric_lag_s",
 }
 _POINT_KEYS = {"rps", "p50", "p99"}
+T = TypeVar("T")
 # z of the 99th percentile of a standard normal: the latency of a period is taken as log-normal
 # through its p50 and p99 to estimate the share of requests slower than an objective.
 _Z99 = 2.3263478740408408
@@ -62,17 +63,58 @@ _AT_MOST = {
 }
 
 
-def _number(value: Any, where: str, *, positive: bool = False) -> float:
+def capacity_number(
+    value: Any,
+    where: str,
+    at_most: Mapping[str, tuple[float, str]],
+    *,
+    positive: bool = False,
+    whole: bool = False,
+) -> float:
+    """A capacity file's number, checked: finite, >= 0 (> 0 if ``positive``), whole if asked,
+    and at most ``at_most[where]`` (the bound and its words) when the field has one."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise CapacityError(f"{where} must be a number, got {plain(value)!r}")
     number = float(value)
     if not math.isfinite(number) or number < 0 or (positive and number == 0):
         rule = "> 0" if positive else ">= 0"
         raise CapacityError(f"{where} {rule} must hold, got {number:g}")
-    top, words = _AT_MOST.get(where, (math.inf, ""))
+    if whole and number != int(number):
+        raise CapacityError(f"{where} must be a whole number, got {number:g}")
+    top, words = at_most.get(where, (math.inf, ""))
     if number > top:
         raise CapacityError(f"{where} <= {top:g} ({words}) must hold, got {number:g}")
     return number
+
+
+def _number(value: Any, where: str, *, positive: bool = False) -> float:
+    return capacity_number(value, where, _AT_MOST, positive=positive)
+
+
+def check_capacity_keys(data: Any, allowed: set[str]) -> Mapping[str, Any]:
+    """``data`` as a JSON object of capacity keys, or the CapacityError naming the first
+    unknown key."""
+    if not isinstance(data, Mapping):
+        raise CapacityError(f"capacity must be a JSON object, got {type(data).__name__}")
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise CapacityError(f"unknown key {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})")
+    return data
+
+
+def read_capacity_file(path: Path, from_dict: Callable[[Any], T]) -> T:
+    """Read and validate a capacity file; errors name the file, the field and the rule."""
+    data = read_json_file(path, CapacityError, "capacity file")
+    try:
+        return from_dict(data)
+    except CapacityError as e:
+        raise CapacityError(f"{path}: {e}") from e
+
+
+def write_capacity_file(path: Path, data: Mapping[str, Any]) -> Path:
+    """Write a capacity file (indented JSON and a final newline)."""
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    return path
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -133,11 +175,7 @@ class Capacity:
 
     @classmethod
     def from_dict(cls, data: Any) -> Capacity:
-        if not isinstance(data, Mapping):
-            raise CapacityError(f"capacity must be a JSON object, got {type(data).__name__}")
-        unknown = sorted(set(data) - _KEYS)
-        if unknown:
-            raise CapacityError(f"unknown key {unknown[0]!r} (allowed: {', '.join(sorted(_KEYS))})")
+        data = check_capacity_keys(data, _KEYS)
         if "latency_ms" not in data:
             raise CapacityError("latency_ms is required: a list of {rps, p50, p99} points")
         raw = data["latency_ms"]
@@ -180,17 +218,10 @@ class Capacity:
     @classmethod
     def load(cls, path: str | Path) -> Capacity:
         """Read and validate a capacity file; errors name the file, the field and the rule."""
-        path = Path(path)
-        data = read_json_file(path, CapacityError, "capacity file")
-        try:
-            return cls.from_dict(data)
-        except CapacityError as e:
-            raise CapacityError(f"{path}: {e}") from e
+        return read_capacity_file(Path(path), cls.from_dict)
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
-        return path
+        return write_capacity_file(Path(path), self.to_dict())
 
     # -- latency -------------------------------------------------------------------------------
 

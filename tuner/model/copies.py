@@ -48,6 +48,7 @@ from tuner.model.llm_capacity import LlmCapacity
 from tuner.model.scaling import ModelChoices, step_s_for
 from tuner.model.settings import SimulationSettings
 from tuner.model.simulator import SUMMARY_COLUMNS, check_size
+from tuner.model.summary import Runs, candidate_labels, checked_demand, common_summary
 from tuner.policy.policy import ScalingPolicy
 from tuner.policy.tracking import MetricType
 from tuner.profiles.profile import TrafficProfile
@@ -196,12 +197,7 @@ def simulate_copies_demand(
     """Replay ``demand`` (requests per step from t = 0); objectives default to the p99s at the
     concurrency limit. ``settings.seeds`` is ignored: ``seed`` draws the boot jitter."""
     settings = settings or SimulationSettings()
-    demand = np.asarray(demand, dtype=float)
-    if demand.ndim != 1 or not np.isfinite(demand).all() or (demand < 0).any():
-        raise ValidationError("demand must be a 1-D array of request counts >= 0")
-    finest = step_s_for(policies)
-    if period_s != finest:
-        raise ValidationError(f"period_s must be {finest} s for these policies, got {period_s}")
+    demand = checked_demand(demand, period_s, policies)
     ttft_slo = capacity.ttft_p99_at_max_ms if slo_ttft_p99_ms is None else slo_ttft_p99_ms
     itl_slo = capacity.itl_p99_at_max_ms if slo_itl_p99_ms is None else slo_itl_p99_ms
     for flag, value in (("--slo-ttft-p99-ms", ttft_slo), ("--slo-itl-p99-ms", itl_slo)):
@@ -219,10 +215,7 @@ def simulate_copies_demand(
         record_events=False,
     )
     desired, in_service, queue = _run(tt, demand, capacity, settings.boot_jitter_s, seed)
-    flat = [p if isinstance(p, ScalingPolicy) else p[0] for p in policies]
-    labels = [
-        p.label if isinstance(p, ScalingPolicy) else "+".join(q.label for q in p) for p in policies
-    ]
+    flat, labels = candidate_labels(policies)
     summary = summarise(
         capacity,
         demand,
@@ -236,7 +229,7 @@ def simulate_copies_demand(
     )
     summary.insert(0, "label", labels)
     return CopiesResult(
-        tuple(flat),
+        flat,
         period_s,
         capacity,
         float(ttft_slo),
@@ -297,7 +290,7 @@ def summarise(
     slow = np.zeros(C)
     no_capacity = np.zeros(C)
     under_steps = np.zeros(C)
-    bad = np.zeros((T, C), dtype=bool)
+    runs = Runs(C)
     # per step p99s and weights, kept as float32 for the run's percentiles
     ttft99 = np.zeros((T, C), dtype=np.float32)
     itl99 = np.zeros((T, C), dtype=np.float32)
@@ -315,14 +308,12 @@ def summarise(
         under = demand[r0:r1, None] > sustain + 1e-9
         under_steps += under.sum(axis=0)
         t99, i99 = np.nan_to_num(out.ttft_p99_ms), np.nan_to_num(out.itl_p99_ms)
-        bad[r0:r1] = under | (out.failed > 0) | (t99 > slo_ttft_ms) | (i99 > slo_itl_ms)
+        runs.add(r0, under | (out.failed > 0) | (t99 > slo_ttft_ms) | (i99 > slo_itl_ms))
         ttft99[r0:r1] = t99
         itl99[r0:r1] = i99
         e2e99[r0:r1] = np.minimum(t99 + capacity.gaps * i99, capacity.timeout_ms)
         weight[r0:r1] = np.where(out.served > 0, out.served, 0.0)
-    surges, longest = _runs(bad)
     requests = float(demand.sum())
-    denom = requests if requests > 0 else 1.0
     instances = capacity.instances_for(desired)
     hours = instances.sum(axis=0) * period_s / 3600.0
     copy_hours = desired.sum(axis=0, dtype=np.int64) * period_s / 3600.0
@@ -332,20 +323,20 @@ def summarise(
     itl_run = _weighted_p99(itl99, weight, np.zeros(C), 0.0)
     return pd.DataFrame(
         {
-            "instance_hours": hours,
-            "cost_usd": hours * capacity.hourly_usd,
-            "error_rate": failed / denom,
-            "slo_violation_rate": (failed + slow) / denom,
-            "scale_out_events": np.asarray(events[0]).astype(int),
-            "scale_in_events": np.asarray(events[1]).astype(int),
-            "underprovisioned_minutes": under_steps * period_s / 60.0,
-            "recovery_s": longest * float(period_s),
-            "surges": surges,
-            "p99_latency_ms": ttft_run,
-            "requests": requests,
-            "failed": failed,
-            "mean_instances": instances.mean(axis=0) if T else np.zeros(C),
-            "max_instances": instances.max(axis=0, initial=0).astype(int),
+            **common_summary(
+                period_s=period_s,
+                hours=hours,
+                hourly_usd=capacity.hourly_usd,
+                requests=requests,
+                failed=failed,
+                slow=slow,
+                events=events,
+                under_periods=under_steps,
+                runs=runs.finish(T),
+                p99_ms=ttft_run,
+                mean_instances=instances.mean(axis=0) if T else np.zeros(C),
+                max_instances=instances.max(axis=0, initial=0).astype(int),
+            ),
             "ttft_p99_ms": ttft_run,
             "itl_p99_ms": itl_run,
             "e2e_p99_ms": _weighted_p99(e2e99, weight, failed, capacity.timeout_ms),
@@ -373,18 +364,3 @@ def _weighted_p99(
     k = np.argmax(cum >= 0.99 * np.maximum(total, 1e-12), axis=0)
     p99 = v_sorted[k, np.arange(C)]
     return np.asarray(np.where(total > 0, p99, np.nan))
-
-
-def _runs(bad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per column of a (T, C) bool array: how many runs of True, and the longest (rows)."""
-    T, C = bad.shape
-    padded = np.zeros((T + 2, C), dtype=np.int8)
-    padded[1:-1] = bad
-    edges = np.diff(padded, axis=0)
-    surges = (edges == 1).sum(axis=0)
-    longest = np.zeros(C, dtype=np.int64)
-    for c in np.flatnonzero(surges):
-        starts = np.flatnonzero(edges[:, c] == 1)
-        ends = np.flatnonzero(edges[:, c] == -1)
-        longest[c] = int((ends - starts).max())
-    return surges, longest

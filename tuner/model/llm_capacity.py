@@ -21,9 +21,7 @@ dominates it) and the duration with the output tokens; ITL does not change.
 
 from __future__ import annotations
 
-import json
 import math
-import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -32,6 +30,12 @@ from typing import Any
 import numpy as np
 
 from tuner.errors import CapacityError, plain, read_json_file
+from tuner.model.capacity import (
+    capacity_number,
+    check_capacity_keys,
+    read_capacity_file,
+    write_capacity_file,
+)
 
 KIND = "llm"
 _REQUIRED = {
@@ -62,18 +66,7 @@ _AT_MOST = {
 
 
 def _number(value: Any, where: str, *, positive: bool = False, whole: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise CapacityError(f"{where} must be a number, got {plain(value)!r}")
-    number = float(value)
-    if not math.isfinite(number) or number < 0 or (positive and number == 0):
-        rule = "> 0" if positive else ">= 0"
-        raise CapacityError(f"{where} {rule} must hold, got {number:g}")
-    if whole and number != int(number):
-        raise CapacityError(f"{where} must be a whole number, got {number:g}")
-    top, words = _AT_MOST.get(where, (math.inf, ""))
-    if number > top:
-        raise CapacityError(f"{where} <= {top:g} ({words}) must hold, got {number:g}")
-    return number
+    return capacity_number(value, where, _AT_MOST, positive=positive, whole=whole)
 
 
 @dataclass(frozen=True)
@@ -186,11 +179,7 @@ class LlmCapacity:
 
     @classmethod
     def from_dict(cls, data: Any) -> LlmCapacity:
-        if not isinstance(data, Mapping):
-            raise CapacityError(f"capacity must be a JSON object, got {type(data).__name__}")
-        unknown = sorted(set(data) - _KEYS)
-        if unknown:
-            raise CapacityError(f"unknown key {unknown[0]!r} (allowed: {', '.join(sorted(_KEYS))})")
+        data = check_capacity_keys(data, _KEYS)
         missing = sorted(_REQUIRED - set(data))
         if missing:
             raise CapacityError(f"{missing[0]} is required in an LLM capacity file")
@@ -227,17 +216,10 @@ class LlmCapacity:
     @classmethod
     def load(cls, path: str | Path) -> LlmCapacity:
         """Read and validate an LLM capacity file; errors name the file, the field and the rule."""
-        path = Path(path)
-        data = read_json_file(path, CapacityError, "capacity file")
-        try:
-            return cls.from_dict(data)
-        except CapacityError as e:
-            raise CapacityError(f"{path}: {e}") from e
+        return read_capacity_file(Path(path), cls.from_dict)
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
-        return path
+        return write_capacity_file(Path(path), self.to_dict())
 
     def with_tokens(self, prompt_tokens: float | None, output_tokens: float | None) -> LlmCapacity:
         """The copy serving other mean token counts: TTFT scaled by the prompt ratio."""

@@ -42,6 +42,7 @@ from tuner.model.capacity import Capacity, concurrency_per_instance, serve_perio
 from tuner.model.controller import TargetTracking
 from tuner.model.scaling import ScheduledAction, step_s_for
 from tuner.model.settings import SimulationSettings
+from tuner.model.summary import Runs, candidate_labels, checked_demand, common_summary
 from tuner.policy.policy import ScalingPolicy
 from tuner.profiles.profile import TrafficProfile
 
@@ -252,14 +253,9 @@ def simulate_demand(
     chooses the boot-jitter draws.
     """
     settings = settings or SimulationSettings()
-    demand = np.asarray(demand, dtype=float)
-    if demand.ndim != 1 or not np.isfinite(demand).all() or (demand < 0).any():
-        raise ValidationError("demand must be a 1-D array of request counts >= 0")
+    demand = checked_demand(demand, period_s, policies)
     boot = settings.boot_for(capacity)
     slo = settings.slo_for(capacity)
-    finest = step_s_for(policies)
-    if period_s != finest:
-        raise ValidationError(f"period_s must be {finest} s for these policies, got {period_s}")
     check_size(len(demand), policies, initial_capacity, scheduled)
     tt = TargetTracking(
         policies,
@@ -272,10 +268,7 @@ def simulate_demand(
     desired, in_service, high, low, q_rows, q_values = _run(
         tt, demand, capacity, boot, settings.boot_jitter_s, seed
     )
-    candidates = tuple(p if isinstance(p, ScalingPolicy) else p[0] for p in policies)
-    labels = [
-        p.label if isinstance(p, ScalingPolicy) else "+".join(q.label for q in p) for p in policies
-    ]
+    candidates, labels = candidate_labels(policies)
     summary = _summarise(
         (tt.scale_out_count, tt.scale_in_count),
         demand,
@@ -396,7 +389,7 @@ def _summarise(
     slow = np.zeros(C)
     under = np.zeros(C, dtype=np.int64)
     hist = np.zeros(C * nbins)
-    runs = _Runs(C)
+    runs = Runs(C)
     col_bins = np.arange(C) * nbins
     # Block-sized work arrays are allocated once and filled with out=: fresh 16-MB temporaries per
     # block cost more in page faults than the gathers that fill them.
@@ -476,7 +469,6 @@ def _summarise(
         slow += slow_cells.reshape(m, C).sum(axis=0)
         hist += np.bincount(bins, weights, C * nbins)
         runs.add(r0, bad)
-    surges, longest = runs.finish(T)
     requests = float(demand.sum())
     billed = desired.sum(axis=0, dtype=np.int64).astype(float)
     hours = billed * period_s / 3600.0
@@ -486,63 +478,19 @@ def _summarise(
     edges = np.concatenate([_P99_BINS, [_P99_BINS[-1]]])
     # a bin's upper edge, but no request outlives the timeout
     p99_run = np.where(total[:, 0] > 0, np.minimum(edges[k99], capacity.timeout_ms), np.nan)
-    denom = requests if requests > 0 else 1.0
     return pd.DataFrame(
-        {
-            "instance_hours": hours,
-            "cost_usd": hours * capacity.hourly_usd,
-            "error_rate": failed / denom,
-            "slo_violation_rate": (failed + slow) / denom,
-            "scale_out_events": np.asarray(events[0]).astype(int),
-            "scale_in_events": np.asarray(events[1]).astype(int),
-            "underprovisioned_minutes": under * period_s / 60.0,
-            "recovery_s": longest * float(period_s),
-            "surges": surges,
-            "p99_latency_ms": p99_run,
-            "requests": requests,
-            "failed": failed,
-            "mean_instances": billed / max(T, 1),
-            "max_instances": desired.max(axis=0, initial=0).astype(int),
-        }
+        common_summary(
+            period_s=period_s,
+            hours=hours,
+            hourly_usd=capacity.hourly_usd,
+            requests=requests,
+            failed=failed,
+            slow=slow,
+            events=events,
+            under_periods=under,
+            runs=runs.finish(T),
+            p99_ms=p99_run,
+            mean_instances=billed / max(T, 1),
+            max_instances=desired.max(axis=0, initial=0).astype(int),
+        )
     )
-
-
-class _Runs:
-    """Runs of True down each column of a (T, C) bool array that arrives in blocks of rows.
-
-    Only the transitions are kept (few), so the whole array is never stored or transposed.
-    """
-
-    def __init__(self, C: int) -> None:
-        self.C = C
-        self._last = np.zeros(C, dtype=bool)  # the row before the next block
-        self._starts: list[np.ndarray] = []  # flat (row x C + column) of a run's first row
-        self._ends: list[np.ndarray] = []  # flat index of the first row after a run
-
-    def add(self, r0: int, block: np.ndarray) -> None:
-        before = np.empty_like(block)
-        before[0] = self._last
-        before[1:] = block[:-1]
-        offset = r0 * self.C
-        self._starts.append(np.flatnonzero(block > before) + offset)
-        self._ends.append(np.flatnonzero(block < before) + offset)
-        self._last = block[-1].copy()
-
-    def finish(self, T: int) -> tuple[np.ndarray, np.ndarray]:
-        """Per column: how many runs, and the longest (in rows)."""
-        C = self.C
-        starts = np.concatenate([*self._starts, np.zeros(0, dtype=np.intp)])
-        ends = np.concatenate([*self._ends, T * C + np.flatnonzero(self._last)])
-        # flat indices grow with the row; a stable sort by column keeps each column's in order,
-        # so a column's i-th start pairs with its i-th end
-        s_col, e_col = starts % C, ends % C
-        s_order = np.argsort(s_col, kind="stable")
-        e_order = np.argsort(e_col, kind="stable")
-        surges = np.bincount(s_col, minlength=C)
-        longest = np.zeros(C, dtype=np.int64)
-        if len(starts):
-            lengths = (ends[e_order] - starts[s_order]) // C
-            has = surges > 0
-            first = np.concatenate([[0], np.cumsum(surges)[:-1]])[has]
-            longest[has] = np.maximum.reduceat(lengths, first)
-        return surges, longest

@@ -21,6 +21,7 @@ import pandas as pd
 
 from tuner.model.backtest import BacktestResult, Recording, Score
 from tuner.report import plots
+from tuner.report.tables import html_table
 
 BACKTEST_JSON = "backtest.json"
 BACKTEST_CSV = "backtest.csv"
@@ -233,7 +234,7 @@ def section_html(out: str | Path) -> str:
     robust = ""
     if (out / ROBUSTNESS_CSV).is_file():
         frame = pd.read_csv(out / ROBUSTNESS_CSV)
-        robust = f"<p>{html.escape(_robust_text(frame))}</p>" + _html_table(frame)
+        robust = f"<p>{html.escape(_robust_text(frame))}</p>" + html_table(frame)
     return (
         "<section><h2>Backtest: the model against the endpoint's own history</h2>"
         f"<p>{html.escape(_reading(doc))}</p>"
@@ -242,15 +243,6 @@ def section_html(out: str | Path) -> str:
         f"{'<ul>' + notes + '</ul>' if notes else ''}"
         f'<img src="{uri}" alt="recorded against simulated desired capacity">{robust}</section>'
     )
-
-
-def _html_table(frame: pd.DataFrame) -> str:
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
-        for row in frame.itertuples(index=False)
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _robust_text(frame: pd.DataFrame) -> str:

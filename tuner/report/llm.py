@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from tuner.report import plots
-from tuner.report.tables import ms, pct, usd
+from tuner.report.tables import html_table, ms, pct, usd
 from tuner.tune.llm import idle_tradeoff
 from tuner.tune.run import Run, Trial
 
@@ -91,16 +91,6 @@ def idle_table(run: Run, limit: int = 8) -> pd.DataFrame:
     )
 
 
-def _html_table(df: pd.DataFrame) -> str:
-    e = html.escape
-    head = "".join(f"<th>{e(str(c))}</th>" for c in df.columns)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{e(str(v))}</td>" for v in row) + "</tr>"
-        for row in df.itertuples(index=False)
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
 def _md_table(df: pd.DataFrame) -> str:
     lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
     lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in df.itertuples(index=False)]
@@ -134,7 +124,7 @@ def section_html(run: Run) -> str:
         trial = _trial(run, label, profile)
         measured = trial.timeline if trial is not None else None
         parts.append(f"<h3>{html.escape(profile)}</h3>")
-        parts.append(_html_table(per_period(sim, measured)))
+        parts.append(html_table(per_period(sim, measured)))
         fig = plots.token_latency_figure(
             f"{label} on {profile}", sim, measured, slo_ttft_ms=ttft, slo_itl_ms=itl
         )
@@ -146,7 +136,7 @@ def section_html(run: Run) -> str:
         parts += [
             "<h3>Zero-copy idle periods against cold-start errors</h3>",
             f"<p>{html.escape(_IDLE_TEXT)}</p>",
-            _html_table(idle),
+            html_table(idle),
         ]
     parts.append("</section>")
     return "\n".join(parts)

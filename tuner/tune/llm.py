@@ -37,7 +37,7 @@ from tuner.profiles.profile import Profile
 from tuner.tune.grid import Grid
 from tuner.tune.pipeline import Tuning
 from tuner.tune.recommend import Recommendation, recommend, score
-from tuner.tune.search import HOURS_PER_MONTH, Objective
+from tuner.tune.search import Objective, results_table
 
 FROM_ZERO = "scale-from-zero"
 LLM_GRID = Grid(
@@ -211,28 +211,15 @@ def evaluate_llm(
     progress: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
     """Every candidate on every profile and seed: one row per (candidate, profile, seed)."""
-    frames = []
-    runs = list(itertools.product(profiles, settings.seeds))
-    for n, (profile, seed) in enumerate(runs, 1):
-        if progress:
-            progress(
-                f"simulating {len(policies)} copy policies on {profile.name} seed {seed} "
-                f"({n}/{len(runs)})"
-            )
-        result = simulate_llm_candidates(profile, policies, capacity, objective, settings, seed)
-        summary = result.summary.reset_index(drop=True).copy()
-        summary.insert(0, "candidate", [p.label for p in policies])
-        summary.insert(1, "profile", profile.name)
-        summary.insert(2, "seed", seed)
-        summary["duration_s"] = float(profile.duration_s)
-        frames.append(summary.drop(columns=["label"]))
-    results = pd.concat(frames, ignore_index=True)
-    hours = results["duration_s"] / 3600.0
-    results["monthly_cost_usd"] = results["cost_usd"] / hours * HOURS_PER_MONTH
-    results["meets_objective"] = (results["slo_violation_rate"] <= objective.violation_bound) & (
-        results["error_rate"] <= objective.error_bound
+
+    def summary_of(profile: Profile, seed: int) -> pd.DataFrame:
+        return simulate_llm_candidates(
+            profile, policies, capacity, objective, settings, seed
+        ).summary
+
+    return results_table(
+        profiles, policies, objective, settings, summary_of, "copy policies", progress
     )
-    return results
 
 
 def tune_llm(

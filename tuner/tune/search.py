@@ -13,6 +13,7 @@ import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -24,6 +25,8 @@ from tuner.model.simulator import SimulationResult, simulate
 from tuner.model.timetable import candidate_actions
 from tuner.policy.policy import ScalingPolicy
 from tuner.profiles.profile import TrafficProfile
+
+P = TypeVar("P", bound=TrafficProfile)
 
 HOURS_PER_MONTH = 730.0
 
@@ -112,15 +115,37 @@ def evaluate(
     progress: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
     """Simulate every policy on every profile and seed: one row per (candidate, profile, seed)."""
+
+    def summary_of(profile: TrafficProfile, seed: int) -> pd.DataFrame:
+        return simulate_candidates(profile, policies, capacity, objective, settings, seed).summary
+
+    results = results_table(
+        profiles, policies, objective, settings, summary_of, "candidates", progress
+    )
+    results["mean_instances"] = results["instance_hours"] / (results["duration_s"] / 3600.0)
+    return results
+
+
+def results_table(
+    profiles: Sequence[P],
+    policies: Sequence[ScalingPolicy],
+    objective: Objective,
+    settings: SimulationSettings,
+    summary_of: Callable[[P, int], pd.DataFrame],
+    what: str,
+    progress: Callable[[str], None] | None = None,
+) -> pd.DataFrame:
+    """``summary_of(profile, seed)`` (one row per policy) on every profile and seed, as one row
+    per (candidate, profile, seed) with the monthly cost and whether it meets the objective;
+    ``what`` names the policies in the progress lines."""
     frames = []
     total = len(profiles) * len(settings.seeds)
     for n, (profile, seed) in enumerate(itertools.product(profiles, settings.seeds), 1):
         if progress:
             progress(
-                f"simulating {len(policies)} candidates on {profile.name} seed {seed} ({n}/{total})"
+                f"simulating {len(policies)} {what} on {profile.name} seed {seed} ({n}/{total})"
             )
-        result = simulate_candidates(profile, policies, capacity, objective, settings, seed)
-        summary = result.summary.reset_index(drop=True).copy()
+        summary = summary_of(profile, seed).reset_index(drop=True).copy()
         summary.insert(0, "candidate", [p.label for p in policies])
         summary.insert(1, "profile", profile.name)
         summary.insert(2, "seed", seed)
@@ -128,7 +153,6 @@ def evaluate(
         frames.append(summary.drop(columns=["label"], errors="ignore"))
     results = pd.concat(frames, ignore_index=True)
     hours = results["duration_s"] / 3600.0
-    results["mean_instances"] = results["instance_hours"] / hours
     results["monthly_cost_usd"] = results["cost_usd"] / hours * HOURS_PER_MONTH
     results["meets_objective"] = (results["slo_violation_rate"] <= objective.violation_bound) & (
         results["error_rate"] <= objective.error_bound
