@@ -31,9 +31,11 @@ def test_llm_demo_short_runs_end_to_end(tmp_path: Path) -> None:
         timeout=240,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    # The calibrated capacity file: an LLM copy, its limit within 10% of the emulated 8 sequences.
+    # The calibrated capacity file: an LLM copy, its limit near the emulated 8 sequences
     capacity = LlmCapacity.load(out / "llm-capacity.json")
-    assert abs(capacity.max_concurrency_per_copy - 8) <= 0.1 * 8
+    # within one of the emulated 8 here (the exact-limit checks, with and without injected
+    # stalls, are tests/live/test_stream_calibration*.py and test_emulator_llm_calibrate.py)
+    assert 7 <= capacity.max_concurrency_per_copy <= 9
     steps = pd.read_csv(out / "llm-capacity-steps.csv")
     assert steps["concurrency"].iloc[0] == 1 and steps["passed"].iloc[0] == 1
     # The tuning considered scale to zero: MinCopyCount-0 candidates carry the from-zero step.

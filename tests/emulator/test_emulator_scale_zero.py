@@ -196,7 +196,10 @@ def test_scale_out_from_zero_by_step_alarm_and_back_to_zero() -> None:
         served = [t for t, n, _, _ in rows if n == 1]
         assert served[0] == m + 180 and served[-1] < down_v
         by_t = {t: (n, d, i) for t, n, d, i in rows}
-        assert by_t[m + 120] == (0, 1, 0) and by_t[m + 160] == (0, 1, 1)
+        # (the instance's start is recorded at the step the scaler processes it in; at this
+        # speed on a loaded machine that can be a step or two after M + 150, never after the
+        # copy it carries serves at M + 180)
+        assert by_t[m + 120] == (0, 1, 0) and by_t[m + 180] == (1, 1, 1)
         assert rows[-1][1:] == [0, 0, 0]
         activities = aas.describe_scaling_activities(
             ServiceNamespace="sagemaker", ResourceId=RESOURCE
