@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from test_loadgen import CREDS_ENV, SigV4Server
 
 from tuner.live.loadgen import worker_command
@@ -38,6 +39,7 @@ def _env() -> dict[str, str]:
     return {**env, **CREDS_ENV}
 
 
+@pytest.mark.slow  # ~26 s; test_loadgen runs a master and two workers in `make test`
 def test_master_and_two_workers_in_separate_folders_share_no_file(tmp_path: Path) -> None:
     master_dir, logs = tmp_path / "master", tmp_path / "logs"
     worker_dirs = [tmp_path / "worker1", tmp_path / "worker2"]

@@ -160,7 +160,12 @@ PROFILES = {
 }
 
 
-@pytest.mark.parametrize("kind", list(PROFILES), ids=list(PROFILES))
+# The spike runs in `make test`; steady and ramp, the same path at gentler rates, in `make bench`.
+@pytest.mark.parametrize(
+    "kind",
+    [pytest.param(k, marks=() if k == "spike" else pytest.mark.slow) for k in PROFILES],
+    ids=list(PROFILES),
+)
 def test_per_minute_counts_follow_the_profile(tmp_path, server, kind):
     speed = 15.0
     path = _profile(tmp_path, f'name = "{kind}"\n' + PROFILES[kind])
