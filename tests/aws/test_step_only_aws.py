@@ -127,3 +127,17 @@ def test_cli_apply_of_a_step_only_file(
         ("burst-out", "StepScaling"),
         ("tuner-target-tracking", "TargetTrackingScaling"),
     ]
+
+
+def test_the_current_policy_is_read_whole_step_only_or_beside_target_tracking(aws: None) -> None:
+    # what `tuner tune --endpoint` evaluates as "current": the step policy alone here...
+    scaling = _scaling()
+    assert scaling.read_current(RESOURCE) is None
+    scaling.apply(STEP_ONLY, RESOURCE)
+    assert scaling.read_current(RESOURCE) == STEP_ONLY
+    # ...and, with target tracking added beside it, both (a read of target tracking alone would
+    # simulate the target without its burst step)
+    both = TRACKING.replace(min_capacity=1, max_capacity=8, step_policies=(UP,))
+    scaling.apply(both, RESOURCE)
+    assert scaling.read_current(RESOURCE) == both
+    assert scaling.read_policy(RESOURCE) == both.replace(step_policies=())

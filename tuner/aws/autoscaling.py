@@ -159,6 +159,20 @@ class AutoScaling(ClientAdapter):
             policy = policy.replace(scheduled_actions=self.read_scheduled_actions(resource))
         return policy
 
+    def read_current(self, resource: Resource) -> ScalingPolicy | None:
+        """Everything scaling the target now, as one policy to evaluate: its target tracking (the
+        first by name) with every step policy an alarm acts on; the step policies alone when it
+        has no target tracking; None when it has neither."""
+        steps = [
+            p["PolicyName"]
+            for p in self.describe_policies(resource)
+            if p.get("PolicyType") == "StepScaling"
+        ]
+        policy = self.read_policy(resource, steps=steps)
+        if policy is None and steps:
+            policy = self.read_policy(resource, steps=steps, tracking=False)
+        return policy
+
     def read_like(
         self, policy: ScalingPolicy, resource: Resource, *, with_schedules: bool = False
     ) -> ScalingPolicy | None:

@@ -155,7 +155,7 @@ def run_llm_tune(
         from tuner.policy import Resource
 
         resource = Resource.for_component(args.inference_component)
-        current = AutoScaling(session=aws_session(args)).read_policy(resource)
+        current = AutoScaling(session=aws_session(args)).read_current(resource)
         say(f"current policy of {resource}: {current.label if current else 'none'}")
     tuning = tune(
         [p for p, _ in loaded],

@@ -535,7 +535,7 @@ def run_tuning(
 
         resource = Resource.for_variant(endpoint, variant)
         Endpoints(session=session).describe(endpoint).variant(variant)  # it must exist
-        current = AutoScaling(session=session).read_policy(resource)
+        current = AutoScaling(session=session).read_current(resource)
         progress(f"current policy of {resource}: {current.label if current else 'none'}")
         if current is not None:
             current_note = unmodelled(current, profiles[0], capacity)
