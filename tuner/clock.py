@@ -69,6 +69,10 @@ class VirtualClock:
             if stop.wait(min(remaining, 0.5)):
                 return False
 
+    def sleep_until(self, virtual_s: float) -> None:
+        """Sleep until virtual time ``virtual_s`` (nothing can cut it short)."""
+        self.wait_until(virtual_s, threading.Event())
+
     def to_json(self) -> dict[str, Any]:
         """The ``/_tuner/clock`` document."""
         return {

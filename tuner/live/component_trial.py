@@ -132,7 +132,7 @@ def run_component_trial(
             settle = spec.settle_s if spec.settle_s is not None else 2 * PERIOD_S + 60
             end = t0 + math.ceil(profile.duration_s / PERIOD_S) * PERIOD_S
             log(f"load done; waiting {settle:g} s (virtual) for CloudWatch to settle")
-            _sleep_until(clock, end + settle)
+            clock.sleep_until(end + settle)
         activities = scaling.describe_activities(resource)
     first = math.floor(t0 / PERIOD_S) * PERIOD_S
     metrics = fetch_component_metrics(
@@ -152,13 +152,6 @@ def run_component_trial(
         f"p99 {summary['ttft_p99_ms'] or math.nan:.0f} ms; results in {out}"
     )
     return out
-
-
-def _sleep_until(clock: VirtualClock, virtual_s: float) -> None:
-    remaining = clock.to_real(virtual_s) - time.time()
-    while remaining > 0:
-        time.sleep(min(remaining, 0.5))
-        remaining = clock.to_real(virtual_s) - time.time()
 
 
 def bring_to_copies(

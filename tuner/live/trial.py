@@ -307,7 +307,7 @@ def run_trial(
             settle = spec.settle_s if spec.settle_s is not None else 2 * period_s + 60
             end = t0 + math.ceil(profile.duration_s / period_s) * period_s
             log(f"load done; waiting {settle:g} s (virtual) for CloudWatch to settle")
-            _sleep_until(clock, end + settle)
+            clock.sleep_until(end + settle)
         activities = scaling.describe_activities(resource)
     # After the restore: summary.json (a finished trial, skipped by a re-run) is written only
     # once the endpoint is back as it was.
@@ -328,13 +328,6 @@ def run_trial(
         log(f"WARNING: {summary['traffic_warning']}")
     log(f"trial {spec.policy.label}: results in {out}")
     return out
-
-
-def _sleep_until(clock: VirtualClock, virtual_s: float) -> None:
-    remaining = clock.to_real(virtual_s) - time.time()
-    while remaining > 0:
-        time.sleep(min(remaining, 0.5))
-        remaining = clock.to_real(virtual_s) - time.time()
 
 
 def _bring_to_capacity(
